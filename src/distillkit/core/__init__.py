@@ -1,0 +1,49 @@
+"""The distillation core: distiller, loss terms, feature taps, adapters and schedules."""
+
+from distillkit.core.adapters import AdapterShapeError, build_adapter
+from distillkit.core.distiller import DistillOutput, Distiller, call_model, extract_logits
+from distillkit.core.schedules import (
+    AdaptiveController,
+    Complement,
+    Constant,
+    Cosine,
+    Linear,
+    Piecewise,
+    PlateauDecay,
+    Schedule,
+    Step,
+    TrainingState,
+    Warmup,
+    schedule_value,
+)
+from distillkit.core.taps import FeatureTaps, resolve_module
+from distillkit.core.terms import DistillContext, FeatureTerm, HardLabelTerm, LossTerm, SoftTargetTerm, TeacherOutputs
+
+__all__ = [
+    "AdapterShapeError",
+    "AdaptiveController",
+    "Complement",
+    "Constant",
+    "Cosine",
+    "DistillContext",
+    "DistillOutput",
+    "Distiller",
+    "FeatureTaps",
+    "FeatureTerm",
+    "HardLabelTerm",
+    "Linear",
+    "LossTerm",
+    "Piecewise",
+    "PlateauDecay",
+    "Schedule",
+    "SoftTargetTerm",
+    "Step",
+    "TeacherOutputs",
+    "TrainingState",
+    "Warmup",
+    "build_adapter",
+    "call_model",
+    "extract_logits",
+    "resolve_module",
+    "schedule_value",
+]

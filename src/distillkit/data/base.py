@@ -1,0 +1,105 @@
+"""Dataset building blocks: samples are dicts of named fields, and every sample knows its index.
+
+Every distillkit dataset yields ``{"input": ..., "target": ..., "index": i}`` (plus any other fields, such as
+a second view for a cross-modal student). The ``index`` lets the teacher-output cache align cached outputs
+with a shuffled loader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+__all__ = ["EpochSampler", "TensorDictDataset", "UNLABELLED", "fingerprint_tensors"]
+
+UNLABELLED = -100
+"""Target value of a sample without a label (``ignore_index`` of the hard-label loss)."""
+
+
+def fingerprint_tensors(tensors: Mapping[str, Tensor]) -> str:
+    """SHA-256 over names, shapes, dtypes and bytes of ``tensors`` (16 hex characters)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        value = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+class TensorDictDataset(Dataset[dict[str, Any]]):
+    """A map-style dataset over equally long tensors, yielding ``{name: tensor[i], ..., "index": i}``.
+
+    Args:
+        transform: optional ``sample -> sample`` function applied on access (e.g. a random augmentation).
+            A dataset with a transform is not ``deterministic`` unless you say so, so the teacher-output
+            cache stays off for it.
+        deterministic: override whether repeated access returns the same sample.
+        **fields: tensors with the same first dimension, e.g. ``input=x, target=y``.
+
+    Example:
+        >>> ds = TensorDictDataset(input=torch.randn(10, 4), target=torch.arange(10) % 2)
+        >>> sorted(ds[3])
+        ['index', 'input', 'target']
+    """
+
+    def __init__(
+        self,
+        *,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        deterministic: bool | None = None,
+        **fields: Tensor,
+    ) -> None:
+        if not fields:
+            raise ValueError("TensorDictDataset needs at least one field, e.g. input=tensor")
+        lengths = {name: len(value) for name, value in fields.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"all fields must have the same length, got {lengths}")
+        if "index" in fields:
+            raise ValueError("'index' is added by the dataset itself; rename that field")
+        self.fields = fields
+        self.transform = transform
+        self.deterministic = transform is None if deterministic is None else deterministic
+        self._fingerprint: str | None = None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.fields.values())))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample: dict[str, Any] = {name: value[index] for name, value in self.fields.items()}
+        sample["index"] = index
+        return self.transform(sample) if self.transform is not None else sample
+
+    def fingerprint(self) -> str:
+        """Content hash of the data and the transform, for cache invalidation."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint_tensors(self.fields) + ":" + repr(self.transform)
+        return self._fingerprint
+
+
+class EpochSampler(Sampler[int]):
+    """Indices in an order that depends only on ``(seed, epoch)``.
+
+    A resumed run asks for the same epoch and gets the same order, whatever happened to the global RNG.
+    Distributed sharding is left to the engine (Accelerate splits the batches of this order across
+    processes), so every process holds the same order.
+    """
+
+    def __init__(self, size: int, *, shuffle: bool = True, seed: int = 0) -> None:
+        self.size, self.shuffle, self.seed, self.epoch = size, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size

@@ -1,0 +1,149 @@
+"""Trainer callbacks: documented no-op hooks, early stopping, a progress bar and a metrics file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from distillkit.training.trainer import Trainer
+
+__all__ = ["Callback", "EarlyStopping", "MetricsFile", "ProgressBar"]
+
+
+class Callback:
+    """Base class: override the hooks you need; every hook is a no-op by default.
+
+    Hooks run on every process; use ``trainer.is_main_process`` to write files once.
+    """
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """After set-up (adapters built, optimizer created, checkpoint restored), before the first step."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Before the first batch of ``epoch`` (0-based)."""
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        """After each optimizer step; ``logs`` holds the loss, every raw and weighted term, weights, LR."""
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        """After each evaluation; ``metrics`` keys start with ``val/``."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        """After the last batch of ``epoch``."""
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        """After a checkpoint was written completely to ``path``."""
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """When training stops for any reason other than an exception."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to store in checkpoints so a resumed run continues the same way."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+class EarlyStopping(Callback):
+    """Stop when a validation metric has not improved for ``patience`` evaluations.
+
+    Args:
+        metric: e.g. ``"val/accuracy"`` or ``"val/loss"``.
+        mode: ``"max"`` or ``"min"``.
+        patience: evaluations without improvement before stopping.
+        min_delta: the smallest change that counts as an improvement.
+    """
+
+    def __init__(
+        self, metric: str = "val/loss", *, mode: Literal["max", "min"] = "min", patience: int = 3, min_delta: float = 0.0
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"EarlyStopping mode must be 'max' or 'min', got {mode!r}")
+        if patience < 1:
+            raise ValueError(f"EarlyStopping patience must be >= 1, got {patience}")
+        self.metric, self.mode, self.patience, self.min_delta = metric, mode, patience, min_delta
+        self.best: float | None = None
+        self.bad_evals = 0
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if self.metric not in metrics:
+            raise KeyError(f"EarlyStopping watches {self.metric!r}, but evaluation gives only {sorted(metrics)}")
+        value = metrics[self.metric]
+        better = self.best is None or (
+            value > self.best + self.min_delta if self.mode == "max" else value < self.best - self.min_delta
+        )
+        if better:
+            self.best, self.bad_evals = value, 0
+            return
+        self.bad_evals += 1
+        if self.bad_evals >= self.patience:
+            trainer.log.info("early stopping: %s has not improved for %d evaluations", self.metric, self.patience)
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_evals": self.bad_evals}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_evals = state.get("best"), int(state.get("bad_evals", 0))
+
+
+def progress_enabled() -> bool:
+    """A live progress bar only on an interactive terminal, never in CI or when output goes to a log."""
+    return sys.stderr.isatty() and not os.environ.get("CI") and not os.environ.get("DISTILLKIT_NO_PROGRESS")
+
+
+class ProgressBar(Callback):
+    """A rich progress bar over optimizer steps, showing the loss; silent on non-terminals and in CI."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if not trainer.is_main_process or not progress_enabled():
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"), transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=trainer.total_steps, completed=trainer.step, info="")
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=trainer.step, info=f"loss {logs['loss']:.4f}")
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class MetricsFile(Callback):
+    """Append every step's logs and every evaluation to ``path`` as JSON lines (main process only)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, every: int = 1) -> None:
+        self.path, self.every = Path(path), max(1, every)
+
+    def _write(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        if not trainer.is_main_process:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(clean) + "\n")
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        if trainer.step % self.every == 0:
+            self._write(trainer, {"kind": "train", **logs})
+
+    def on_evaluate(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self._write(trainer, {"kind": "eval", "step": trainer.step, "epoch": trainer.epoch_float, **metrics})

@@ -1,0 +1,219 @@
+"""Teacher-output cache: run the frozen teacher once over the training set and reuse its outputs.
+
+When the teacher sees deterministic inputs (no random augmentation), its logits and tapped features are the
+same every epoch, so computing them once saves the teacher's forward pass on every later step. Outputs are
+stored per **sample index** (every distillkit sample carries one), so a shuffled loader reads exactly the
+rows of its batch. A fingerprint of the teacher's weights, the data (and its transform) and the storage
+options names the cache; anything that changes one of them makes a new cache instead of reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from distillkit.core.distiller import Distiller
+from distillkit.core.terms import SoftTargetTerm, TeacherOutputs
+
+__all__ = ["TeacherCache", "dataset_fingerprint", "model_fingerprint"]
+
+log = logging.getLogger("distillkit")
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 (16 hex characters) over every parameter and buffer of ``model``."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def dataset_fingerprint(dataset: Dataset[Any]) -> str:
+    """The dataset's own ``fingerprint()`` if it has one, else a hash of every sample's fields."""
+    own = getattr(dataset, "fingerprint", None)
+    if callable(own):
+        return str(own())
+    digest = hashlib.sha256()
+    for i in range(len(dataset)):  # type: ignore[arg-type]
+        for key, value in sorted(dataset[i].items()):
+            digest.update(key.encode())
+            if isinstance(value, Tensor):
+                digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            else:
+                digest.update(repr(value).encode())
+    return digest.hexdigest()[:16]
+
+
+class TeacherCache:
+    """Teacher logits (or top-k probabilities) and tapped features for every sample index.
+
+    Build one with :meth:`build`; read a batch with :meth:`lookup`. The :class:`~distillkit.Trainer` does
+    both automatically when ``teacher_cache="auto"`` and the training data is deterministic.
+
+    Attributes:
+        fingerprint: identifies teacher weights, data, transform and storage options.
+        arrays: ``"logits"`` or ``"topk_probs"``/``"topk_indices"``, plus ``"feature/<layer>"``, each
+            ``[N, ...]`` (torch tensors in memory, or NumPy memory maps on disk).
+    """
+
+    def __init__(self, arrays: Mapping[str, Any], fingerprint: str) -> None:
+        self.arrays = dict(arrays)
+        self.fingerprint = fingerprint
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    @classmethod
+    def build(
+        cls,
+        distiller: Distiller,
+        dataset: Dataset[Any],
+        *,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        device: torch.device | str = "cpu",
+        batch_size: int = 256,
+        storage: Literal["memory", "disk"] = "memory",
+        directory: str | os.PathLike[str] | None = None,
+        dtype: torch.dtype = torch.float32,
+        topk: int | None = None,
+    ) -> TeacherCache:
+        """Run the teacher over ``dataset`` in index order and keep its outputs.
+
+        Args:
+            distiller: supplies the frozen teacher, its input spec and which layers are tapped.
+            dataset: map-style dataset whose samples carry ``"index"``.
+            collate_fn: how samples become a batch (the training loader's).
+            device: where the teacher runs.
+            batch_size: teacher batch size for the single pass.
+            storage: ``"memory"`` (tensors on ``device``) or ``"disk"`` (memory-mapped ``.npy`` files under
+                ``directory/<fingerprint>/``, reused by later runs with the same fingerprint).
+            dtype: ``torch.float16`` halves the cache; KD still computes in float32.
+            topk: keep only the top-k teacher probabilities (at the soft term's temperature, which must then
+                be a constant) instead of full logits.
+        """
+        if distiller.teacher is None:
+            raise ValueError("a teacher-output cache needs a teacher")
+        if storage not in ("memory", "disk"):
+            raise ValueError(f"storage must be 'memory' or 'disk', got {storage!r}")
+        if storage == "disk" and directory is None:
+            raise ValueError("a disk cache needs a directory")
+        temperature = cls._topk_temperature(distiller) if topk else None
+        fingerprint = hashlib.sha256(
+            json.dumps([model_fingerprint(distiller.teacher), dataset_fingerprint(dataset), repr(distiller.teacher_input),
+                        str(dtype), topk, temperature, sorted(cls._layers(distiller))]).encode()
+        ).hexdigest()[:16]
+        if storage == "disk":
+            folder = Path(directory) / fingerprint  # type: ignore[arg-type]
+            if (folder / "meta.json").is_file():
+                log.info("teacher cache: reusing %s", folder)
+                return cls._open(folder, fingerprint)
+        arrays = cls._compute(distiller, dataset, collate_fn, torch.device(device), batch_size, dtype, topk, temperature)
+        if storage == "disk":
+            return cls._save(Path(directory), fingerprint, arrays)  # type: ignore[arg-type]
+        return cls({k: v.to(device) for k, v in arrays.items()}, fingerprint)
+
+    @staticmethod
+    def _layers(distiller: Distiller) -> list[str]:
+        return [name for term in distiller.terms for name in term.teacher_layers]
+
+    @staticmethod
+    def _topk_temperature(distiller: Distiller) -> float:
+        soft = [t for t in distiller.terms if isinstance(t, SoftTargetTerm)]
+        if len(soft) != 1 or not isinstance(soft[0].temperature, (int, float)):
+            raise ValueError(
+                "a top-k teacher cache stores probabilities at one temperature, so it needs exactly one soft "
+                "term with a constant temperature; use full logits (topk=None) for scheduled temperatures"
+            )
+        return float(soft[0].temperature)
+
+    @staticmethod
+    def _compute(
+        distiller: Distiller,
+        dataset: Dataset[Any],
+        collate_fn: Callable[[list[Any]], Any] | None,
+        device: torch.device,
+        batch_size: int,
+        dtype: torch.dtype,
+        topk: int | None,
+        temperature: float | None,
+    ) -> dict[str, Tensor]:
+        from accelerate.utils import send_to_device
+
+        size = len(dataset)  # type: ignore[arg-type]
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+        arrays: dict[str, Tensor] = {}
+        for batch in loader:
+            if "index" not in batch:
+                raise KeyError("the teacher cache needs an 'index' field in every sample")
+            index = batch["index"].long()
+            outputs = distiller.teacher_outputs(send_to_device(batch, device))
+            if outputs.logits is None:
+                raise RuntimeError("the teacher produced no logits")
+            rows: dict[str, Tensor] = {f"feature/{k}": v for k, v in outputs.features.items()}
+            if topk:
+                probs = torch.softmax(outputs.logits.float() / float(temperature), dim=-1)  # type: ignore[arg-type]
+                values, indices = probs.topk(topk, dim=-1)
+                rows["topk_probs"], rows["topk_indices"] = values, indices
+            else:
+                rows["logits"] = outputs.logits
+            for key, value in rows.items():
+                value = value.detach().to("cpu")
+                if value.dtype.is_floating_point:
+                    value = value.to(dtype)
+                if key not in arrays:
+                    arrays[key] = torch.zeros((size, *value.shape[1:]), dtype=value.dtype)
+                arrays[key][index] = value
+        return arrays
+
+    @classmethod
+    def _save(cls, root: Path, fingerprint: str, arrays: Mapping[str, Tensor]) -> TeacherCache:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".tmp-{fingerprint}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        names = {}
+        for i, (key, value) in enumerate(arrays.items()):
+            names[key] = f"array{i}.npy"
+            np.save(tmp / names[key], value.numpy())
+        (tmp / "meta.json").write_text(json.dumps({"fingerprint": fingerprint, "arrays": names}))
+        final = root / fingerprint
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished the same cache first: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("teacher cache: wrote %s", final)
+        return cls._open(final, fingerprint)
+
+    @classmethod
+    def _open(cls, folder: Path, fingerprint: str) -> TeacherCache:
+        meta = json.loads((folder / "meta.json").read_text())
+        arrays = {key: np.load(folder / name, mmap_mode="r") for key, name in meta["arrays"].items()}
+        return cls(arrays, fingerprint)
+
+    def lookup(self, index: Tensor, device: torch.device | str) -> TeacherOutputs:
+        """Teacher outputs for the samples ``index`` (``[B]``), as float32 tensors on ``device``."""
+        rows: dict[str, Tensor] = {}
+        for key, array in self.arrays.items():
+            if isinstance(array, Tensor):
+                value = array[index.to(array.device)]
+            else:
+                value = torch.from_numpy(np.asarray(array[index.cpu().numpy()]))
+            rows[key] = value.to(device=device, dtype=torch.float32 if value.dtype.is_floating_point else value.dtype)
+        features = {key.removeprefix("feature/"): v for key, v in rows.items() if key.startswith("feature/")}
+        return TeacherOutputs(
+            logits=rows.get("logits"), features=features,
+            topk_probs=rows.get("topk_probs"), topk_indices=rows.get("topk_indices"),
+        )

@@ -1,0 +1,530 @@
+"""The :class:`Trainer`: one training loop for every distillation method.
+
+Devices, mixed precision, gradient accumulation and multi-process training come from Hugging Face
+Accelerate: the same script runs on one CPU, one GPU, or several GPUs/nodes with
+``accelerate launch`` or ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from distillkit.core.distiller import Distiller, call_model
+from distillkit.core.schedules import AdaptiveController
+from distillkit.data.base import UNLABELLED, EpochSampler
+from distillkit.training.callbacks import Callback, ProgressBar
+from distillkit.training.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
+from distillkit.training.optim import LRScheduleLike, OptimizerLike, build_lr_scheduler, build_optimizer
+from distillkit.training.teacher_cache import TeacherCache
+
+__all__ = ["NonFiniteLossError", "Trainer"]
+
+Batch = dict[str, Any]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term or the gradient became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+class Trainer:
+    """Train a :class:`~distillkit.Distiller` (or a model alone, with ``teacher=None``).
+
+    Args:
+        distiller: teacher, student, adapters and loss terms.
+        train_data: map-style dataset of dict samples carrying ``"index"``.
+        val_data: optional dataset evaluated every ``eval_every`` steps (or every epoch).
+        epochs: passes over ``train_data``.
+        max_steps: stop after this many optimizer steps (overrides ``epochs`` when smaller).
+        batch_size: samples per process per micro-batch.
+        optimizer: ``"sgd"``, ``"adam"``, ``"adamw"`` or a factory ``params -> Optimizer``.
+        lr / weight_decay / momentum: optimizer settings for named optimizers.
+        lr_schedule: ``"constant"``, ``"cosine"``, ``"linear"``, ``"step"`` or ``(optimizer, total_steps) -> scheduler``.
+        warmup_steps: linear LR warm-up.
+        grad_accum_steps: micro-batches per optimizer step.
+        clip_grad_norm: clip the global gradient norm to this value.
+        precision: ``"no"`` (float32), ``"bf16"`` (CPU and recent GPUs) or ``"fp16"`` (GPU only).
+        eval_every: evaluate every N optimizer steps; ``None`` evaluates at the end of every epoch.
+        callbacks: :class:`~distillkit.training.callbacks.Callback` objects.
+        checkpoint_dir: where checkpoints go; ``None`` writes none.
+        checkpoint_every: save every N optimizer steps; ``None`` saves at every epoch end.
+        keep_checkpoints: how many checkpoints to keep.
+        seed: seeds Python, NumPy and torch at the start of :meth:`fit`, and the data order.
+        teacher_cache: ``"auto"`` caches teacher outputs when that is safe (deterministic data, no batch
+            transform), ``"memory"`` / ``"disk"`` insist on it, ``"off"`` always runs the teacher.
+        cache_dir / cache_dtype / cache_topk: options of a teacher cache (see :class:`TeacherCache`).
+        batch_transform: ``batch -> batch`` applied to each training batch on the device (e.g. mixup);
+            teacher and student both see its output.
+        collate_fn: how samples become a batch (default: PyTorch's default collate).
+        num_workers: DataLoader worker processes.
+        cpu: force the CPU even when a GPU is present.
+        progress: show a progress bar on interactive terminals.
+        log_every: keep one train record in ``history`` every N steps.
+
+    Example:
+        >>> trainer = Trainer(distiller, train_set, val_set, epochs=5, lr=3e-3)  # doctest: +SKIP
+        >>> history = trainer.fit()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        distiller: Distiller,
+        train_data: Dataset[Any],
+        val_data: Dataset[Any] | None = None,
+        *,
+        epochs: int = 1,
+        max_steps: int | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        optimizer: OptimizerLike = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        lr_schedule: LRScheduleLike = "cosine",
+        warmup_steps: int = 0,
+        grad_accum_steps: int = 1,
+        clip_grad_norm: float | None = None,
+        precision: Literal["no", "bf16", "fp16"] = "no",
+        eval_every: int | None = None,
+        callbacks: Sequence[Callback] = (),
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        keep_checkpoints: int | None = 2,
+        seed: int = 0,
+        teacher_cache: Literal["auto", "memory", "disk", "off"] = "auto",
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_dtype: torch.dtype = torch.float32,
+        cache_topk: int | None = None,
+        batch_transform: Callable[[Batch], Batch] | None = None,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        num_workers: int = 0,
+        cpu: bool = False,
+        progress: bool = True,
+        log_every: int = 1,
+        drop_last: bool = False,
+    ) -> None:
+        if epochs < 1 and not max_steps:
+            raise ValueError(f"epochs must be >= 1 (or give max_steps), got {epochs}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
+        if precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"precision must be 'no', 'bf16' or 'fp16', got {precision!r}")
+        if teacher_cache not in ("auto", "memory", "disk", "off"):
+            raise ValueError(f"teacher_cache must be 'auto', 'memory', 'disk' or 'off', got {teacher_cache!r}")
+        if len(train_data) == 0:  # type: ignore[arg-type]
+            raise ValueError("the training set is empty")
+        self.distiller, self.train_data, self.val_data = distiller, train_data, val_data
+        self.epochs, self.max_steps, self.batch_size = epochs, max_steps, batch_size
+        self.eval_batch_size = eval_batch_size or max(batch_size, 256)
+        self.optimizer_spec, self.lr, self.weight_decay, self.momentum = optimizer, lr, weight_decay, momentum
+        self.lr_schedule, self.warmup_steps = lr_schedule, warmup_steps
+        self.grad_accum_steps, self.clip_grad_norm, self.precision = grad_accum_steps, clip_grad_norm, precision
+        self.eval_every, self.checkpoint_every, self.keep_checkpoints = eval_every, checkpoint_every, keep_checkpoints
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.seed, self.teacher_cache_mode, self.cache_dir = seed, teacher_cache, cache_dir
+        self.cache_dtype, self.cache_topk = cache_dtype, cache_topk
+        self.batch_transform, self.collate_fn, self.num_workers = batch_transform, collate_fn, num_workers
+        self.cpu, self.log_every, self.drop_last = cpu, max(1, log_every), drop_last
+        self.callbacks: list[Callback] = list(callbacks) + ([ProgressBar()] if progress else [])
+        self.log = logging.getLogger("distillkit")
+
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.should_stop = False
+        self.history: list[dict[str, Any]] = []
+        self.metrics: dict[str, float] = {}
+        self.cache: TeacherCache | None = None
+        self.accelerator: Any = None
+        self._last_saved_step = -1
+
+    # --- properties ------------------------------------------------------------------------------------
+    @property
+    def is_main_process(self) -> bool:
+        return self.accelerator is None or self.accelerator.is_main_process
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device if self.accelerator is not None else torch.device("cpu")
+
+    @property
+    def epoch_float(self) -> float:
+        return self.epoch + self.batch_in_epoch / max(1, self.steps_per_epoch * self.grad_accum_steps)
+
+    # --- set-up ----------------------------------------------------------------------------------------
+    def _make_accelerator(self) -> Any:
+        from accelerate import Accelerator
+
+        if self.precision == "fp16" and (self.cpu or not torch.cuda.is_available()):
+            raise ValueError("precision='fp16' needs a CUDA GPU; use precision='bf16' or 'no' on the CPU")
+        return Accelerator(
+            cpu=self.cpu, mixed_precision=self.precision, gradient_accumulation_steps=self.grad_accum_steps
+        )
+
+    def _train_loader(self) -> DataLoader[Any]:
+        self.sampler = EpochSampler(len(self.train_data), shuffle=True, seed=self.seed)  # type: ignore[arg-type]
+        return DataLoader(
+            self.train_data, batch_size=self.batch_size, sampler=self.sampler, collate_fn=self.collate_fn,
+            num_workers=self.num_workers, drop_last=self.drop_last,
+            # A private generator keeps DataLoader iterator creation from consuming the global RNG, so a
+            # resumed run draws the same dropout masks as an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def _eval_loader(self, data: Dataset[Any]) -> DataLoader[Any]:
+        return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, collate_fn=self.collate_fn,
+                          num_workers=self.num_workers)
+
+    def _first_batch(self) -> Batch:
+        from accelerate.utils import send_to_device
+
+        loader = DataLoader(self.train_data, batch_size=min(self.batch_size, 64), shuffle=False,
+                            collate_fn=self.collate_fn)
+        batch = next(iter(loader))
+        if not isinstance(batch, Mapping):
+            raise TypeError(
+                f"training batches must be dicts of named fields (e.g. {{'input': x, 'target': y}}), got "
+                f"{type(batch).__name__}; wrap tensors in distillkit.data.TensorDictDataset"
+            )
+        return send_to_device(dict(batch), self.device)
+
+    def _cache_decision(self, first_batch: Batch) -> str | None:
+        """``None`` to run the teacher online, else the cache storage; logs the reason either way."""
+        mode = self.teacher_cache_mode
+        if self.distiller.teacher is None or not self.distiller.needs_teacher or mode == "off":
+            return None
+        unsafe = []
+        if self.batch_transform is not None:
+            unsafe.append("a batch transform changes the teacher's inputs every step")
+        if not getattr(self.train_data, "deterministic", False):
+            unsafe.append("the training data is not marked deterministic (random augmentation?)")
+        if "index" not in first_batch:
+            unsafe.append("samples carry no 'index' field")
+        if unsafe:
+            if mode != "auto":
+                raise ValueError(f"teacher_cache={mode!r} is unsafe here: {'; '.join(unsafe)}")
+            self.log.info("teacher cache off (teacher runs every step): %s", "; ".join(unsafe))
+            return None
+        return "disk" if mode == "disk" else "memory"
+
+    def _build_cache(self, storage: str) -> None:
+        start = time.perf_counter()
+        with self.accelerator.main_process_first():
+            self.cache = TeacherCache.build(
+                self.distiller, self.train_data, collate_fn=self.collate_fn, device=self.device,
+                batch_size=self.eval_batch_size, storage=storage,  # type: ignore[arg-type]
+                directory=self.cache_dir or (self.checkpoint_dir.parent / "teacher-cache" if self.checkpoint_dir else None),
+                dtype=self.cache_dtype, topk=self.cache_topk,
+            )
+        self.log.info(
+            "teacher outputs cached (%d samples, %s, fingerprint %s, %.1fs): the teacher ran once and is reused "
+            "every epoch", len(self.cache), storage, self.cache.fingerprint, time.perf_counter() - start,
+        )
+
+    def setup(self) -> None:
+        """Build the engine, check data against the models, build adapters, optimizer and (maybe) the cache."""
+        from accelerate.utils import set_seed
+
+        set_seed(self.seed)
+        self.accelerator = self._make_accelerator()
+        self.distiller.to(self.device)
+        first_batch = self._first_batch()
+        self.distiller.setup(first_batch)
+        storage = self._cache_decision(first_batch)
+        if storage is not None:
+            self._build_cache(storage)
+        loader = self._train_loader()
+        self.optimizer = build_optimizer(
+            self.optimizer_spec, self.distiller.parameters(), lr=self.lr, weight_decay=self.weight_decay,
+            momentum=self.momentum,
+        )
+        self.model, self.optimizer, self.train_loader = self.accelerator.prepare(self.distiller, self.optimizer, loader)
+        self.steps_per_epoch = max(1, len(self.train_loader) // self.grad_accum_steps)
+        planned = self.steps_per_epoch * self.epochs
+        self.total_steps = min(planned, self.max_steps) if self.max_steps else planned
+        # The LR scheduler is stepped by hand once per optimizer step (Accelerate would step it once per process).
+        self.scheduler = build_lr_scheduler(
+            self.lr_schedule, self.optimizer.optimizer, total_steps=self.total_steps, warmup_steps=self.warmup_steps
+        )
+        self.val_loader = self.accelerator.prepare(self._eval_loader(self.val_data)) if self.val_data is not None else None
+
+    # --- checkpoint state ------------------------------------------------------------------------------
+    def _controllers(self) -> dict[str, AdaptiveController]:
+        found: dict[str, AdaptiveController] = {}
+        for term in self.distiller.terms:
+            for attr, value in vars(term).items():
+                if isinstance(value, AdaptiveController):
+                    found[f"{term.name}.{attr}"] = value
+        return found
+
+    def _trainer_state(self) -> dict[str, Any]:
+        np_state = np.random.get_state()
+        py_state = random.getstate()
+        return {
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "seed": self.seed,
+            "total_steps": self.total_steps, "metrics": self.metrics, "history": self.history,
+            "controllers": {k: c.state_dict() for k, c in self._controllers().items()},
+            "callbacks": [cb.state_dict() for cb in self.callbacks],
+            "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
+            "numpy_rng": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint of the current state (no-op without ``checkpoint_dir``)."""
+        if self.checkpoint_dir is None or self._last_saved_step == self.step:
+            return None
+        from accelerate.utils import gather_object
+
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        rng_states = dict(gather_object([(self.accelerator.process_index, rng)]))
+        path = None
+        if self.is_main_process:
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            path = save_checkpoint(
+                self.checkpoint_dir, self.step, model_state=unwrapped.state_dict(),
+                optimizer_state={"optimizer": self.optimizer.optimizer.state_dict(),
+                                 "scheduler": self.scheduler.state_dict()},
+                trainer_state=self._trainer_state(), rng_states=rng_states, keep=self.keep_checkpoints,
+            )
+            self.log.info("checkpoint written: %s", path)
+        self.accelerator.wait_for_everyone()
+        self._last_saved_step = self.step
+        if path is not None:
+            for cb in self.callbacks:
+                cb.on_checkpoint(self, path)
+        return path
+
+    def _resolve_resume(self, resume: str | os.PathLike[str] | bool) -> Path:
+        if resume is True or resume == "latest":
+            if self.checkpoint_dir is None:
+                raise ValueError("resume='latest' needs checkpoint_dir")
+            found = find_latest(self.checkpoint_dir)
+            if found is None:
+                raise CheckpointError(f"nothing to resume: no complete checkpoint in {self.checkpoint_dir}")
+            return found
+        return Path(resume)  # type: ignore[arg-type]
+
+    def _restore(self, path: Path) -> None:
+        state = load_checkpoint(path, rank=self.accelerator.process_index)
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        unwrapped.load_state_dict(state["model"])
+        if state["optimizer"] is not None:
+            self.optimizer.optimizer.load_state_dict(state["optimizer"]["optimizer"])
+            self.scheduler.load_state_dict(state["optimizer"]["scheduler"])
+        trainer = state["trainer"]
+        self.step, self.epoch, self.batch_in_epoch = trainer["step"], trainer["epoch"], trainer["batch_in_epoch"]
+        self.metrics, self.history = trainer["metrics"], trainer["history"]
+        for key, controller in self._controllers().items():
+            if key in trainer["controllers"]:
+                controller.load_state_dict(trainer["controllers"][key])
+        for cb, cb_state in zip(self.callbacks, trainer["callbacks"]):
+            cb.load_state_dict(cb_state)
+        py = trainer["python_rng"]
+        random.setstate((py[0], tuple(py[1]), py[2]))
+        nps = trainer["numpy_rng"]
+        np.random.set_state((nps[0], np.array(nps[1], dtype=np.uint32), nps[2], nps[3], nps[4]))
+        if state["rng"] is not None:
+            torch.set_rng_state(state["rng"]["cpu"])
+            if "cuda" in state["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self._last_saved_step = self.step
+        self.log.info("resumed from %s (step %d, epoch %d, batch %d)", path, self.step, self.epoch, self.batch_in_epoch)
+
+    # --- the loop --------------------------------------------------------------------------------------
+    def _update_state(self, raw: Mapping[str, float]) -> None:
+        state = self.distiller.state
+        state.step, state.epoch, state.losses, state.metrics = self.step, self.epoch_float, dict(raw), dict(self.metrics)
+        for controller in self._controllers().values():
+            controller.observe(state)
+
+    def _check_finite(self, raw: Mapping[str, Tensor], total: Tensor) -> None:
+        for name, value in raw.items():
+            if not torch.isfinite(value).all():
+                raise NonFiniteLossError(
+                    f"loss term {name!r} is {float(value)} at step {self.step + 1} (epoch {self.epoch}); "
+                    "training stopped and the last good checkpoint is kept. Lower the learning rate, enable "
+                    "clip_grad_norm, or check the inputs for NaN"
+                )
+        if not torch.isfinite(total):
+            raise NonFiniteLossError(f"total loss is {float(total)} at step {self.step + 1}; training stopped")
+
+    def _train_step(self, batch: Batch, sums: dict[str, float]) -> None:
+        if self.batch_transform is not None:
+            batch = self.batch_transform(batch)
+        teacher_outputs = self.cache.lookup(batch["index"], self.device) if self.cache is not None else None
+        with self.accelerator.accumulate(self.model):
+            out = self.model(batch, teacher_outputs)
+            self._check_finite(out.raw, out.loss)
+            self.accelerator.backward(out.loss)
+            if self.accelerator.sync_gradients:
+                norm = self.accelerator.clip_grad_norm_(
+                    self.model.parameters(), self.clip_grad_norm if self.clip_grad_norm else math.inf
+                )
+                if norm is not None and not torch.isfinite(norm) and self.precision != "fp16":
+                    raise NonFiniteLossError(
+                        f"gradient norm is {float(norm)} at step {self.step + 1}; training stopped and the last "
+                        "good checkpoint is kept. Lower the learning rate or enable clip_grad_norm"
+                    )
+                sums["grad_norm"] = float(norm) if norm is not None else float("nan")
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        sums["loss"] = sums.get("loss", 0.0) + float(out.loss.detach())
+        for name, value in out.raw.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+            sums[f"weighted/{name}"] = sums.get(f"weighted/{name}", 0.0) + float(out.weighted[name])
+        sums["_micro"] = sums.get("_micro", 0.0) + 1
+        self._last_out = out
+
+    def _finish_step(self, sums: dict[str, float]) -> dict[str, float]:
+        if not self.accelerator.optimizer_step_was_skipped:
+            self.scheduler.step()
+        self.step += 1
+        micro = sums.pop("_micro")
+        logs = {k: (v if k == "grad_norm" else v / micro) for k, v in sums.items()}
+        out = self._last_out
+        logs.update({f"weight/{k}": v for k, v in out.weights.items()})
+        logs.update({f"hp/{k}": v for k, v in out.hyperparameters.items()})
+        logs["lr"] = self.scheduler.get_last_lr()[0]
+        logs["step"], logs["epoch"] = self.step, self.epoch_float
+        self._update_state({k: v for k, v in logs.items() if k in out.raw})
+        if self.step % self.log_every == 0:
+            self.history.append({"kind": "train", **logs})
+        for cb in self.callbacks:
+            cb.on_step_end(self, logs)
+        return logs
+
+    def _run_eval(self) -> None:
+        if self.val_loader is None:
+            return
+        self.metrics = self.evaluate()
+        self._update_state(self.distiller.state.losses)
+        self.history.append({"kind": "eval", "step": self.step, "epoch": self.epoch_float, **self.metrics})
+        self.log.info("step %d: %s", self.step, ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items()))
+        for cb in self.callbacks:
+            cb.on_evaluate(self, self.metrics)
+
+    def _done(self) -> bool:
+        return self.should_stop or self.step >= self.total_steps
+
+    def fit(self, resume: str | os.PathLike[str] | bool | None = None) -> list[dict[str, Any]]:
+        """Train until ``epochs`` / ``max_steps`` are done or a callback stops it.
+
+        Args:
+            resume: ``True`` or ``"latest"`` resumes from the newest complete checkpoint in
+                ``checkpoint_dir``; a path resumes from that checkpoint folder; ``None`` starts fresh.
+
+        Returns:
+            ``history``: train records (loss, raw and weighted terms, weights, LR) and eval records.
+
+        Raises:
+            NonFiniteLossError: a loss term or the gradient became NaN/inf (the message names it and the step).
+        """
+        self.setup()
+        if resume:
+            self._restore(self._resolve_resume(resume))
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        try:
+            while not self._done():
+                self._run_epoch()
+            if self.checkpoint_dir is not None:
+                self.save_checkpoint()
+        finally:
+            for cb in self.callbacks:
+                cb.on_fit_end(self)
+        return self.history
+
+    def _run_epoch(self) -> None:
+        loader_len = len(self.train_loader)
+        if self.batch_in_epoch >= loader_len:
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        self.sampler.set_epoch(self.epoch)
+        for cb in self.callbacks:
+            cb.on_epoch_start(self, self.epoch)
+        loader = self.train_loader
+        if self.batch_in_epoch:
+            loader = self.accelerator.skip_first_batches(self.train_loader, self.batch_in_epoch)
+        self.model.train()
+        sums: dict[str, float] = {}
+        for batch in loader:
+            self._train_step(batch, sums)
+            self.batch_in_epoch += 1
+            if not self.accelerator.sync_gradients:
+                continue
+            self._finish_step(sums)
+            sums = {}
+            if self.eval_every and self.step % self.eval_every == 0:
+                self._run_eval()
+            if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                self.save_checkpoint()
+            if self._done():
+                break
+        epoch_finished = self.batch_in_epoch >= loader_len
+        if epoch_finished:
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, self.epoch)
+            if not self.eval_every:
+                self._run_eval()
+            if not self.checkpoint_every and not self._done():
+                self.save_checkpoint()
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    # --- evaluation ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, data: Dataset[Any] | None = None) -> tuple[Tensor, Tensor | None]:
+        """Student logits ``[N, C]`` and targets ``[N]`` (or ``None``) over ``data`` (default: ``val_data``).
+
+        Gathered across processes without double-counting the padding of the last batch.
+        """
+        if self.accelerator is None:
+            self.setup()
+        loader = self.val_loader if data is None else self.accelerator.prepare(self._eval_loader(data))
+        if loader is None:
+            raise ValueError("no evaluation data: pass val_data to the Trainer or data to evaluate()")
+        distiller: Distiller = self.accelerator.unwrap_model(self.model)
+        student = distiller.student
+        was_training = student.training
+        student.eval()
+        all_logits, all_targets = [], []
+        try:
+            for batch in loader:
+                logits = distiller.student_logits_fn(call_model(student, batch, distiller.student_input, role="student"))
+                if distiller._student_taps is not None:
+                    distiller._student_taps.pop()
+                targets = batch.get(distiller.target_key)
+                logits, targets = self.accelerator.gather_for_metrics((logits.float(), targets))
+                all_logits.append(logits.cpu())
+                if targets is not None:
+                    all_targets.append(targets.cpu())
+        finally:
+            student.train(was_training)
+        return torch.cat(all_logits), (torch.cat(all_targets) if all_targets else None)
+
+    def evaluate(self, data: Dataset[Any] | None = None) -> dict[str, float]:
+        """``val/loss`` (cross-entropy) and ``val/accuracy`` of the student on ``data`` (default: ``val_data``)."""
+        logits, targets = self.predict(data)
+        if targets is None:
+            raise ValueError("evaluation data has no targets")
+        labelled = targets != UNLABELLED
+        logits, targets = logits[labelled], targets[labelled]
+        return {
+            "val/loss": float(F.cross_entropy(logits, targets)),
+            "val/accuracy": float((logits.argmax(-1) == targets).float().mean()),
+        }
+
