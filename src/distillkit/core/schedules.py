@@ -48,10 +48,12 @@ class TrainingState:
         epoch: fractional epoch (``2.5`` = halfway through the third epoch).
         losses: the latest raw loss terms, by name (``"soft"``, ``"hard"``, ...).
         metrics: the latest validation metrics, by name (``"val/accuracy"``, ...).
+        evaluations: how many evaluations have produced ``metrics`` so far.
     """
 
     step: int = 0
     epoch: float = 0.0
+    evaluations: int = 0
     losses: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -264,12 +266,12 @@ class PlateauDecay(AdaptiveController):
         self.metric, self.mode, self.factor, self.patience, self.floor = metric, mode, factor, patience, floor
         self.best: float | None = None
         self.bad_evals = 0
-        self._seen_metrics: dict[str, float] = {}
+        self._seen_evaluations = 0
 
     def observe(self, state: TrainingState) -> None:
-        if self.metric not in state.metrics or state.metrics == self._seen_metrics:
+        if self.metric not in state.metrics or state.evaluations <= self._seen_evaluations:
             return
-        self._seen_metrics = dict(state.metrics)
+        self._seen_evaluations = state.evaluations
         value = state.metrics[self.metric]
         improved = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
         if improved:
@@ -285,12 +287,13 @@ class PlateauDecay(AdaptiveController):
 
     def state_dict(self) -> dict[str, float]:
         return {"current": self.current, "best": float("nan") if self.best is None else self.best,
-                "bad_evals": float(self.bad_evals)}
+                "bad_evals": float(self.bad_evals), "seen_evaluations": float(self._seen_evaluations)}
 
     def load_state_dict(self, state: Mapping[str, float]) -> None:
         self.current = float(state["current"])
         self.best = None if math.isnan(state["best"]) else float(state["best"])
         self.bad_evals = int(state["bad_evals"])
+        self._seen_evaluations = int(state.get("seen_evaluations", 0))
 
 
 ScheduleLike = Union[float, int, Schedule, Callable[[int], float]]

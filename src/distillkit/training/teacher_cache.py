@@ -154,7 +154,9 @@ class TeacherCache:
         from accelerate.utils import send_to_device
 
         size = len(dataset)  # type: ignore[arg-type]
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+        # A private generator: building the cache must not consume the global RNG (dropout masks would shift).
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn,
+                            generator=torch.Generator())
         arrays: dict[str, Tensor] = {}
         for batch in loader:
             if "index" not in batch:

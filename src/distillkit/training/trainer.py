@@ -148,6 +148,7 @@ class Trainer:
         self.should_stop = False
         self.history: list[dict[str, Any]] = []
         self.metrics: dict[str, float] = {}
+        self.evaluations = 0
         self.cache: TeacherCache | None = None
         self.accelerator: Any = None
         self._last_saved_step = -1
@@ -168,9 +169,13 @@ class Trainer:
     # --- set-up ----------------------------------------------------------------------------------------
     def _make_accelerator(self) -> Any:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
 
         if self.precision == "fp16" and (self.cpu or not torch.cuda.is_available()):
             raise ValueError("precision='fp16' needs a CUDA GPU; use precision='bf16' or 'no' on the CPU")
+        # Accelerate keeps precision settings in a process-wide singleton; reset it (but not the process group)
+        # so several trainers in one process (teacher, baseline, distilled student) may use different settings.
+        AcceleratorState._reset_state(reset_partial_state=False)
         return Accelerator(
             cpu=self.cpu, mixed_precision=self.precision, gradient_accumulation_steps=self.grad_accum_steps
         )
@@ -187,13 +192,13 @@ class Trainer:
 
     def _eval_loader(self, data: Dataset[Any]) -> DataLoader[Any]:
         return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, collate_fn=self.collate_fn,
-                          num_workers=self.num_workers)
+                          num_workers=self.num_workers, generator=torch.Generator())
 
     def _first_batch(self) -> Batch:
         from accelerate.utils import send_to_device
 
         loader = DataLoader(self.train_data, batch_size=min(self.batch_size, 64), shuffle=False,
-                            collate_fn=self.collate_fn)
+                            collate_fn=self.collate_fn, generator=torch.Generator())
         batch = next(iter(loader))
         if not isinstance(batch, Mapping):
             raise TypeError(
@@ -276,7 +281,7 @@ class Trainer:
         py_state = random.getstate()
         return {
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "seed": self.seed,
-            "total_steps": self.total_steps, "metrics": self.metrics, "history": self.history,
+            "total_steps": self.total_steps, "metrics": self.metrics, "evaluations": self.evaluations, "history": self.history,
             "controllers": {k: c.state_dict() for k, c in self._controllers().items()},
             "callbacks": [cb.state_dict() for cb in self.callbacks],
             "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
@@ -329,7 +334,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["optimizer"]["scheduler"])
         trainer = state["trainer"]
         self.step, self.epoch, self.batch_in_epoch = trainer["step"], trainer["epoch"], trainer["batch_in_epoch"]
-        self.metrics, self.history = trainer["metrics"], trainer["history"]
+        self.metrics, self.history, self.evaluations = trainer["metrics"], trainer["history"], trainer["evaluations"]
         for key, controller in self._controllers().items():
             if key in trainer["controllers"]:
                 controller.load_state_dict(trainer["controllers"][key])
@@ -350,6 +355,7 @@ class Trainer:
     def _update_state(self, raw: Mapping[str, float]) -> None:
         state = self.distiller.state
         state.step, state.epoch, state.losses, state.metrics = self.step, self.epoch_float, dict(raw), dict(self.metrics)
+        state.evaluations = self.evaluations
         for controller in self._controllers().values():
             controller.observe(state)
 
@@ -413,6 +419,7 @@ class Trainer:
         if self.val_loader is None:
             return
         self.metrics = self.evaluate()
+        self.evaluations += 1
         self._update_state(self.distiller.state.losses)
         self.history.append({"kind": "eval", "step": self.step, "epoch": self.epoch_float, **self.metrics})
         self.log.info("step %d: %s", self.step, ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items()))
@@ -454,7 +461,7 @@ class Trainer:
         loader_len = len(self.train_loader)
         if self.batch_in_epoch >= loader_len:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-        self.sampler.set_epoch(self.epoch)
+        self.train_loader.set_epoch(self.epoch)  # Accelerate passes it on to the EpochSampler
         for cb in self.callbacks:
             cb.on_epoch_start(self, self.epoch)
         loader = self.train_loader

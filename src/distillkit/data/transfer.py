@@ -1,0 +1,193 @@
+"""Data for distillation beyond the labelled set.
+
+- **Transfer sets** (Hinton et al. 2015, sec. 3): unlabelled inputs whose only targets are the teacher's soft
+  outputs. :func:`unlabelled` marks a dataset's samples as unlabelled and :class:`ConcatDictDataset` joins it to
+  the labelled set; the hard-label term ignores unlabelled samples, the soft and feature terms use them all.
+- **Function matching** (Beyer et al. 2022, "Knowledge distillation: A good teacher is patient and
+  consistent"): teacher and student see the *same* augmented view. In distillkit both read the same batch
+  field after the batch transform, so any augmentation is consistent by construction; :class:`Mixup`,
+  :class:`Cutmix` and :class:`MixupOrCutmix` are batch transforms for the aggressive mixing the paper uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from distillkit.data.base import UNLABELLED
+
+__all__ = ["ConcatDictDataset", "Cutmix", "Mixup", "MixupOrCutmix", "unlabelled"]
+
+
+class _Unlabelled(Dataset[dict[str, Any]]):
+    def __init__(self, dataset: Dataset[dict[str, Any]], target_key: str) -> None:
+        self.dataset, self.target_key = dataset, target_key
+        self.deterministic = getattr(dataset, "deterministic", False)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = dict(self.dataset[index])
+        sample[self.target_key] = torch.tensor(UNLABELLED, dtype=torch.long)
+        return sample
+
+    def fingerprint(self) -> str:
+        from distillkit.training.teacher_cache import dataset_fingerprint
+
+        return "unlabelled:" + dataset_fingerprint(self.dataset)
+
+
+def unlabelled(dataset: Dataset[dict[str, Any]], *, target_key: str = "target") -> Dataset[dict[str, Any]]:
+    """A view of ``dataset`` whose samples all carry the target :data:`~distillkit.data.base.UNLABELLED`.
+
+    Use it for a transfer set: inputs the teacher labels with its soft outputs. Any existing labels are hidden.
+    """
+    return _Unlabelled(dataset, target_key)
+
+
+class ConcatDictDataset(Dataset[dict[str, Any]]):
+    """Several dict datasets in a row, with ``index`` renumbered so it stays unique across all of them.
+
+    Example:
+        >>> from distillkit.data.base import TensorDictDataset
+        >>> a = TensorDictDataset(input=torch.zeros(3, 2), target=torch.zeros(3, dtype=torch.long))
+        >>> b = unlabelled(TensorDictDataset(input=torch.ones(2, 2), target=torch.zeros(2, dtype=torch.long)))
+        >>> both = ConcatDictDataset([a, b])
+        >>> len(both), both[4]["index"], int(both[4]["target"])
+        (5, 4, -100)
+    """
+
+    def __init__(self, datasets: Sequence[Dataset[dict[str, Any]]]) -> None:
+        if not datasets:
+            raise ValueError("ConcatDictDataset needs at least one dataset")
+        self.datasets = list(datasets)
+        self.offsets = [0]
+        for ds in self.datasets:
+            self.offsets.append(self.offsets[-1] + len(ds))  # type: ignore[arg-type]
+        self.deterministic = all(getattr(ds, "deterministic", False) for ds in self.datasets)
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if index < 0:
+            index += len(self)
+        for i, ds in enumerate(self.datasets):
+            if index < self.offsets[i + 1]:
+                sample = dict(ds[index - self.offsets[i]])
+                sample["index"] = index
+                return sample
+        raise IndexError(f"index {index} out of range for a dataset of {len(self)} samples")
+
+    def fingerprint(self) -> str:
+        from distillkit.training.teacher_cache import dataset_fingerprint
+
+        return "+".join(dataset_fingerprint(ds) for ds in self.datasets)
+
+
+def _soft_targets(targets: Tensor, num_classes: int) -> Tensor:
+    if targets.dtype.is_floating_point:
+        return targets
+    labelled = targets != UNLABELLED
+    one_hot = F.one_hot(targets.clamp_min(0), num_classes).float()
+    return one_hot * labelled.unsqueeze(-1)  # unlabelled samples carry no hard-label mass
+
+
+class Mixup:
+    """Mixup (Zhang et al. 2018) as a batch transform: ``x = lam * x_i + (1 - lam) * x_j``.
+
+    Targets become mixed one-hot vectors (unlabelled samples contribute zeros), so the hard-label term still
+    works; the teacher sees the mixed input and gives its own soft targets for it.
+
+    Args:
+        num_classes: number of classes, for the one-hot targets.
+        alpha: ``lam ~ Beta(alpha, alpha)``.
+        input_key / target_key: the batch fields to mix.
+        generator: optional ``torch.Generator`` (else the global RNG, which checkpoints restore).
+    """
+
+    def __init__(
+        self, num_classes: int, *, alpha: float = 0.2, input_key: str = "input", target_key: str = "target",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if alpha <= 0:
+            raise ValueError(f"mixup alpha must be > 0, got {alpha}")
+        self.num_classes, self.alpha, self.input_key, self.target_key = num_classes, alpha, input_key, target_key
+        self.generator = generator
+
+    def _lam_and_perm(self, batch_size: int) -> tuple[float, Tensor]:
+        gamma1 = torch._standard_gamma(torch.tensor([self.alpha]), generator=self.generator)
+        gamma2 = torch._standard_gamma(torch.tensor([self.alpha]), generator=self.generator)
+        lam = float(gamma1 / (gamma1 + gamma2))
+        return lam, torch.randperm(batch_size, generator=self.generator)
+
+    def _mix_targets(self, batch: dict[str, Any], perm: Tensor, lam: float) -> None:
+        if self.target_key in batch:
+            soft = _soft_targets(batch[self.target_key], self.num_classes)
+            batch[self.target_key] = lam * soft + (1 - lam) * soft[perm.to(soft.device)]
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        batch = dict(batch)
+        x = batch[self.input_key]
+        lam, perm = self._lam_and_perm(x.shape[0])
+        batch[self.input_key] = lam * x + (1 - lam) * x[perm.to(x.device)]
+        self._mix_targets(batch, perm, lam)
+        return batch
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_classes={self.num_classes}, alpha={self.alpha})"
+
+
+class Cutmix(Mixup):
+    """CutMix (Yun et al. 2019): paste a random box (or, for 1-D inputs, a random segment) from another sample.
+
+    ``lam`` is corrected to the true pasted area. Works on ``[B, C, H, W]``, ``[B, C, L]`` and ``[B, L]`` inputs.
+    """
+
+    def __init__(self, num_classes: int, *, alpha: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(num_classes, alpha=alpha, **kwargs)
+
+    def _box(self, size: int, ratio: float) -> tuple[int, int]:
+        cut = int(size * ratio)
+        centre = int(torch.randint(size, (1,), generator=self.generator))
+        return max(centre - cut // 2, 0), min(centre + cut // 2, size)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        batch = dict(batch)
+        x = batch[self.input_key].clone()
+        lam, perm = self._lam_and_perm(x.shape[0])
+        spatial = x.shape[2:] if x.dim() >= 3 else x.shape[1:]
+        ratio = (1 - lam) ** (1 / len(spatial))
+        boxes = [self._box(size, ratio) for size in spatial]
+        region = (slice(None), slice(None), *[slice(a, b) for a, b in boxes]) if x.dim() >= 3 else (
+            slice(None), slice(boxes[0][0], boxes[0][1]))
+        x[region] = x[perm.to(x.device)][region]
+        area = 1.0
+        for (a, b), size in zip(boxes, spatial):
+            area *= (b - a) / size
+        batch[self.input_key] = x
+        self._mix_targets(batch, perm, 1.0 - area)
+        return batch
+
+
+class MixupOrCutmix:
+    """Per batch, Mixup with probability ``p_mixup`` and CutMix otherwise (the timm / DeiT recipe)."""
+
+    def __init__(self, num_classes: int, *, p_mixup: float = 0.5, mixup_alpha: float = 0.2, cutmix_alpha: float = 1.0,
+                 generator: torch.Generator | None = None, **kwargs: Any) -> None:
+        self.mixup = Mixup(num_classes, alpha=mixup_alpha, generator=generator, **kwargs)
+        self.cutmix = Cutmix(num_classes, alpha=cutmix_alpha, generator=generator, **kwargs)
+        self.p_mixup, self.generator = p_mixup, generator
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        use_mixup = float(torch.rand((), generator=self.generator)) < self.p_mixup
+        return (self.mixup if use_mixup else self.cutmix)(batch)
+
+    def __repr__(self) -> str:
+        return f"MixupOrCutmix(p_mixup={self.p_mixup}, {self.mixup!r}, {self.cutmix!r})"

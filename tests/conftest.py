@@ -1,0 +1,32 @@
+"""Tiny models and data shared by the tests (nothing is downloaded)."""
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from distillkit.data import TensorDictDataset
+
+
+def make_mlp(inputs: int = 8, hidden: int = 32, classes: int = 3, dropout: float = 0.0) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, classes))
+
+
+def make_blobs(n: int = 256, inputs: int = 8, classes: int = 3, seed: int = 0, **kwargs) -> TensorDictDataset:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, inputs, generator=g) * 2
+    y = torch.arange(n) % classes
+    x = centres[y] + torch.randn(n, inputs, generator=g)
+    return TensorDictDataset(input=x, target=y, **kwargs)
+
+
+@pytest.fixture
+def blobs():
+    return make_blobs()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_progress(monkeypatch):
+    monkeypatch.setenv("DISTILLKIT_NO_PROGRESS", "1")
+    logging.getLogger("distillkit").setLevel(logging.INFO)

@@ -1,0 +1,59 @@
+import torch
+
+from distillkit import Distiller, Trainer
+from distillkit.data import UNLABELLED, ConcatDictDataset, Cutmix, Mixup, MixupOrCutmix, TensorDictDataset, unlabelled
+from tests.conftest import make_blobs, make_mlp
+
+
+def test_transfer_set_trains_on_teacher_targets_only():
+    labelled = make_blobs(n=30)
+    transfer = unlabelled(make_blobs(n=200, seed=4))
+    both = ConcatDictDataset([labelled, transfer])
+    assert len(both) == 230 and int(both[100]["target"]) == UNLABELLED and both[100]["index"] == 100
+    assert both.deterministic
+    torch.manual_seed(0)
+    teacher = make_mlp(hidden=64)
+    Trainer(Distiller(None, teacher), make_blobs(), epochs=3, lr=1e-2, progress=False).fit()
+    trainer = Trainer(Distiller(teacher, make_mlp(), alpha=0.5), both, epochs=2, progress=False)
+    history = trainer.fit()
+    assert trainer.cache is not None and len(trainer.cache) == 230  # indices unique across the concatenation
+    assert all(torch.isfinite(torch.tensor(r["hard"])) for r in history if r["kind"] == "train")
+
+
+def test_only_unlabelled_batch_has_zero_hard_loss():
+    transfer = unlabelled(make_blobs(n=16))
+    d = Distiller(make_mlp(), make_mlp())
+    batch = torch.utils.data.default_collate([transfer[i] for i in range(16)])
+    out = d(batch)
+    assert float(out.raw["hard"]) == 0.0 and float(out.raw["soft"]) > 0
+
+
+def test_mixup_mixes_inputs_and_targets_consistently():
+    g = torch.Generator().manual_seed(0)
+    x = torch.eye(4)
+    batch = {"input": x, "target": torch.tensor([0, 1, 2, UNLABELLED])}
+    out = Mixup(3, alpha=1.0, generator=g)(batch)
+    # x is the identity, so each mixed input row holds the mixing coefficients of the samples it came from;
+    # the mixed target must use the same coefficients (unlabelled samples contribute nothing).
+    one_hot = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    assert torch.allclose(out["target"], out["input"] @ one_hot, atol=1e-6)
+    assert torch.allclose(out["input"].sum(-1), torch.ones(4))  # convex combinations of rows
+    assert out["target"].shape == (4, 3) and batch["input"] is x  # the input batch is not modified
+
+
+def test_cutmix_area_matches_target_weights():
+    g = torch.Generator().manual_seed(1)
+    x = torch.zeros(2, 1, 10, 10)
+    x[1] = 1.0
+    out = Cutmix(2, generator=g)({"input": x, "target": torch.tensor([0, 1])})
+    pasted = float(out["input"][0].mean())  # share of sample 0 that came from sample 1 (if perm swapped them)
+    weight_from_other = float(out["target"][0, 1])
+    assert abs(pasted - weight_from_other) < 1e-6
+    assert torch.allclose(out["target"].sum(-1), torch.ones(2))
+
+
+def test_mixup_or_cutmix_keeps_shapes():
+    ds = TensorDictDataset(input=torch.randn(8, 1, 6, 6), target=torch.arange(8) % 2)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(8)])
+    out = MixupOrCutmix(2, generator=torch.Generator().manual_seed(0))(batch)
+    assert out["input"].shape == (8, 1, 6, 6) and out["target"].shape == (8, 2)

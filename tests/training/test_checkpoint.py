@@ -1,0 +1,60 @@
+import json
+
+import pytest
+import torch
+
+from distillkit.training.checkpoint import CheckpointError, find_latest, list_checkpoints, load_checkpoint, save_checkpoint
+
+
+def save(root, step, value=1.0, keep=2):
+    return save_checkpoint(root, step, model_state={"w": torch.full((3,), value)},
+                           optimizer_state={"optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}},
+                           trainer_state={"step": step}, rng_states={0: {"cpu": torch.get_rng_state()}}, keep=keep)
+
+
+def test_round_trip_and_rotation(tmp_path):
+    for step in (1, 2, 3):
+        save(tmp_path, step, value=step)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000002", "step-00000003"]
+    state = load_checkpoint(find_latest(tmp_path))
+    assert torch.equal(state["model"]["w"], torch.full((3,), 3.0))
+    assert state["trainer"] == {"step": 3} and state["optimizer"]["optimizer"]["param_groups"][0]["lr"] == 0.1
+
+
+def test_incomplete_or_corrupt_checkpoints_are_skipped_or_refused(tmp_path):
+    save(tmp_path, 1)
+    good = save(tmp_path, 2)
+    (good / "manifest.json").unlink()  # as if killed before the manifest was written
+    assert find_latest(tmp_path).name == "step-00000001"
+    with pytest.raises(CheckpointError, match="incomplete or corrupt"):
+        load_checkpoint(good)
+    one = find_latest(tmp_path)
+    data = bytearray((one / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF  # flip a bit, same size
+    (one / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(one)
+
+
+def test_saving_the_same_step_again_replaces_it(tmp_path):
+    save(tmp_path, 5, value=1.0)
+    save(tmp_path, 5, value=2.0)
+    assert torch.equal(load_checkpoint(tmp_path / "step-00000005")["model"]["w"], torch.full((3,), 2.0))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_optimizer_file_is_loaded_without_unpickling_objects(tmp_path):
+    folder = save(tmp_path, 1)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, folder / "optimizer.pt")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["optimizer.pt"]["bytes"] = (folder / "optimizer.pt").stat().st_size
+    import hashlib
+    manifest["files"]["optimizer.pt"]["sha256"] = hashlib.sha256((folder / "optimizer.pt").read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
+        load_checkpoint(folder)

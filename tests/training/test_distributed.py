@@ -1,0 +1,35 @@
+"""Two CPU processes (gloo, launched by torchrun) end with the same weights as one process on the same global batches."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+SCRIPT = Path(__file__).with_name("train_script.py")
+
+
+def test_two_processes_match_one_process(tmp_path):
+    env = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    common = ["--dropout", "0", "--steps", "12"]
+    subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "one"), "--batch-size", "16", *common],
+                   env=env, check=True, capture_output=True, timeout=300)
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
+         str(SCRIPT), str(tmp_path / "two"), "--batch-size", "8", *common],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert (tmp_path / "two" / "world.txt").read_text() == "2 12"  # really two processes, twelve steps
+    one_w = load_file(str(tmp_path / "one" / "final.safetensors"))
+    two_w = load_file(str(tmp_path / "two" / "final.safetensors"))
+    assert one_w.keys() == two_w.keys()
+    for key in one_w:
+        assert torch.allclose(one_w[key], two_w[key], rtol=1e-5, atol=1e-6), key
+    # The comparison can fail: one process on only half of each global batch ends elsewhere.
+    subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "half"), "--batch-size", "8", *common],
+                   env=env, check=True, capture_output=True, timeout=300)
+    half_w = load_file(str(tmp_path / "half" / "final.safetensors"))
+    assert not torch.allclose(one_w["student.0.weight"], half_w["student.0.weight"], rtol=1e-5, atol=1e-6)

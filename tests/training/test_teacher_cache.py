@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from distillkit import Cosine, Distiller, TeacherCache, Trainer
+from tests.conftest import make_blobs, make_mlp
+
+
+def distiller(seed=1, **kwargs):
+    torch.manual_seed(0)
+    teacher = make_mlp(hidden=64)
+    torch.manual_seed(seed)
+    return Distiller(teacher, make_mlp(dropout=0.1), feature_pairs={"1": "1"}, **kwargs)
+
+
+def losses(history):
+    return [(r["soft"], r["hard"], r["feature/1->1"]) for r in history if r["kind"] == "train"]
+
+
+def test_cached_and_online_kd_give_identical_losses(blobs, caplog):
+    online = Trainer(distiller(), blobs, epochs=3, batch_size=32, teacher_cache="off", progress=False, seed=5)
+    cached = Trainer(distiller(), blobs, epochs=3, batch_size=32, teacher_cache="auto", progress=False, seed=5)
+    online_losses, cached_losses = losses(online.fit()), losses(cached.fit())
+    assert cached.cache is not None and online.cache is None
+    assert "teacher outputs cached (256 samples" in caplog.text
+    assert torch.allclose(torch.tensor(online_losses), torch.tensor(cached_losses), rtol=1e-6, atol=1e-7)
+
+
+def test_lookup_is_aligned_with_sample_index(blobs):
+    d = distiller()
+    cache = TeacherCache.build(d, blobs)
+    index = torch.tensor([200, 3, 77, 3])
+    batch = {"input": blobs.fields["input"][index]}
+    expected = d.teacher_outputs(batch)
+    got = cache.lookup(index, "cpu")
+    assert torch.allclose(got.logits, expected.logits, atol=1e-6)
+    assert torch.allclose(got.features["1"], expected.features["1"], atol=1e-6)
+
+
+def test_disk_cache_is_reused_and_invalidated(blobs, tmp_path, caplog):
+    d = distiller()
+    first = TeacherCache.build(d, blobs, storage="disk", directory=tmp_path)
+    again = TeacherCache.build(d, blobs, storage="disk", directory=tmp_path)
+    assert again.fingerprint == first.fingerprint and "reusing" in caplog.text
+    assert torch.allclose(again.lookup(torch.arange(4), "cpu").logits, first.lookup(torch.arange(4), "cpu").logits)
+    with torch.no_grad():
+        d.teacher[0].weight.add_(0.1)  # new teacher weights -> new fingerprint
+    assert TeacherCache.build(d, blobs, storage="disk", directory=tmp_path).fingerprint != first.fingerprint
+    other_data = make_blobs(seed=9)
+    assert TeacherCache.build(distiller(), other_data, storage="disk", directory=tmp_path).fingerprint != first.fingerprint
+
+
+def test_fp16_and_topk_storage(blobs):
+    d = distiller()
+    half = TeacherCache.build(d, blobs, dtype=torch.float16)
+    assert half.arrays["logits"].dtype == torch.float16
+    assert half.lookup(torch.arange(3), "cpu").logits.dtype == torch.float32
+    topk = TeacherCache.build(d, blobs, topk=2)
+    out = topk.lookup(torch.arange(3), "cpu")
+    assert out.logits is None and out.topk_probs.shape == (3, 2)
+    history = Trainer(d, blobs, epochs=1, cache_topk=2, teacher_cache="memory", progress=False).fit()
+    assert all(r["soft"] >= 0 for r in history if r["kind"] == "train")
+
+
+def test_topk_cache_refuses_scheduled_temperature(blobs):
+    d = distiller(temperature=Cosine(4.0, 1.0, total=10))
+    with pytest.raises(ValueError, match="constant temperature"):
+        TeacherCache.build(d, blobs, topk=2)
+
+
+def test_forced_cache_on_augmented_data_is_refused(blobs):
+    from distillkit.data import Mixup
+
+    with pytest.raises(ValueError, match="unsafe"):
+        Trainer(distiller(), blobs, teacher_cache="memory", batch_transform=Mixup(3), progress=False).fit()
+
+
+def test_cached_epoch_does_not_run_the_teacher(blobs):
+    d = distiller()
+    calls = []
+    d.teacher.register_forward_hook(lambda *args: calls.append(1))
+    Trainer(d, blobs, epochs=3, batch_size=32, progress=False).fit()
+    # setup runs the teacher once, the cache pass once per 256-sample batch; no call per training step
+    assert len(calls) == 2

@@ -1,0 +1,178 @@
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from distillkit import Callback, Distiller, EarlyStopping, MetricsFile, NonFiniteLossError, PlateauDecay, Trainer
+from distillkit.data import Mixup
+from distillkit.training import find_latest
+from tests.conftest import make_blobs, make_mlp
+
+
+def trained_teacher(data):
+    torch.manual_seed(0)
+    teacher = make_mlp(hidden=64)
+    Trainer(Distiller(None, teacher), data, epochs=3, lr=1e-2, progress=False).fit()
+    return teacher
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return trained_teacher(make_blobs())
+
+
+def make_distiller(teacher, dropout=0.2, **kwargs):
+    torch.manual_seed(1)
+    return Distiller(teacher, make_mlp(dropout=dropout), feature_pairs={"1": "1"}, **kwargs)
+
+
+class StopAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, trainer, logs):
+        if trainer.step == self.step:
+            trainer.should_stop = True
+
+
+def train_losses(history):
+    return [r["loss"] for r in history if r["kind"] == "train"]
+
+
+def test_fit_learns_and_logs_every_term(teacher, blobs):
+    d = make_distiller(teacher)
+    history = Trainer(d, blobs, blobs, epochs=3, lr=1e-2, progress=False).fit()
+    train = [r for r in history if r["kind"] == "train"]
+    assert {"loss", "soft", "hard", "feature/1->1", "weighted/soft", "weight/hard", "hp/soft/temperature", "lr",
+            "grad_norm"} <= set(train[0])
+    evals = [r for r in history if r["kind"] == "eval"]
+    assert len(evals) == 3 and evals[-1]["val/accuracy"] > 0.8
+    assert train[-1]["loss"] < train[0]["loss"]
+
+
+def test_resume_mid_epoch_reproduces_uninterrupted_run(teacher, blobs, tmp_path):
+    common = dict(epochs=3, batch_size=32, lr=1e-2, progress=False, checkpoint_every=3, seed=7)
+    straight = Trainer(make_distiller(teacher), blobs, checkpoint_dir=tmp_path / "a", **common)
+    full = straight.fit()
+    # 256 samples / 32 = 8 steps per epoch: step 11 is mid-epoch 2.
+    first = Trainer(make_distiller(teacher), blobs, checkpoint_dir=tmp_path / "b", callbacks=[StopAt(11)], **common)
+    first.fit()
+    assert find_latest(tmp_path / "b").name == "step-00000011"
+    resumed_distiller = make_distiller(teacher)
+    resumed = Trainer(resumed_distiller, blobs, checkpoint_dir=tmp_path / "b", **common)
+    history = resumed.fit(resume="latest")
+    assert train_losses(history) == train_losses(full)  # exact, not approximate
+    for a, b in zip(straight.distiller.state_dict().values(), resumed_distiller.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(teacher, blobs, tmp_path):
+    from distillkit.training import CheckpointError
+
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        Trainer(make_distiller(teacher), blobs, checkpoint_dir=tmp_path, progress=False).fit(resume=True)
+
+
+def test_gradient_accumulation_matches_large_batch(teacher, blobs):
+    a = make_distiller(teacher, dropout=0.0)
+    Trainer(a, blobs, epochs=1, batch_size=32, lr=1e-2, lr_schedule="constant", progress=False, teacher_cache="off").fit()
+    b = make_distiller(teacher, dropout=0.0)
+    Trainer(b, blobs, epochs=1, batch_size=16, grad_accum_steps=2, lr=1e-2, lr_schedule="constant",
+            progress=False, teacher_cache="off").fit()
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_nan_loss_stops_with_term_and_step_and_keeps_checkpoint(teacher, blobs, tmp_path):
+    class Poison(Callback):
+        def on_step_end(self, trainer, logs):
+            if trainer.step == 3:
+                with torch.no_grad():
+                    trainer.distiller.student[0].weight.fill_(float("nan"))
+
+    trainer = Trainer(make_distiller(teacher), blobs, epochs=2, batch_size=32, lr=1e-2, progress=False,
+                      checkpoint_dir=tmp_path, checkpoint_every=2, callbacks=[Poison()])
+    with pytest.raises(NonFiniteLossError, match=r"loss term 'soft' is nan at step 4"):
+        trainer.fit()
+    latest = find_latest(tmp_path)
+    assert latest.name == "step-00000002"
+    from safetensors.torch import load_file
+    assert torch.isfinite(load_file(str(latest / "model.safetensors"))["student.0.weight"]).all()
+
+
+def test_inf_gradient_stops_run(blobs):
+    class Exploding(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_mlp()
+
+        def forward(self, x):
+            out = self.net(x)
+            return out + (out * 0 + 1).detach() * 0 + torch.where(out > 1e9, out, out * 0)
+
+    class InfGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * math.inf
+
+    class Student(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_mlp()
+
+        def forward(self, x):
+            return InfGrad.apply(self.net(x))
+
+    with pytest.raises(NonFiniteLossError, match="gradient norm is"):
+        Trainer(Distiller(None, Student()), blobs, epochs=1, progress=False).fit()
+
+
+def test_early_stopping_and_metrics_file(teacher, blobs, tmp_path):
+    stopper = EarlyStopping("val/loss", mode="min", patience=1, min_delta=10.0)  # nothing counts as better
+    trainer = Trainer(make_distiller(teacher), blobs, blobs, epochs=10, lr=1e-2, progress=False,
+                      callbacks=[stopper, MetricsFile(tmp_path / "metrics.jsonl")])
+    trainer.fit()
+    assert trainer.epoch == 2  # first eval sets the best, the second one stops
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in records} == {"train", "eval"}
+
+
+def test_adaptive_controller_is_observed(teacher, blobs):
+    alpha = PlateauDecay(0.9, metric="val/accuracy", patience=1, factor=0.5)
+    d = Distiller(teacher, make_mlp(), alpha=alpha)
+    trainer = Trainer(d, blobs, blobs, epochs=4, lr=1e-4, progress=False, eval_every=2)
+    trainer.fit()
+    weights = [r["weight/soft"] for r in trainer.history if r["kind"] == "train"]
+    assert weights[0] == 0.9 and alpha.best is not None
+
+
+def test_bf16_mixed_precision_runs_on_cpu(teacher, blobs):
+    history = Trainer(make_distiller(teacher), blobs, epochs=1, precision="bf16", progress=False, cpu=True).fit()
+    assert all(math.isfinite(r["loss"]) for r in history if r["kind"] == "train")
+
+
+def test_fp16_on_cpu_is_refused(teacher, blobs):
+    with pytest.raises(ValueError, match="fp16"):
+        Trainer(make_distiller(teacher), blobs, precision="fp16", cpu=True, progress=False).fit()
+
+
+def test_mixup_batch_transform_trains_and_disables_cache(teacher, blobs, caplog):
+    trainer = Trainer(make_distiller(teacher), blobs, epochs=1, progress=False, batch_transform=Mixup(3))
+    trainer.fit()
+    assert trainer.cache is None
+    assert "teacher cache off" in caplog.text
+
+
+def test_bad_trainer_arguments_fail_clearly(teacher, blobs):
+    d = make_distiller(teacher)
+    for kwargs, match in [({"batch_size": 0}, "batch_size"), ({"precision": "fp8"}, "precision"),
+                          ({"teacher_cache": "yes"}, "teacher_cache"), ({"optimizer": "adagrad"}, "unknown optimizer"),
+                          ({"lr_schedule": "exp"}, "unknown lr_schedule")]:
+        with pytest.raises(ValueError, match=match):
+            Trainer(d, blobs, progress=False, **kwargs).fit()

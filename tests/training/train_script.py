@@ -1,0 +1,70 @@
+"""A small deterministic training run used by the kill/resume and distributed tests (run as a subprocess).
+
+Usage: python train_script.py OUT_DIR [--resume] [--sleep S] [--crash-in-save STEP] [--batch-size B] [--steps N]
+"""
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from distillkit import Callback, Distiller, Trainer  # noqa: E402
+from distillkit.training import checkpoint as checkpoint_module  # noqa: E402
+from tests.conftest import make_blobs, make_mlp  # noqa: E402
+
+
+class Sleep(Callback):
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def on_step_end(self, trainer, logs):
+        time.sleep(self.seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--crash-in-save", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    args = parser.parse_args()
+    out = Path(args.out)
+
+    if args.crash_in_save is not None:
+        real_fsync = checkpoint_module._fsync_file
+
+        def fsync_then_maybe_die(path):
+            real_fsync(path)
+            # Die after the weights of this checkpoint are on disk but before its manifest exists.
+            if f"step-{args.crash_in_save:08d}" in str(path.parent) and path.name == "model.safetensors":
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        checkpoint_module._fsync_file = fsync_then_maybe_die
+
+    torch.manual_seed(0)
+    teacher = make_mlp(hidden=64)
+    student = make_mlp(dropout=args.dropout)
+    distiller = Distiller(teacher, student, feature_pairs={"1": "1"})
+    trainer = Trainer(
+        distiller, make_blobs(), epochs=3, max_steps=args.steps, batch_size=args.batch_size, lr=1e-2,
+        progress=False, checkpoint_dir=out / "ckpt", checkpoint_every=1, keep_checkpoints=3, seed=3,
+        callbacks=[Sleep(args.sleep)] if args.sleep else [], cpu=True, teacher_cache="off",
+    )
+    trainer.fit(resume="latest" if args.resume else None)
+    if trainer.is_main_process:
+        save_file({k: v.contiguous() for k, v in distiller.state_dict().items()}, str(out / "final.safetensors"))
+        (out / "world.txt").write_text(f"{trainer.accelerator.num_processes} {trainer.step}")
+
+
+if __name__ == "__main__":
+    main()
