@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from distillkit.data.base import UNLABELLED
 
-__all__ = ["ConcatDictDataset", "Cutmix", "Mixup", "MixupOrCutmix", "unlabelled"]
+__all__ = ["Compose", "ConcatDictDataset", "Cutmix", "Mixup", "MixupOrCutmix", "RandomShift", "unlabelled"]
 
 
 class _Unlabelled(Dataset[dict[str, Any]]):
@@ -191,3 +191,60 @@ class MixupOrCutmix:
 
     def __repr__(self) -> str:
         return f"MixupOrCutmix(p_mixup={self.p_mixup}, {self.mixup!r}, {self.cutmix!r})"
+
+
+class RandomShift:
+    """Translate each input by a random offset of up to ``max_shift`` pixels (or positions, for 1-D inputs).
+
+    Runs on the batch, on the device, with edge values filling the uncovered border. Works on ``[B, C, H, W]``,
+    ``[B, C, L]`` and ``[B, L]`` inputs. With KD, teacher and student see the same shifted view (function
+    matching), which gives the student many more teacher-labelled points than the raw training set.
+
+    Args:
+        max_shift: the largest shift, in pixels.
+        input_key: the batch field to shift.
+        generator: optional ``torch.Generator`` (else the global RNG, which checkpoints restore).
+    """
+
+    def __init__(self, max_shift: int = 2, *, input_key: str = "input", generator: torch.Generator | None = None) -> None:
+        if max_shift < 0:
+            raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+        self.max_shift, self.input_key, self.generator = max_shift, input_key, generator
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if not self.max_shift:
+            return batch
+        batch = dict(batch)
+        x = batch[self.input_key]
+        images = x if x.dim() == 4 else x.reshape(x.shape[0], -1, 1, x.shape[-1])  # 1-D inputs as 1-row images
+        size = images.shape[0]
+        offsets = torch.randint(-self.max_shift, self.max_shift + 1, (size, 2), generator=self.generator).float()
+        if x.dim() != 4:
+            offsets[:, 1] = 0.0
+        height, width = images.shape[-2:]
+        theta = torch.zeros(size, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+        theta[:, 0, 2] = 2 * offsets[:, 0] / width
+        theta[:, 1, 2] = 2 * offsets[:, 1] / max(height, 1)
+        grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+        shifted = F.grid_sample(images, grid, mode="nearest", padding_mode="border", align_corners=False)
+        batch[self.input_key] = shifted.reshape(x.shape)
+        return batch
+
+    def __repr__(self) -> str:
+        return f"RandomShift(max_shift={self.max_shift})"
+
+
+class Compose:
+    """Apply batch transforms in order."""
+
+    def __init__(self, transforms: Sequence[Any]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        for transform in self.transforms:
+            batch = transform(batch)
+        return batch
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms!r})"

@@ -1,0 +1,272 @@
+"""The ``distillkit`` command line (typer + rich).
+
+Every command exits 0 on success and non-zero with a one-line reason on failure. ``main(argv)`` runs the CLI
+in-process and returns the exit code, for tests and notebooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from distillkit.registry import DistillkitError
+
+app = typer.Typer(
+    name="distillkit",
+    help="Distill a large teacher into a small, fast student, and compare them.\n\n"
+         "Examples:\n\n"
+         "  distillkit demo\n\n"
+         "  distillkit distill configs/mnist5k.yaml --out runs/kd --set train.epochs=5\n\n"
+         "  distillkit list models",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file", show_default=False)]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a key: --set train.epochs=3")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="run folder (default: runs/<config name>)")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue the run in --out")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="replace the run in --out")]
+
+
+def _setup_logging(verbose: bool = True) -> None:
+    logger = logging.getLogger("distillkit")
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+               for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def _load(config: Path, overrides: list[str] | None):  # noqa: ANN202 - returns Config
+    from distillkit.config import load_config
+
+    return load_config(config, overrides=overrides or [])
+
+
+def _print_results(results: dict) -> None:
+    table = Table(title=f"{results['name']}: teacher vs student alone vs distilled student ({results['data']})")
+    for column in ("model", "params", "test accuracy", "test loss", "train time (s)"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    labels = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student"}
+    for key, label in labels.items():
+        m = results["models"][key]
+        table.add_row(label, f"{int(m['params']):,}", f"{100 * m['test/accuracy']:.2f}%", f"{m['test/loss']:.4f}",
+                      f"{m.get('train_seconds', 0.0):.1f}")
+    console.print(table)
+    console.print(f"Distillation changed the student's test accuracy by "
+                  f"[bold]{100 * results['distilled_minus_alone']:+.2f}[/bold] points.")
+
+
+def _compare(config_path: Path | None, overrides: list[str] | None, out: Path | None, resume: bool,
+             overwrite: bool, *, raw_default: str | None = None) -> None:
+    from distillkit.config import load_config
+    from distillkit.experiment import RunFolder, run_comparison
+
+    if config_path is None:
+        text = (resources.files("distillkit") / "configs" / raw_default).read_text()  # type: ignore[operator]
+        import yaml
+
+        config = load_config(raw=yaml.safe_load(text), overrides=overrides or [])
+    else:
+        config = _load(config_path, overrides)
+    out = out or Path("runs") / config.name
+    folder = RunFolder(out, overwrite=overwrite, resume=resume)
+    results = run_comparison(config, folder, reuse_dir=out.parent / ".teacher-cache")
+    _print_results(results)
+    console.print(f"Run folder: {out}")
+
+
+@app.command()
+def demo(
+    out: OutOpt = None,
+    overrides: SetOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier demo run")] = True,
+) -> None:
+    """Distill a CNN teacher into a small MLP on MNIST-5k and compare it with the MLP trained alone.
+
+    Example: distillkit demo --out runs/demo
+    """
+    _setup_logging()
+    _compare(None, overrides, out or Path("runs/demo"), resume, overwrite and not resume, raw_default="demo.yaml")
+
+
+@app.command()
+def compare(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
+            overwrite: OverwriteOpt = False) -> None:
+    """Teacher, student alone and distilled student under the same budget, in one table.
+
+    Example: distillkit compare configs/mnist5k.yaml --set train.epochs=5
+    """
+    _setup_logging()
+    _compare(config, overrides, out, resume, overwrite)
+
+
+@app.command()
+def distill(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
+            overwrite: OverwriteOpt = False) -> None:
+    """Distill the teacher into the student (training the teacher first if it has no weights).
+
+    Also trains the student alone under the same budget, so the result says what distillation gained.
+    Example: distillkit distill configs/mnist5k.yaml --out runs/kd
+    """
+    _setup_logging()
+    _compare(config, overrides, out, resume, overwrite)
+
+
+@app.command()
+def train(
+    config: ConfigArg,
+    role: Annotated[str, typer.Option(help="which model to train alone: teacher or student")] = "teacher",
+    overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
+) -> None:
+    """Train the teacher (or the student) alone on its labels.
+
+    Example: distillkit train configs/mnist5k.yaml --role teacher --out runs/teacher
+    """
+    from distillkit.config.schema import TrainConfig
+    from distillkit.core.distiller import Distiller
+    from distillkit.experiment import RunFolder, build_from, build_splits, train_one
+
+    _setup_logging()
+    if role not in ("teacher", "student"):
+        raise DistillkitError(f"--role must be 'teacher' or 'student', got {role!r}")
+    cfg = _load(config, overrides)
+    out = out or Path("runs") / f"{cfg.name}-{role}"
+    folder = RunFolder(out, overwrite=overwrite, resume=resume)
+    splits = build_splits(cfg)
+    model_cfg = cfg.teacher if role == "teacher" else cfg.student
+    model = build_from(model_cfg, splits, role=role, seed=cfg.seed)
+    train_cfg = (model_cfg.train or TrainConfig()) if role == "teacher" else cfg.train
+    folder.create(cfg)
+    try:
+        result = train_one(role, Distiller(None, model), splits, train_cfg, cfg, out, resume=resume)
+    finally:
+        folder.close()
+    console.print(f"{role}: test accuracy {100 * result.metrics['test/accuracy']:.2f}%, "
+                  f"{int(result.metrics['params']):,} parameters; weights in {out / role / 'model.safetensors'}")
+
+
+@app.command()
+def evaluate(
+    config: ConfigArg,
+    weights: Annotated[Path, typer.Option(help="safetensors file, checkpoint or run folder of the model")],
+    role: Annotated[str, typer.Option(help="which model of the config the weights belong to")] = "student",
+    overrides: SetOpt = None,
+) -> None:
+    """Evaluate trained weights on the config's test split.
+
+    Example: distillkit evaluate configs/mnist5k.yaml --weights runs/kd/distilled/model.safetensors
+    """
+    from distillkit.core.distiller import Distiller
+    from distillkit.experiment import build_from, build_splits
+    from distillkit.models import count_parameters, load_weights
+    from distillkit.training.trainer import Trainer
+
+    _setup_logging(verbose=False)
+    if role not in ("teacher", "student"):
+        raise DistillkitError(f"--role must be 'teacher' or 'student', got {role!r}")
+    cfg = _load(config, overrides)
+    splits = build_splits(cfg)
+    model = build_from(cfg.teacher if role == "teacher" else cfg.student, splits, role=role)
+    load_weights(model, weights)
+    metrics = Trainer(Distiller(None, model), splits.train, progress=False, seed=cfg.seed).evaluate(splits.test)
+    console.print(f"{role} ({int(count_parameters(model)):,} params): test accuracy "
+                  f"{100 * metrics['val/accuracy']:.2f}%, test loss {metrics['val/loss']:.4f}")
+
+
+@app.command("list")
+def list_(what: Annotated[str, typer.Argument(help="losses, methods, models or datasets")]) -> None:
+    """List what can be named in a config.
+
+    Example: distillkit list models
+    """
+    from distillkit.data.builtin import DATASETS
+    from distillkit.models import MODELS
+
+    catalogue = {
+        "losses": [("hard", "cross-entropy with labels (label smoothing, class weights, ignore index)"),
+                   ("soft", "KL(teacher_T || student_T) * T^2, Hinton et al. 2015; logits or top-k teacher"),
+                   ("feature: mse", "mean squared error between adapted features (FitNets)"),
+                   ("feature: smooth_l1", "Huber distance between adapted features"),
+                   ("feature: cosine", "1 - cosine similarity per sample")],
+        "methods": [("kd", "alpha * soft + (1 - alpha) * hard (Hinton et al. 2015)"),
+                    ("fitnet", "kd + beta * feature terms through adapters (Romero et al. 2015)")],
+        "models": MODELS.describe(),
+        "datasets": DATASETS.describe(),
+    }
+    if what not in catalogue:
+        from distillkit.registry import suggest
+
+        raise DistillkitError(f"cannot list {what!r}.{suggest(what, list(catalogue))} Choose: {', '.join(catalogue)}")
+    table = Table(title=what)
+    table.add_column("name")
+    table.add_column("description")
+    for name, help_text in catalogue[what]:
+        table.add_row(name, help_text)
+    console.print(table)
+
+
+@app.command("config")
+def config_(
+    config: ConfigArg,
+    print_: Annotated[bool, typer.Option("--print", help="print the resolved config (every default filled in)")] = True,
+    overrides: SetOpt = None,
+) -> None:
+    """Validate a config and print it resolved, with every default filled in.
+
+    Example: distillkit config configs/mnist5k.yaml --print --set train.lr=0.01
+    """
+    from distillkit.config import dump_config
+
+    cfg = _load(config, overrides)
+    if print_:
+        sys.stdout.write(dump_config(cfg))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code instead of exiting."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        app(args=argv, standalone_mode=False)
+    except DistillkitError as error:
+        err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        return 2
+    except (typer.Exit, SystemExit) as done:
+        code = getattr(done, "exit_code", getattr(done, "code", 0))
+        return int(code or 0)
+    except Exception as error:  # click's usage errors and unexpected failures: one line, non-zero
+        import click
+
+        if isinstance(error, click.ClickException):
+            err_console.print(f"[red]error:[/red] {error.format_message()}", highlight=False, soft_wrap=True)
+            return error.exit_code
+        if isinstance(error, (ValueError, KeyError, FileNotFoundError, TypeError)) or type(error).__name__.endswith("Error"):
+            message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+            err_console.print(f"[red]error:[/red] {type(error).__name__}: {message}", highlight=False, soft_wrap=True)
+            return 1
+        raise
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    entry()

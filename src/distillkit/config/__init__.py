@@ -1,0 +1,5 @@
+"""Configs: the pydantic schema of the YAML file, overrides and the resolved dump."""
+
+from distillkit.config.schema import Config, ConfigError, apply_overrides, dump_config, load_config
+
+__all__ = ["Config", "ConfigError", "apply_overrides", "dump_config", "load_config"]

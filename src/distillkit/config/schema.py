@@ -1,0 +1,223 @@
+"""The YAML config: one file describes data, teacher, student, distillation terms, schedules and training.
+
+Loaded with ``yaml.safe_load`` (never executes code) and validated by pydantic: unknown keys and wrong
+types are rejected with the key's path and a "did you mean". See ``configs/demo.yaml`` for an example.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from distillkit.registry import DistillkitError, suggest
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "DistillConfig",
+    "ModelConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+]
+
+
+class ConfigError(DistillkitError):
+    """The config file is missing, not YAML, or does not match the schema."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class ScheduleConfig(_Strict):
+    """A schedule for a weight or the temperature (see :mod:`distillkit.core.schedules`)."""
+
+    kind: Literal["constant", "linear", "cosine", "step", "warmup", "piecewise", "plateau"]
+    start: float | None = None
+    end: float | None = None
+    total: float | None = None
+    unit: Literal["step", "epoch"] = "epoch"
+    milestones: list[float] | None = None
+    gamma: float = 0.1
+    warmup: float | None = None
+    points: list[tuple[float, float]] | None = None
+    metric: str = "val/accuracy"
+    factor: float = 0.5
+    patience: int = 1
+
+
+Scalar = Union[float, ScheduleConfig]
+
+
+class DataConfig(_Strict):
+    name: str = Field("mnist5k", description="built-in data set name or a path to a user file/folder")
+    val_fraction: float = 0.1
+    batch_size: int = Field(128, ge=1)
+    transfer_size: int = Field(0, ge=0, description="extra unlabelled samples labelled by the teacher (mnist1d)")
+    target: str = "label"
+    features: list[str] | None = None
+    text_field: str = "text"
+    image_size: int | None = None
+    download: bool = False
+    shift: int = Field(0, ge=0, description="random translation of up to this many pixels (0 = off)")
+    mixup: float = Field(0.0, ge=0.0, description="mixup alpha (0 = off)")
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = 0.9
+    lr_schedule: Literal["constant", "cosine", "linear", "step"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    grad_accum_steps: int = Field(1, ge=1)
+    clip_grad_norm: float | None = Field(None, gt=0)
+    precision: Literal["no", "bf16", "fp16"] = "no"
+    eval_every: int | None = Field(None, ge=1)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    checkpoint_every: int | None = Field(None, ge=1)
+    teacher_cache: Literal["auto", "memory", "disk", "off"] = "auto"
+
+
+class ModelConfig(_Strict):
+    model: str = Field(..., description="zoo name, package.module:factory, timm:<name> or hf:<folder>")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    weights: str | None = Field(None, description="safetensors file, checkpoint or run folder to load")
+    train: TrainConfig | None = Field(None, description="how to train this model alone (teacher: if no weights)")
+
+
+class FeaturePairConfig(_Strict):
+    student: str
+    teacher: str
+    loss: Literal["mse", "smooth_l1", "cosine"] = "mse"
+    weight: Scalar | None = None
+    pool: Literal["mean", "cls"] | None = None
+
+
+class DistillConfig(_Strict):
+    alpha: Scalar = 0.9
+    temperature: Scalar = 4.0
+    beta: Scalar = 1.0
+    features: list[FeaturePairConfig] = Field(default_factory=list)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class Config(_Strict):
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: ModelConfig
+    student: ModelConfig
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig, description="student training, alone and distilled")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not value or "/" in value or value.startswith("."):
+            raise ValueError("name must be a plain folder name (no '/', not starting with '.')")
+        return value
+
+
+def _model_for(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: Any = Config
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        for c in list(candidates):
+            candidates += list(getattr(c, "__args__", ()))
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and ("[" in p or p in ("float", "ScheduleConfig"))))
+        path = ".".join(str(p) for p in loc)
+        if item["type"] == "extra_forbidden":
+            parent = _model_for(loc[:-1])
+            known = sorted(parent.model_fields) if parent else []
+            lines.append(f"{path}: unknown key.{suggest(str(loc[-1]), known)}"
+                         + (f" Allowed here: {', '.join(known)}" if known else ""))
+        else:
+            lines.append(f"{path or '(top level)'}: {item['msg']}")
+    unique = list(dict.fromkeys(lines))
+    return f"{source}: invalid config: " + "; ".join(unique)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides (values parsed as YAML) to a raw config dict; returns a new dict."""
+    result = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return result
+
+
+def load_config(path: str | Path | None = None, *, overrides: list[str] | None = None,
+                raw: dict[str, Any] | None = None) -> Config:
+    """Read, override and validate a config.
+
+    Raises:
+        ConfigError: missing or unreadable file, invalid YAML, or schema errors (with key paths).
+    """
+    source = str(path) if path is not None else "config"
+    if raw is None:
+        if path is None:
+            raise ConfigError("no config given")
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file not found: {file}")
+        try:
+            raw = yaml.safe_load(file.read_text())
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{file}: cannot read: {error}") from error
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{file}: not valid YAML: {str(error).splitlines()[0]}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a config must be a YAML mapping of sections (data, teacher, student, ...)")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, source)) from None
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as YAML (every default filled in): rerunning this file reproduces the run."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

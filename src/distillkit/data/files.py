@@ -1,0 +1,208 @@
+"""User data: tables (CSV, Parquet, NPZ), image folders, JSONL text, and torchvision / Hugging Face data sets.
+
+``load_user_data(source, ...)`` picks the reader from the source:
+
+- ``path/to/table.csv`` / ``.parquet``: one row per sample; ``target`` names the label column, ``features``
+  the input columns (default: every other numeric column).
+- ``path/to/arrays.npz``: arrays ``x`` and ``y`` (names configurable with ``features`` / ``target``).
+- ``path/to/texts.jsonl``: one JSON object per line with ``text`` and ``label`` fields.
+- ``path/to/folder/``: an image folder ``folder/<class name>/<image>`` (needs Pillow).
+- ``torchvision:CIFAR100`` / ``hf:imdb``: those libraries' data sets; they download only with
+  ``download=True`` and a network.
+
+Labels that are strings are mapped to class indices in sorted order.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distillkit.data.base import TensorDictDataset
+from distillkit.data.builtin import DataSplits, TextDataset, _require, stratified_splits
+from distillkit.registry import DistillkitError
+
+__all__ = ["load_user_data"]
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def _encode_labels(raw: list[Any] | np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
+    values = list(raw)
+    if not values:
+        raise DistillkitError(f"{where}: no samples found")
+    if all(isinstance(v, (int, np.integer)) for v in values):
+        labels = np.asarray(values, dtype=np.int64)
+        if labels.min() < 0:
+            raise DistillkitError(f"{where}: labels must be >= 0, found {labels.min()}")
+        return labels, [str(i) for i in range(int(labels.max()) + 1)]
+    names = sorted({str(v) for v in values})
+    index = {name: i for i, name in enumerate(names)}
+    return np.asarray([index[str(v)] for v in values], dtype=np.int64), names
+
+
+def _split_arrays(name: str, x: np.ndarray, y: np.ndarray, names: list[str], *, val_fraction: float, seed: int,
+                  test_fraction: float) -> DataSplits:
+    train, val, test = stratified_splits(y, test_size=test_fraction, val_fraction=val_fraction, seed=seed)
+    make = lambda idx: TensorDictDataset(input=torch.as_tensor(x[idx], dtype=torch.float32),  # noqa: E731
+                                         target=torch.as_tensor(y[idx]))
+    return DataSplits(name=name, train=make(train), val=make(val) if len(val) else None, test=make(test),
+                      num_classes=len(names), input_shape=tuple(x.shape[1:]), class_names=names)
+
+
+def _read_table(path: Path, target: str, features: list[str] | None) -> tuple[np.ndarray, list[Any]]:
+    pandas = _require("pandas", "data")
+    try:
+        frame = pandas.read_csv(path) if path.suffix == ".csv" else pandas.read_parquet(path)
+    except ImportError as error:
+        raise DistillkitError(f"{path}: reading Parquet needs pyarrow: pip install 'distillkit[data]'") from error
+    except Exception as error:  # pandas raises many parser error types; report them all the same way
+        raise DistillkitError(f"{path}: cannot read as {path.suffix[1:].upper()}: {error}") from error
+    if target not in frame.columns:
+        raise DistillkitError(f"{path}: no label column {target!r}; columns are {list(frame.columns)} (set target)")
+    if features is None:
+        features = [c for c in frame.columns if c != target and pandas.api.types.is_numeric_dtype(frame[c])]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise DistillkitError(f"{path}: feature columns {missing} are missing; columns are {list(frame.columns)}")
+    if not features:
+        raise DistillkitError(f"{path}: no numeric feature columns; name them with features=[...]")
+    x = frame[features].to_numpy(dtype=np.float32)
+    if np.isnan(x).any():
+        raise DistillkitError(f"{path}: feature columns contain missing values; fill or drop them first")
+    return x, frame[target].tolist()
+
+
+def _read_npz(path: Path, target: str, features: list[str] | None) -> tuple[np.ndarray, list[Any]]:
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except Exception as error:  # numpy raises ValueError, OSError, BadZipFile...
+        raise DistillkitError(f"{path}: cannot read as NPZ: {error}") from error
+    x_key = (features or ["x"])[0]
+    for key in (x_key, target):
+        if key not in arrays.files:
+            raise DistillkitError(f"{path}: no array {key!r}; arrays are {arrays.files}")
+    return arrays[x_key].astype(np.float32), arrays[target].tolist()
+
+
+def _read_jsonl(path: Path, target: str, text_field: str) -> tuple[list[str], list[Any]]:
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DistillkitError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+            if text_field not in record or target not in record:
+                raise DistillkitError(f"{path}:{number}: each line needs {text_field!r} and {target!r} fields")
+            texts.append(str(record[text_field]))
+            labels.append(record[target])
+    return texts, labels
+
+
+def _read_image_folder(path: Path, image_size: int | None) -> tuple[np.ndarray, list[Any]]:
+    pil = _require("PIL.Image", "vision")
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if not classes:
+        raise DistillkitError(f"{path}: an image folder needs one sub-folder per class (folder/<class>/<image>)")
+    images, labels = [], []
+    for name in classes:
+        for file in sorted((path / name).iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with pil.open(file) as image:
+                    image = image.convert("RGB")
+                    if image_size:
+                        image = image.resize((image_size, image_size))
+                    images.append(np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0)
+            except OSError as error:
+                raise DistillkitError(f"{file}: cannot read image: {error}") from error
+            labels.append(name)
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise DistillkitError(f"{path}: images have different sizes {sorted(shapes)[:3]}...; set image_size")
+    return np.stack(images), labels
+
+
+def _torchvision(name: str, *, download: bool, root: str, seed: int, val_fraction: float) -> DataSplits:
+    datasets = _require("torchvision.datasets", "vision")
+    if not hasattr(datasets, name):
+        raise DistillkitError(f"torchvision has no data set {name!r}")
+    cls = getattr(datasets, name)
+    try:
+        train_raw, test_raw = cls(root, train=True, download=download), cls(root, train=False, download=download)
+    except RuntimeError as error:
+        raise DistillkitError(f"torchvision:{name}: {error} (pass download=True with a network)") from error
+    to_arrays = lambda ds: (np.asarray(ds.data, dtype=np.float32) / 255.0, np.asarray(ds.targets))  # noqa: E731
+    (x, y), (x_test, y_test) = to_arrays(train_raw), to_arrays(test_raw)
+    if x.ndim == 4:  # NHWC -> NCHW
+        x, x_test = x.transpose(0, 3, 1, 2), x_test.transpose(0, 3, 1, 2)
+    else:
+        x, x_test = x[:, None], x_test[:, None]
+    train, _, val = stratified_splits(y, test_size=val_fraction, val_fraction=0, seed=seed) if val_fraction else (
+        np.arange(len(y)), None, np.array([], dtype=int))
+    make = lambda a, b: TensorDictDataset(input=torch.as_tensor(a), target=torch.as_tensor(b, dtype=torch.long))  # noqa: E731
+    return DataSplits(name=name, train=make(x[train], y[train]), val=make(x[val], y[val]) if len(val) else None,
+                      test=make(x_test, y_test), num_classes=len(train_raw.classes), input_shape=tuple(x.shape[1:]),
+                      class_names=list(train_raw.classes))
+
+
+def load_user_data(
+    source: str,
+    *,
+    target: str = "label",
+    features: list[str] | None = None,
+    text_field: str = "text",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    image_size: int | None = None,
+    download: bool = False,
+    root: str = "data",
+    **_: Any,
+) -> DataSplits:
+    """Load user data into stratified splits (see the module docstring for the formats).
+
+    Raises:
+        DistillkitError: missing or unreadable file, unknown format, missing columns; the message says which.
+    """
+    if source.startswith("torchvision:"):
+        return _torchvision(source.split(":", 1)[1], download=download, root=root, seed=seed, val_fraction=val_fraction)
+    if source.startswith("hf:"):
+        raise DistillkitError(
+            "Hugging Face data sets: load them with datasets.load_dataset, then wrap the arrays in "
+            "distillkit.data.TensorDictDataset (or export them to JSONL/Parquet and pass the file)"
+        )
+    path = Path(source)
+    if not path.exists():
+        raise DistillkitError(f"data file or folder not found: {path}")
+    name = path.stem
+    if path.is_dir():
+        x, raw = _read_image_folder(path, image_size)
+    elif path.suffix in (".csv", ".parquet"):
+        x, raw = _read_table(path, target, features)
+    elif path.suffix == ".npz":
+        x, raw = _read_npz(path, target if target != "label" else "y", features)
+    elif path.suffix == ".jsonl":
+        texts, raw = _read_jsonl(path, target, text_field)
+        y, names = _encode_labels(raw, str(path))
+        train, val, test = stratified_splits(y, test_size=test_fraction, val_fraction=val_fraction, seed=seed)
+        make = lambda idx: TextDataset([texts[i] for i in idx], torch.as_tensor(y[idx]))  # noqa: E731
+        return DataSplits(name=name, train=make(train), val=make(val) if len(val) else None, test=make(test),
+                          num_classes=len(names), input_shape=None, class_names=names, input_key="text")
+    else:
+        raise DistillkitError(
+            f"{path}: unknown data format {path.suffix!r}; use .csv, .parquet, .npz, .jsonl or an image folder"
+        )
+    y, names = _encode_labels(raw, str(path))
+    try:
+        return _split_arrays(name, x, y, names, val_fraction=val_fraction, seed=seed, test_fraction=test_fraction)
+    except ValueError as error:  # scikit-learn: a class with too few members to stratify
+        raise DistillkitError(f"{path}: cannot make stratified splits: {error}") from error

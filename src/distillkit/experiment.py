@@ -1,0 +1,310 @@
+"""From a :class:`~distillkit.config.Config` to trained models: the code behind the CLI and the demo.
+
+The central experiment of knowledge distillation is :func:`run_comparison`: the teacher, the student trained
+alone and the distilled student, the two students with the same data, epochs and optimizer, all evaluated on
+the same held-out test split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from distillkit.config.schema import Config, ModelConfig, ScheduleConfig, TrainConfig, dump_config
+from distillkit.core import schedules as sched
+from distillkit.core.distiller import Distiller
+from distillkit.core.terms import FeatureTerm, HardLabelTerm, LossTerm, SoftTargetTerm
+from distillkit.data.builtin import DataSplits, load_dataset
+from distillkit.data.transfer import Compose, ConcatDictDataset, Mixup, RandomShift, unlabelled
+from distillkit.models import build_model, count_parameters, load_weights
+from distillkit.registry import DistillkitError
+from distillkit.training.callbacks import EarlyStopping, MetricsFile
+from distillkit.training.trainer import Trainer
+
+__all__ = ["RunFolder", "build_schedule", "build_splits", "run_comparison", "train_one"]
+
+log = logging.getLogger("distillkit")
+
+
+def build_schedule(value: float | ScheduleConfig, *, where: str = "schedule") -> sched.ScheduleLike:
+    """A number or a :class:`~distillkit.core.schedules.Schedule` from its config."""
+    if not isinstance(value, ScheduleConfig):
+        return float(value)
+
+    def need(*names: str) -> None:
+        missing = [n for n in names if getattr(value, n) is None]
+        if missing:
+            raise DistillkitError(f"{where}: a {value.kind!r} schedule needs {', '.join(missing)}")
+
+    if value.kind == "constant":
+        need("start")
+        return sched.Constant(value.start)  # type: ignore[arg-type]
+    if value.kind in ("linear", "cosine"):
+        need("start", "end", "total")
+        cls = sched.Linear if value.kind == "linear" else sched.Cosine
+        return cls(value.start, value.end, value.total, unit=value.unit)  # type: ignore[arg-type]
+    if value.kind == "step":
+        need("start", "milestones")
+        return sched.Step(value.start, value.milestones, value.gamma, unit=value.unit)  # type: ignore[arg-type]
+    if value.kind == "warmup":
+        need("start", "end", "warmup")
+        return sched.Warmup(value.end, value.warmup, value.start, unit=value.unit)  # type: ignore[arg-type]
+    if value.kind == "piecewise":
+        need("points")
+        return sched.Piecewise(value.points, unit=value.unit)  # type: ignore[arg-type]
+    need("start")
+    return sched.PlateauDecay(value.start, metric=value.metric, factor=value.factor,  # type: ignore[arg-type]
+                              patience=value.patience, floor=value.end or 0.0)
+
+
+def build_splits(config: Config) -> DataSplits:
+    data = config.data
+    return load_dataset(
+        data.name, val_fraction=data.val_fraction, seed=config.seed, transfer_size=data.transfer_size,
+        target=data.target, features=data.features, text_field=data.text_field, image_size=data.image_size,
+        download=data.download,
+    )
+
+
+def build_augmentation(config: Config, splits: DataSplits) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """The batch augmentation declared in ``data`` (shift, mixup), applied to every model trained in a run."""
+    steps: list[Any] = []
+    if config.data.shift:
+        steps.append(RandomShift(config.data.shift, input_key=splits.input_key))
+    if config.data.mixup:
+        steps.append(Mixup(splits.num_classes, alpha=config.data.mixup, input_key=splits.input_key))
+    return Compose(steps) if steps else None
+
+
+def build_from(model_config: ModelConfig, splits: DataSplits, *, role: str, seed: int | None = None) -> nn.Module:
+    """Build (and load weights into) a model of the config; with ``seed``, its initial weights are reproducible."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        model = build_model(model_config.model, num_classes=splits.num_classes, input_shape=splits.input_shape,
+                            **model_config.kwargs)
+    except (ValueError, TypeError) as error:
+        raise DistillkitError(f"{role} model {model_config.model!r}: {error}") from error
+    if model_config.weights:
+        load_weights(model, model_config.weights)
+    return model
+
+
+def build_terms(config: Config) -> list[LossTerm]:
+    distill = config.distill
+    alpha = build_schedule(distill.alpha, where="distill.alpha")
+    beta = build_schedule(distill.beta, where="distill.beta")
+    terms: list[LossTerm] = [
+        SoftTargetTerm(alpha, temperature=build_schedule(distill.temperature, where="distill.temperature")),
+        HardLabelTerm(sched.Complement(alpha) if callable(alpha) else 1.0 - float(alpha),
+                      label_smoothing=distill.label_smoothing),
+    ]
+    for pair in distill.features:
+        weight = beta if pair.weight is None else build_schedule(pair.weight, where="distill.features.weight")
+        terms.append(FeatureTerm(pair.student, pair.teacher, weight, loss=pair.loss, pool=pair.pool))
+    return terms
+
+
+class RunFolder:
+    """A run's folder: refuses to reuse one that holds a run unless told to resume or overwrite.
+
+    Nothing is created until :meth:`create` is called, after every input has been checked.
+    """
+
+    def __init__(self, path: str | Path, *, overwrite: bool = False, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.overwrite, self.resume = overwrite, resume
+        if overwrite and resume:
+            raise DistillkitError("choose --resume or --overwrite, not both")
+        holds_run = self.path.exists() and any(self.path.iterdir())
+        if holds_run and not (overwrite or resume):
+            raise DistillkitError(
+                f"run folder {self.path} already holds a run; pass --resume to continue it, --overwrite to replace "
+                "it, or choose another --out"
+            )
+        if resume and not holds_run:
+            raise DistillkitError(f"nothing to resume: {self.path} holds no run")
+
+    def create(self, config: Config) -> None:
+        if self.overwrite and self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "config.yaml").write_text(dump_config(config))
+        handler = logging.FileHandler(self.path / "log.txt")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.getLogger("distillkit").addHandler(handler)
+        self._handler = handler
+
+    def close(self) -> None:
+        handler = getattr(self, "_handler", None)
+        if handler is not None:
+            logging.getLogger("distillkit").removeHandler(handler)
+            handler.close()
+
+
+def _trainer_kwargs(train: TrainConfig, config: Config, folder: Path | None) -> dict[str, Any]:
+    callbacks: list[Any] = []
+    if train.early_stopping_patience:
+        callbacks.append(EarlyStopping("val/accuracy", mode="max", patience=train.early_stopping_patience))
+    if folder is not None:
+        callbacks.append(MetricsFile(folder / "metrics.jsonl"))
+    return dict(
+        epochs=train.epochs, max_steps=train.max_steps, batch_size=config.data.batch_size, optimizer=train.optimizer,
+        lr=train.lr, weight_decay=train.weight_decay, momentum=train.momentum, lr_schedule=train.lr_schedule,
+        warmup_steps=train.warmup_steps, grad_accum_steps=train.grad_accum_steps,
+        clip_grad_norm=train.clip_grad_norm, precision=train.precision, eval_every=train.eval_every,
+        checkpoint_every=train.checkpoint_every, teacher_cache=train.teacher_cache, seed=config.seed,
+        callbacks=callbacks, checkpoint_dir=(folder / "checkpoints") if folder is not None else None,
+    )
+
+
+@dataclass
+class TrainedModel:
+    name: str
+    model: nn.Module
+    metrics: dict[str, float]
+    seconds: float
+
+
+def train_one(
+    name: str, distiller: Distiller, splits: DataSplits, train: TrainConfig, config: Config, folder: Path | None, *,
+    resume: bool = False, batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    train_data: Any = None,
+) -> TrainedModel:
+    """Train one model (alone or distilled), save its weights, evaluate it on the test split."""
+    from safetensors.torch import save_file
+
+    run_folder = folder / name if folder is not None else None
+    completed = run_folder is not None and (run_folder / "model.safetensors").is_file()
+    trainer = Trainer(distiller, train_data if train_data is not None else splits.train, splits.val,
+                      batch_transform=batch_transform, **_trainer_kwargs(train, config, run_folder))
+    start = time.perf_counter()
+    if completed and resume:
+        log.info("%s: already trained in %s, reusing it", name, run_folder)
+        load_weights(distiller.student, run_folder / "model.safetensors")  # type: ignore[operator]
+        trainer.setup()
+    else:
+        can_resume = resume and run_folder is not None and (run_folder / "checkpoints" / "latest").exists()
+        trainer.fit(resume="latest" if can_resume else None)
+    seconds = time.perf_counter() - start
+    test = trainer.evaluate(splits.test)
+    metrics = {"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"], **trainer.metrics,
+               "params": float(count_parameters(distiller.student)), "train_seconds": seconds}
+    if run_folder is not None and not completed:
+        state = {k: v.detach().cpu().contiguous() for k, v in distiller.student.state_dict().items()}
+        save_file(state, str(run_folder / "model.safetensors"))
+    return TrainedModel(name, distiller.student, metrics, seconds)
+
+
+def _teacher_key(config: Config) -> str:
+    blob = json.dumps([config.teacher.model_dump(mode="json"), config.data.model_dump(mode="json"), config.seed],
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resume: bool = False,
+                reuse_dir: Path | None = None) -> TrainedModel:
+    """Load the teacher's weights, reuse a teacher trained earlier with the same config, or train it."""
+    teacher = build_from(config.teacher, splits, role="teacher", seed=config.seed)
+    if config.teacher.weights:
+        trainer = Trainer(Distiller(None, teacher), splits.train, progress=False, seed=config.seed)
+        test = trainer.evaluate(splits.test)
+        return TrainedModel("teacher", teacher, {"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"],
+                                                 "params": float(count_parameters(teacher))}, 0.0)
+    cached = reuse_dir / _teacher_key(config) if reuse_dir is not None else None
+    if cached is not None and (cached / "model.safetensors").is_file():
+        log.info("teacher: reusing the one trained earlier with this config (%s)", cached)
+        load_weights(teacher, cached / "model.safetensors")
+        trainer = Trainer(Distiller(None, teacher), splits.train, splits.val, progress=False, seed=config.seed)
+        test = trainer.evaluate(splits.test)
+        metrics = json.loads((cached / "metrics.json").read_text()) if (cached / "metrics.json").is_file() else {}
+        metrics.update({"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"],
+                        "params": float(count_parameters(teacher))})
+        if folder is not None:
+            (folder / "teacher").mkdir(parents=True, exist_ok=True)
+            shutil.copy(cached / "model.safetensors", folder / "teacher" / "model.safetensors")
+        return TrainedModel("teacher", teacher, metrics, 0.0)
+    result = train_one("teacher", Distiller(None, teacher), splits, config.teacher.train or TrainConfig(), config,
+                       folder, resume=resume, batch_transform=build_augmentation(config, splits))
+    if cached is not None:
+        tmp = cached.with_name(cached.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, str(tmp / "model.safetensors"))
+        (tmp / "metrics.json").write_text(json.dumps(result.metrics))
+        if cached.exists():
+            shutil.rmtree(cached)
+        tmp.rename(cached)
+    return result
+
+
+def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path | None = None) -> dict[str, Any]:
+    """Teacher, student alone and distilled student under the same budget; returns and saves the results.
+
+    Every input is checked (data loaded, models built, the distiller set up on one batch) before the run folder
+    is created, so a bad config leaves nothing behind.
+    """
+    splits = build_splits(config)
+    student_alone = build_from(config.student, splits, role="student", seed=config.seed)
+    teacher_probe = build_from(config.teacher, splits, role="teacher")
+    probe = Distiller(teacher_probe, build_from(config.student, splits, role="student"), terms=build_terms(config))
+    first = torch.utils.data.default_collate([splits.train[i] for i in range(min(8, len(splits.train)))])  # type: ignore[arg-type]
+    probe.setup(first)  # class counts, fields, layer names and adapter shapes, before anything is written
+    probe.remove_hooks()
+    del probe, teacher_probe
+
+    path = folder.path if folder is not None else None
+    resume = folder.resume if folder is not None else False
+    if folder is not None:
+        folder.create(config)
+    try:
+        teacher = get_teacher(config, splits, path, resume=resume, reuse_dir=reuse_dir)
+        torch.manual_seed(config.seed)
+        augment = build_augmentation(config, splits)  # the same augmentation for every model: a fair comparison
+        alone = train_one("student_alone", Distiller(None, student_alone), splits, config.train, config, path,
+                          resume=resume, batch_transform=augment)
+        # the distilled student starts from the same initial weights as the student alone
+        student = build_from(config.student, splits, role="student", seed=config.seed)
+        distiller = Distiller(teacher.model, student, terms=build_terms(config))
+        train_data = splits.train
+        if splits.transfer is not None:
+            train_data = ConcatDictDataset([splits.train, unlabelled(splits.transfer)])
+        distilled = train_one("distilled", distiller, splits, config.train, config, path, resume=resume,
+                              batch_transform=augment, train_data=train_data)
+    finally:
+        if folder is not None:
+            folder.close()
+    results = {
+        "name": config.name, "data": splits.name,
+        "models": {m.name: m.metrics for m in (teacher, alone, distilled)},
+        "distilled_minus_alone": distilled.metrics["test/accuracy"] - alone.metrics["test/accuracy"],
+    }
+    if path is not None:
+        (path / "results.json").write_text(json.dumps(results, indent=1))
+        (path / "results.md").write_text(results_table(results))
+    return results
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """The comparison as a Markdown table."""
+    rows = ["| model | params | test accuracy | test loss | train time (s) |", "|---|---:|---:|---:|---:|"]
+    labels = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student"}
+    for key, label in labels.items():
+        m = results["models"][key]
+        rows.append(f"| {label} | {int(m['params']):,} | {100 * m['test/accuracy']:.2f}% | {m['test/loss']:.4f} | "
+                    f"{m.get('train_seconds', 0.0):.1f} |")
+    gain = 100 * results["distilled_minus_alone"]
+    rows.append("")
+    rows.append(f"Distillation changed the student's test accuracy by {gain:+.2f} points ({results['data']}).")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,124 @@
+"""Models: the zoo, user factories (``package.module:factory``) and loading teacher weights."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from distillkit.models.zoo import MODELS
+from distillkit.registry import DistillkitError
+
+__all__ = ["MODELS", "build_model", "count_parameters", "load_weights"]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _import_factory(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise DistillkitError(f"cannot import {module_name!r} for model {spec!r}: {error}") from error
+    if not hasattr(module, attr):
+        raise DistillkitError(f"module {module_name!r} has no attribute {attr!r} (model {spec!r})")
+    return getattr(module, attr)
+
+
+def build_model(
+    name: str, *, num_classes: int, input_shape: Sequence[int] | None, **kwargs: Any
+) -> nn.Module:
+    """Build a model by zoo name, ``package.module:factory``, ``timm:<name>`` or ``hf:<folder or id>``.
+
+    Args:
+        name: see above. User factories are called as ``factory(**kwargs)`` (they get ``num_classes`` too when
+            their signature accepts it).
+        num_classes: number of outputs.
+        input_shape: one sample's shape (``None`` for text).
+        **kwargs: the factory's own options.
+    """
+    if name.startswith("timm:"):
+        timm = _optional("timm", "vision")
+        return timm.create_model(name[5:], num_classes=num_classes, pretrained=False, **kwargs)
+    if name.startswith("torchvision:"):
+        models = _optional("torchvision.models", "vision")
+        return models.get_model(name[12:], num_classes=num_classes, **kwargs)
+    if name.startswith("hf:"):
+        transformers = _optional("transformers", "nlp")
+        return transformers.AutoModelForSequenceClassification.from_pretrained(name[3:], num_labels=num_classes, **kwargs)
+    if ":" in name:
+        factory = _import_factory(name)
+        import inspect
+
+        params = inspect.signature(factory).parameters
+        if "num_classes" in params:
+            kwargs.setdefault("num_classes", num_classes)
+        if "input_shape" in params and input_shape is not None:
+            kwargs.setdefault("input_shape", input_shape)
+        model = factory(**kwargs)
+    else:
+        try:
+            model = MODELS.get(name)(num_classes=num_classes, input_shape=input_shape, **kwargs)
+        except TypeError as error:
+            raise DistillkitError(f"model {name!r}: bad options {sorted(kwargs)}: {error}") from error
+    if not isinstance(model, nn.Module):
+        raise DistillkitError(f"model factory {name!r} returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _optional(module: str, extra: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise DistillkitError(f"this needs {module!r}: pip install 'distillkit[{extra}]'") from error
+
+
+def load_weights(model: nn.Module, path: str | Path, *, prefix: str | None = None) -> nn.Module:
+    """Load weights into ``model`` from a safetensors file, a distillkit checkpoint folder or run folder.
+
+    Never unpickles: safetensors only (``.pt`` files are read with ``weights_only=True``).
+
+    Args:
+        prefix: the key prefix to strip; checkpoints store the student under ``"student."`` (the default
+            tried when the keys do not match as they are).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / "model.safetensors", path / "student.safetensors"):
+            if candidate.is_file():
+                path = candidate
+                break
+        else:
+            from distillkit.training.checkpoint import find_latest
+
+            latest = find_latest(path / "checkpoints") or find_latest(path)
+            if latest is None:
+                raise DistillkitError(f"{path}: no model.safetensors and no complete checkpoint inside")
+            path = latest / "model.safetensors"
+    if not path.is_file():
+        raise DistillkitError(f"weights file not found: {path}")
+    try:
+        state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, weights_only=True)
+    except Exception as error:  # safetensors and torch raise several types for a damaged file
+        raise DistillkitError(f"{path}: cannot read weights: {error}") from error
+    own = set(model.state_dict())
+    for strip in ([prefix] if prefix else ["", "student."]):
+        candidate = {k[len(strip):]: v for k, v in state.items() if k.startswith(strip)}
+        if own <= set(candidate):
+            try:
+                model.load_state_dict({k: candidate[k] for k in own})
+            except RuntimeError as error:  # shapes differ
+                first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+                raise DistillkitError(f"{path}: weights do not fit this model ({first}); check the architecture") from None
+            return model
+    missing = sorted(own - set(state))[:5]
+    raise DistillkitError(f"{path}: weights do not fit this model (missing e.g. {missing}); check the architecture")

@@ -1,0 +1,75 @@
+"""Name -> object registries, used only at the edges (YAML configs, the CLI).
+
+The library itself takes typed objects; strings become objects here, and a typo gets a "did you mean".
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+__all__ = ["DistillkitError", "Registry", "UnknownNameError", "suggest"]
+
+T = TypeVar("T")
+
+
+class DistillkitError(Exception):
+    """An error a user can fix: the CLI prints its message on one line and exits non-zero."""
+
+
+class UnknownNameError(DistillkitError, KeyError):
+    """A name that is not in a registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    """`` Did you mean: x, y?`` for the closest choices, or an empty string."""
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+class Registry(Generic[T]):
+    """A named collection of factories with a short description each.
+
+    Example:
+        >>> models = Registry("model")
+        >>> @models.register("mlp", "a multi-layer perceptron")
+        ... def mlp(): ...
+        >>> models.get("mpl")
+        Traceback (most recent call last):
+        distillkit.registry.UnknownNameError: unknown model 'mpl'. Did you mean: mlp? Known: mlp
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+        self._help: dict[str, str] = {}
+
+    def register(self, name: str, help: str = "") -> Callable[[T], T]:
+        def add(item: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = item
+            self._help[name] = help
+            return item
+
+        return add
+
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            known = sorted(self._items)
+            raise UnknownNameError(f"unknown {self.kind} {name!r}.{suggest(name, known)} Known: {', '.join(known)}")
+        return self._items[name]
+
+    def describe(self) -> list[tuple[str, str]]:
+        """``(name, description)`` pairs, sorted by name."""
+        return sorted(self._help.items())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))

@@ -1,0 +1,113 @@
+"""End-to-end CLI tests: real (tiny) trainings through main(argv)."""
+
+import json
+
+import pytest
+import yaml
+
+from distillkit.cli.main import main
+
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "data": {"name": "digits", "batch_size": 64},
+    "teacher": {"model": "mlp", "kwargs": {"hidden": [64]}, "train": {"epochs": 3, "lr": 0.005}},
+    "student": {"model": "mlp", "kwargs": {"hidden": [8]}},
+    "distill": {"alpha": 0.7, "temperature": 4.0, "beta": 0.5,
+                "features": [{"student": "act1", "teacher": "act1"}]},
+    "train": {"epochs": 2, "lr": 0.005},
+}
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def test_compare_end_to_end_writes_a_complete_run_folder(config_file, tmp_path, capsys):
+    out = tmp_path / "runs" / "tiny"
+    assert main(["compare", str(config_file), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "distilled student" in printed and "student alone" in printed
+    for name in ("config.yaml", "log.txt", "results.json", "results.md", "teacher/model.safetensors",
+                 "student_alone/model.safetensors", "distilled/model.safetensors", "distilled/metrics.jsonl"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {"teacher", "student_alone", "distilled"}
+    assert results["models"]["teacher"]["test/accuracy"] > 0.8
+    # the resolved config reproduces the run
+    assert main(["compare", str(out / "config.yaml"), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    for model in ("student_alone", "distilled"):
+        assert again["models"][model]["test/accuracy"] == results["models"][model]["test/accuracy"]
+
+
+def test_existing_run_folder_is_refused_then_resumed_or_overwritten(config_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["distill", str(config_file), "--out", str(out), "--set", "train.epochs=1"]) == 0
+    before = (out / "results.json").read_text()
+    assert main(["distill", str(config_file), "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == before  # nothing lost
+    assert main(["distill", str(config_file), "--out", str(out), "--set", "train.epochs=1", "--resume"]) == 0
+    assert "reusing" in (out / "log.txt").read_text()
+    assert main(["distill", str(config_file), "--out", str(out), "--set", "train.epochs=1", "--overwrite"]) == 0
+
+
+def test_train_then_evaluate(config_file, tmp_path, capsys):
+    out = tmp_path / "teacher"
+    assert main(["train", str(config_file), "--role", "teacher", "--out", str(out)]) == 0
+    weights = out / "teacher" / "model.safetensors"
+    assert weights.is_file()
+    assert main(["evaluate", str(config_file), "--role", "teacher", "--weights", str(weights)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(["evaluate", str(config_file), "--role", "student", "--weights", str(weights)]) == 2
+    assert "do not fit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("what", ["losses", "methods", "models", "datasets"])
+def test_list(what, capsys):
+    assert main(["list", what]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def test_config_print_is_resolved(config_file, capsys):
+    assert main(["config", str(config_file), "--print", "--set", "train.lr=0.01"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["lr"] == 0.01 and printed["train"]["optimizer"] == "adamw"
+
+
+def test_help_shows_examples(capsys):
+    assert main(["--help"]) == 0
+    assert "distillkit demo" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["list", "modles"], "Did you mean: models"),
+    (["config", "missing.yaml"], "config file not found"),
+    (["compare", "{cfg}", "--set", "data.name=mnist5"], "unknown dataset 'mnist5'. Did you mean: mnist5k"),
+    (["compare", "{cfg}", "--set", "student.model=mpl"], "unknown model 'mpl'. Did you mean: mlp"),
+    (["compare", "{cfg}", "--set", "data.name=/nope/data.csv"], "not found"),
+    (["compare", "{cfg}", "--set", "teacher.train.epocs=1"], "Did you mean: epochs"),
+    (["compare", "{cfg}", "--set", "distill.features=[{student: act9, teacher: act1}]"], "no module named 'act9'"),
+    (["compare", "{cfg}", "--set", "teacher.weights=/nope.safetensors"], "weights file not found"),
+    (["compare", "{cfg}", "--resume"], "nothing to resume"),
+])
+def test_bad_input_fails_with_one_line_and_leaves_nothing(args, message, config_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [a.replace("{cfg}", str(config_file)) for a in args] + (["--out", str(out)] if "{cfg}" in args else [])
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert message in err.replace("\n", " ")
+    assert not out.exists()
+
+
+def test_bad_data_file_leaves_nothing(tmp_path, config_file, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n1,2\n")
+    out = tmp_path / "out"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", f"data.name={bad}"]) == 2
+    assert "no label column" in capsys.readouterr().err
+    assert not out.exists()

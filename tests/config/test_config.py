@@ -1,0 +1,64 @@
+import pytest
+
+from distillkit.config import ConfigError, dump_config, load_config
+from distillkit.config.schema import ScheduleConfig
+from distillkit.experiment import build_schedule
+from distillkit.core.schedules import Cosine, PlateauDecay
+
+MINIMAL = {"teacher": {"model": "cnn"}, "student": {"model": "mlp"}}
+
+
+def test_defaults_and_overrides():
+    config = load_config(raw=MINIMAL, overrides=["train.epochs=3", "distill.alpha=0.5", "data.name=digits"])
+    assert config.train.epochs == 3 and config.distill.alpha == 0.5 and config.data.name == "digits"
+
+
+def test_unknown_key_has_path_and_suggestion():
+    with pytest.raises(ConfigError, match=r"train\.epohcs: unknown key\. Did you mean: epochs\?"):
+        load_config(raw={**MINIMAL, "train": {"epohcs": 3}})
+    with pytest.raises(ConfigError, match=r"distill\.temprature: unknown key\. Did you mean: temperature"):
+        load_config(raw={**MINIMAL, "distill": {"temprature": 3}})
+
+
+def test_wrong_types_are_rejected_with_paths():
+    with pytest.raises(ConfigError, match=r"train\.epochs: Input should be a valid integer"):
+        load_config(raw=MINIMAL, overrides=["train.epochs=many"])
+    with pytest.raises(ConfigError, match=r"train\.lr: Input should be greater than 0"):
+        load_config(raw=MINIMAL, overrides=["train.lr=-1"])
+    with pytest.raises(ConfigError, match=r"teacher: Field required"):
+        load_config(raw={"student": {"model": "mlp"}})
+
+
+def test_yaml_never_executes_code(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("teacher: !!python/object/apply:os.system ['echo pwned']\nstudent: {model: mlp}\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(evil)
+
+
+def test_missing_file_and_non_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="YAML mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(raw=MINIMAL, overrides=["train.epochs"])
+
+
+def test_resolved_dump_round_trips(tmp_path):
+    config = load_config(raw=MINIMAL, overrides=["distill.alpha={kind: cosine, start: 0.9, end: 0.1, total: 5}"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(dump_config(config))
+    assert load_config(path) == config
+
+
+def test_schedules_from_config():
+    cos = build_schedule(ScheduleConfig(kind="cosine", start=0.9, end=0.1, total=10))
+    assert isinstance(cos, Cosine) and cos.unit == "epoch"
+    assert isinstance(build_schedule(ScheduleConfig(kind="plateau", start=0.9)), PlateauDecay)
+    with pytest.raises(Exception, match="needs end, total"):
+        build_schedule(ScheduleConfig(kind="linear", start=1.0))

@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from distillkit.data.builtin import load_dataset, mnist1d_transfer_set
+from distillkit.registry import DistillkitError, UnknownNameError
+
+
+def test_builtin_splits_are_stratified_and_deterministic():
+    a, b = load_dataset("digits", seed=3), load_dataset("digits", seed=3)
+    assert torch.equal(a.train.fields["input"], b.train.fields["input"])
+    counts = torch.bincount(a.test.fields["target"], minlength=10).float()
+    assert counts.max() - counts.min() <= 2  # stratified
+    assert len(a.train) + len(a.val) + len(a.test) == 1797
+    assert a.input_shape == (1, 8, 8) and a.num_classes == 10
+
+
+def test_mnist5k_and_mnist1d_sizes():
+    m = load_dataset("mnist5k", val_fraction=0.0)
+    assert (len(m.train), len(m.test), m.val) == (4000, 1000, None)
+    assert torch.equal(torch.bincount(m.test.fields["target"]), torch.full((10,), 100))
+    one_d = load_dataset("mnist1d", val_fraction=0.0, transfer_size=500)
+    assert (len(one_d.train), len(one_d.test), len(one_d.transfer)) == (4000, 1000, 500)
+    assert int(one_d.transfer[0]["target"]) == -100
+    other = mnist1d_transfer_set(100, seed=5)
+    assert not torch.equal(other.fields["input"][:10], one_d.train.fields["input"][:10])
+
+
+def test_unknown_dataset_suggests():
+    with pytest.raises(UnknownNameError, match="Did you mean: mnist5k"):
+        load_dataset("mnist5")
+
+
+def _table(tmp_path, n=60):
+    rng = np.random.default_rng(0)
+    rows = ["a,b,label"] + [f"{rng.normal()},{rng.normal()},{['cat', 'dog', 'eel'][i % 3]}" for i in range(n)]
+    (tmp_path / "t.csv").write_text("\n".join(rows))
+    return tmp_path / "t.csv"
+
+
+def test_csv_parquet_npz_jsonl(tmp_path):
+    import pandas as pd
+
+    splits = load_dataset(str(_table(tmp_path)))
+    assert splits.num_classes == 3 and splits.class_names == ["cat", "dog", "eel"] and splits.input_shape == (2,)
+    pd.read_csv(tmp_path / "t.csv").to_parquet(tmp_path / "t.parquet")
+    assert load_dataset(str(tmp_path / "t.parquet")).num_classes == 3
+    np.savez(tmp_path / "a.npz", x=np.random.rand(40, 3, 4, 4), y=np.arange(40) % 2)
+    assert load_dataset(str(tmp_path / "a.npz")).input_shape == (3, 4, 4)
+    lines = [json.dumps({"text": f"text {i}", "label": ["neg", "pos"][i % 2]}) for i in range(30)]
+    (tmp_path / "t.jsonl").write_text("\n".join(lines))
+    text = load_dataset(str(tmp_path / "t.jsonl"))
+    assert text.input_key == "text" and isinstance(text.train[0]["text"], str)
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    for name in ("circle", "square"):
+        (tmp_path / name).mkdir()
+        for i in range(10):
+            Image.new("RGB", (8, 8), color=(i * 20, 0, 0)).save(tmp_path / name / f"{i}.png")
+    splits = load_dataset(str(tmp_path))
+    assert splits.input_shape == (3, 8, 8) and splits.class_names == ["circle", "square"]
+
+
+@pytest.mark.parametrize("content,suffix,options,match", [
+    (None, ".csv", {}, "not found"),
+    ("a,b\n1,2\n", ".csv", {}, "no label column 'label'"),
+    ("a,label\n1,x\n2,y\n", ".csv", {"features": ["a", "zz"]}, r"feature columns \['zz'\] are missing"),
+    ("hello", ".txt", {}, "unknown data format"),
+    ('{"text": "a"}\n', ".jsonl", {}, "needs 'text' and 'label'"),
+    ("{nope\n", ".jsonl", {}, "not valid JSON"),
+    ("PK garbage", ".npz", {}, "cannot read as NPZ"),
+])
+def test_bad_user_data_fails_clearly(tmp_path, content, suffix, options, match):
+    path = tmp_path / f"data{suffix}"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DistillkitError, match=match):
+        load_dataset(str(path), **options)

@@ -1,0 +1,58 @@
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from distillkit.models import MODELS, build_model, count_parameters, load_weights
+from distillkit.registry import DistillkitError, UnknownNameError
+
+SHAPES = {"mnist1d_cnn": (40,), "transformer_encoder": None}
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "transformer_encoder"])
+def test_every_zoo_model_runs(name):
+    shape = SHAPES.get(name, (3, 16, 16) if "res" in name or "wrn" in name else (1, 28, 28))
+    model = build_model(name, num_classes=7, input_shape=shape)
+    assert model(torch.randn(2, *shape)).shape == (2, 7)
+
+
+def test_literature_sizes():
+    sizes = {"resnet8x4": 1.23e6, "resnet32x4": 7.43e6, "resnet20": 0.28e6, "resnet56": 0.86e6,
+             "wrn_16_2": 0.70e6, "wrn_40_2": 2.26e6}
+    for name, expected in sizes.items():
+        params = count_parameters(build_model(name, num_classes=100, input_shape=(3, 32, 32)))
+        assert abs(params - expected) / expected < 0.02, (name, params)
+    assert abs(count_parameters(build_model("cnn", num_classes=10, input_shape=(1, 28, 28))) - 420e3) < 5e3
+    assert abs(count_parameters(build_model("mlp", num_classes=10, input_shape=(1, 28, 28), hidden=[50])) - 40e3) < 1e3
+
+
+def test_transformer_encoder_with_mask():
+    model = build_model("transformer_encoder", num_classes=3, input_shape=None, vocab_size=50, d_model=32)
+    assert model(torch.randint(0, 50, (2, 9)), torch.ones(2, 9, dtype=torch.long)).shape == (2, 3)
+
+
+def test_unknown_model_suggests():
+    with pytest.raises(UnknownNameError, match="Did you mean: resnet20"):
+        build_model("resnet2O", num_classes=3, input_shape=(3, 8, 8))
+
+
+def test_user_factory_by_import_path():
+    model = build_model("torch.nn:Linear", num_classes=3, input_shape=None, in_features=4, out_features=3)
+    assert isinstance(model, torch.nn.Linear)
+    with pytest.raises(DistillkitError, match="no attribute"):
+        build_model("torch.nn:NoSuchLayer", num_classes=3, input_shape=None)
+
+
+def test_load_weights_from_file_and_checkpoint_keys(tmp_path):
+    model = build_model("mlp", num_classes=3, input_shape=(4,), hidden=[8])
+    save_file({f"student.{k}": v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "ck.safetensors"))
+    other = build_model("mlp", num_classes=3, input_shape=(4,), hidden=[8])
+    load_weights(other, tmp_path / "ck.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+    wrong = build_model("mlp", num_classes=3, input_shape=(4,), hidden=[16])
+    with pytest.raises(DistillkitError, match="do not fit"):
+        load_weights(wrong, tmp_path / "ck.safetensors")
+    with pytest.raises(DistillkitError, match="not found"):
+        load_weights(other, tmp_path / "missing.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(DistillkitError, match="cannot read weights"):
+        load_weights(other, tmp_path / "bad.safetensors")
