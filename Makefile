@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up what it needs on a fresh machine:
+# a .venv, the CPU build of PyTorch first (so no multi-GB CUDA build is pulled), then distillkit itself.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/distillkit demo --out runs/demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/kd_epoch_cost.py
+
+clean:
+	rm -rf $(VENV) runs
