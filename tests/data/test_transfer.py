@@ -57,3 +57,21 @@ def test_mixup_or_cutmix_keeps_shapes():
     batch = torch.utils.data.default_collate([ds[i] for i in range(8)])
     out = MixupOrCutmix(2, generator=torch.Generator().manual_seed(0))(batch)
     assert out["input"].shape == (8, 1, 6, 6) and out["target"].shape == (8, 2)
+
+
+def test_random_shift_translates_images_and_1d_inputs():
+    from distillkit.data import RandomShift
+
+    x = torch.zeros(16, 1, 9, 9)
+    x[:, :, 4, 4] = 1.0  # one bright pixel in the centre
+    out = RandomShift(2, generator=torch.Generator().manual_seed(0))({"input": x})["input"]
+    positions = out[:, 0].flatten(1).argmax(1)
+    rows, cols = positions // 9, positions % 9
+    assert ((rows - 4).abs() <= 2).all() and ((cols - 4).abs() <= 2).all()
+    assert len(set(positions.tolist())) > 1  # the shifts differ per sample
+    assert torch.allclose(out.sum((1, 2, 3)), torch.ones(16))  # a shift moves the pixel, it does not blur it
+    line = torch.zeros(8, 40)
+    line[:, 20] = 1.0
+    shifted = RandomShift(3, generator=torch.Generator().manual_seed(1))({"input": line})["input"]
+    assert shifted.shape == (8, 40) and ((shifted.argmax(1) - 20).abs() <= 3).all()
+    assert RandomShift(0)({"input": x})["input"] is x

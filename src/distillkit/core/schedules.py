@@ -105,7 +105,7 @@ class Linear(Schedule):
     def __post_init__(self) -> None:
         _check_unit(self.unit)
         if self.total <= 0:
-            raise ValueError(f"Linear schedule needs total > 0, got {self.total}")
+            raise ValueError(f"{type(self).__name__} schedule needs total > 0, got {self.total}")
 
     def at(self, t: float) -> float:
         frac = min(max(t / self.total, 0.0), 1.0)
@@ -113,18 +113,8 @@ class Linear(Schedule):
 
 
 @dataclass
-class Cosine(Schedule):
+class Cosine(Linear):
     """Half-cosine from ``start`` to ``end`` over ``total`` units (Loshchilov & Hutter 2017 shape)."""
-
-    start: float
-    end: float
-    total: float
-    unit: Unit = "step"
-
-    def __post_init__(self) -> None:
-        _check_unit(self.unit)
-        if self.total <= 0:
-            raise ValueError(f"Cosine schedule needs total > 0, got {self.total}")
 
     def at(self, t: float) -> float:
         frac = min(max(t / self.total, 0.0), 1.0)

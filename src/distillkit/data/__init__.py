@@ -1,15 +1,25 @@
 """Data: dict-sample datasets, transfer sets, batch augmentations and the built-in data sets."""
 
 from distillkit.data.base import UNLABELLED, EpochSampler, TensorDictDataset, fingerprint_tensors
-from distillkit.data.transfer import ConcatDictDataset, Cutmix, Mixup, MixupOrCutmix, unlabelled
+from distillkit.data.transfer import (
+    Compose,
+    ConcatDictDataset,
+    Cutmix,
+    Mixup,
+    MixupOrCutmix,
+    RandomShift,
+    unlabelled,
+)
 
 __all__ = [
     "UNLABELLED",
+    "Compose",
     "ConcatDictDataset",
     "Cutmix",
     "EpochSampler",
     "Mixup",
     "MixupOrCutmix",
+    "RandomShift",
     "TensorDictDataset",
     "fingerprint_tensors",
     "unlabelled",
