@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/distillkit demo --out runs/demo
+	$(VENV)/bin/distillkit demo --out runs/demo --overwrite
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -53,6 +53,7 @@ __all__ = [
     "Step",
     "TeacherCache",
     "TeacherOutputs",
+    "TensorDictDataset",
     "Trainer",
     "TrainingState",
     "Warmup",

@@ -47,7 +47,7 @@ def test_load_weights_from_file_and_checkpoint_keys(tmp_path):
     save_file({f"student.{k}": v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "ck.safetensors"))
     other = build_model("mlp", num_classes=3, input_shape=(4,), hidden=[8])
     load_weights(other, tmp_path / "ck.safetensors")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True))
     wrong = build_model("mlp", num_classes=3, input_shape=(4,), hidden=[16])
     with pytest.raises(DistillkitError, match="do not fit"):
         load_weights(wrong, tmp_path / "ck.safetensors")

@@ -81,7 +81,7 @@ def test_gradient_accumulation_matches_large_batch(teacher, blobs):
     b = make_distiller(teacher, dropout=0.0)
     Trainer(b, blobs, epochs=1, batch_size=16, grad_accum_steps=2, lr=1e-2, lr_schedule="constant",
             progress=False, teacher_cache="off").fit()
-    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.allclose(x, y, atol=1e-5)
 
 

@@ -95,14 +95,14 @@ def demo(
     out: OutOpt = None,
     overrides: SetOpt = None,
     resume: ResumeOpt = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier demo run")] = True,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Distill a CNN teacher into a small MLP on MNIST-5k and compare it with the MLP trained alone.
 
     Example: distillkit demo --out runs/demo
     """
     _setup_logging()
-    _compare(None, overrides, out or Path("runs/demo"), resume, overwrite and not resume, raw_default="demo.yaml")
+    _compare(None, overrides, out or Path("runs/demo"), resume, overwrite, raw_default="demo.yaml")
 
 
 @app.command()

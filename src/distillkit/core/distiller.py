@@ -160,6 +160,7 @@ class Distiller(nn.Module):
             raise ValueError(f"loss term names must be unique, got {names}")
         self.terms = nn.ModuleList(terms)
         self.needs_teacher = any(term.needs_teacher for term in terms)
+        self.needs_targets = any(term.needs_targets for term in terms)
         if self.needs_teacher and teacher is None:
             needing = [term.name for term in terms if term.needs_teacher]
             raise ValueError(f"terms {needing} need a teacher, but teacher=None")
@@ -232,7 +233,7 @@ class Distiller(nn.Module):
         student_raw = call_model(self.student, batch, self.student_input, role="student")
         features = self._student_taps.pop() if self._student_taps else {}
         targets = None
-        if any(term.needs_targets for term in self.terms):
+        if self.needs_targets:
             targets = _field(batch, self.target_key, "target")
         return DistillContext(
             batch=batch, student_logits=self.student_logits_fn(student_raw), student_features=features,

@@ -122,10 +122,11 @@ class HardLabelTerm(LossTerm):
             raise KeyError("the hard-label term needs targets, but the batch has none")
         classes = ctx.student_logits.shape[-1]
         if not targets.dtype.is_floating_point:
-            counted = targets[targets != self.ignore_index]
-            if counted.numel() and (int(counted.min()) < 0 or int(counted.max()) >= classes):
+            valid = (targets == self.ignore_index) | ((targets >= 0) & (targets < classes))
+            if not bool(valid.all()):  # one host sync; the message is built only on failure
+                bad = targets[~valid]
                 raise ValueError(
-                    f"labels out of range: found labels in [{int(counted.min())}, {int(counted.max())}] but the "
+                    f"labels out of range: found labels in [{int(bad.min())}, {int(bad.max())}] but the "
                     f"student has {classes} outputs (valid labels are 0..{classes - 1}, or {self.ignore_index} "
                     "for unlabelled samples)"
                 )

@@ -42,12 +42,17 @@ def hard_label_loss(
     weight = class_weights.to(logits.device, torch.float32) if class_weights is not None else None
     if targets.dtype.is_floating_point:
         return F.cross_entropy(logits, targets.float(), weight=weight, label_smoothing=label_smoothing)
+    # 'sum' divided by the counted weight equals PyTorch's 'mean', but stays finite (0) when no sample counts
+    # and needs no host sync to find that out.
     counted = targets != ignore_index
-    if not bool(counted.any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(
-        logits, targets, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing
+    total = F.cross_entropy(
+        logits, targets, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction="sum"
     )
+    if weight is None:
+        denominator = counted.sum()
+    else:
+        denominator = (weight[targets.clamp_min(0)] * counted).sum()
+    return total / denominator.clamp_min(1e-12).to(total.dtype)
 
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: float = 4.0) -> Tensor:
@@ -78,9 +83,11 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: floa
             f"student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} "
             "differ in shape; the soft-label loss needs the same classes on both sides"
         )
-    classes = student_logits.shape[-1]
-    log_p_student = F.log_softmax(student_logits.float().reshape(-1, classes) / temperature, dim=-1)
-    log_p_teacher = F.log_softmax(teacher_logits.detach().float().reshape(-1, classes) / temperature, dim=-1)
+    if student_logits.dim() != 2:
+        classes = student_logits.shape[-1]
+        student_logits, teacher_logits = student_logits.reshape(-1, classes), teacher_logits.reshape(-1, classes)
+    log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     return kl * temperature**2
 

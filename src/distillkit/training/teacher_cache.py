@@ -210,10 +210,12 @@ class TeacherCache:
         rows: dict[str, Tensor] = {}
         for key, array in self.arrays.items():
             if isinstance(array, Tensor):
-                value = array[index.to(array.device)]
+                value = array.index_select(0, index.to(array.device, non_blocking=True))
             else:
                 value = torch.from_numpy(np.asarray(array[index.cpu().numpy()]))
-            rows[key] = value.to(device=device, dtype=torch.float32 if value.dtype.is_floating_point else value.dtype)
+            if value.dtype.is_floating_point and value.dtype != torch.float32:
+                value = value.float()
+            rows[key] = value.to(device, non_blocking=True)
         features = {key.removeprefix("feature/"): v for key, v in rows.items() if key.startswith("feature/")}
         return TeacherOutputs(
             logits=rows.get("logits"), features=features,

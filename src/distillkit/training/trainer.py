@@ -307,7 +307,7 @@ class Trainer:
                                  "scheduler": self.scheduler.state_dict()},
                 trainer_state=self._trainer_state(), rng_states=rng_states, keep=self.keep_checkpoints,
             )
-            self.log.info("checkpoint written: %s", path)
+            self.log.debug("checkpoint written: %s", path)
         self.accelerator.wait_for_everyone()
         self._last_saved_step = self.step
         if path is not None:
@@ -359,16 +359,24 @@ class Trainer:
         for controller in self._controllers().values():
             controller.observe(state)
 
-    def _check_finite(self, raw: Mapping[str, Tensor], total: Tensor) -> None:
-        for name, value in raw.items():
-            if not torch.isfinite(value).all():
-                raise NonFiniteLossError(
-                    f"loss term {name!r} is {float(value)} at step {self.step + 1} (epoch {self.epoch}); "
-                    "training stopped and the last good checkpoint is kept. Lower the learning rate, enable "
-                    "clip_grad_norm, or check the inputs for NaN"
-                )
-        if not torch.isfinite(total):
-            raise NonFiniteLossError(f"total loss is {float(total)} at step {self.step + 1}; training stopped")
+    def _check_finite(self, values: Tensor, names: Sequence[str]) -> None:
+        """``values``: the total loss then every raw term, stacked, so the check costs one host sync."""
+        if bool(torch.isfinite(values).all()):
+            return
+        bad = [(name, float(v)) for name, v in zip(names, values.tolist()) if not math.isfinite(v)]
+        terms = [b for b in bad if b[0] != "total"]
+        name, value = terms[0] if terms else bad[0]  # name the first broken term, not just the total
+        what = "total loss" if name == "total" else f"loss term {name!r}"
+        raise NonFiniteLossError(
+            f"{what} is {value} at step {self.step + 1} (epoch {self.epoch}); training stopped and the last good "
+            "checkpoint is kept. Lower the learning rate, enable clip_grad_norm, or check the inputs for NaN"
+        )
+
+    def _grad_norm(self) -> Tensor | None:
+        if self.clip_grad_norm or self.precision == "fp16":  # fp16 gradients must be unscaled first
+            return self.accelerator.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm or math.inf)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return torch.nn.utils.get_total_norm(grads) if grads else None
 
     def _train_step(self, batch: Batch, sums: dict[str, float]) -> None:
         if self.batch_transform is not None:
@@ -376,12 +384,14 @@ class Trainer:
         teacher_outputs = self.cache.lookup(batch["index"], self.device) if self.cache is not None else None
         with self.accelerator.accumulate(self.model):
             out = self.model(batch, teacher_outputs)
-            self._check_finite(out.raw, out.loss)
+            names = ["total", *out.raw, *(f"weighted/{k}" for k in out.weighted)]
+            # One stacked tensor and one host sync per step for the finite check and all logged values.
+            values = torch.stack([out.loss.detach().float(), *(v.float() for v in out.raw.values()),
+                                  *(v.float() for v in out.weighted.values())])
+            self._check_finite(values[: 1 + len(out.raw)], names)
             self.accelerator.backward(out.loss)
             if self.accelerator.sync_gradients:
-                norm = self.accelerator.clip_grad_norm_(
-                    self.model.parameters(), self.clip_grad_norm if self.clip_grad_norm else math.inf
-                )
+                norm = self._grad_norm()
                 if norm is not None and not torch.isfinite(norm) and self.precision != "fp16":
                     raise NonFiniteLossError(
                         f"gradient norm is {float(norm)} at step {self.step + 1}; training stopped and the last "
@@ -390,10 +400,9 @@ class Trainer:
                 sums["grad_norm"] = float(norm) if norm is not None else float("nan")
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        sums["loss"] = sums.get("loss", 0.0) + float(out.loss.detach())
-        for name, value in out.raw.items():
-            sums[name] = sums.get(name, 0.0) + float(value)
-            sums[f"weighted/{name}"] = sums.get(f"weighted/{name}", 0.0) + float(out.weighted[name])
+        for name, value in zip(names, values.tolist()):
+            key = "loss" if name == "total" else name
+            sums[key] = sums.get(key, 0.0) + value
         sums["_micro"] = sums.get("_micro", 0.0) + 1
         self._last_out = out
 
