@@ -203,6 +203,9 @@ def train_one(
     if run_folder is not None and not completed:
         state = {k: v.detach().cpu().contiguous() for k, v in distiller.student.state_dict().items()}
         save_file(state, str(run_folder / "model.safetensors"))
+        if any(k.startswith("terms.") for k in distiller.state_dict()):  # adapters are saved with the student
+            full = {k: v.detach().cpu().contiguous() for k, v in distiller.state_dict().items()}
+            save_file(full, str(run_folder / "distiller.safetensors"))
     return TrainedModel(name, distiller.student, metrics, seconds)
 
 

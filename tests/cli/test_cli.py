@@ -32,7 +32,8 @@ def test_compare_end_to_end_writes_a_complete_run_folder(config_file, tmp_path, 
     printed = capsys.readouterr().out
     assert "distilled student" in printed and "student alone" in printed
     for name in ("config.yaml", "log.txt", "results.json", "results.md", "teacher/model.safetensors",
-                 "student_alone/model.safetensors", "distilled/model.safetensors", "distilled/metrics.jsonl"):
+                 "student_alone/model.safetensors", "distilled/model.safetensors", "distilled/metrics.jsonl",
+                 "distilled/distiller.safetensors"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {"teacher", "student_alone", "distilled"}

@@ -81,3 +81,13 @@ def test_bad_user_data_fails_clearly(tmp_path, content, suffix, options, match):
         path.write_text(content)
     with pytest.raises(DistillkitError, match=match):
         load_dataset(str(path), **options)
+
+
+def test_tweets_sentiment_text_splits():
+    splits = load_dataset("tweets-sentiment", limit=900, seed=1)
+    assert splits.input_key == "text" and splits.class_names == ["negative", "neutral", "positive"]
+    sample = splits.train[0]
+    assert isinstance(sample["text"], str) and sample["text"] and int(sample["target"]) in (0, 1, 2)
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 900
+    again = load_dataset("tweets-sentiment", limit=900, seed=1)
+    assert again.test.texts == splits.test.texts  # deterministic
