@@ -288,9 +288,13 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
     finally:
         if folder is not None:
             folder.close()
+    from distillkit.evaluation import assess_models
+
+    trained = (teacher, alone, distilled)
+    assessed = assess_models({m.name: m.model for m in trained}, splits.test, input_spec=splits.input_key)
     results = {
         "name": config.name, "data": splits.name,
-        "models": {m.name: m.metrics for m in (teacher, alone, distilled)},
+        "models": {m.name: {**m.metrics, **assessed[m.name]} for m in trained},
         "distilled_minus_alone": distilled.metrics["test/accuracy"] - alone.metrics["test/accuracy"],
     }
     if path is not None:
@@ -299,15 +303,35 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
     return results
 
 
-def results_table(results: dict[str, Any]) -> str:
-    """The comparison as a Markdown table."""
-    rows = ["| model | params | test accuracy | test loss | train time (s) |", "|---|---:|---:|---:|---:|"]
+COLUMNS = ("model", "params", "size (MB)", "MFLOPs", "latency p50 (ms)", "test accuracy", "macro-F1", "ECE",
+           "agreement", "test loss", "train time (s)")
+
+
+def comparison_rows(results: dict[str, Any]) -> list[list[str]]:
+    """The comparison as rows of formatted cells, in :data:`COLUMNS` order (used by the CLI and Markdown)."""
     labels = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student"}
+    rows = []
     for key, label in labels.items():
         m = results["models"][key]
-        rows.append(f"| {label} | {int(m['params']):,} | {100 * m['test/accuracy']:.2f}% | {m['test/loss']:.4f} | "
-                    f"{m.get('train_seconds', 0.0):.1f} |")
+        quality = m.get("quality", {}).get("scalars", {})
+        cost = m.get("cost") or {}
+        agreement = quality.get("teacher_agreement")
+        rows.append([
+            label, f"{int(m['params']):,}",
+            f"{cost['size_mb']:.3f}" if cost else "-", f"{cost['flops'] / 1e6:.2f}" if cost else "-",
+            f"{cost['latency_ms_p50']:.3f}" if cost else "-", f"{100 * m['test/accuracy']:.2f}%",
+            f"{quality['f1_macro']:.4f}" if quality else "-", f"{quality['ece']:.4f}" if quality else "-",
+            f"{100 * agreement:.1f}%" if agreement is not None else "-", f"{m['test/loss']:.4f}",
+            f"{m.get('train_seconds', 0.0):.1f}",
+        ])
+    return rows
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """The comparison as a Markdown table."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in comparison_rows(results)]
     gain = 100 * results["distilled_minus_alone"]
-    rows.append("")
-    rows.append(f"Distillation changed the student's test accuracy by {gain:+.2f} points ({results['data']}).")
-    return "\n".join(rows) + "\n"
+    lines += ["", f"Distillation changed the student's test accuracy by {gain:+.2f} points ({results['data']}). "
+              "Latency: batch 1 on the CPU of the machine that ran it; agreement: top-1 agreement with the teacher."]
+    return "\n".join(lines) + "\n"

@@ -30,8 +30,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# Off a terminal (logs, CI, pipes) rich would wrap tables at 80 columns; the comparison table needs more.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file", show_default=False)]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a key: --set train.epochs=3")]
@@ -58,14 +59,13 @@ def _load(config: Path, overrides: list[str] | None):  # noqa: ANN202 - returns 
 
 
 def _print_results(results: dict) -> None:
+    from distillkit.experiment import COLUMNS, comparison_rows
+
     table = Table(title=f"{results['name']}: teacher vs student alone vs distilled student ({results['data']})")
-    for column in ("model", "params", "test accuracy", "test loss", "train time (s)"):
+    for column in COLUMNS:
         table.add_column(column, justify="left" if column == "model" else "right")
-    labels = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student"}
-    for key, label in labels.items():
-        m = results["models"][key]
-        table.add_row(label, f"{int(m['params']):,}", f"{100 * m['test/accuracy']:.2f}%", f"{m['test/loss']:.4f}",
-                      f"{m.get('train_seconds', 0.0):.1f}")
+    for row in comparison_rows(results):
+        table.add_row(*row)
     console.print(table)
     console.print(f"Distillation changed the student's test accuracy by "
                   f"[bold]{100 * results['distilled_minus_alone']:+.2f}[/bold] points.")

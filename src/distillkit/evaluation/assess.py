@@ -1,0 +1,66 @@
+"""Evaluate trained models side by side: quality on a test set and cost, in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from distillkit.core.distiller import InputSpec, call_model, extract_logits
+from distillkit.evaluation.cost import measure_cost
+from distillkit.evaluation.metrics import classification_metrics
+
+__all__ = ["assess_models", "predict"]
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, data: Dataset[Any], *, input_spec: InputSpec = "input", target_key: str = "target",
+    batch_size: int = 256,
+) -> tuple[Tensor, Tensor]:
+    """Logits ``[N, C]`` and targets ``[N]`` of ``model`` over ``data``, in data order, on one process.
+
+    (Inside a distributed run use :meth:`distillkit.Trainer.predict`, which gathers across processes.)
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    logits, targets = [], []
+    try:
+        for batch in DataLoader(data, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
+            batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+            logits.append(extract_logits(call_model(model, batch, input_spec)).float().cpu())
+            targets.append(batch[target_key].cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(logits), torch.cat(targets)
+
+
+def assess_models(
+    models: Mapping[str, nn.Module], test: Dataset[Any], *, teacher: str | None = "teacher",
+    input_spec: InputSpec = "input", measure: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Quality (and, for tensor inputs, cost) of every model on ``test``.
+
+    Args:
+        models: name -> model; the one named ``teacher`` provides the logits for agreement and KL.
+        test: the evaluation set, the same for every model.
+        measure: also measure size, FLOPs, latency and throughput (needs a tensor input field).
+
+    Returns:
+        name -> ``{"quality": QualityReport.to_dict(), "cost": CostReport.to_dict() or None}``.
+    """
+    outputs = {name: predict(model, test, input_spec=input_spec) for name, model in models.items()}
+    teacher_logits = outputs[teacher][0] if teacher in outputs else None
+    results: dict[str, dict[str, Any]] = {}
+    for name, (logits, targets) in outputs.items():
+        quality = classification_metrics(logits, targets, teacher_logits=None if name == teacher else teacher_logits)
+        cost = None
+        example = test[0].get(input_spec) if isinstance(input_spec, str) else None
+        if measure and isinstance(example, Tensor):
+            cost = measure_cost(models[name], example.unsqueeze(0)).to_dict()
+        results[name] = {"quality": quality.to_dict(), "cost": cost}
+    return results

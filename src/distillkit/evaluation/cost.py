@@ -1,0 +1,145 @@
+"""Cost metrics of a model: parameters, size on disk, FLOPs, latency, throughput and memory.
+
+Latency and throughput are wall-clock measurements on the device the model is on; they vary by a few
+percent between runs, so compare models measured in the same run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CostReport", "count_flops", "measure_cost", "model_size_bytes"]
+
+
+@dataclass
+class CostReport:
+    """What a model costs.
+
+    Attributes:
+        params: number of parameters.
+        size_mb: safetensors size of the weights in MB (10^6 bytes), float32 as stored.
+        flops: floating-point operations of one forward pass at batch 1 (``torch.utils.flop_counter``,
+            which counts a multiply-add as 2 FLOPs).
+        latency_ms_p50 / latency_ms_p95: forward latency at batch 1, milliseconds.
+        throughput: samples per second at ``throughput_batch``.
+        peak_memory_mb: on CUDA, peak allocated memory during a forward at ``throughput_batch``; on the CPU,
+            the summed size of every module's output in that forward (an upper bound of activation memory).
+        device: where it was measured.
+    """
+
+    params: int
+    size_mb: float
+    flops: int
+    latency_ms_p50: float
+    latency_ms_p95: float
+    throughput: float
+    throughput_batch: int
+    peak_memory_mb: float
+    device: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_size_bytes(model: nn.Module) -> int:
+    """Bytes of ``model``'s weights serialised as safetensors (what a deployment would ship)."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return len(save(state))
+
+
+def count_flops(model: nn.Module, example: Tensor) -> int:
+    """FLOPs of ``model(example)`` as counted by ``torch.utils.flop_counter.FlopCounterMode``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(example)
+    return int(counter.get_total_flops())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def measure_cost(
+    model: nn.Module,
+    example: Tensor,
+    *,
+    throughput_batch: int = 256,
+    warmup: int = 10,
+    iterations: int = 100,
+) -> CostReport:
+    """Measure ``model`` on inputs shaped like ``example`` (one sample with its batch dimension, ``[1, ...]``).
+
+    Args:
+        model: the model, on the device to measure on.
+        example: ``[1, ...]`` input tensor.
+        throughput_batch: batch size for throughput and memory.
+        warmup: untimed forward passes first.
+        iterations: timed forward passes for latency (throughput uses a tenth, at least 5).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        example = example.to(device)
+        for _ in range(warmup):
+            model(example)
+        times = []
+        for _ in range(iterations):
+            _sync(device)
+            start = time.perf_counter()
+            model(example)
+            _sync(device)
+            times.append((time.perf_counter() - start) * 1e3)
+        times.sort()
+        p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+        batch = example.expand(throughput_batch, *example.shape[1:]).contiguous()
+        model(batch)
+        rounds = max(5, iterations // 10)
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(rounds):
+            model(batch)
+        _sync(device)
+        throughput = throughput_batch * rounds / (time.perf_counter() - start)
+        peak = _peak_memory_mb(model, batch, device)
+        return CostReport(
+            params=sum(p.numel() for p in model.parameters()), size_mb=model_size_bytes(model) / 1e6,
+            flops=count_flops(model, example), latency_ms_p50=statistics.median(times), latency_ms_p95=p95,
+            throughput=throughput, throughput_batch=throughput_batch, peak_memory_mb=peak, device=str(device),
+        )
+    finally:
+        model.train(was_training)
+
+
+def _peak_memory_mb(model: nn.Module, batch: Tensor, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        model(batch)
+        return (torch.cuda.max_memory_allocated(device) - before) / 1e6
+    total = 0
+
+    def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+        nonlocal total
+        if isinstance(output, Tensor):
+            total += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total / 1e6
