@@ -235,7 +235,9 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
                         "params": float(count_parameters(teacher))})
         if folder is not None:
             (folder / "teacher").mkdir(parents=True, exist_ok=True)
-            shutil.copy(cached / "model.safetensors", folder / "teacher" / "model.safetensors")
+            for name in ("model.safetensors", "metrics.jsonl"):  # the curves of its training go into the report
+                if (cached / name).is_file():
+                    shutil.copy(cached / name, folder / "teacher" / name)
         return TrainedModel("teacher", teacher, metrics, 0.0)
     result = train_one("teacher", Distiller(None, teacher), splits, config.teacher.train or TrainConfig(), config,
                        folder, resume=resume, batch_transform=build_augmentation(config, splits))
@@ -246,6 +248,8 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
 
         save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, str(tmp / "model.safetensors"))
         (tmp / "metrics.json").write_text(json.dumps(result.metrics))
+        if folder is not None and (folder / "teacher" / "metrics.jsonl").is_file():
+            shutil.copy(folder / "teacher" / "metrics.jsonl", tmp / "metrics.jsonl")
         if cached.exists():
             shutil.rmtree(cached)
         tmp.rename(cached)
@@ -298,8 +302,12 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
         "distilled_minus_alone": distilled.metrics["test/accuracy"] - alone.metrics["test/accuracy"],
     }
     if path is not None:
+        from distillkit.reporting import write_report
+
         (path / "results.json").write_text(json.dumps(results, indent=1))
         (path / "results.md").write_text(results_table(results))
+        html_path, _ = write_report(path, results)
+        log.info("report: %s", html_path)
     return results
 
 

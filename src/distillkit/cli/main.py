@@ -189,6 +189,30 @@ def evaluate(
                   f"{100 * metrics['val/accuracy']:.2f}%, test loss {metrics['val/loss']:.4f}")
 
 
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="a comparison run folder (with results.json)")],
+    screenshot: Annotated[Optional[Path], typer.Option(help="also save a PNG screenshot (needs Chromium)")] = None,
+) -> None:
+    """(Re)write a run's HTML report and Markdown summary; optionally screenshot it in headless Chromium.
+
+    Example: distillkit report runs/demo --screenshot docs/images/demo-report.png
+    """
+    from distillkit.reporting import write_report
+
+    if not (run / "results.json").is_file():
+        raise DistillkitError(f"{run} holds no results.json; run 'distillkit compare' first")
+    html_path, md_path = write_report(run)
+    console.print(f"report: {html_path} (summary {md_path})")
+    if screenshot is not None:
+        from distillkit.reporting.browser import render_report
+
+        status = render_report(html_path, screenshot=screenshot)
+        if status["broken"] or status["errors"]:
+            raise DistillkitError(f"{html_path}: {status['broken']} figures broken, {status['errors']} page errors")
+        console.print(f"screenshot: {screenshot} ({status['figures']} figures rendered)")
+
+
 @app.command("list")
 def list_(what: Annotated[str, typer.Argument(help="losses, methods, models or datasets")]) -> None:
     """List what can be named in a config.

@@ -27,7 +27,8 @@ class QualityReport:
             ``teacher_agreement`` and ``teacher_kl``.
         per_class: ``precision``, ``recall``, ``f1``, ``auroc`` lists in label order.
         confusion: ``[C, C]`` counts, rows = true class, columns = predicted class.
-        roc: per class ``(fpr, tpr)`` lists (one-vs-rest; only the positive class when binary).
+        roc: per class ``(fpr, tpr)`` lists, at most 200 points each (one-vs-rest; only the positive class when
+            binary).
         reliability: ``confidence``, ``accuracy``, ``count`` per confidence bin.
     """
 
@@ -40,6 +41,14 @@ class QualityReport:
     def to_dict(self) -> dict[str, Any]:
         return {"scalars": self.scalars, "per_class": self.per_class, "confusion": self.confusion,
                 "roc": self.roc, "reliability": self.reliability}
+
+
+def _thin(fpr: Tensor, tpr: Tensor, points: int = 200) -> tuple[list[float], list[float]]:
+    """At most ``points`` points of a ROC curve (first and last kept), so results stay small."""
+    if len(fpr) <= points:
+        return fpr.tolist(), tpr.tolist()
+    keep = torch.linspace(0, len(fpr) - 1, points).round().long()
+    return fpr[keep].tolist(), tpr[keep].tolist()
 
 
 def reliability_bins(probs: Tensor, targets: Tensor, *, num_bins: int = 15) -> dict[str, list[float]]:
@@ -108,13 +117,13 @@ def classification_metrics(
         s["auroc_macro"] = float(tmf.binary_auroc(probs[:, 1], targets))
         s["pr_auc_macro"] = float(tmf.binary_average_precision(probs[:, 1], targets))
         fpr, tpr, _ = tmf.binary_roc(probs[:, 1], targets)
-        report.roc = [(fpr.tolist(), tpr.tolist())]
+        report.roc = [_thin(fpr, tpr)]
         report.per_class["auroc"] = [s["auroc_macro"]]
     else:
         s["auroc_macro"] = float(tmf.multiclass_auroc(probs, targets, classes, average="macro"))
         s["pr_auc_macro"] = float(tmf.multiclass_average_precision(probs, targets, classes, average="macro"))
         fpr, tpr, _ = tmf.multiclass_roc(probs, targets, classes)
-        report.roc = [(f.tolist(), t.tolist()) for f, t in zip(fpr, tpr, strict=True)]
+        report.roc = [_thin(f, t) for f, t in zip(fpr, tpr, strict=True)]
         report.per_class["auroc"] = tmf.multiclass_auroc(probs, targets, classes, average="none").tolist()
     report.confusion = tmf.multiclass_confusion_matrix(probs, targets, classes).tolist()
     s["ece"] = float(tmf.multiclass_calibration_error(probs, targets, classes, n_bins=num_bins, norm="l1"))

@@ -1,0 +1,231 @@
+"""Reports of a comparison run: one self-contained HTML page and a Markdown summary with its figures.
+
+Figures (matplotlib, rendered off-screen): loss curves per term, validation accuracy curves, ROC curves,
+confusion matrices, reliability diagrams, and accuracy against latency and against size. The HTML page embeds
+them as PNG data, so the single file can be mailed or archived; the Markdown summary links PNG files written
+to ``figures/`` beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_report"]
+
+LABELS = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student"}
+COLOURS = {"teacher": "#1f77b4", "student_alone": "#ff7f0e", "distilled": "#2ca02c"}
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _figure_bytes(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _loss_curves(folder: Path) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    for ax, key in zip(axes, LABELS, strict=True):
+        train = [r for r in _records(folder / key / "metrics.jsonl") if r.get("kind") == "train"]
+        ax.set_title(f"{LABELS[key]}: training loss per term")
+        if not train:
+            ax.text(0.5, 0.5, "no training records (weights loaded from a file)", ha="center", va="center")
+            continue
+        steps = [r["step"] for r in train]
+        terms = [k for k in train[0] if k == "loss" or (not k.startswith(("weighted/", "weight/", "hp/")) and
+                                                           k not in ("kind", "step", "epoch", "lr", "grad_norm"))]
+        window = max(1, len(train) // 50)  # a running mean keeps per-step noise from hiding the trend
+        for term in terms:
+            values = [r.get(term) or float("nan") for r in train]
+            smooth = [sum(values[max(0, i - window + 1): i + 1]) / len(values[max(0, i - window + 1): i + 1])
+                      for i in range(len(values))]
+            ax.plot(steps, smooth, label=term, linewidth=1.4 if term == "loss" else 1.0)
+        ax.set_xlabel(f"step (running mean of {window})")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _accuracy_curves(folder: Path) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for key, label in LABELS.items():
+        evals = [r for r in _records(folder / key / "metrics.jsonl") if r.get("kind") == "eval"]
+        if evals:
+            ax.plot([r["epoch"] for r in evals], [100 * r["val/accuracy"] for r in evals], label=label,
+                    color=COLOURS[key], marker="o", markersize=2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("validation accuracy during training")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _per_model_panels(results: dict[str, Any], kind: str) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, key in zip(axes, LABELS, strict=True):
+        quality = results["models"][key].get("quality") or {}
+        ax.set_title(LABELS[key])
+        if kind == "roc":
+            for i, (fpr, tpr) in enumerate(quality.get("roc", [])):
+                ax.plot(fpr, tpr, linewidth=0.8, label=f"class {i}" if len(quality["roc"]) <= 10 else None)
+            ax.plot([0, 1], [0, 1], "k--", linewidth=0.6)
+            ax.set_xlabel("false positive rate")
+            ax.set_ylabel("true positive rate")
+            auc = quality.get("scalars", {}).get("auroc_macro")
+            ax.set_title(f"{LABELS[key]}: ROC (macro AUC {auc:.4f})" if auc is not None else LABELS[key])
+            if quality.get("roc") and len(quality["roc"]) <= 10:
+                ax.legend(fontsize=7, loc="lower right")
+        elif kind == "confusion":
+            matrix = quality.get("confusion", [[0]])
+            ax.imshow(matrix, cmap="Blues")
+            for i, row in enumerate(matrix):
+                for j, value in enumerate(row):
+                    if len(matrix) <= 12:
+                        ax.text(j, i, str(value), ha="center", va="center", fontsize=7)
+            ax.set_xlabel("predicted")
+            ax.set_ylabel("true")
+        else:
+            bins = quality.get("reliability", {})
+            centres = [(lo + hi) / 2 for lo, hi in zip(bins.get("lower", []), bins.get("upper", []), strict=True)]
+            width = (bins["upper"][0] - bins["lower"][0]) if bins.get("upper") else 0.1
+            ax.bar(centres, bins.get("accuracy", []), width=width * 0.9, color=COLOURS[key], alpha=0.8, label="accuracy")
+            ax.plot([0, 1], [0, 1], "k--", linewidth=0.6, label="perfect calibration")
+            ece = quality.get("scalars", {}).get("ece")
+            ax.set_title(f"{LABELS[key]}: reliability (ECE {ece:.4f})" if ece is not None else LABELS[key])
+            ax.set_xlabel("confidence")
+            ax.set_ylabel("accuracy")
+            ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def _trade_offs(results: dict[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for ax, (field, label) in zip(axes, (("latency_ms_p50", "latency p50, batch 1 (ms)"),
+                                          ("size_mb", "size (MB)")), strict=True):
+        for key, name in LABELS.items():
+            model = results["models"][key]
+            cost = model.get("cost") or {}
+            if field in cost:
+                ax.scatter(cost[field], 100 * model["test/accuracy"], s=60, color=COLOURS[key], label=name)
+                ax.annotate(name, (cost[field], 100 * model["test/accuracy"]), fontsize=8,
+                            xytext=(5, 5), textcoords="offset points")
+        ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log axis overlap
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"accuracy vs {label.split(',')[0].split(' (')[0]}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into a run folder.
+
+    Args:
+        folder: a comparison run folder (``results.json``, ``config.yaml``, ``*/metrics.jsonl``).
+        results: the results dict; read from ``results.json`` when omitted.
+
+    Returns:
+        The paths of the HTML page and the Markdown summary.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from distillkit.experiment import COLUMNS, comparison_rows
+
+    folder = Path(folder)
+    results = results or json.loads((folder / "results.json").read_text())
+    figures = {
+        "loss-curves": ("Training loss per term", _loss_curves(folder)),
+        "accuracy-curves": ("Validation accuracy", _accuracy_curves(folder)),
+        "roc": ("ROC curves (one-vs-rest)", _per_model_panels(results, "roc")),
+        "confusion": ("Confusion matrices (test set)", _per_model_panels(results, "confusion")),
+        "reliability": ("Reliability diagrams", _per_model_panels(results, "reliability")),
+        "trade-offs": ("Accuracy against latency and size", _trade_offs(results)),
+    }
+    images = {name: (title, _figure_bytes(fig)) for name, (title, fig) in figures.items()}
+    (folder / "figures").mkdir(exist_ok=True)
+    for name, (_, png) in images.items():
+        (folder / "figures" / f"{name}.png").write_bytes(png)
+
+    rows = comparison_rows(results)
+    gain = 100 * results["distilled_minus_alone"]
+    config_text = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
+    table_html = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows) + "</table>"
+    figures_html = "\n".join(
+        f'<section><h2>{html.escape(title)}</h2><img class="figure" alt="{html.escape(title)}" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>'
+        for title, png in images.values())
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>distillkit report: {html.escape(results['name'])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1500px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+img.figure {{ max-width: 100%; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
+</style></head>
+<body>
+<h1>distillkit: {html.escape(results['name'])} ({html.escape(results['data'])})</h1>
+<p>Teacher, student trained alone and distilled student, evaluated on the same test set.
+Distillation changed the student's test accuracy by <b>{gain:+.2f}</b> points.</p>
+{table_html}
+{figures_html}
+<section><h2>Config</h2><pre>{html.escape(config_text)}</pre></section>
+<p id="status" data-figures="{len(images)}">loading</p>
+<script>
+  // Page self-check, read by the browser test: every figure decoded, no error or console.error on the page.
+  const errors = [];
+  window.addEventListener("error", (event) => errors.push(String(event.message)));
+  const originalError = console.error;
+  console.error = (...args) => {{ errors.push(args.join(" ")); originalError(...args); }};
+  window.addEventListener("load", () => {{
+    const images = Array.from(document.querySelectorAll("img.figure"));
+    const broken = images.filter((img) => !img.complete || img.naturalWidth === 0).length;
+    const status = document.getElementById("status");
+    status.dataset.broken = String(broken);
+    status.dataset.errors = String(errors.length);
+    status.textContent = `figures: ${{images.length}}, broken: ${{broken}}, errors: ${{errors.length}}`;
+  }});
+</script>
+</body></html>
+"""
+    html_path = folder / "report.html"
+    html_path.write_text(page)
+    md = [f"# distillkit: {results['name']} ({results['data']})", "",
+          "| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1),
+          *("| " + " | ".join(row) + " |" for row in rows), "",
+          f"Distillation changed the student's test accuracy by {gain:+.2f} points.", ""]
+    md += [f"## {title}\n\n![{title}](figures/{name}.png)\n" for name, (title, _) in images.items()]
+    md_path = folder / "report.md"
+    md_path.write_text("\n".join(md))
+    return html_path, md_path
