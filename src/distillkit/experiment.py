@@ -135,7 +135,10 @@ class RunFolder:
         if resume and not holds_run:
             raise DistillkitError(f"nothing to resume: {self.path} holds no run")
 
-    def create(self, config: Config) -> None:
+    def create(self, config: Config, *, kind: str = "compare") -> None:
+        """Create the folder, write the resolved config, start the log file and register the run."""
+        from distillkit.tracking import RunRecords
+
         if self.overwrite and self.path.exists():
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -144,6 +147,31 @@ class RunFolder:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logging.getLogger("distillkit").addHandler(handler)
         self._handler = handler
+        self.records = RunRecords(self.path.parent / "runs.db")
+        self.run_id = self.records.start(config.name, kind=kind, config=config.model_dump(mode="json"),
+                                         folder=self.path.resolve())
+        log.info("run %s registered in %s", self.run_id, self.records.path)
+
+    def callbacks(self, prefix: str) -> list[Any]:
+        """Callbacks that feed this run's records from a trainer (none before :meth:`create`)."""
+        from distillkit.tracking import RecordsCallback
+
+        records = getattr(self, "records", None)
+        return [RecordsCallback(records, self.run_id, prefix=prefix)] if records is not None else []
+
+    def finish(self, metrics: dict[str, float], artefacts: dict[str, Path]) -> None:
+        records = getattr(self, "records", None)
+        if records is None:
+            return
+        records.log_metrics(self.run_id, metrics)
+        for name, path in artefacts.items():
+            records.log_artefact(self.run_id, name, path)
+        records.finish(self.run_id)
+
+    def fail(self, error: BaseException) -> None:
+        records = getattr(self, "records", None)
+        if records is not None:
+            records.finish(self.run_id, status="failed", error=f"{type(error).__name__}: {error}")
 
     def close(self) -> None:
         handler = getattr(self, "_handler", None)
@@ -152,8 +180,9 @@ class RunFolder:
             handler.close()
 
 
-def _trainer_kwargs(train: TrainConfig, config: Config, folder: Path | None) -> dict[str, Any]:
-    callbacks: list[Any] = []
+def _trainer_kwargs(train: TrainConfig, config: Config, folder: Path | None,
+                    extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
+    callbacks: list[Any] = list(extra_callbacks or [])
     if train.early_stopping_patience:
         callbacks.append(EarlyStopping("val/accuracy", mode="max", patience=train.early_stopping_patience))
     if folder is not None:
@@ -179,7 +208,7 @@ class TrainedModel:
 def train_one(
     name: str, distiller: Distiller, splits: DataSplits, train: TrainConfig, config: Config, folder: Path | None, *,
     resume: bool = False, batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    train_data: Any = None,
+    train_data: Any = None, callbacks: list[Any] | None = None,
 ) -> TrainedModel:
     """Train one model (alone or distilled), save its weights, evaluate it on the test split."""
     from safetensors.torch import save_file
@@ -187,7 +216,7 @@ def train_one(
     run_folder = folder / name if folder is not None else None
     completed = run_folder is not None and (run_folder / "model.safetensors").is_file()
     trainer = Trainer(distiller, train_data if train_data is not None else splits.train, splits.val,
-                      batch_transform=batch_transform, **_trainer_kwargs(train, config, run_folder))
+                      batch_transform=batch_transform, **_trainer_kwargs(train, config, run_folder, callbacks))
     start = time.perf_counter()
     if completed and resume:
         log.info("%s: already trained in %s, reusing it", name, run_folder)
@@ -216,7 +245,7 @@ def _teacher_key(config: Config) -> str:
 
 
 def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resume: bool = False,
-                reuse_dir: Path | None = None) -> TrainedModel:
+                reuse_dir: Path | None = None, callbacks: list[Any] | None = None) -> TrainedModel:
     """Load the teacher's weights, reuse a teacher trained earlier with the same config, or train it."""
     teacher = build_from(config.teacher, splits, role="teacher", seed=config.seed)
     if config.teacher.weights:
@@ -240,7 +269,7 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
                     shutil.copy(cached / name, folder / "teacher" / name)
         return TrainedModel("teacher", teacher, metrics, 0.0)
     result = train_one("teacher", Distiller(None, teacher), splits, config.teacher.train or TrainConfig(), config,
-                       folder, resume=resume, batch_transform=build_augmentation(config, splits))
+                       folder, resume=resume, batch_transform=build_augmentation(config, splits), callbacks=callbacks)
     if cached is not None:
         tmp = cached.with_name(cached.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
@@ -275,12 +304,15 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
     resume = folder.resume if folder is not None else False
     if folder is not None:
         folder.create(config)
+    def hooks(prefix: str) -> list[Any]:
+        return folder.callbacks(prefix) if folder is not None else []
+
     try:
-        teacher = get_teacher(config, splits, path, resume=resume, reuse_dir=reuse_dir)
+        teacher = get_teacher(config, splits, path, resume=resume, reuse_dir=reuse_dir, callbacks=hooks("teacher"))
         torch.manual_seed(config.seed)
         augment = build_augmentation(config, splits)  # the same augmentation for every model: a fair comparison
         alone = train_one("student_alone", Distiller(None, student_alone), splits, config.train, config, path,
-                          resume=resume, batch_transform=augment)
+                          resume=resume, batch_transform=augment, callbacks=hooks("student_alone"))
         # the distilled student starts from the same initial weights as the student alone
         student = build_from(config.student, splits, role="student", seed=config.seed)
         distiller = Distiller(teacher.model, student, terms=build_terms(config))
@@ -288,10 +320,12 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
         if splits.transfer is not None:
             train_data = ConcatDictDataset([splits.train, unlabelled(splits.transfer)])
         distilled = train_one("distilled", distiller, splits, config.train, config, path, resume=resume,
-                              batch_transform=augment, train_data=train_data)
-    finally:
+                              batch_transform=augment, train_data=train_data, callbacks=hooks("distilled"))
+    except BaseException as error:
         if folder is not None:
+            folder.fail(error)
             folder.close()
+        raise
     from distillkit.evaluation import assess_models
 
     trained = (teacher, alone, distilled)
@@ -308,6 +342,17 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
         (path / "results.md").write_text(results_table(results))
         html_path, _ = write_report(path, results)
         log.info("report: %s", html_path)
+    if folder is not None and path is not None:
+        final = {}
+        for name, model in results["models"].items():
+            final.update({f"{name}/test/accuracy": model["test/accuracy"], f"{name}/test/loss": model["test/loss"]})
+            final.update({f"{name}/test/{k}": v for k, v in model.get("quality", {}).get("scalars", {}).items()})
+            final.update({f"{name}/cost/{k}": v for k, v in (model.get("cost") or {}).items()
+                          if isinstance(v, (int, float))})
+        final["distilled_minus_alone"] = results["distilled_minus_alone"]
+        folder.finish(final, {"report": path / "report.html", "results": path / "results.json",
+                              "distilled_weights": path / "distilled" / "model.safetensors"})
+        folder.close()
     return results
 
 

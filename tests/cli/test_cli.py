@@ -37,6 +37,11 @@ def test_compare_end_to_end_writes_a_complete_run_folder(config_file, tmp_path, 
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {"teacher", "student_alone", "distilled"}
+    from distillkit.tracking import RunRecords
+
+    (record,) = RunRecords(out.parent / "runs.db").list()
+    assert record["status"] == "finished" and record["name"] == "tiny"
+    assert record["metrics"]["distilled/test/accuracy"] == results["models"]["distilled"]["test/accuracy"]
     assert results["models"]["teacher"]["test/accuracy"] > 0.8
     # the resolved config reproduces the run
     assert main(["compare", str(out / "config.yaml"), "--out", str(tmp_path / "again")]) == 0

@@ -152,11 +152,18 @@ def train(
     model_cfg = cfg.teacher if role == "teacher" else cfg.student
     model = build_from(model_cfg, splits, role=role, seed=cfg.seed)
     train_cfg = (model_cfg.train or TrainConfig()) if role == "teacher" else cfg.train
-    folder.create(cfg)
+    folder.create(cfg, kind=f"train-{role}")
     try:
-        result = train_one(role, Distiller(None, model), splits, train_cfg, cfg, out, resume=resume)
-    finally:
+        result = train_one(role, Distiller(None, model), splits, train_cfg, cfg, out, resume=resume,
+                           callbacks=folder.callbacks(role))
+    except BaseException as error:
+        folder.fail(error)
         folder.close()
+        raise
+    folder.finish({f"{role}/test/accuracy": result.metrics["test/accuracy"],
+                   f"{role}/test/loss": result.metrics["test/loss"]},
+                  {"weights": out / role / "model.safetensors"})
+    folder.close()
     console.print(f"{role}: test accuracy {100 * result.metrics['test/accuracy']:.2f}%, "
                   f"{int(result.metrics['params']):,} parameters; weights in {out / role / 'model.safetensors'}")
 
@@ -211,6 +218,80 @@ def report(
         if status["broken"] or status["errors"]:
             raise DistillkitError(f"{html_path}: {status['broken']} figures broken, {status['errors']} page errors")
         console.print(f"screenshot: {screenshot} ({status['figures']} figures rendered)")
+
+
+runs_app = typer.Typer(help="Recorded runs (the SQLite database runs/runs.db).", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+RootOpt = Annotated[Path, typer.Option("--root", help="the runs folder holding runs.db")]
+
+
+def _records(root: Path):  # noqa: ANN202 - returns RunRecords
+    from distillkit.tracking import RunRecords
+
+    if not (root / "runs.db").is_file():
+        raise DistillkitError(f"no run records in {root} (no runs.db); runs are recorded by compare/distill/train")
+    return RunRecords(root / "runs.db")
+
+
+@runs_app.command("list")
+def runs_list(
+    root: RootOpt = Path("runs"),
+    name: Annotated[Optional[str], typer.Option(help="filter by name (SQL % wildcards)")] = None,
+    status: Annotated[Optional[str], typer.Option(help="running, finished or failed")] = None,
+    sort: Annotated[str, typer.Option(help="created, name, status, duration or a metric key")] = "created",
+    ascending: Annotated[bool, typer.Option("--ascending", help="smallest first")] = False,
+    limit: int = 20,
+) -> None:
+    """List recorded runs, newest first (or sorted by a metric).
+
+    Example: distillkit runs list --sort distilled/test/accuracy
+    """
+    runs = _records(root).list(name=name, status=status, sort=sort, descending=not ascending, limit=limit)
+    table = Table(title=f"runs in {root}")
+    for column in ("id", "name", "kind", "status", "duration (s)", "distilled acc.", "gain (points)"):
+        table.add_column(column)
+    for run in runs:
+        m = run["metrics"]
+        acc = m.get("distilled/test/accuracy")
+        gain = m.get("distilled_minus_alone")
+        table.add_row(run["id"], run["name"], run["kind"], run["status"],
+                      f"{run['duration']:.1f}" if run["duration"] else "-",
+                      f"{100 * acc:.2f}%" if acc is not None else "-",
+                      f"{100 * gain:+.2f}" if gain is not None else "-")
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, root: RootOpt = Path("runs")) -> None:
+    """Everything recorded about one run: status, params, final metrics, artefacts."""
+    import json
+
+    run = _records(root).get(run_id)
+    sys.stdout.write(json.dumps(run, indent=1, default=str) + "\n")
+
+
+@runs_app.command("compare")
+def runs_compare(run_ids: list[str], root: RootOpt = Path("runs"),
+                 match: Annotated[str, typer.Option(help="only metric keys containing this")] = "test/") -> None:
+    """Final metrics of several runs side by side.
+
+    Example: distillkit runs compare 20261123-101500-ab12cd 20261123-103000-ef34ab
+    """
+    table = Table(title="run comparison")
+    table.add_column("metric")
+    for run_id in run_ids:
+        table.add_column(run_id, justify="right")
+    for key, values in _records(root).compare(run_ids).items():
+        if match in key:
+            table.add_row(key, *(f"{values[r]:.4f}" if r in values else "-" for r in run_ids))
+    console.print(table)
+
+
+@runs_app.command("delete")
+def runs_delete(run_id: str, root: RootOpt = Path("runs")) -> None:
+    """Delete a run's records (its folder stays on disk)."""
+    _records(root).delete(run_id)
+    console.print(f"deleted the records of {run_id}")
 
 
 @app.command("list")
