@@ -117,3 +117,21 @@ def test_bad_data_file_leaves_nothing(tmp_path, config_file, capsys):
     assert main(["compare", str(config_file), "--out", str(out), "--set", f"data.name={bad}"]) == 2
     assert "no label column" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cross_validation(config_file, tmp_path, capsys):
+    out = tmp_path / "cv"
+    assert main(["cv", str(config_file), "--folds", "3", "--out", str(out), "--set", "train.epochs=1",
+                 "--set", "teacher.train.epochs=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "3-fold cross-validation" in printed and "95% CI" in printed
+    result = json.loads((out / "cv.json").read_text())
+    assert len(result["per_fold"]) == 3
+    accuracies = [fold["distilled"]["test/accuracy"] for fold in result["per_fold"]]
+    import numpy as np
+
+    assert result["summary"]["distilled"]["test/accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
+    low, high = result["distilled_minus_alone"]["ci95"]
+    assert low <= result["distilled_minus_alone"]["mean"] <= high
+    assert main(["cv", str(config_file), "--folds", "3", "--out", str(out)]) == 2  # the folder holds a run
+    assert main(["cv", str(config_file), "--folds", "1", "--out", str(tmp_path / "x")]) == 2

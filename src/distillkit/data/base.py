@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["EpochSampler", "TensorDictDataset", "UNLABELLED", "fingerprint_tensors"]
+__all__ = ["EpochSampler", "IndexedSubset", "TensorDictDataset", "UNLABELLED", "fingerprint_tensors"]
 
 UNLABELLED = -100
 """Target value of a sample without a label (``ignore_index`` of the hard-label loss)."""
@@ -103,3 +103,28 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.size
+
+
+class IndexedSubset(Dataset[dict[str, Any]]):
+    """The samples ``indices`` of ``dataset``, renumbered ``0..len-1`` in their ``index`` field.
+
+    Used for cross-validation folds: the teacher cache needs indices that address this subset, not the pool.
+    """
+
+    def __init__(self, dataset: Dataset[dict[str, Any]], indices: Any) -> None:
+        self.dataset, self.indices = dataset, [int(i) for i in indices]
+        self.deterministic = getattr(dataset, "deterministic", False)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = dict(self.dataset[self.indices[index]])
+        sample["index"] = index
+        return sample
+
+    def fingerprint(self) -> str:
+        from distillkit.training.teacher_cache import dataset_fingerprint
+
+        digest = hashlib.sha256(str(self.indices).encode()).hexdigest()[:16]
+        return f"{dataset_fingerprint(self.dataset)}[{digest}]"
