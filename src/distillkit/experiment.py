@@ -147,17 +147,32 @@ class RunFolder:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logging.getLogger("distillkit").addHandler(handler)
         self._handler = handler
+        self.config = config
         self.records = RunRecords(self.path.parent / "runs.db")
         self.run_id = self.records.start(config.name, kind=kind, config=config.model_dump(mode="json"),
                                          folder=self.path.resolve())
         log.info("run %s registered in %s", self.run_id, self.records.path)
 
     def callbacks(self, prefix: str) -> list[Any]:
-        """Callbacks that feed this run's records from a trainer (none before :meth:`create`)."""
+        """Callbacks that feed this run's records (and the loggers the config enables) from one trainer."""
         from distillkit.tracking import RecordsCallback
+        from distillkit.tracking.loggers import MLflowLogger, TensorBoardLogger, WandbLogger
 
         records = getattr(self, "records", None)
-        return [RecordsCallback(records, self.run_id, prefix=prefix)] if records is not None else []
+        if records is None:
+            return []
+        found: list[Any] = [RecordsCallback(records, self.run_id, prefix=prefix)]
+        tracking, config = self.config.tracking, self.config
+        if tracking.tensorboard:
+            found.append(TensorBoardLogger(self.path / prefix / "tensorboard", every=tracking.every))
+        if tracking.mlflow:
+            uri = tracking.mlflow_uri or f"sqlite:///{(self.path.parent / 'mlflow.db').resolve()}"
+            found.append(MLflowLogger(uri, experiment=config.name, run_name=f"{self.run_id}/{prefix}",
+                                      params=records.get(self.run_id)["params"], every=tracking.every))
+        if tracking.wandb:
+            found.append(WandbLogger(self.path / prefix, project=config.name, run_name=f"{self.run_id}-{prefix}",
+                                     config=config.model_dump(mode="json"), every=tracking.every))
+        return found
 
     def finish(self, metrics: dict[str, float], artefacts: dict[str, Path]) -> None:
         records = getattr(self, "records", None)

@@ -111,6 +111,14 @@ class DistillConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
 
+class TrackingConfig(_Strict):
+    tensorboard: bool = Field(False, description="TensorBoard events in <run>/<model>/tensorboard")
+    mlflow: bool = Field(False, description="MLflow runs in the SQLite store <runs folder>/mlflow.db")
+    mlflow_uri: str | None = Field(None, description="another MLflow tracking URI")
+    wandb: bool = Field(False, description="Weights & Biases, offline unless WANDB_MODE says otherwise")
+    every: int = Field(10, ge=1, description="steps between training-value records")
+
+
 class Config(_Strict):
     name: str = "run"
     seed: int = 0
@@ -119,6 +127,7 @@ class Config(_Strict):
     student: ModelConfig
     distill: DistillConfig = Field(default_factory=DistillConfig)
     train: TrainConfig = Field(default_factory=TrainConfig, description="student training, alone and distilled")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("name")
     @classmethod
