@@ -28,6 +28,13 @@ def test_two_processes_match_one_process(tmp_path):
     assert one_w.keys() == two_w.keys()
     for key in one_w:
         assert torch.allclose(one_w[key], two_w[key], rtol=1e-5, atol=1e-6), key
+    # Evaluation gathers predictions across processes without counting the padded samples twice.
+    import json
+
+    one_eval = json.loads((tmp_path / "one" / "eval.json").read_text())
+    two_eval = json.loads((tmp_path / "two" / "eval.json").read_text())
+    assert two_eval["val/accuracy"] == one_eval["val/accuracy"]
+    assert abs(two_eval["val/loss"] - one_eval["val/loss"]) < 1e-5
     # The comparison can fail: one process on only half of each global batch ends elsewhere.
     subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "half"), "--batch-size", "8", *common],
                    env=env, check=True, capture_output=True, timeout=300)
