@@ -112,6 +112,13 @@ def build_terms(config: Config) -> list[LossTerm]:
     for pair in distill.features:
         weight = beta if pair.weight is None else build_schedule(pair.weight, where="distill.features.weight")
         terms.append(FeatureTerm(pair.student, pair.teacher, weight, loss=pair.loss, pool=pair.pool))
+    from distillkit.methods import build_method_term
+
+    for i, method in enumerate(distill.methods):
+        params = {k: build_schedule(ScheduleConfig(**v), where=f"distill.methods.{i}.params.{k}")
+                  if isinstance(v, dict) else v for k, v in method.params.items()}
+        terms.append(build_method_term(method.name, weight=build_schedule(method.weight, where="distill.methods"),
+                                       student=method.student, teacher=method.teacher, params=params))
     return terms
 
 

@@ -135,3 +135,30 @@ def test_cross_validation(config_file, tmp_path, capsys):
     assert low <= result["distilled_minus_alone"]["mean"] <= high
     assert main(["cv", str(config_file), "--folds", "3", "--out", str(out)]) == 2  # the folder holds a run
     assert main(["cv", str(config_file), "--folds", "1", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_methods_by_name_in_the_config(config_file, tmp_path, capsys):
+    methods = ('[{"name": "dkd", "weight": 0.5, "params": {"beta": 4.0}}, '
+               '{"name": "rkd_distance", "student": "act1", "teacher": "act1"}, '
+               '{"name": "sp", "student": "act1", "teacher": "act1", "weight": 2.0}]')
+    out = tmp_path / "methods"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", f"distill.methods={methods}",
+                 "--set", "train.epochs=1"]) == 0
+    record = json.loads((out / "distilled" / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"dkd", "rkd_distance/act1->act1", "sp/act1->act1"} <= set(record)
+    assert record["weight/sp/act1->act1"] == 2.0
+    assert main(["list", "methods"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("dkd", "lskd", "dist", "at", "sp", "pkt", "rkd_angle", "nst"))
+
+
+@pytest.mark.parametrize("methods,message", [
+    ('[{"name": "dkdd"}]', "Did you mean: dkd"),
+    ('[{"name": "rkd_angle"}]', "give both 'student' and 'teacher'"),
+    ('[{"name": "dkd", "params": {"temp": 2}}]', "has no parameter(s) ['temp']"),
+])
+def test_bad_methods_fail_clearly(methods, message, config_file, tmp_path, capsys):
+    out = tmp_path / "bad"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", f"distill.methods={methods}"]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -339,6 +339,7 @@ def list_(what: Annotated[str, typer.Argument(help="losses, methods, models or d
     Example: distillkit list models
     """
     from distillkit.data.builtin import DATASETS
+    from distillkit.methods import METHODS
     from distillkit.models import MODELS
 
     catalogue = {
@@ -347,8 +348,7 @@ def list_(what: Annotated[str, typer.Argument(help="losses, methods, models or d
                    ("feature: mse", "mean squared error between adapted features (FitNets)"),
                    ("feature: smooth_l1", "Huber distance between adapted features"),
                    ("feature: cosine", "1 - cosine similarity per sample")],
-        "methods": [("kd", "alpha * soft + (1 - alpha) * hard (Hinton et al. 2015)"),
-                    ("fitnet", "kd + beta * feature terms through adapters (Romero et al. 2015)")],
+        "methods": METHODS.describe(),
         "models": MODELS.describe(),
         "datasets": DATASETS.describe(),
     }

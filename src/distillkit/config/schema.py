@@ -103,11 +103,22 @@ class FeaturePairConfig(_Strict):
     pool: Literal["mean", "cls"] | None = None
 
 
+class MethodConfig(_Strict):
+    """An extra loss term by method name (``distillkit list methods``), added to the objective."""
+
+    name: str
+    weight: Scalar = 1.0
+    student: str | None = Field(None, description="student layer, for layer methods")
+    teacher: str | None = Field(None, description="teacher layer, for layer methods")
+    params: dict[str, Any] = Field(default_factory=dict, description="the loss function's keyword arguments")
+
+
 class DistillConfig(_Strict):
     alpha: Scalar = 0.9
     temperature: Scalar = 4.0
     beta: Scalar = 1.0
     features: list[FeaturePairConfig] = Field(default_factory=list)
+    methods: list[MethodConfig] = Field(default_factory=list)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
 

@@ -21,6 +21,14 @@ __all__ = [
 ]
 
 
+def _need_maps(student: Tensor, teacher: Tensor, method: str) -> None:
+    if student.dim() < 3 or teacher.dim() < 3:
+        raise ValueError(
+            f"{method} compares feature maps [B, C, H, W] (or [B, C, L]); got {tuple(student.shape)} and "
+            f"{tuple(teacher.shape)}: tap convolutional layers, or use sp, pkt or rkd for vector features"
+        )
+
+
 def _attention_map(feature: Tensor, p: float) -> Tensor:
     """``normalize(mean_c |A_c|^p)`` flattened: the spatial attention of a ``[B, C, ...]`` feature map."""
     return F.normalize(feature.float().abs().pow(p).mean(1).flatten(1), dim=1)
@@ -38,6 +46,7 @@ def attention_transfer(student: Tensor, teacher: Tensor, *, p: float = 2.0) -> T
     Returns:
         ``mean over batch of ||a_s - a_t||_2^2`` (the paper's ``beta/2`` factor is left to the term weight).
     """
+    _need_maps(student, teacher, "attention transfer")
     teacher = teacher.detach()
     if student.shape[2:] != teacher.shape[2:]:
         mode = "bilinear" if student.dim() == 4 else "linear"
@@ -125,6 +134,7 @@ def nst_loss(student: Tensor, teacher: Tensor) -> Tensor:
     Args:
         student: ``[B, Cs, H, W]``; teacher: ``[B, Ct, H', W']``.
     """
+    _need_maps(student, teacher, "neuron selectivity transfer")
     teacher = teacher.detach().float()
     student = student.float()
     if student.shape[2:] != teacher.shape[2:]:
