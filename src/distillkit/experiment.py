@@ -266,30 +266,35 @@ def _teacher_key(config: Config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _ready_teacher(teacher: nn.Module, splits: DataSplits, metrics: dict[str, Any]) -> TrainedModel:
+    """A teacher that needs no training (loaded weights), with its test accuracy and loss measured now."""
+    import torch.nn.functional as F
+
+    from distillkit.evaluation import predict
+
+    logits, targets = predict(teacher, splits.test, input_spec=splits.input_key)
+    measured = {"test/accuracy": float((logits.argmax(-1) == targets).float().mean()),
+                "test/loss": float(F.cross_entropy(logits, targets)), "params": float(count_parameters(teacher))}
+    return TrainedModel("teacher", teacher, {**metrics, **measured}, 0.0)
+
+
 def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resume: bool = False,
                 reuse_dir: Path | None = None, callbacks: list[Any] | None = None) -> TrainedModel:
     """Load the teacher's weights, reuse a teacher trained earlier with the same config, or train it."""
     teacher = build_from(config.teacher, splits, role="teacher", seed=config.seed)
     if config.teacher.weights:
-        trainer = Trainer(Distiller(None, teacher), splits.train, progress=False, seed=config.seed)
-        test = trainer.evaluate(splits.test)
-        return TrainedModel("teacher", teacher, {"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"],
-                                                 "params": float(count_parameters(teacher))}, 0.0)
+        return _ready_teacher(teacher, splits, {})
     cached = reuse_dir / _teacher_key(config) if reuse_dir is not None else None
     if cached is not None and (cached / "model.safetensors").is_file():
         log.info("teacher: reusing the one trained earlier with this config (%s)", cached)
         load_weights(teacher, cached / "model.safetensors")
-        trainer = Trainer(Distiller(None, teacher), splits.train, splits.val, progress=False, seed=config.seed)
-        test = trainer.evaluate(splits.test)
-        metrics = json.loads((cached / "metrics.json").read_text()) if (cached / "metrics.json").is_file() else {}
-        metrics.update({"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"],
-                        "params": float(count_parameters(teacher))})
+        earlier = json.loads((cached / "metrics.json").read_text()) if (cached / "metrics.json").is_file() else {}
         if folder is not None:
             (folder / "teacher").mkdir(parents=True, exist_ok=True)
             for name in ("model.safetensors", "metrics.jsonl"):  # the curves of its training go into the report
                 if (cached / name).is_file():
                     shutil.copy(cached / name, folder / "teacher" / name)
-        return TrainedModel("teacher", teacher, metrics, 0.0)
+        return _ready_teacher(teacher, splits, earlier)
     result = train_one("teacher", Distiller(None, teacher), splits, config.teacher.train or TrainConfig(), config,
                        folder, resume=resume, batch_transform=build_augmentation(config, splits), callbacks=callbacks)
     if cached is not None:
