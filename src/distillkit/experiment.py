@@ -100,7 +100,8 @@ def build_from(model_config: ModelConfig, splits: DataSplits, *, role: str, seed
     return model
 
 
-def build_terms(config: Config) -> list[LossTerm]:
+def build_terms(config: Config, num_samples: int | None = None) -> list[LossTerm]:
+    """The loss terms of the config; ``num_samples`` (training-set size) fills in CRD's memory-bank size."""
     distill = config.distill
     alpha = build_schedule(distill.alpha, where="distill.alpha")
     beta = build_schedule(distill.beta, where="distill.beta")
@@ -117,6 +118,8 @@ def build_terms(config: Config) -> list[LossTerm]:
     for i, method in enumerate(distill.methods):
         params = {k: build_schedule(ScheduleConfig(**v), where=f"distill.methods.{i}.params.{k}")
                   if isinstance(v, dict) else v for k, v in method.params.items()}
+        if method.name == "crd" and num_samples is not None:
+            params.setdefault("num_samples", num_samples)
         terms.append(build_method_term(method.name, weight=build_schedule(method.weight, where="distill.methods"),
                                        student=method.student, teacher=method.teacher, params=params))
     return terms
@@ -322,7 +325,9 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
     splits = splits or build_splits(config)
     student_alone = build_from(config.student, splits, role="student", seed=config.seed)
     teacher_probe = build_from(config.teacher, splits, role="teacher")
-    probe = Distiller(teacher_probe, build_from(config.student, splits, role="student"), terms=build_terms(config))
+    train_size = len(splits.train) + (len(splits.transfer) if splits.transfer is not None else 0)  # type: ignore[arg-type]
+    probe = Distiller(teacher_probe, build_from(config.student, splits, role="student"),
+                      terms=build_terms(config, train_size))
     first = torch.utils.data.default_collate([splits.train[i] for i in range(min(8, len(splits.train)))])  # type: ignore[arg-type]
     probe.setup(first)  # class counts, fields, layer names and adapter shapes, before anything is written
     probe.remove_hooks()
@@ -343,7 +348,7 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
                           resume=resume, batch_transform=augment, callbacks=hooks("student_alone"))
         # the distilled student starts from the same initial weights as the student alone
         student = build_from(config.student, splits, role="student", seed=config.seed)
-        distiller = Distiller(teacher.model, student, terms=build_terms(config))
+        distiller = Distiller(teacher.model, student, terms=build_terms(config, train_size))
         train_data = splits.train
         if splits.transfer is not None:
             train_data = ConcatDictDataset([splits.train, unlabelled(splits.transfer)])

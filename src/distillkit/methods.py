@@ -33,7 +33,7 @@ from distillkit.losses.relations import (
 )
 from distillkit.registry import DistillkitError, Registry
 
-__all__ = ["METHODS", "LogitMethodTerm", "MethodSpec", "RelationTerm", "build_method_term"]
+__all__ = ["METHODS", "CRDTerm", "LogitMethodTerm", "MethodSpec", "RelationTerm", "build_method_term"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class MethodSpec:
     """A method: its loss function, what it reads, and its paper."""
 
     fn: Callable[..., Tensor] | None
-    kind: Literal["logits", "layers", "hint"]
+    kind: Literal["logits", "layers", "hint", "contrastive"]
     paper: str
     needs_targets: bool = False
 
@@ -64,6 +64,7 @@ _add("pkt", MethodSpec(pkt_loss, "layers", "Passalis & Tefas 2018: probabilistic
 _add("rkd_distance", MethodSpec(rkd_distance_loss, "layers", "Park et al. 2019: relational KD, distances"))
 _add("rkd_angle", MethodSpec(rkd_angle_loss, "layers", "Park et al. 2019: relational KD, angles"))
 _add("nst", MethodSpec(nst_loss, "layers", "Huang & Wang 2017: neuron selectivity transfer (MMD)"))
+_add("crd", MethodSpec(None, "contrastive", "Tian et al. 2020: contrastive representation distillation, memory bank"))
 
 
 def _resolved(params: Mapping[str, Any], ctx: DistillContext) -> dict[str, Any]:
@@ -110,6 +111,46 @@ class RelationTerm(LossTerm):
         return self.fn(student, teacher, **_resolved(self.params, ctx))
 
 
+class CRDTerm(LossTerm):
+    """Contrastive representation distillation between two layers (:class:`~distillkit.losses.crd.CRDLoss`).
+
+    The embedding heads and memory banks are built on the first batch from the feature sizes, live in this
+    term (trained with the student, saved in checkpoints), and read the batch's ``index`` field.
+    Under DDP the memory banks follow rank 0's updates (buffers are broadcast), as in the paper's code.
+
+    Args:
+        num_samples: training-set size (the memory banks have one row per sample).
+        **options: :class:`~distillkit.losses.crd.CRDLoss` options (feat_dim, num_negatives, temperature, momentum).
+    """
+
+    def __init__(self, student_layer: str, teacher_layer: str, num_samples: int, weight: ScheduleLike = 1.0, *,
+                 name: str | None = None, **options: Any) -> None:
+        super().__init__(name or f"crd/{student_layer}->{teacher_layer}", weight)
+        self.student_layers, self.teacher_layers = (student_layer,), (teacher_layer,)
+        self.num_samples, self.options = num_samples, options
+        self.crd: Any = None
+
+    def _pair(self, ctx: DistillContext) -> tuple[Tensor, Tensor, Tensor]:
+        if ctx.teacher is None:
+            raise RuntimeError(f"{self.name} needs teacher features")
+        if "index" not in ctx.batch:
+            raise KeyError(f"{self.name} needs the batch's 'index' field (the memory bank is indexed by sample)")
+        return (ctx.student_features[self.student_layers[0]], ctx.teacher.features[self.teacher_layers[0]],
+                ctx.batch["index"])
+
+    def setup(self, ctx: DistillContext) -> None:
+        from distillkit.losses.crd import CRDLoss
+
+        student, teacher, _ = self._pair(ctx)
+        self.crd = CRDLoss(student[0].numel(), teacher[0].numel(), self.num_samples, **self.options).to(student.device)
+
+    def forward(self, ctx: DistillContext) -> Tensor:
+        student, teacher, index = self._pair(ctx)
+        if int(index.max()) >= self.num_samples:
+            raise ValueError(f"{self.name}: sample index {int(index.max())} >= num_samples {self.num_samples}")
+        return self.crd(student, teacher, index)
+
+
 def build_method_term(
     method: str, *, weight: ScheduleLike = 1.0, student: str | None = None, teacher: str | None = None,
     params: Mapping[str, Any] | None = None, name: str | None = None,
@@ -130,10 +171,14 @@ def build_method_term(
 
     spec = METHODS.get(method)
     params = dict(params or {})
-    if spec.kind in ("layers", "hint") and (student is None or teacher is None):
+    if spec.kind in ("layers", "hint", "contrastive") and (student is None or teacher is None):
         raise DistillkitError(f"method {method!r} works on layers: give both 'student' and 'teacher' layer names")
     if spec.kind == "hint":
         return FeatureTerm(student, teacher, weight, name=name or f"fitnet/{student}->{teacher}", **params)  # type: ignore[arg-type]
+    if spec.kind == "contrastive":
+        if "num_samples" not in params:
+            raise DistillkitError("method 'crd' needs params.num_samples (the training-set size)")
+        return CRDTerm(student, teacher, weight=weight, name=name, **params)  # type: ignore[arg-type]
     if spec.fn is None:
         raise DistillkitError(f"method {method!r} has no loss function")
     accepted = {p.name for p in inspect.signature(spec.fn).parameters.values() if p.kind == p.KEYWORD_ONLY}

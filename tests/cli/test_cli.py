@@ -140,16 +140,17 @@ def test_cross_validation(config_file, tmp_path, capsys):
 def test_methods_by_name_in_the_config(config_file, tmp_path, capsys):
     methods = ('[{"name": "dkd", "weight": 0.5, "params": {"beta": 4.0}}, '
                '{"name": "rkd_distance", "student": "act1", "teacher": "act1"}, '
-               '{"name": "sp", "student": "act1", "teacher": "act1", "weight": 2.0}]')
+               '{"name": "sp", "student": "act1", "teacher": "act1", "weight": 2.0}, '
+               '{"name": "crd", "student": "act1", "teacher": "act1", "params": {"num_negatives": 64}}]')
     out = tmp_path / "methods"
     assert main(["compare", str(config_file), "--out", str(out), "--set", f"distill.methods={methods}",
                  "--set", "train.epochs=1"]) == 0
     record = json.loads((out / "distilled" / "metrics.jsonl").read_text().splitlines()[0])
-    assert {"dkd", "rkd_distance/act1->act1", "sp/act1->act1"} <= set(record)
+    assert {"dkd", "rkd_distance/act1->act1", "sp/act1->act1", "crd/act1->act1"} <= set(record)
     assert record["weight/sp/act1->act1"] == 2.0
     assert main(["list", "methods"]) == 0
     listed = capsys.readouterr().out
-    assert all(name in listed for name in ("dkd", "lskd", "dist", "at", "sp", "pkt", "rkd_angle", "nst"))
+    assert all(name in listed for name in ("dkd", "lskd", "dist", "at", "sp", "pkt", "rkd_angle", "nst", "crd"))
 
 
 @pytest.mark.parametrize("methods,message", [

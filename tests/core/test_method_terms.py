@@ -7,7 +7,7 @@ from tests.conftest import make_mlp
 
 
 def batch():
-    return {"input": torch.randn(6, 8), "target": torch.arange(6) % 3}
+    return {"input": torch.randn(6, 8), "target": torch.arange(6) % 3, "index": torch.arange(6)}
 
 
 def conv(width):
@@ -25,7 +25,9 @@ def test_every_registered_method_trains_a_step():
             distiller = Distiller(conv(6), conv(3), terms=[term])
         else:
             layers = {"student": "1", "teacher": "1"} if METHODS.get(name).kind != "logits" else {}
-            distiller = Distiller(make_mlp(hidden=16), make_mlp(hidden=8), terms=[build_method_term(name, **layers)])
+            params = {"num_samples": 6, "num_negatives": 3} if name == "crd" else {}
+            distiller = Distiller(make_mlp(hidden=16), make_mlp(hidden=8),
+                                  terms=[build_method_term(name, params=params, **layers)])
         out = distiller(batch())
         out.loss.backward()
         assert torch.isfinite(out.loss), name
