@@ -2,6 +2,7 @@
 
 from distillkit.core.adapters import AdapterShapeError, build_adapter
 from distillkit.core.distiller import DistillOutput, Distiller, call_model, extract_logits
+from distillkit.core.multi_teacher import MultiTeacher
 from distillkit.core.schedules import (
     AdaptiveController,
     Complement,
@@ -33,6 +34,7 @@ __all__ = [
     "HardLabelTerm",
     "Linear",
     "LossTerm",
+    "MultiTeacher",
     "Piecewise",
     "PlateauDecay",
     "Schedule",
