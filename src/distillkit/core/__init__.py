@@ -3,6 +3,7 @@
 from distillkit.core.adapters import AdapterShapeError, build_adapter
 from distillkit.core.distiller import DistillOutput, Distiller, call_model, extract_logits
 from distillkit.core.multi_teacher import MultiTeacher
+from distillkit.core.mutual import MutualLearning
 from distillkit.core.schedules import (
     AdaptiveController,
     Complement,
@@ -35,6 +36,7 @@ __all__ = [
     "Linear",
     "LossTerm",
     "MultiTeacher",
+    "MutualLearning",
     "Piecewise",
     "PlateauDecay",
     "Schedule",
