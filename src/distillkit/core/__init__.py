@@ -1,6 +1,7 @@
 """The distillation core: distiller, loss terms, feature taps, adapters and schedules."""
 
 from distillkit.core.adapters import AdapterShapeError, build_adapter
+from distillkit.core.ctkd import CurriculumTemperatureTerm
 from distillkit.core.distiller import DistillOutput, Distiller, call_model, extract_logits
 from distillkit.core.multi_teacher import MultiTeacher
 from distillkit.core.mutual import MutualLearning
@@ -27,6 +28,7 @@ __all__ = [
     "Complement",
     "Constant",
     "Cosine",
+    "CurriculumTemperatureTerm",
     "DistillContext",
     "DistillOutput",
     "Distiller",
