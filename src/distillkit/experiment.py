@@ -25,7 +25,7 @@ from distillkit.core import schedules as sched
 from distillkit.core.distiller import Distiller
 from distillkit.core.terms import FeatureTerm, HardLabelTerm, LossTerm, SoftTargetTerm
 from distillkit.data.builtin import DataSplits, load_dataset
-from distillkit.data.transfer import Compose, ConcatDictDataset, Mixup, RandomShift, unlabelled
+from distillkit.data.transfer import Compose, ConcatDictDataset, Mixup, RandomFlip, RandomShift, unlabelled
 from distillkit.models import build_model, count_parameters, load_weights
 from distillkit.registry import DistillkitError
 from distillkit.training.callbacks import EarlyStopping, MetricsFile
@@ -77,10 +77,12 @@ def build_splits(config: Config) -> DataSplits:
 
 
 def build_augmentation(config: Config, splits: DataSplits) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-    """The batch augmentation declared in ``data`` (shift, mixup), applied to every model trained in a run."""
+    """The batch augmentation declared in ``data`` (shift, flip, mixup), applied to every model trained in a run."""
     steps: list[Any] = []
     if config.data.shift:
         steps.append(RandomShift(config.data.shift, input_key=splits.input_key))
+    if config.data.flip:
+        steps.append(RandomFlip(input_key=splits.input_key))
     if config.data.mixup:
         steps.append(Mixup(splits.num_classes, alpha=config.data.mixup, input_key=splits.input_key))
     return Compose(steps) if steps else None

@@ -62,3 +62,14 @@ def test_schedules_from_config():
     assert isinstance(build_schedule(ScheduleConfig(kind="plateau", start=0.9)), PlateauDecay)
     with pytest.raises(Exception, match="needs end, total"):
         build_schedule(ScheduleConfig(kind="linear", start=1.0))
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    files = sorted((root / "configs").glob("*.yaml")) + [root / "src" / "distillkit" / "configs" / "demo.yaml"]
+    assert len(files) >= 5
+    for path in files:
+        config = load_config(path)
+        assert config.name == path.stem or path.name == "mnist5k.yaml" or path.name == "demo.yaml"

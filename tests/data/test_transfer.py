@@ -75,3 +75,16 @@ def test_random_shift_translates_images_and_1d_inputs():
     shifted = RandomShift(3, generator=torch.Generator().manual_seed(1))({"input": line})["input"]
     assert shifted.shape == (8, 40) and ((shifted.argmax(1) - 20).abs() <= 3).all()
     assert RandomShift(0)({"input": x})["input"] is x
+
+
+def test_random_flip():
+    from distillkit.data import RandomFlip
+
+    x = torch.arange(2 * 1 * 2 * 3, dtype=torch.float32).reshape(2, 1, 2, 3)
+    out = RandomFlip(1.0)({"input": x})["input"]
+    assert torch.equal(out, x.flip(-1))
+    assert torch.equal(RandomFlip(0.0)({"input": x})["input"], x)
+    import pytest
+
+    with pytest.raises(ValueError, match="images"):
+        RandomFlip()({"input": torch.zeros(2, 5)})

@@ -67,6 +67,7 @@ class DataConfig(_Strict):
     image_size: int | None = None
     download: bool = False
     shift: int = Field(0, ge=0, description="random translation of up to this many pixels (0 = off)")
+    flip: bool = Field(False, description="random left-right flips of images")
     mixup: float = Field(0.0, ge=0.0, description="mixup alpha (0 = off)")
 
 

@@ -7,6 +7,7 @@ from distillkit.data.transfer import (
     Cutmix,
     Mixup,
     MixupOrCutmix,
+    RandomFlip,
     RandomShift,
     unlabelled,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "EpochSampler",
     "Mixup",
     "MixupOrCutmix",
+    "RandomFlip",
     "RandomShift",
     "TensorDictDataset",
     "fingerprint_tensors",

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from distillkit.data.base import UNLABELLED
 
-__all__ = ["Compose", "ConcatDictDataset", "Cutmix", "Mixup", "MixupOrCutmix", "RandomShift", "unlabelled"]
+__all__ = ["Compose", "ConcatDictDataset", "Cutmix", "Mixup", "MixupOrCutmix", "RandomFlip", "RandomShift", "unlabelled"]
 
 
 class _Unlabelled(Dataset[dict[str, Any]]):
@@ -233,6 +233,27 @@ class RandomShift:
 
     def __repr__(self) -> str:
         return f"RandomShift(max_shift={self.max_shift})"
+
+
+class RandomFlip:
+    """Flip each image left-right with probability ``p`` (on the batch, on the device); ``[B, C, H, W]`` inputs."""
+
+    def __init__(self, p: float = 0.5, *, input_key: str = "input", generator: torch.Generator | None = None) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"flip probability must be in [0, 1], got {p}")
+        self.p, self.input_key, self.generator = p, input_key, generator
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        batch = dict(batch)
+        x = batch[self.input_key]
+        if x.dim() != 4:
+            raise ValueError(f"RandomFlip needs images [B, C, H, W], got {tuple(x.shape)}")
+        flip = (torch.rand(x.shape[0], generator=self.generator) < self.p).to(x.device)
+        batch[self.input_key] = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return batch
+
+    def __repr__(self) -> str:
+        return f"RandomFlip(p={self.p})"
 
 
 class Compose:
