@@ -108,7 +108,8 @@ def build_terms(config: Config, num_samples: int | None = None) -> list[LossTerm
     alpha = build_schedule(distill.alpha, where="distill.alpha")
     beta = build_schedule(distill.beta, where="distill.beta")
     terms: list[LossTerm] = [
-        SoftTargetTerm(alpha, temperature=build_schedule(distill.temperature, where="distill.temperature")),
+        SoftTargetTerm(alpha, temperature=build_schedule(distill.temperature, where="distill.temperature"),
+                       sample_weights=distill.sample_weights),
         HardLabelTerm(sched.Complement(alpha) if callable(alpha) else 1.0 - float(alpha),
                       label_smoothing=distill.label_smoothing),
     ]

@@ -146,3 +146,23 @@ def test_setup_does_not_touch_running_stats_or_rng():
     assert torch.equal(student[1].running_mean, before)
     assert torch.equal(torch.get_rng_state(), rng)
     assert student.training
+
+
+def test_per_sample_weights_from_teacher_confidence_and_correctness():
+    from distillkit.losses import kd_loss
+
+    teacher, student = make_mlp(hidden=64), make_mlp()
+    b = batch(8)
+    with torch.no_grad():
+        t_logits = teacher(b["input"])
+    s_logits = student(b["input"])
+    per_sample = kd_loss(s_logits, t_logits, temperature=2.0, reduction="none")
+    assert float(per_sample.mean()) == pytest.approx(float(kd_loss(s_logits, t_logits, temperature=2.0)), rel=1e-5)
+    confidence = Distiller(teacher, student, terms=[SoftTargetTerm(1.0, temperature=2.0, sample_weights="confidence")])
+    expected = (t_logits.softmax(-1).max(-1).values * per_sample).mean()
+    assert float(confidence(b).raw["soft"]) == pytest.approx(float(expected), rel=1e-5)
+    correct = Distiller(teacher, student, terms=[SoftTargetTerm(1.0, temperature=2.0, sample_weights="correctness")])
+    right = (t_logits.argmax(-1) == b["target"]).float()
+    assert float(correct(b).raw["soft"]) == pytest.approx(float((right * per_sample).mean()), rel=1e-5, abs=1e-7)
+    with pytest.raises(ValueError, match="sample_weights"):
+        SoftTargetTerm(sample_weights="entropy")

@@ -120,6 +120,8 @@ class DistillConfig(_Strict):
     beta: Scalar = 1.0
     features: list[FeaturePairConfig] = Field(default_factory=list)
     methods: list[MethodConfig] = Field(default_factory=list)
+    sample_weights: Literal["confidence", "correctness"] | None = Field(
+        None, description="scale each sample's soft loss by the teacher's confidence, or drop its mistakes")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
 

@@ -145,11 +145,20 @@ class SoftTargetTerm(LossTerm):
     Args:
         weight: number or schedule; ``alpha`` in the default objective.
         temperature: number or schedule ``T > 0``.
+        sample_weights: ``None`` (every sample counts fully), ``"confidence"`` (each sample's KL is scaled by
+            the teacher's top-1 probability, so uncertain teacher outputs teach less) or ``"correctness"``
+            (samples the teacher gets wrong do not count; needs labels). The batch mean is kept, so a weight
+            acts as a per-sample multiplier in ``[0, 1]``.
     """
 
-    def __init__(self, weight: ScheduleLike = 0.9, *, temperature: ScheduleLike = 4.0, name: str = "soft") -> None:
+    def __init__(self, weight: ScheduleLike = 0.9, *, temperature: ScheduleLike = 4.0,
+                 sample_weights: Literal["confidence", "correctness"] | None = None, name: str = "soft") -> None:
         super().__init__(name, weight)
         self.temperature = as_schedule(temperature)
+        if sample_weights not in (None, "confidence", "correctness"):
+            raise ValueError(f"sample_weights must be None, 'confidence' or 'correctness', got {sample_weights!r}")
+        self.sample_weights = sample_weights
+        self.needs_targets = sample_weights == "correctness"
 
     def current_temperature(self, state: TrainingState) -> float:
         return schedule_value(self.temperature, state)
@@ -173,6 +182,16 @@ class SoftTargetTerm(LossTerm):
         if teacher is None:
             raise RuntimeError("the soft-label term needs teacher outputs")
         temperature = self.current_temperature(ctx.state)
+        if teacher.logits is not None and self.sample_weights is not None:
+            per_sample = kd_loss(ctx.student_logits, teacher.logits, temperature=temperature, reduction="none")
+            probs = teacher.logits.detach().float().softmax(-1)
+            if self.sample_weights == "confidence":
+                weights = probs.max(-1).values
+            else:
+                if ctx.targets is None or ctx.targets.dtype.is_floating_point:
+                    raise ValueError("sample_weights='correctness' needs class-index labels in the batch")
+                weights = (probs.argmax(-1) == ctx.targets).float()
+            return (weights * per_sample).mean()
         if teacher.logits is not None:
             return kd_loss(ctx.student_logits, teacher.logits, temperature=temperature)
         if teacher.topk_probs is None or teacher.topk_indices is None:

@@ -6,6 +6,8 @@ keyword-only.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -55,7 +57,10 @@ def hard_label_loss(
     return total / denominator.clamp_min(1e-12).to(total.dtype)
 
 
-def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: float = 4.0) -> Tensor:
+def kd_loss(
+    student_logits: Tensor, teacher_logits: Tensor, *, temperature: float | Tensor = 4.0,
+    reduction: Literal["batchmean", "none"] = "batchmean",
+) -> Tensor:
     """Soft-label knowledge distillation loss of Hinton, Vinyals & Dean (2015), eq. (2) scaled by ``T^2``.
 
     ``T^2 * KL(softmax(z_t / T) || softmax(z_s / T))`` with ``batchmean`` reduction. The ``T^2`` factor keeps
@@ -66,10 +71,12 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: floa
     Args:
         student_logits: ``[B, C]`` (or ``[B, ..., C]``: leading dims are flattened into the batch).
         teacher_logits: same shape as ``student_logits``; no gradient flows into it.
-        temperature: softening temperature ``T > 0``.
+        temperature: softening temperature ``T > 0`` (a tensor when it is learned, as in CTKD).
+        reduction: ``"batchmean"`` (a scalar) or ``"none"`` (``[B]``, one value per sample, for
+            per-sample weighting).
 
     Returns:
-        Scalar loss, ``0`` when the two sets of logits are equal.
+        Scalar loss (or ``[B]``), ``0`` when the two sets of logits are equal.
 
     Example:
         >>> z = torch.randn(4, 10)
@@ -88,6 +95,8 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, temperature: floa
         student_logits, teacher_logits = student_logits.reshape(-1, classes), teacher_logits.reshape(-1, classes)
     log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
+    if reduction == "none":
+        return F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(-1) * temperature**2
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     return kl * temperature**2
 
