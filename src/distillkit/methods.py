@@ -41,7 +41,7 @@ class MethodSpec:
     """A method: its loss function, what it reads, and its paper."""
 
     fn: Callable[..., Tensor] | None
-    kind: Literal["logits", "layers", "hint", "contrastive", "curriculum"]
+    kind: Literal["logits", "layers", "hint", "contrastive", "curriculum", "gradients"]
     paper: str
     needs_targets: bool = False
 
@@ -64,6 +64,8 @@ _add("pkt", MethodSpec(pkt_loss, "layers", "Passalis & Tefas 2018: probabilistic
 _add("rkd_distance", MethodSpec(rkd_distance_loss, "layers", "Park et al. 2019: relational KD, distances"))
 _add("rkd_angle", MethodSpec(rkd_angle_loss, "layers", "Park et al. 2019: relational KD, angles"))
 _add("nst", MethodSpec(nst_loss, "layers", "Huang & Wang 2017: neuron selectivity transfer (MMD)"))
+_add("jacobian", MethodSpec(None, "gradients", "Srinivas & Fleuret 2018: match input gradients (Jacobians)",
+                           needs_targets=True))
 _add("ctkd", MethodSpec(None, "curriculum", "Li et al. 2023: curriculum temperature, learned adversarially"))
 _add("crd", MethodSpec(None, "contrastive", "Tian et al. 2020: contrastive representation distillation, memory bank"))
 
@@ -176,6 +178,10 @@ def build_method_term(
         raise DistillkitError(f"method {method!r} works on layers: give both 'student' and 'teacher' layer names")
     if spec.kind == "hint":
         return FeatureTerm(student, teacher, weight, name=name or f"fitnet/{student}->{teacher}", **params)  # type: ignore[arg-type]
+    if spec.kind == "gradients":
+        from distillkit.core.gradient_transfer import InputGradientTerm
+
+        return InputGradientTerm(weight, name=name or method, **params)
     if spec.kind == "curriculum":
         from distillkit.core.ctkd import CurriculumTemperatureTerm
 

@@ -2,8 +2,8 @@ import pytest
 
 from distillkit.config import ConfigError, dump_config, load_config
 from distillkit.config.schema import ScheduleConfig
-from distillkit.experiment import build_schedule
 from distillkit.core.schedules import Cosine, PlateauDecay
+from distillkit.experiment import build_schedule
 
 MINIMAL = {"teacher": {"model": "cnn"}, "student": {"model": "mlp"}}
 

@@ -3,7 +3,16 @@ import math
 import pytest
 
 from distillkit.core.schedules import (
-    Complement, Constant, Cosine, Linear, Piecewise, PlateauDecay, Step, TrainingState, Warmup, schedule_value,
+    Complement,
+    Constant,
+    Cosine,
+    Linear,
+    Piecewise,
+    PlateauDecay,
+    Step,
+    TrainingState,
+    Warmup,
+    schedule_value,
 )
 
 

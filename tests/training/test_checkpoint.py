@@ -3,7 +3,13 @@ import json
 import pytest
 import torch
 
-from distillkit.training.checkpoint import CheckpointError, find_latest, list_checkpoints, load_checkpoint, save_checkpoint
+from distillkit.training.checkpoint import (
+    CheckpointError,
+    find_latest,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def save(root, step, value=1.0, keep=2):

@@ -2,7 +2,8 @@
 
 from distillkit.core.adapters import AdapterShapeError, build_adapter
 from distillkit.core.ctkd import CurriculumTemperatureTerm
-from distillkit.core.distiller import DistillOutput, Distiller, call_model, extract_logits
+from distillkit.core.distiller import Distiller, DistillOutput, call_model, extract_logits
+from distillkit.core.gradient_transfer import InputGradientTerm
 from distillkit.core.multi_teacher import MultiTeacher
 from distillkit.core.mutual import MutualLearning
 from distillkit.core.schedules import (
@@ -35,6 +36,7 @@ __all__ = [
     "FeatureTaps",
     "FeatureTerm",
     "HardLabelTerm",
+    "InputGradientTerm",
     "Linear",
     "LossTerm",
     "MultiTeacher",

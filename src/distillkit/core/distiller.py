@@ -237,7 +237,7 @@ class Distiller(nn.Module):
             targets = _field(batch, self.target_key, "target")
         return DistillContext(
             batch=batch, student_logits=self.student_logits_fn(student_raw), student_features=features,
-            teacher=teacher, targets=targets, state=self.state, student_raw=student_raw,
+            teacher=teacher, targets=targets, state=self.state, student_raw=student_raw, distiller=self,
         )
 
     def setup(self, batch: Mapping[str, Any], teacher_outputs: TeacherOutputs | None = None) -> None:

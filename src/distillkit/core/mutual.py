@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from distillkit.core.distiller import DistillOutput, Distiller, InputSpec, call_model
+from distillkit.core.distiller import Distiller, DistillOutput, InputSpec, call_model
 from distillkit.core.schedules import ScheduleLike, schedule_value
 from distillkit.core.terms import HardLabelTerm
 from distillkit.losses import hard_label_loss, kd_loss

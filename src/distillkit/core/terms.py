@@ -50,6 +50,7 @@ class DistillContext:
     targets: Tensor | None
     state: TrainingState
     student_raw: Any = None
+    distiller: Any = None  # the Distiller, for terms that must run the models again (gradient transfer)
 
 
 class LossTerm(nn.Module):
