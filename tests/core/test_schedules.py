@@ -68,3 +68,21 @@ def test_bad_schedules_fail_clearly(bad):
 def test_cosine_midpoint_formula():
     cos = Cosine(0.9, 0.1, total=100)
     assert cos(25) == pytest.approx(0.1 + 0.8 * 0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_teacher_gap_alpha_lowers_the_teacher_weight_as_the_student_catches_up():
+    from distillkit.core.schedules import TeacherGapAlpha
+
+    alpha = TeacherGapAlpha(0.95, high=0.9, low=0.3, full_gap=0.1)
+    assert alpha.value(TrainingState()) == 0.9
+    values = []
+    for accuracy in (0.70, 0.90, 0.95, 0.97):
+        alpha.observe(TrainingState(metrics={"val/accuracy": accuracy}))
+        values.append(alpha.value(TrainingState()))
+    assert values == pytest.approx([0.9, 0.6, 0.3, 0.3])
+    assert schedule_value(Complement(alpha), TrainingState()) == pytest.approx(0.7)
+    copy = TeacherGapAlpha(0.95)
+    copy.load_state_dict(alpha.state_dict())
+    assert copy.current == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        TeacherGapAlpha(0.9, low=0.8, high=0.5)

@@ -1,6 +1,7 @@
 """The distillation core: distiller, loss terms, feature taps, adapters and schedules."""
 
 from distillkit.core.adapters import AdapterShapeError, build_adapter
+from distillkit.core.chains import born_again, teacher_assistant_chain
 from distillkit.core.ctkd import CurriculumTemperatureTerm
 from distillkit.core.distiller import Distiller, DistillOutput, call_model, extract_logits
 from distillkit.core.gradient_transfer import InputGradientTerm
@@ -16,6 +17,7 @@ from distillkit.core.schedules import (
     PlateauDecay,
     Schedule,
     Step,
+    TeacherGapAlpha,
     TrainingState,
     Warmup,
     schedule_value,
@@ -46,12 +48,15 @@ __all__ = [
     "Schedule",
     "SoftTargetTerm",
     "Step",
+    "TeacherGapAlpha",
     "TeacherOutputs",
     "TrainingState",
     "Warmup",
+    "born_again",
     "build_adapter",
     "call_model",
     "extract_logits",
     "resolve_module",
     "schedule_value",
+    "teacher_assistant_chain",
 ]

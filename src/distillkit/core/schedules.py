@@ -30,6 +30,7 @@ __all__ = [
     "Schedule",
     "ScheduleLike",
     "Step",
+    "TeacherGapAlpha",
     "TrainingState",
     "Warmup",
     "as_schedule",
@@ -284,6 +285,46 @@ class PlateauDecay(AdaptiveController):
         self.best = None if math.isnan(state["best"]) else float(state["best"])
         self.bad_evals = int(state["bad_evals"])
         self._seen_evaluations = int(state.get("seen_evaluations", 0))
+
+
+class TeacherGapAlpha(AdaptiveController):
+    """A soft-loss weight that follows the gap between the teacher's and the student's validation accuracy.
+
+    ``alpha = low + (high - low) * clamp(gap / full_gap, 0, 1)`` with ``gap = teacher_accuracy - student
+    accuracy``: the teacher weighs a lot while the student is far behind and less as it catches up; the hard
+    labels take over the rest (use it with ``Complement`` for the hard term, as the default objective does).
+
+    Args:
+        teacher_accuracy: the teacher's validation accuracy (measure it once before distilling).
+        metric: the student's validation metric, default ``"val/accuracy"``.
+        high / low: alpha when the gap is ``>= full_gap`` / when it is closed.
+        full_gap: the gap at which alpha reaches ``high``.
+    """
+
+    def __init__(self, teacher_accuracy: float, *, metric: str = "val/accuracy", high: float = 0.9, low: float = 0.3,
+                 full_gap: float = 0.1) -> None:
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"need 0 <= low <= high <= 1, got low={low}, high={high}")
+        if full_gap <= 0:
+            raise ValueError(f"full_gap must be > 0, got {full_gap}")
+        self.teacher_accuracy, self.metric = teacher_accuracy, metric
+        self.high, self.low, self.full_gap = high, low, full_gap
+        self.current = high
+
+    def observe(self, state: TrainingState) -> None:
+        if self.metric in state.metrics:
+            gap = self.teacher_accuracy - state.metrics[self.metric]
+            share = min(max(gap / self.full_gap, 0.0), 1.0)
+            self.current = self.low + (self.high - self.low) * share
+
+    def value(self, state: TrainingState) -> float:
+        return self.current
+
+    def state_dict(self) -> dict[str, float]:
+        return {"current": self.current}
+
+    def load_state_dict(self, state: Mapping[str, float]) -> None:
+        self.current = float(state["current"])
 
 
 ScheduleLike = Union[float, int, Schedule, Callable[[int], float]]
