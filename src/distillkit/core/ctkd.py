@@ -61,7 +61,7 @@ class CurriculumTemperatureTerm(LossTerm):
         return self.t_min + self.t_range * torch.sigmoid(gradient_reversal(self.theta, strength))
 
     def hyperparameters(self, state: TrainingState) -> dict[str, float]:
-        return {"temperature": float(self.temperature()), "strength": schedule_value(self.strength, state)}
+        return {"temperature": float(self.temperature().detach()), "strength": schedule_value(self.strength, state)}
 
     def forward(self, ctx: DistillContext) -> Tensor:
         if ctx.teacher is None or ctx.teacher.logits is None:
