@@ -176,3 +176,12 @@ def test_bad_trainer_arguments_fail_clearly(teacher, blobs):
                           ({"lr_schedule": "exp"}, "unknown lr_schedule")]:
         with pytest.raises(ValueError, match=match):
             Trainer(d, blobs, progress=False, **kwargs).fit()
+
+
+def test_accumulation_with_a_ragged_epoch_counts_every_optimizer_step(teacher, blobs):
+    # 256 samples / 32 = 8 micro-batches per epoch, 3 per step: steps of 3, 3 and a last one of 2.
+    trainer = Trainer(make_distiller(teacher), blobs, epochs=2, batch_size=32, grad_accum_steps=3, progress=False)
+    history = trainer.fit()
+    assert trainer.steps_per_epoch == 3 and trainer.step == 6 == trainer.total_steps
+    epochs = [r["epoch"] for r in history if r["kind"] == "train"]
+    assert epochs[2] == 1.0 and epochs[-1] == 2.0

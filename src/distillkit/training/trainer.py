@@ -164,7 +164,7 @@ class Trainer:
 
     @property
     def epoch_float(self) -> float:
-        return self.epoch + self.batch_in_epoch / max(1, self.steps_per_epoch * self.grad_accum_steps)
+        return self.epoch + self.batch_in_epoch / max(1, len(self.train_loader))
 
     # --- set-up ----------------------------------------------------------------------------------------
     def _make_accelerator(self) -> Any:
@@ -258,7 +258,8 @@ class Trainer:
             momentum=self.momentum,
         )
         self.model, self.optimizer, self.train_loader = self.accelerator.prepare(self.distiller, self.optimizer, loader)
-        self.steps_per_epoch = max(1, len(self.train_loader) // self.grad_accum_steps)
+        # Accelerate also steps on the last, shorter accumulation window of an epoch: ceil, not floor.
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_loader) / self.grad_accum_steps))
         planned = self.steps_per_epoch * self.epochs
         self.total_steps = min(planned, self.max_steps) if self.max_steps else planned
         # The LR scheduler is stepped by hand once per optimizer step (Accelerate would step it once per process).
