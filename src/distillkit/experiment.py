@@ -333,6 +333,10 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
                       terms=build_terms(config, train_size))
     first = torch.utils.data.default_collate([splits.train[i] for i in range(min(8, len(splits.train)))])  # type: ignore[arg-type]
     probe.setup(first)  # class counts, fields, layer names and adapter shapes, before anything is written
+    if config.compress is not None:
+        from distillkit.compression.pipeline import check_pipeline
+
+        check_pipeline(probe.student, config.compress, splits)
     probe.remove_hooks()
     del probe, teacher_probe
 
@@ -371,6 +375,17 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
         "models": {m.name: {**m.metrics, **assessed[m.name]} for m in trained},
         "distilled_minus_alone": distilled.metrics["test/accuracy"] - alone.metrics["test/accuracy"],
     }
+    if config.compress is not None:
+        from distillkit.compression.pipeline import run_pipeline
+
+        source = distilled if config.compress.source == "distilled" else alone
+        try:
+            results["compression"] = run_pipeline(source.model, teacher.model, config, splits, path)
+        except BaseException as error:
+            if folder is not None:
+                folder.fail(error)
+                folder.close()
+            raise
     if path is not None:
         from distillkit.reporting import write_report
 

@@ -69,6 +69,15 @@ def _print_results(results: dict) -> None:
     console.print(table)
     console.print(f"Distillation changed the student's test accuracy by "
                   f"[bold]{100 * results['distilled_minus_alone']:+.2f}[/bold] points.")
+    if results.get("compression"):
+        from distillkit.compression.pipeline import COMPRESSION_COLUMNS, compression_rows
+
+        table = Table(title=f"compression of the {results['compression']['source']} student, step by step")
+        for column in ("#", *COMPRESSION_COLUMNS):
+            table.add_column(column, justify="left" if column in ("variant", "runtime") else "right")
+        for number, row in enumerate(compression_rows(results["compression"])):
+            table.add_row(str(number), *row)
+        console.print(table)
 
 
 def _compare(config_path: Path | None, overrides: list[str] | None, out: Path | None, resume: bool,
@@ -125,6 +134,20 @@ def distill(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, res
     Example: distillkit distill configs/mnist5k.yaml --out runs/kd
     """
     _setup_logging()
+    _compare(config, overrides, out, resume, overwrite)
+
+
+@app.command()
+def compress(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
+             overwrite: OverwriteOpt = False) -> None:
+    """Distill, then run the config's compress steps (prune, recover, factorize, quantize, export) on the student.
+
+    Every step is measured: accuracy, size and latency, in the printed table and the report.
+    Example: distillkit compress configs/mnist5k_compress.yaml --out runs/compress
+    """
+    _setup_logging()
+    if _load(config, overrides).compress is None:
+        raise DistillkitError(f"{config}: no compress section; add compress.steps (see docs/compression.md)")
     _compare(config, overrides, out, resume, overwrite)
 
 

@@ -25,7 +25,8 @@ def predict(
 
     (Inside a distributed run use :meth:`distillkit.Trainer.predict`, which gathers across processes.)
     """
-    device = next(model.parameters()).device
+    # quantized and ONNX Runtime modules may have no parameters at all: they run on the CPU
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval()
     logits, targets = [], []

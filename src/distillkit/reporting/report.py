@@ -145,6 +145,34 @@ def _trade_offs(results: dict[str, Any]) -> Any:
     return fig
 
 
+def _compression_plot(compression: dict[str, Any]) -> Any:
+    import matplotlib.pyplot as plt
+
+    variants = compression["variants"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, (field, label) in zip(axes, (("latency_ms", "latency p50, batch 1 (ms)"), ("size_mb", "size on disk (MB)")),
+                                  strict=True):
+        xs = [v[field] for v in variants]
+        ys = [100 * v["accuracy"] for v in variants]
+        ax.plot(xs, ys, color="#bbbbbb", zorder=1)  # the path the pipeline took
+        for number, v in enumerate(variants):
+            marker = "s" if v["runtime"] == "onnxruntime" else "o"
+            ax.scatter(v[field], 100 * v["accuracy"], s=50, marker=marker, zorder=2,
+                       color=plt.cm.viridis(number / max(1, len(variants) - 1)))
+            ax.annotate(str(number), (v[field], 100 * v["accuracy"]), fontsize=8, xytext=(4, 4),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"compression: accuracy vs {label.split(',')[0].split(' (')[0]} (squares: ONNX Runtime)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into a run folder.
 
@@ -170,6 +198,10 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
         "reliability": ("Reliability diagrams", _per_model_panels(results, "reliability")),
         "trade-offs": ("Accuracy against latency and size", _trade_offs(results)),
     }
+    compression = results.get("compression")
+    if compression:
+        figures["compression"] = ("Compression: every variant (numbers are the table's rows, from 0)",
+                                  _compression_plot(compression))
     images = {name: (title, _figure_bytes(fig)) for name, (title, fig) in figures.items()}
     (folder / "figures").mkdir(exist_ok=True)
     for name, (_, png) in images.items():
@@ -180,6 +212,16 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
     config_text = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
     table_html = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS) + "</tr>" + "".join(
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows) + "</table>"
+    compression_html = ""
+    if compression:
+        from distillkit.compression.pipeline import COMPRESSION_COLUMNS, compression_rows
+
+        compression_html = ("<section><h2>Compression pipeline</h2><p>The " + html.escape(compression["source"])
+                             + " student after each step; speed-up and change are against row 0.</p><table><tr><th>#</th>"
+                             + "".join(f"<th>{html.escape(c)}</th>" for c in COMPRESSION_COLUMNS) + "</tr>"
+                             + "".join(f"<tr><td>{n}</td>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row)
+                                       + "</tr>" for n, row in enumerate(compression_rows(compression)))
+                             + "</table></section>")
     figures_html = "\n".join(
         f'<section><h2>{html.escape(title)}</h2><img class="figure" alt="{html.escape(title)}" '
         f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>'
@@ -199,6 +241,7 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
 <p>Teacher, student trained alone and distilled student, evaluated on the same test set.
 Distillation changed the student's test accuracy by <b>{gain:+.2f}</b> points.</p>
 {table_html}
+{compression_html}
 {figures_html}
 <section><h2>Config</h2><pre>{html.escape(config_text)}</pre></section>
 <p id="status" data-figures="{len(images)}">loading</p>
@@ -225,6 +268,10 @@ Distillation changed the student's test accuracy by <b>{gain:+.2f}</b> points.</
           "| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1),
           *("| " + " | ".join(row) + " |" for row in rows), "",
           f"Distillation changed the student's test accuracy by {gain:+.2f} points.", ""]
+    if compression:
+        from distillkit.compression.pipeline import compression_table
+
+        md += ["## Compression pipeline", "", compression_table(compression)]
     md += [f"## {title}\n\n![{title}](figures/{name}.png)\n" for name, (title, _) in images.items()]
     md_path = folder / "report.md"
     md_path.write_text("\n".join(md))

@@ -419,10 +419,10 @@ class Trainer:
         logs["lr"] = self.scheduler.get_last_lr()[0]
         logs["step"], logs["epoch"] = self.step, self.epoch_float
         self._update_state({k: v for k, v in logs.items() if k in out.raw})
+        for cb in self.callbacks:  # callbacks may add values (e.g. the sparsity), kept in the history too
+            cb.on_step_end(self, logs)
         if self.step % self.log_every == 0:
             self.history.append({"kind": "train", **logs})
-        for cb in self.callbacks:
-            cb.on_step_end(self, logs)
         return logs
 
     def _run_eval(self) -> None:
