@@ -175,7 +175,7 @@ def measure_variant(name: str, step: str, model: nn.Module, splits: DataSplits, 
 def _recover(model: nn.Module, teacher: nn.Module | None, config: Config, splits: DataSplits, step: Any,
              folder: Path | None, name: str) -> dict[str, Any]:
     from distillkit.core.distiller import Distiller
-    from distillkit.experiment import build_terms, train_one
+    from distillkit.experiment import build_augmentation, build_terms, train_one
 
     lr = getattr(step, "lr", None)
     train = config.train.model_copy(update={"epochs": step.epochs,
@@ -187,7 +187,8 @@ def _recover(model: nn.Module, teacher: nn.Module | None, config: Config, splits
     if getattr(step, "gradual_sparsity", None):
         callbacks.append(GradualPruning(step.gradual_sparsity, every=max(1, len(splits.train) //  # type: ignore[arg-type]
                                                                           config.data.batch_size // 4)))
-    trained = train_one(name, distiller, splits, train, config, folder, callbacks=callbacks)
+    trained = train_one(name, distiller, splits, train, config, folder, callbacks=callbacks,
+                        batch_transform=build_augmentation(config, splits))  # as the student was trained
     distiller.remove_hooks()
     return {"epochs": step.epochs, "lr": train.lr, "teacher": teacher is not None,
             "train_seconds": round(trained.seconds, 2)}

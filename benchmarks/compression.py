@@ -1,0 +1,149 @@
+"""Compression after distillation on MNIST-5k: int8, 50% channel pruning + recovery, low-rank + recovery.
+
+The student is the wide MLP of ``configs/mnist5k_compress.yaml`` (784-1024-512-10, 1.33M parameters) distilled
+from the CNN teacher. Then, each from that same distilled student, through the library's pipeline:
+
+* **int8**: dynamic int8 in PyTorch, and the ONNX export in ONNX Runtime, float32 and int8.
+* **pruning**: 50% of the neurons of every hidden layer removed (Torch-Pruning), then the same recovery
+  fine-tuning with the teacher (KD) and without it (hard labels), over several seeds.
+* **low-rank**: both hidden layers factorized to half their weights (SVD), then KD recovery.
+
+Latency (batch 1, median) and throughput (batch 256) are timed round-robin inside each pipeline run, so the
+ratios printed compare models measured together. Targets (issue 6): int8 >= 2x speed-up with <= 1 point loss;
+pruning >= 1.5x speed-up, <= 1 point loss, recovery with the teacher better than without; low-rank >= 2x fewer
+parameters in the factorized layers with <= 1 point loss.
+
+Run: ``python benchmarks/compression.py [--seeds 0 1 2] [--recover-epochs 10] [--out runs/bench-compression]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("DISTILLKIT_NO_PROGRESS", "1")
+
+import torch  # noqa: E402
+
+from distillkit.compression.pipeline import run_pipeline  # noqa: E402
+from distillkit.config import load_config  # noqa: E402
+from distillkit.config.schema import CompressConfig  # noqa: E402
+from distillkit.core.distiller import Distiller  # noqa: E402
+from distillkit.experiment import (  # noqa: E402
+    build_augmentation,
+    build_from,
+    build_splits,
+    build_terms,
+    get_teacher,
+    train_one,
+)
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist5k_compress.yaml"
+
+
+def pipeline(student: Any, teacher: Any, config: Any, splits: Any, folder: Path, steps: list[dict[str, Any]],
+             seed: int = 0) -> list[dict[str, Any]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    seeded = config.model_copy(update={"seed": seed})
+    result = run_pipeline(student, teacher, seeded, splits, folder, compress=CompressConfig(steps=steps))
+    return result["variants"]
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="recovery seeds (pruning)")
+    parser.add_argument("--recover-epochs", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-compression"))
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    started = time.perf_counter()
+    config = load_config(CONFIG)
+    config = config.model_copy(update={"compress": None})
+    splits = build_splits(config)
+    teacher = get_teacher(config, splits, None, reuse_dir=args.out.parent / ".teacher-cache")
+    student = build_from(config.student, splits, role="student", seed=config.seed)
+    distilled = train_one("distilled", Distiller(teacher.model, student, terms=build_terms(config, len(splits.train))),
+                          splits, config.train, config, None, batch_transform=build_augmentation(config, splits))
+    print(f"teacher {100 * teacher.metrics['test/accuracy']:.2f}%, distilled student "
+          f"{100 * distilled.metrics['test/accuracy']:.2f}% ({int(distilled.metrics['params']):,} parameters), "
+          f"{torch.get_num_threads()} CPU threads")
+    report: dict[str, Any] = {"teacher_accuracy": teacher.metrics["test/accuracy"],
+                              "student_accuracy": distilled.metrics["test/accuracy"]}
+
+    # ---- int8
+    rows = pipeline(distilled.model, teacher.model, config, splits, args.out / "int8",
+                    [{"kind": "quantize", "mode": "dynamic"}, {"kind": "export", "formats": ["onnx", "onnx-int8"]}])
+    torch_fp32, torch_int8, ort_fp32, ort_int8 = rows
+    print("\nint8 (dynamic)                      latency b1   throughput b256   accuracy   size")
+    for row in rows:
+        print(f"  {row['name']:<32} {row['latency_ms']:8.3f} ms {row['throughput']:12,.0f}/s"
+              f"   {100 * row['accuracy']:6.2f}%   {row['size_mb']:.3f} MB")
+    print(f"  PyTorch int8 / fp32: latency {ratio(torch_fp32['latency_ms'], torch_int8['latency_ms'])}, "
+          f"throughput {ratio(torch_int8['throughput'], torch_fp32['throughput'])}, "
+          f"accuracy {100 * (torch_int8['accuracy'] - torch_fp32['accuracy']):+.2f} points")
+    print(f"  ONNX Runtime int8 / fp32: latency {ratio(ort_fp32['latency_ms'], ort_int8['latency_ms'])}, "
+          f"throughput {ratio(ort_int8['throughput'], ort_fp32['throughput'])}, "
+          f"accuracy {100 * (ort_int8['accuracy'] - ort_fp32['accuracy']):+.2f} points")
+    print(f"  deployed (ONNX Runtime int8) / PyTorch fp32: latency "
+          f"{ratio(torch_fp32['latency_ms'], ort_int8['latency_ms'])}, throughput "
+          f"{ratio(ort_int8['throughput'], torch_fp32['throughput'])}")
+    report["int8"] = rows
+
+    # ---- 50% channel pruning, recovery with and without the teacher
+    with_teacher, without = [], []
+    speedups, throughput_gains = [], []
+    for seed in args.seeds:
+        for teacher_on, bucket in ((True, with_teacher), (False, without)):
+            rows = pipeline(distilled.model, teacher.model, config, splits,
+                            args.out / f"prune-{'kd' if teacher_on else 'alone'}-{seed}",
+                            [{"kind": "prune", "method": "channel", "amount": 0.5},
+                             {"kind": "recover", "epochs": args.recover_epochs, "teacher": teacher_on}], seed=seed)
+            bucket.append(rows)
+            speedups.append(rows[0]["latency_ms"] / rows[2]["latency_ms"])
+            throughput_gains.append(rows[2]["throughput"] / rows[0]["throughput"])
+    start = with_teacher[0][0]
+    pruned = with_teacher[0][1]
+    kd = [r[2]["accuracy"] for r in with_teacher]
+    alone = [r[2]["accuracy"] for r in without]
+    print(f"\n50% channel pruning ({start['params']:,} -> {pruned['params']:,} parameters), "
+          f"{args.recover_epochs} recovery epochs, seeds {args.seeds}")
+    print(f"  before pruning {100 * start['accuracy']:.2f}%, right after pruning {100 * pruned['accuracy']:.2f}%")
+    print(f"  recovered with the teacher: {100 * statistics.mean(kd):.2f} +/- {100 * statistics.pstdev(kd):.2f}%  "
+          f"({' '.join(f'{100 * a:.2f}' for a in kd)})")
+    print(f"  recovered without it:       {100 * statistics.mean(alone):.2f} +/- "
+          f"{100 * statistics.pstdev(alone):.2f}%  ({' '.join(f'{100 * a:.2f}' for a in alone)})")
+    print(f"  latency speed-up {statistics.mean(speedups):.2f}x (runs: {' '.join(f'{s:.2f}' for s in speedups)}), "
+          f"throughput {statistics.mean(throughput_gains):.2f}x")
+    report["pruning"] = {"with_teacher": with_teacher, "without_teacher": without, "latency_speedups": speedups,
+                         "throughput_gains": throughput_gains}
+
+    # ---- low-rank factorization of the hidden layers, then KD recovery
+    rows = pipeline(distilled.model, teacher.model, config, splits, args.out / "lowrank",
+                    [{"kind": "factorize", "ratio": 2.0, "layers": ["fc1", "fc2"]},
+                     {"kind": "recover", "epochs": args.recover_epochs}])
+    layers = rows[1]["detail"]["layers"]
+    before = sum(r["params_before"] for r in layers)
+    after = sum(r["params_after"] for r in layers)
+    print(f"\nlow-rank (ratio 2 on fc1, fc2): ranks {', '.join(str(r['rank']) for r in layers)}; "
+          f"factorized layers {before:,} -> {after:,} weights ({before / after:.2f}x fewer); whole model "
+          f"{rows[0]['params']:,} -> {rows[1]['params']:,} parameters")
+    print(f"  accuracy {100 * rows[0]['accuracy']:.2f}% -> {100 * rows[1]['accuracy']:.2f}% after SVD -> "
+          f"{100 * rows[2]['accuracy']:.2f}% after KD recovery; latency {ratio(rows[0]['latency_ms'], rows[2]['latency_ms'])}, "
+          f"throughput {ratio(rows[2]['throughput'], rows[0]['throughput'])}")
+    report["lowrank"] = rows
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compression.json").write_text(json.dumps(report, indent=1))
+    print(f"\n{time.perf_counter() - started:.0f} s; figures in {args.out / 'compression.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Text: pretrained transformer teachers and the students distilled from them.
+
+* :class:`TransformerClassifier`: any ``transformers`` encoder (local folder or hub id) with pooling and a head;
+  :func:`freeze_` freezes layers by name or depth; :func:`layer_subset_student` builds a DistilBERT-style
+  student from some of the teacher's layers; ``save_pretrained`` / ``from_pretrained`` round-trip it.
+* :class:`BiLSTMClassifier` (Tang et al. 2019) and :class:`StaticEmbeddingClassifier` (Model2Vec style) read
+  the teacher's vocabulary and are small enough for a CPU.
+* :func:`distill_static_embeddings`, :func:`sentence_embeddings`, :func:`retrieval_recall`, :func:`linear_probe`.
+
+All models take a list of strings: teacher and student each tokenize the batch's ``"text"`` field their own way.
+See ``docs/text.md``.
+"""
+
+from distillkit.text.embeddings import distill_static_embeddings, linear_probe, retrieval_recall, sentence_embeddings
+from distillkit.text.models import (
+    BiLSTMClassifier,
+    StaticEmbeddingClassifier,
+    TransformerClassifier,
+    freeze_,
+    layer_subset_student,
+    minilm_path,
+)
+
+__all__ = [
+    "BiLSTMClassifier",
+    "StaticEmbeddingClassifier",
+    "TransformerClassifier",
+    "distill_static_embeddings",
+    "freeze_",
+    "layer_subset_student",
+    "linear_probe",
+    "minilm_path",
+    "retrieval_recall",
+    "sentence_embeddings",
+]

