@@ -67,10 +67,17 @@ def build_schedule(value: float | ScheduleConfig, *, where: str = "schedule") ->
                               patience=value.patience, floor=value.end or 0.0)
 
 
+def make_distiller(teacher: nn.Module | None, student: nn.Module, splits: DataSplits,
+                   terms: list[LossTerm] | None = None) -> Distiller:
+    """A distiller whose teacher and student read the data set's input field (``"input"``, or ``"text"``)."""
+    return Distiller(teacher, student, terms=terms, teacher_input=splits.input_key, student_input=splits.input_key)
+
+
 def build_splits(config: Config) -> DataSplits:
     data = config.data
+    extra = {"limit": data.limit} if data.limit is not None else {}
     return load_dataset(
-        data.name, val_fraction=data.val_fraction, seed=config.seed, transfer_size=data.transfer_size,
+        data.name, val_fraction=data.val_fraction, seed=config.seed, transfer_size=data.transfer_size, **extra,
         target=data.target, features=data.features, text_field=data.text_field, image_size=data.image_size,
         download=data.download,
     )
@@ -301,7 +308,7 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
                 if (cached / name).is_file():
                     shutil.copy(cached / name, folder / "teacher" / name)
         return _ready_teacher(teacher, splits, earlier)
-    result = train_one("teacher", Distiller(None, teacher), splits, config.teacher.train or TrainConfig(), config,
+    result = train_one("teacher", make_distiller(None, teacher, splits), splits, config.teacher.train or TrainConfig(), config,
                        folder, resume=resume, batch_transform=build_augmentation(config, splits), callbacks=callbacks)
     if cached is not None:
         tmp = cached.with_name(cached.name + ".tmp")
@@ -329,8 +336,8 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
     student_alone = build_from(config.student, splits, role="student", seed=config.seed)
     teacher_probe = build_from(config.teacher, splits, role="teacher")
     train_size = len(splits.train) + (len(splits.transfer) if splits.transfer is not None else 0)  # type: ignore[arg-type]
-    probe = Distiller(teacher_probe, build_from(config.student, splits, role="student"),
-                      terms=build_terms(config, train_size))
+    probe = make_distiller(teacher_probe, build_from(config.student, splits, role="student"), splits,
+                           terms=build_terms(config, train_size))
     first = torch.utils.data.default_collate([splits.train[i] for i in range(min(8, len(splits.train)))])  # type: ignore[arg-type]
     probe.setup(first)  # class counts, fields, layer names and adapter shapes, before anything is written
     if config.compress is not None:
@@ -351,11 +358,11 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
         teacher = get_teacher(config, splits, path, resume=resume, reuse_dir=reuse_dir, callbacks=hooks("teacher"))
         torch.manual_seed(config.seed)
         augment = build_augmentation(config, splits)  # the same augmentation for every model: a fair comparison
-        alone = train_one("student_alone", Distiller(None, student_alone), splits, config.train, config, path,
+        alone = train_one("student_alone", make_distiller(None, student_alone, splits), splits, config.train, config, path,
                           resume=resume, batch_transform=augment, callbacks=hooks("student_alone"))
         # the distilled student starts from the same initial weights as the student alone
         student = build_from(config.student, splits, role="student", seed=config.seed)
-        distiller = Distiller(teacher.model, student, terms=build_terms(config, train_size))
+        distiller = make_distiller(teacher.model, student, splits, terms=build_terms(config, train_size))
         train_data = splits.train
         if splits.transfer is not None:
             train_data = ConcatDictDataset([splits.train, unlabelled(splits.transfer)])

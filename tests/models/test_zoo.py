@@ -8,11 +8,19 @@ from distillkit.registry import DistillkitError, UnknownNameError
 SHAPES = {"mnist1d_cnn": (40,), "transformer_encoder": None}
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS if n != "transformer_encoder"])
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "transformer_encoder" and not n.startswith("text-")])
 def test_every_zoo_model_runs(name):
     shape = SHAPES.get(name, (3, 16, 16) if "res" in name or "wrn" in name else (1, 28, 28))
     model = build_model(name, num_classes=7, input_shape=shape)
     assert model(torch.randn(2, *shape)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("name, kwargs", [("text-transformer", {"layers": [0]}), ("text-bilstm", {"hidden": 8}),
+                                          ("text-static", {"dims": 32})])
+def test_text_zoo_models_read_raw_strings(name, kwargs):
+    pytest.importorskip("transformers")
+    model = build_model(name, num_classes=3, input_shape=None, **kwargs)
+    assert model(["a good day", "not so good"]).shape == (2, 3)
 
 
 def test_literature_sizes():

@@ -81,3 +81,36 @@ def test_cached_epoch_does_not_run_the_teacher(blobs):
     Trainer(d, blobs, epochs=3, batch_size=32, progress=False).fit()
     # setup runs the teacher once, the cache pass once per 256-sample batch; no call per training step
     assert len(calls) == 2
+
+
+class _CharModel(torch.nn.Module):
+    """Reads raw strings, pads them per batch, and emits per-character features (like a text encoder)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(128, 4)
+        self.tokens = torch.nn.Identity()
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, texts):
+        longest = max(len(t) for t in texts)
+        ids = torch.tensor([[ord(c) % 128 for c in t] + [0] * (longest - len(t)) for t in texts])
+        return self.head(self.tokens(self.embed(ids)).mean(1))
+
+
+def test_per_token_features_of_raw_texts_run_the_teacher_online(caplog):
+    from distillkit.data.builtin import TextDataset
+
+    texts = ["a", "bbb", "cc", "dddddd"] * 10
+    data = TextDataset(texts, torch.tensor([0, 1, 2, 1] * 10))
+
+    def make(mode):
+        d = Distiller(_CharModel(), _CharModel(), feature_pairs={"tokens": "tokens"}, teacher_input="text",
+                      student_input="text")
+        return Trainer(d, data, epochs=1, batch_size=8, teacher_cache=mode, progress=False)
+
+    trainer = make("auto")
+    trainer.fit()
+    assert trainer.cache is None and "depends on each batch's padding" in caplog.text
+    with pytest.raises(ValueError, match="cannot work here"):
+        make("memory").fit()

@@ -69,6 +69,12 @@ def main() -> None:
         (out / "eval.json").write_text(json.dumps(metrics))
         save_file({k: v.contiguous() for k, v in distiller.state_dict().items()}, str(out / "final.safetensors"))
         (out / "world.txt").write_text(f"{trainer.accelerator.num_processes} {trainer.step}")
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        # an orderly shutdown: gloo's threads otherwise sometimes abort at exit ("terminate called ...")
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -200,8 +200,7 @@ def train(
     Example: distillkit train configs/mnist5k.yaml --role teacher --out runs/teacher
     """
     from distillkit.config.schema import TrainConfig
-    from distillkit.core.distiller import Distiller
-    from distillkit.experiment import RunFolder, build_from, build_splits, train_one
+    from distillkit.experiment import RunFolder, build_from, build_splits, make_distiller, train_one
 
     _setup_logging()
     if role not in ("teacher", "student"):
@@ -215,7 +214,7 @@ def train(
     train_cfg = (model_cfg.train or TrainConfig()) if role == "teacher" else cfg.train
     folder.create(cfg, kind=f"train-{role}")
     try:
-        result = train_one(role, Distiller(None, model), splits, train_cfg, cfg, out, resume=resume,
+        result = train_one(role, make_distiller(None, model, splits), splits, train_cfg, cfg, out, resume=resume,
                            callbacks=folder.callbacks(role))
     except BaseException as error:
         folder.fail(error)
@@ -240,8 +239,7 @@ def evaluate(
 
     Example: distillkit evaluate configs/mnist5k.yaml --weights runs/kd/distilled/model.safetensors
     """
-    from distillkit.core.distiller import Distiller
-    from distillkit.experiment import build_from, build_splits
+    from distillkit.experiment import build_from, build_splits, make_distiller
     from distillkit.models import count_parameters, load_weights
     from distillkit.training.trainer import Trainer
 
@@ -252,7 +250,7 @@ def evaluate(
     splits = build_splits(cfg)
     model = build_from(cfg.teacher if role == "teacher" else cfg.student, splits, role=role)
     load_weights(model, weights)
-    metrics = Trainer(Distiller(None, model), splits.train, progress=False, seed=cfg.seed).evaluate(splits.test)
+    metrics = Trainer(make_distiller(None, model, splits), splits.train, progress=False, seed=cfg.seed).evaluate(splits.test)
     console.print(f"{role} ({int(count_parameters(model)):,} params): test accuracy "
                   f"{100 * metrics['val/accuracy']:.2f}%, test loss {metrics['val/loss']:.4f}")
 

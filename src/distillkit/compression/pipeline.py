@@ -56,7 +56,8 @@ if TYPE_CHECKING:
     from distillkit.config.schema import CompressConfig, Config
     from distillkit.data import DataSplits
 
-__all__ = ["Variant", "check_pipeline", "layer_filter", "measure_variant", "run_pipeline"]
+__all__ = ["Variant", "check_pipeline", "layer_filter", "measure_variant", "parameter_count", "run_pipeline",
+           "time_models", "weight_bytes"]
 
 log = logging.getLogger("distillkit")
 
@@ -107,7 +108,8 @@ def weight_bytes(model: nn.Module) -> int:
     return total
 
 
-def _count_params(model: nn.Module) -> int:
+def parameter_count(model: nn.Module) -> int:
+    """Weights of any variant: parameters, int8 weights packed in quantized layers, or an ONNX file's tensors."""
     if isinstance(model, OnnxModel):
         import onnx
 
@@ -165,7 +167,7 @@ def measure_variant(name: str, step: str, model: nn.Module, splits: DataSplits, 
     logits, targets = predict(model, splits.test, input_spec=splits.input_key)
     runtime = "onnxruntime" if isinstance(model, OnnxModel) else "pytorch"
     variant = Variant(name=name, step=step, accuracy=float((logits.argmax(-1) == targets).float().mean()),
-                      loss=float(F.cross_entropy(logits, targets)), params=_count_params(model),
+                      loss=float(F.cross_entropy(logits, targets)), params=parameter_count(model),
                       size_mb=weight_bytes(model) / 1e6, latency_ms=0.0, throughput=0.0,
                       runtime=runtime, detail=detail or {})
     log.info("compress %-32s acc %.2f%%  size %.3f MB  (%s)", name, 100 * variant.accuracy, variant.size_mb, runtime)
@@ -174,15 +176,14 @@ def measure_variant(name: str, step: str, model: nn.Module, splits: DataSplits, 
 
 def _recover(model: nn.Module, teacher: nn.Module | None, config: Config, splits: DataSplits, step: Any,
              folder: Path | None, name: str) -> dict[str, Any]:
-    from distillkit.core.distiller import Distiller
-    from distillkit.experiment import build_augmentation, build_terms, train_one
+    from distillkit.experiment import build_augmentation, build_terms, make_distiller, train_one
 
     lr = getattr(step, "lr", None)
     train = config.train.model_copy(update={"epochs": step.epochs,
                                             "lr": lr if lr is not None else config.train.lr / 10,
                                             "warmup_steps": 0, "early_stopping_patience": None})
-    distiller = (Distiller(teacher, model, terms=build_terms(config, len(splits.train)))  # type: ignore[arg-type]
-                 if teacher is not None else Distiller(None, model))
+    distiller = (make_distiller(teacher, model, splits, terms=build_terms(config, len(splits.train)))  # type: ignore[arg-type]
+                 if teacher is not None else make_distiller(None, model, splits))
     callbacks = []
     if getattr(step, "gradual_sparsity", None):
         callbacks.append(GradualPruning(step.gradual_sparsity, every=max(1, len(splits.train) //  # type: ignore[arg-type]
@@ -318,8 +319,13 @@ def run_pipeline(student: nn.Module, teacher: nn.Module | None, config: Config, 
 def check_pipeline(student: nn.Module, compress: CompressConfig, splits: DataSplits) -> None:
     """Apply the structural steps to a throwaway copy of an (untrained) ``student``, so that a layer pattern that
     matches nothing or a step order that cannot work fails before any training, not after it."""
+    first = splits.train[0][splits.input_key]  # type: ignore[index]
+    if not isinstance(first, Tensor):
+        raise CompressionError(f"the compress pipeline needs tensor inputs, and {splits.name}'s "
+                               f"'{splits.input_key}' field is {type(first).__name__}; for text models call "
+                               "quantize_ / prune_ / factorize_ directly (docs/compression.md)")
     model = copy.deepcopy(student).cpu().eval()
-    example = splits.train[0][splits.input_key].unsqueeze(0)  # type: ignore[index]
+    example = first.unsqueeze(0)
     quantized = False
     for index, step in enumerate(compress.steps, start=1):
         where = f"compress.steps[{index - 1}] ({step.kind})"

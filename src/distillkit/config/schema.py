@@ -61,6 +61,7 @@ class DataConfig(_Strict):
     name: str = Field("mnist5k", description="built-in data set name or a path to a user file/folder")
     val_fraction: float = 0.1
     batch_size: int = Field(128, ge=1)
+    limit: int | None = Field(None, ge=10, description="use this many samples (stratified) of a built-in set")
     transfer_size: int = Field(0, ge=0, description="extra unlabelled samples labelled by the teacher (mnist1d)")
     target: str = "label"
     features: list[str] | None = None

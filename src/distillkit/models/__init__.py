@@ -122,3 +122,11 @@ def load_weights(model: nn.Module, path: str | Path, *, prefix: str | None = Non
             return model
     missing = sorted(own - set(state))[:5]
     raise DistillkitError(f"{path}: weights do not fit this model (missing e.g. {missing}); check the architecture")
+
+
+def _register_text_models() -> None:
+    """Text models live in distillkit.text (transformers is imported only when one is built)."""
+    import distillkit.text.zoo  # noqa: F401
+
+
+_register_text_models()

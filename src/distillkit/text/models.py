@@ -260,8 +260,11 @@ class StaticEmbeddingClassifier(_TextModel):
                  max_length: int = 64, dropout: float = 0.1) -> None:
         super().__init__()
         self.tokenizer, self.max_length = tokenizer, max_length
-        self.embedding = nn.EmbeddingBag.from_pretrained(embeddings.detach().float().clone(), freeze=False,
-                                                         mode="sum")
+        vectors = embeddings.detach().float()
+        # SIF-weighted vectors are tiny (norms ~0.01-0.05); rescale to a mean norm of 1 so the head trains at usual
+        # learning rates, keeping the relative weights of frequent and rare tokens
+        vectors = vectors / vectors.norm(dim=1).mean().clamp_min(1e-12)
+        self.embedding = nn.EmbeddingBag.from_pretrained(vectors.clone(), freeze=False, mode="sum")
         self.pooler = nn.Identity()
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embeddings.shape[1], hidden), nn.ReLU(),
                                   nn.Linear(hidden, num_classes))

@@ -27,7 +27,11 @@ from torch.utils.data import DataLoader, Dataset
 from distillkit.core.distiller import Distiller
 from distillkit.core.terms import SoftTargetTerm, TeacherOutputs
 
-__all__ = ["TeacherCache", "dataset_fingerprint", "model_fingerprint"]
+__all__ = ["TeacherCache", "TeacherCacheUnsuitable", "dataset_fingerprint", "model_fingerprint"]
+
+
+class TeacherCacheUnsuitable(RuntimeError):
+    """The teacher's outputs cannot be stored per sample (their shape changes from batch to batch)."""
 
 log = logging.getLogger("distillkit")
 
@@ -166,6 +170,13 @@ class TeacherCache:
             if outputs.logits is None:
                 raise RuntimeError("the teacher produced no logits")
             rows: dict[str, Tensor] = {f"feature/{k}": v for k, v in outputs.features.items()}
+            spec = getattr(distiller, "teacher_input", None)
+            if isinstance(spec, str) and not isinstance(batch.get(spec), Tensor):
+                tokens = [k for k, v in outputs.features.items() if v.dim() >= 3]
+                if tokens:  # a model that tokenizes its own input pads to each batch's longest text
+                    raise TeacherCacheUnsuitable(
+                        f"the teacher reads raw '{spec}' values and its features {tokens} are per token, whose "
+                        "length depends on each batch's padding")
             if topk:
                 probs = torch.softmax(outputs.logits.float() / float(temperature), dim=-1)  # type: ignore[arg-type]
                 values, indices = probs.topk(topk, dim=-1)
@@ -178,6 +189,10 @@ class TeacherCache:
                     value = value.to(dtype)
                 if key not in arrays:
                     arrays[key] = torch.zeros((size, *value.shape[1:]), dtype=value.dtype)
+                elif arrays[key].shape[1:] != value.shape[1:]:
+                    raise TeacherCacheUnsuitable(
+                        f"the teacher's {key} changes shape between batches ({tuple(arrays[key].shape[1:])} then "
+                        f"{tuple(value.shape[1:])}), e.g. token features of texts padded per batch")
                 arrays[key][index] = value
         return arrays
 

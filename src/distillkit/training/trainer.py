@@ -28,7 +28,7 @@ from distillkit.data.base import UNLABELLED, EpochSampler
 from distillkit.training.callbacks import Callback, ProgressBar
 from distillkit.training.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
 from distillkit.training.optim import LRScheduleLike, OptimizerLike, build_lr_scheduler, build_optimizer
-from distillkit.training.teacher_cache import TeacherCache
+from distillkit.training.teacher_cache import TeacherCache, TeacherCacheUnsuitable
 
 __all__ = ["NonFiniteLossError", "Trainer"]
 
@@ -251,7 +251,13 @@ class Trainer:
         self.distiller.setup(first_batch)
         storage = self._cache_decision(first_batch)
         if storage is not None:
-            self._build_cache(storage)
+            try:
+                self._build_cache(storage)
+            except TeacherCacheUnsuitable as error:
+                if self.teacher_cache_mode != "auto":
+                    raise ValueError(f"teacher_cache={self.teacher_cache_mode!r} cannot work here: {error}") from error
+                self.log.info("teacher cache off (teacher runs every step): %s", error)
+                self.cache = None
         loader = self._train_loader()
         self.optimizer = build_optimizer(
             self.optimizer_spec, self.distiller.parameters(), lr=self.lr, weight_decay=self.weight_decay,
