@@ -60,13 +60,14 @@ def test_the_report_has_the_compression_table_and_plot(pipeline_run):
 
 def test_magnitude_gradual_qat_and_static_int8_steps(tmp_path):
     steps = [{"kind": "prune", "method": "magnitude", "amount": 0.3},
-             {"kind": "recover", "epochs": 1, "gradual_sparsity": 0.6},
+             {"kind": "recover", "epochs": 1, "gradual_sparsity": 0.6, "temperature": 1.0},
              {"kind": "quantize", "mode": "qat", "epochs": 1},
              {"kind": "export", "formats": ["onnx"]}]
     results = run_comparison(_config(steps), RunFolder(tmp_path / "a"))
     variants = results["compression"]["variants"]
     assert variants[1]["detail"]["sparsity"]["total"]["sparsity"] == pytest.approx(0.3, abs=0.01)
     assert variants[2]["detail"]["sparsity"]["sparsity"] == pytest.approx(0.6, abs=0.01)
+    assert variants[2]["detail"]["temperature"] == 1.0  # recovery with its own KD temperature
     assert variants[3]["name"] == "3. quantize int8 qat" and variants[3]["accuracy"] > variants[0]["accuracy"] - 0.05
     static = run_comparison(_config([{"kind": "quantize", "mode": "static", "calibration_batches": 2}]),
                             RunFolder(tmp_path / "b"))

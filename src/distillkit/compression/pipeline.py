@@ -182,6 +182,9 @@ def _recover(model: nn.Module, teacher: nn.Module | None, config: Config, splits
     train = config.train.model_copy(update={"epochs": step.epochs,
                                             "lr": lr if lr is not None else config.train.lr / 10,
                                             "warmup_steps": 0, "early_stopping_patience": None})
+    overrides = {k: getattr(step, k) for k in ("alpha", "temperature") if getattr(step, k, None) is not None}
+    if overrides:  # recovery may use its own KD settings (a lower temperature often recovers better)
+        config = config.model_copy(update={"distill": config.distill.model_copy(update=overrides)})
     distiller = (make_distiller(teacher, model, splits, terms=build_terms(config, len(splits.train)))  # type: ignore[arg-type]
                  if teacher is not None else make_distiller(None, model, splits))
     callbacks = []
@@ -191,7 +194,7 @@ def _recover(model: nn.Module, teacher: nn.Module | None, config: Config, splits
     trained = train_one(name, distiller, splits, train, config, folder, callbacks=callbacks,
                         batch_transform=build_augmentation(config, splits))  # as the student was trained
     distiller.remove_hooks()
-    return {"epochs": step.epochs, "lr": train.lr, "teacher": teacher is not None,
+    return {"epochs": step.epochs, "lr": train.lr, "teacher": teacher is not None, **overrides,
             "train_seconds": round(trained.seconds, 2)}
 
 

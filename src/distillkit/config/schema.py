@@ -155,6 +155,8 @@ class RecoverStep(_Strict):
     teacher: bool = Field(True, description="recover with the teacher (the distill section's terms) or alone")
     gradual_sparsity: float | None = Field(None, gt=0, lt=1, description="raise magnitude sparsity to this "
                                            "during the recovery (Zhu & Gupta cubic schedule)")
+    alpha: float | None = Field(None, ge=0, le=1, description="soft-label weight while recovering (default: distill's)")
+    temperature: float | None = Field(None, gt=0, description="KD temperature while recovering (default: distill's)")
 
 
 class FactorizeStep(_StepBase):
