@@ -41,7 +41,7 @@ class MethodSpec:
     """A method: its loss function, what it reads, and its paper."""
 
     fn: Callable[..., Tensor] | None
-    kind: Literal["logits", "layers", "hint", "contrastive", "curriculum", "gradients"]
+    kind: Literal["logits", "layers", "hint", "contrastive", "curriculum", "gradients", "adversarial"]
     paper: str
     needs_targets: bool = False
 
@@ -67,6 +67,8 @@ _add("nst", MethodSpec(nst_loss, "layers", "Huang & Wang 2017: neuron selectivit
 _add("jacobian", MethodSpec(None, "gradients", "Srinivas & Fleuret 2018: match input gradients (Jacobians)",
                            needs_targets=True))
 _add("ctkd", MethodSpec(None, "curriculum", "Li et al. 2023: curriculum temperature, learned adversarially"))
+_add("adversarial", MethodSpec(None, "adversarial", "Wang et al. 2018 / Xu et al. 2018: a discriminator on teacher "
+                               "vs student outputs, fooled through gradient reversal"))
 _add("crd", MethodSpec(None, "contrastive", "Tian et al. 2020: contrastive representation distillation, memory bank"))
 
 
@@ -182,6 +184,10 @@ def build_method_term(
         from distillkit.core.gradient_transfer import InputGradientTerm
 
         return InputGradientTerm(weight, name=name or method, **params)
+    if spec.kind == "adversarial":
+        from distillkit.core.adversarial import AdversarialTerm
+
+        return AdversarialTerm(weight, student_layer=student, teacher_layer=teacher, name=name or method, **params)
     if spec.kind == "curriculum":
         from distillkit.core.ctkd import CurriculumTemperatureTerm
 
