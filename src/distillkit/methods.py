@@ -41,7 +41,7 @@ class MethodSpec:
     """A method: its loss function, what it reads, and its paper."""
 
     fn: Callable[..., Tensor] | None
-    kind: Literal["logits", "layers", "hint", "contrastive", "curriculum", "gradients", "adversarial"]
+    kind: Literal["logits", "layers", "hint", "contrastive", "curriculum", "gradients", "adversarial", "review"]
     paper: str
     needs_targets: bool = False
 
@@ -67,6 +67,8 @@ _add("nst", MethodSpec(nst_loss, "layers", "Huang & Wang 2017: neuron selectivit
 _add("jacobian", MethodSpec(None, "gradients", "Srinivas & Fleuret 2018: match input gradients (Jacobians)",
                            needs_targets=True))
 _add("ctkd", MethodSpec(None, "curriculum", "Li et al. 2023: curriculum temperature, learned adversarially"))
+_add("reviewkd", MethodSpec(None, "review", "Chen et al. 2021: knowledge review, fused stages + hierarchical "
+                            "context loss (layers: comma-separated, shallow first)"))
 _add("adversarial", MethodSpec(None, "adversarial", "Wang et al. 2018 / Xu et al. 2018: a discriminator on teacher "
                                "vs student outputs, fooled through gradient reversal"))
 _add("crd", MethodSpec(None, "contrastive", "Tian et al. 2020: contrastive representation distillation, memory bank"))
@@ -184,6 +186,14 @@ def build_method_term(
         from distillkit.core.gradient_transfer import InputGradientTerm
 
         return InputGradientTerm(weight, name=name or method, **params)
+    if spec.kind == "review":
+        from distillkit.core.review import ReviewTerm
+
+        if student is None or teacher is None:
+            raise DistillkitError("method 'reviewkd' needs 'student' and 'teacher' layer lists, e.g. "
+                                  "student: 'layer1,layer2,layer3'")
+        return ReviewTerm([n.strip() for n in student.split(",")], [n.strip() for n in teacher.split(",")], weight,
+                          name=name or method, **params)
     if spec.kind == "adversarial":
         from distillkit.core.adversarial import AdversarialTerm
 
