@@ -73,3 +73,20 @@ def test_shipped_configs_are_valid():
     for path in files:
         config = load_config(path)
         assert config.name == path.stem or path.name == "mnist5k.yaml" or path.name == "demo.yaml"
+
+
+def test_presets_fill_in_under_the_configs_own_values(capsys):
+    from distillkit.cli.main import main
+    from distillkit.config.schema import ConfigError
+
+    raw = {"preset": "patient", "teacher": {"model": "cnn"}, "student": {"model": "mlp"},
+           "train": {"epochs": 7}, "data": {"name": "mnist5k"}}
+    config = load_config(raw=raw)
+    assert config.train.epochs == 7  # the config's own value wins
+    assert config.data.shift == 2 and config.data.mixup == 0.2 and config.distill.alpha == 1.0  # from the preset
+    assert load_config(raw={**raw, "preset": None}).data.shift == 0
+    with pytest.raises(ConfigError, match="unknown preset 'patinet'.*patient"):
+        load_config(raw={**raw, "preset": "patinet"})
+    assert main(["list", "presets"]) == 0
+    out = capsys.readouterr().out
+    assert "patient" in out and "transfer" in out

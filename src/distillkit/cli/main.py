@@ -354,11 +354,12 @@ def runs_delete(run_id: str, root: RootOpt = Path("runs")) -> None:
 
 
 @app.command("list")
-def list_(what: Annotated[str, typer.Argument(help="losses, methods, models or datasets")]) -> None:
+def list_(what: Annotated[str, typer.Argument(help="losses, methods, models, datasets or presets")]) -> None:
     """List what can be named in a config.
 
     Example: distillkit list models
     """
+    from distillkit.config.schema import presets
     from distillkit.data.builtin import DATASETS
     from distillkit.methods import METHODS
     from distillkit.models import MODELS
@@ -372,6 +373,7 @@ def list_(what: Annotated[str, typer.Argument(help="losses, methods, models or d
         "methods": METHODS.describe(),
         "models": MODELS.describe(),
         "datasets": DATASETS.describe(),
+        "presets": [(name, preset.get("description", "")) for name, preset in presets().items()],
     }
     if what not in catalogue:
         from distillkit.registry import suggest

@@ -273,6 +273,42 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return result
 
 
+def presets() -> dict[str, dict[str, Any]]:
+    """The packaged presets (``src/distillkit/configs/presets/*.yaml``): name -> partial config."""
+    from importlib import resources
+
+    folder = resources.files("distillkit") / "configs" / "presets"
+    found = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):  # type: ignore[attr-defined]
+        if entry.name.endswith(".yaml"):
+            found[entry.name[:-5]] = yaml.safe_load(entry.read_text())
+    return found
+
+
+def _merge_under(base: dict[str, Any], preset: dict[str, Any]) -> dict[str, Any]:
+    """``preset`` with ``base`` on top: the config's own values win over the preset's."""
+    merged = copy.deepcopy(preset)
+    for key, value in base.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_under(value, merged[key])
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def apply_preset(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Expand a top-level ``preset: NAME`` into the preset's values, under the config's own ones."""
+    if "preset" not in raw or raw["preset"] is None:
+        return {k: v for k, v in raw.items() if k != "preset"}
+    name = raw["preset"]
+    available = presets()
+    if name not in available:
+        raise ConfigError(f"{source}: preset: unknown preset {name!r}.{suggest(str(name), list(available))} "
+                          f"Available: {', '.join(available)}")
+    values = {k: v for k, v in available[name].items() if k != "description"}
+    return _merge_under({k: v for k, v in raw.items() if k != "preset"}, values)
+
+
 def load_config(path: str | Path | None = None, *, overrides: list[str] | None = None,
                 raw: dict[str, Any] | None = None) -> Config:
     """Read, override and validate a config.
@@ -296,6 +332,7 @@ def load_config(path: str | Path | None = None, *, overrides: list[str] | None =
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a config must be a YAML mapping of sections (data, teacher, student, ...)")
     raw = apply_overrides(raw, overrides or [])
+    raw = apply_preset(raw, source)
     try:
         return Config.model_validate(raw)
     except ValidationError as error:
