@@ -120,6 +120,18 @@ def _per_model_panels(results: dict[str, Any], kind: str) -> Any:
     return fig
 
 
+def _accuracy_axes(ax: Any, label: str, title: str) -> None:
+    """A log x axis labelled ``label`` against test accuracy; ``title`` gets the quantity's short name."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log axis overlap
+    ax.set_xlabel(label)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title.format(label.split(",")[0].split(" (")[0]))
+    ax.grid(alpha=0.3)
+
+
 def _trade_offs(results: dict[str, Any]) -> Any:
     import matplotlib.pyplot as plt
 
@@ -133,14 +145,7 @@ def _trade_offs(results: dict[str, Any]) -> Any:
                 ax.scatter(cost[field], 100 * model["test/accuracy"], s=60, color=COLOURS[key], label=name)
                 ax.annotate(name, (cost[field], 100 * model["test/accuracy"]), fontsize=8,
                             xytext=(5, 5), textcoords="offset points")
-        ax.set_xscale("log")
-        from matplotlib.ticker import NullFormatter
-
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log axis overlap
-        ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"accuracy vs {label.split(',')[0].split(' (')[0]}")
-        ax.grid(alpha=0.3)
+        _accuracy_axes(ax, label, "accuracy vs {}")
     fig.tight_layout()
     return fig
 
@@ -161,14 +166,7 @@ def _compression_plot(compression: dict[str, Any]) -> Any:
                        color=plt.cm.viridis(number / max(1, len(variants) - 1)))
             ax.annotate(str(number), (v[field], 100 * v["accuracy"]), fontsize=8, xytext=(4, 4),
                         textcoords="offset points")
-        ax.set_xscale("log")
-        from matplotlib.ticker import NullFormatter
-
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"compression: accuracy vs {label.split(',')[0].split(' (')[0]} (squares: ONNX Runtime)")
-        ax.grid(alpha=0.3)
+        _accuracy_axes(ax, label, "compression: accuracy vs {} (squares: ONNX Runtime)")
     fig.tight_layout()
     return fig
 
