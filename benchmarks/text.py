@@ -19,8 +19,8 @@ cosine match of their sentence embedding to the teacher's through a learned proj
 Everything is measured in one run on this machine: accuracy and macro-F1 on the test split, parameters,
 throughput at batch 32 (sentences/s) and latency at batch 1 (median).
 
-Run: ``python benchmarks/text.py [--limit 10000] [--teacher-epochs 1] [--student-epochs 3]`` (about 25 min on
-2 CPU cores at the defaults; ``--limit 600 --teacher-epochs 1 --student-epochs 1`` is a 3-minute smoke run).
+Run: ``python benchmarks/text.py [--limit 8000] [--teacher-epochs 1] [--student-epochs 3]`` (21-22 min on 2 CPU
+cores at the defaults; ``--limit 600 --student-epochs 1`` is a 2-minute smoke run).
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ def train_one(
     train_data: Any = None, callbacks: list[Any] | None = None,
 ) -> TrainedModel:
     """Train one model (alone or distilled), save its weights, evaluate it on the test split."""
-    from safetensors.torch import save_file
+    from distillkit.compression.export import save_safetensors
 
     run_folder = folder / name if folder is not None else None
     completed = run_folder is not None and (run_folder / "model.safetensors").is_file()
@@ -265,11 +265,9 @@ def train_one(
     metrics = {"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"], **trainer.metrics,
                "params": float(count_parameters(distiller.student)), "train_seconds": seconds}
     if run_folder is not None and not completed:
-        state = {k: v.detach().cpu().contiguous() for k, v in distiller.student.state_dict().items()}
-        save_file(state, str(run_folder / "model.safetensors"))
+        save_safetensors(distiller.student, run_folder / "model.safetensors")
         if any(k.startswith("terms.") for k in distiller.state_dict()):  # adapters are saved with the student
-            full = {k: v.detach().cpu().contiguous() for k, v in distiller.state_dict().items()}
-            save_file(full, str(run_folder / "distiller.safetensors"))
+            save_safetensors(distiller, run_folder / "distiller.safetensors")
     return TrainedModel(name, distiller.student, metrics, seconds)
 
 
@@ -368,31 +366,25 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
             train_data = ConcatDictDataset([splits.train, unlabelled(splits.transfer)])
         distilled = train_one("distilled", distiller, splits, config.train, config, path, resume=resume,
                               batch_transform=augment, train_data=train_data, callbacks=hooks("distilled"))
+        from distillkit.evaluation import assess_models
+
+        trained = (teacher, alone, distilled)
+        assessed = assess_models({m.name: m.model for m in trained}, splits.test, input_spec=splits.input_key)
+        results = {
+            "name": config.name, "data": splits.name,
+            "models": {m.name: {**m.metrics, **assessed[m.name]} for m in trained},
+            "distilled_minus_alone": distilled.metrics["test/accuracy"] - alone.metrics["test/accuracy"],
+        }
+        if config.compress is not None:
+            from distillkit.compression.pipeline import run_pipeline
+
+            source = distilled if config.compress.source == "distilled" else alone
+            results["compression"] = run_pipeline(source.model, teacher.model, config, splits, path)
     except BaseException as error:
         if folder is not None:
             folder.fail(error)
             folder.close()
         raise
-    from distillkit.evaluation import assess_models
-
-    trained = (teacher, alone, distilled)
-    assessed = assess_models({m.name: m.model for m in trained}, splits.test, input_spec=splits.input_key)
-    results = {
-        "name": config.name, "data": splits.name,
-        "models": {m.name: {**m.metrics, **assessed[m.name]} for m in trained},
-        "distilled_minus_alone": distilled.metrics["test/accuracy"] - alone.metrics["test/accuracy"],
-    }
-    if config.compress is not None:
-        from distillkit.compression.pipeline import run_pipeline
-
-        source = distilled if config.compress.source == "distilled" else alone
-        try:
-            results["compression"] = run_pipeline(source.model, teacher.model, config, splits, path)
-        except BaseException as error:
-            if folder is not None:
-                folder.fail(error)
-                folder.close()
-            raise
     if path is not None:
         from distillkit.reporting import write_report
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from distillkit.compression.common import CompressionError
+from distillkit.models import model_device
 
 __all__ = ["OnnxCheck", "OnnxModel", "StaticInt8Config", "export_onnx", "quantize_onnx", "save_safetensors"]
 
@@ -87,7 +88,6 @@ class OnnxModel(nn.Module):
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.register_buffer("_device_marker", torch.zeros(0), persistent=False)
 
     def forward(self, *inputs: Tensor) -> Tensor:
         feeds = {name: x.detach().cpu().numpy() for name, x in zip(self.input_names, inputs)}
@@ -122,8 +122,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], example_inputs: 
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     inputs = tuple(x.detach().cpu() for x in inputs)
     model = model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if device.type != "cpu":
+    if model_device(model).type != "cpu":
         raise CompressionError("export_onnx: move the model to the CPU first (model.cpu())")
     batch = torch.export.Dim("batch", min=1)
     dynamic = tuple({0: batch} for _ in inputs)

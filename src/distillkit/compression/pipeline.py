@@ -51,6 +51,7 @@ from distillkit.compression.pruning import (
     sparsity_report,
 )
 from distillkit.compression.quantization import DynamicInt8Config, Int8QATConfig, quantize_
+from distillkit.models import count_parameters
 
 if TYPE_CHECKING:
     from distillkit.config.schema import CompressConfig, Config
@@ -116,7 +117,7 @@ def parameter_count(model: nn.Module) -> int:
         graph = onnx.load(str(model.path)).graph
         return sum(int(torch.tensor(list(t.dims)).prod()) if t.dims else 1 for t in graph.initializer
                    if t.data_type in (1, 3, 10, 11))  # float, int8, float16, double: weights, not indices
-    total = sum(p.numel() for p in model.parameters())
+    total = count_parameters(model)
     for module in model.modules():  # int8 dynamic linears keep their weights packed, outside parameters()
         weight = getattr(module, "weight", None)
         if callable(weight) and hasattr(module, "_weight_bias") and isinstance(getattr(module, "_packed_params", None), nn.Module):
@@ -159,7 +160,7 @@ def time_models(models: list[nn.Module], example: Tensor, *, rounds: int = 5, it
 
 def measure_variant(name: str, step: str, model: nn.Module, splits: DataSplits, *,
                     detail: dict[str, Any] | None = None) -> Variant:
-    """Test accuracy and loss, parameters and size on disk; latency and throughput are filled in by
+    """Test accuracy and loss, parameters and weight bytes; latency and throughput are filled in by
     :func:`time_models` once every variant exists (they are 0 until then)."""
     from distillkit.evaluation import predict
 
@@ -172,6 +173,16 @@ def measure_variant(name: str, step: str, model: nn.Module, splits: DataSplits, 
                       runtime=runtime, detail=detail or {})
     log.info("compress %-32s acc %.2f%%  size %.3f MB  (%s)", name, 100 * variant.accuracy, variant.size_mb, runtime)
     return variant
+
+
+def _pruning_config(step: Any) -> MagnitudePruningConfig | ChannelPruningConfig:
+    if step.method == "channel":
+        return ChannelPruningConfig(step.amount, scope=step.scope)
+    return MagnitudePruningConfig(amount=step.amount, scope=step.scope)
+
+
+def _lowrank_config(step: Any) -> LowRankConfig:
+    return LowRankConfig(rank=step.rank, energy=step.energy, ratio=step.ratio)
 
 
 def _recover(model: nn.Module, teacher: nn.Module | None, config: Config, splits: DataSplits, step: Any,
@@ -237,14 +248,10 @@ def run_pipeline(student: nn.Module, teacher: nn.Module | None, config: Config, 
                              "recover must come before the quantize step")
         if step.kind == "prune":
             filter_fn = layer_filter(step.layers, step.exclude)
-            if step.method == "channel":
-                before = sum(p.numel() for p in float_model.parameters())
-                prune_(float_model, ChannelPruningConfig(step.amount, scope=step.scope), filter_fn=filter_fn,
-                       example_inputs=example[:1])
-                detail = {"params_before": before, "params_after": sum(p.numel() for p in float_model.parameters())}
-            else:
-                prune_(float_model, MagnitudePruningConfig(amount=step.amount, scope=step.scope), filter_fn=filter_fn)
-                detail = {"sparsity": sparsity_report(float_model)}
+            before = count_parameters(float_model)
+            prune_(float_model, _pruning_config(step), filter_fn=filter_fn, example_inputs=example[:1])
+            detail = ({"params_before": before, "params_after": count_parameters(float_model)}
+                      if step.method == "channel" else {"sparsity": sparsity_report(float_model)})
             label += f" {step.method} {step.amount:.0%}"
         elif step.kind == "recover":
             detail = _recover(float_model, teacher if step.teacher else None, config, splits, step, folder,
@@ -255,8 +262,7 @@ def run_pipeline(student: nn.Module, teacher: nn.Module | None, config: Config, 
             label += " with teacher" if step.teacher and teacher is not None else " alone"
         elif step.kind == "factorize":
             make_pruning_permanent(float_model)
-            detail = factorize_(float_model, LowRankConfig(rank=step.rank, energy=step.energy, ratio=step.ratio),
-                                filter_fn=layer_filter(step.layers, step.exclude))
+            detail = factorize_(float_model, _lowrank_config(step), filter_fn=layer_filter(step.layers, step.exclude))
             chosen = f"rank {step.rank}" if step.rank else (f"energy {step.energy}" if step.energy else f"{step.ratio}x")
             label += f" {chosen}"
         elif step.kind == "quantize":
@@ -266,8 +272,8 @@ def run_pipeline(student: nn.Module, teacher: nn.Module | None, config: Config, 
                 if out is None:
                     raise ValueError("static quantization runs in ONNX Runtime and needs a run folder")
                 export_onnx(float_model, out / "model.onnx", example)
-                calibration = [example_batch for example_batch in _calibration(splits, config, step)]
-                static_onnx = quantize_onnx(out / "model.onnx", out / "model.int8.onnx", StaticInt8Config(calibration))
+                static_onnx = quantize_onnx(out / "model.onnx", out / "model.int8.onnx",
+                                            StaticInt8Config(_calibration(splits, config, step)))
                 current = OnnxModel(static_onnx)
                 exports["onnx"] = str(out / "model.onnx")
                 exports["onnx-int8"] = str(static_onnx)
@@ -336,13 +342,11 @@ def check_pipeline(student: nn.Module, compress: CompressConfig, splits: DataSpl
             if quantized and step.kind in ("prune", "factorize", "recover"):
                 raise ValueError("prune, factorize and recover must come before the quantize step")
             if step.kind == "prune":
-                config = (ChannelPruningConfig(step.amount, scope=step.scope) if step.method == "channel"
-                          else MagnitudePruningConfig(amount=step.amount, scope=step.scope))
-                prune_(model, config, filter_fn=layer_filter(step.layers, step.exclude), example_inputs=example)
+                prune_(model, _pruning_config(step), filter_fn=layer_filter(step.layers, step.exclude),
+                       example_inputs=example)
                 make_pruning_permanent(model)
             elif step.kind == "factorize":
-                factorize_(model, LowRankConfig(rank=step.rank, energy=step.energy, ratio=step.ratio),
-                           filter_fn=layer_filter(step.layers, step.exclude))
+                factorize_(model, _lowrank_config(step), filter_fn=layer_filter(step.layers, step.exclude))
             elif step.kind == "quantize":
                 if step.mode != "static":
                     from distillkit.compression.common import select_layers

@@ -5,7 +5,7 @@ ONNX Runtime: see :func:`distillkit.compression.export.quantize_onnx`.
 Which path runs where (measured with ``benchmarks/compression.py``; see ``docs/compression.md``):
 
 * **CUDA**: torchao's ``Int8DynamicActivationInt8WeightConfig`` (the maintained stack).
-* **CPU, eager PyTorch**: torchao's int8 tensors have no fast eager CPU kernels (they ran 2-20x *slower* than
+* **CPU, eager PyTorch**: torchao's int8 tensors have no fast eager CPU kernels (they ran 1.5-29x *slower* than
   float32 here), so the CPU path uses PyTorch's ``quantize_dynamic`` (fbgemm/onednn int8 GEMMs). That API
   is deprecated in favour of torchao; it is used only where torchao does not serve.
 * **CPU deployment**: export to ONNX and quantize there (:func:`~distillkit.compression.export.quantize_onnx`),
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from distillkit.compression.common import CompressionError, FilterFn, select_layers
+from distillkit.models import model_device
 
 __all__ = ["DynamicInt8Config", "Int8QATConfig", "quantize_"]
 
@@ -95,14 +96,9 @@ def quantize_(model: nn.Module, config: DynamicInt8Config | Int8QATConfig, *,
     handler(model, config, filter_fn)
 
 
-def _device(model: nn.Module) -> torch.device:
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
 def _backend(model: nn.Module, backend: str) -> str:
     if backend == "auto":
-        return "torchao" if _device(model).type == "cuda" else "torch"
+        return "torchao" if model_device(model).type == "cuda" else "torch"
     return backend
 
 
@@ -119,7 +115,7 @@ def _quantize_dynamic(model: nn.Module, config: DynamicInt8Config, filter_fn: Fi
         ao_quantize_(model, Int8DynamicActivationInt8WeightConfig(),
                      filter_fn=lambda module, name: id(module) in chosen)
         return
-    if _device(model).type != "cpu":
+    if model_device(model).type != "cpu":
         raise CompressionError("the 'torch' int8 backend runs on the CPU only: move the model with .cpu() first, "
                                "or use backend='torchao' on CUDA")
     layers = select_layers(model, DYNAMIC_LAYERS, filter_fn, method="dynamic int8 (torch)")

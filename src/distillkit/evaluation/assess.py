@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from distillkit.core.distiller import InputSpec, call_model, extract_logits
 from distillkit.evaluation.cost import measure_cost
 from distillkit.evaluation.metrics import classification_metrics
+from distillkit.models import model_device
 
 __all__ = ["assess_models", "predict"]
 
@@ -26,7 +27,7 @@ def predict(
     (Inside a distributed run use :meth:`distillkit.Trainer.predict`, which gathers across processes.)
     """
     # quantized and ONNX Runtime modules may have no parameters at all: they run on the CPU
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     was_training = model.training
     model.eval()
     logits, targets = [], []

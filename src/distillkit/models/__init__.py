@@ -21,6 +21,11 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live; the CPU for modules without any (int8 and ONNX Runtime modules)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 def _import_factory(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
     try:
