@@ -290,23 +290,52 @@ def _ready_teacher(teacher: nn.Module, splits: DataSplits, metrics: dict[str, An
 
 
 def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resume: bool = False,
-                reuse_dir: Path | None = None, callbacks: list[Any] | None = None) -> TrainedModel:
-    """Load the teacher's weights, reuse a teacher trained earlier with the same config, or train it."""
+                reuse_dir: Path | None = None, hooks: Callable[[str], list[Any]] | None = None) -> TrainedModel:
+    """Load the teacher's weights, reuse a teacher trained earlier with the same config, or train it.
+
+    With ``teacher.ensemble: N`` (N > 1) it trains N members with seeds ``seed, seed + 1, ...`` (each saved in
+    ``<run>/teacher_<k>`` and reused like a single teacher) and returns their :class:`MultiTeacher` mixture, whose
+    metrics are those of the mixture plus each member's ``members/<k>/test/accuracy``.
+    """
+    spec = config.teacher
+    if spec.ensemble == 1:
+        return _get_one_teacher(config, splits, folder, "teacher", resume=resume, reuse_dir=reuse_dir,
+                                callbacks=hooks("teacher") if hooks else None)
+    from distillkit.core.multi_teacher import MultiTeacher
+
+    members, metrics, seconds = [], {}, 0.0
+    for k in range(spec.ensemble):
+        member_config = config.model_copy(update={"seed": config.seed + k,
+                                                  "teacher": spec.model_copy(update={"ensemble": 1})})
+        name = f"teacher_{k}"
+        member = _get_one_teacher(member_config, splits, folder, name, resume=resume, reuse_dir=reuse_dir,
+                                  callbacks=hooks(name) if hooks else None)
+        log.info("%s: test accuracy %.4f", name, member.metrics["test/accuracy"])
+        members.append(member.model)
+        metrics[f"members/{k}/test/accuracy"] = member.metrics["test/accuracy"]
+        seconds += member.seconds
+    mixture = MultiTeacher(members, weights=None if spec.ensemble_weights == "equal" else "confidence")
+    ready = _ready_teacher(mixture.eval(), splits, metrics)
+    return TrainedModel("teacher", ready.model, {**ready.metrics, "train_seconds": seconds}, seconds)
+
+
+def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, name: str, *, resume: bool,
+                     reuse_dir: Path | None, callbacks: list[Any] | None) -> TrainedModel:
     teacher = build_from(config.teacher, splits, role="teacher", seed=config.seed)
     if config.teacher.weights:
         return _ready_teacher(teacher, splits, {})
     cached = reuse_dir / _teacher_key(config) if reuse_dir is not None else None
     if cached is not None and (cached / "model.safetensors").is_file():
-        log.info("teacher: reusing the one trained earlier with this config (%s)", cached)
+        log.info("%s: reusing the one trained earlier with this config (%s)", name, cached)
         load_weights(teacher, cached / "model.safetensors")
         earlier = json.loads((cached / "metrics.json").read_text()) if (cached / "metrics.json").is_file() else {}
         if folder is not None:
-            (folder / "teacher").mkdir(parents=True, exist_ok=True)
-            for name in ("model.safetensors", "metrics.jsonl"):  # the curves of its training go into the report
-                if (cached / name).is_file():
-                    shutil.copy(cached / name, folder / "teacher" / name)
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            for file in ("model.safetensors", "metrics.jsonl"):  # the curves of its training go into the report
+                if (cached / file).is_file():
+                    shutil.copy(cached / file, folder / name / file)
         return _ready_teacher(teacher, splits, earlier)
-    result = train_one("teacher", make_distiller(None, teacher, splits), splits, config.teacher.train or TrainConfig(), config,
+    result = train_one(name, make_distiller(None, teacher, splits), splits, config.teacher.train or TrainConfig(), config,
                        folder, resume=resume, batch_transform=build_augmentation(config, splits), callbacks=callbacks)
     if cached is not None:
         tmp = cached.with_name(cached.name + ".tmp")
@@ -315,8 +344,8 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
 
         save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, str(tmp / "model.safetensors"))
         (tmp / "metrics.json").write_text(json.dumps(result.metrics))
-        if folder is not None and (folder / "teacher" / "metrics.jsonl").is_file():
-            shutil.copy(folder / "teacher" / "metrics.jsonl", tmp / "metrics.jsonl")
+        if folder is not None and (folder / name / "metrics.jsonl").is_file():
+            shutil.copy(folder / name / "metrics.jsonl", tmp / "metrics.jsonl")
         if cached.exists():
             shutil.rmtree(cached)
         tmp.rename(cached)
@@ -333,6 +362,11 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
     splits = splits or build_splits(config)
     student_alone = build_from(config.student, splits, role="student", seed=config.seed)
     teacher_probe = build_from(config.teacher, splits, role="teacher")
+    if config.teacher.ensemble > 1:  # feature terms name members' layers: "teachers.0.conv3"
+        from distillkit.core.multi_teacher import MultiTeacher
+
+        teacher_probe = MultiTeacher([teacher_probe, *(build_from(config.teacher, splits, role="teacher")
+                                                        for _ in range(config.teacher.ensemble - 1))])
     train_size = len(splits.train) + (len(splits.transfer) if splits.transfer is not None else 0)  # type: ignore[arg-type]
     probe = make_distiller(teacher_probe, build_from(config.student, splits, role="student"), splits,
                            terms=build_terms(config, train_size))
@@ -353,7 +387,7 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
         return folder.callbacks(prefix) if folder is not None else []
 
     try:
-        teacher = get_teacher(config, splits, path, resume=resume, reuse_dir=reuse_dir, callbacks=hooks("teacher"))
+        teacher = get_teacher(config, splits, path, resume=resume, reuse_dir=reuse_dir, hooks=hooks)
         torch.manual_seed(config.seed)
         augment = build_augmentation(config, splits)  # the same augmentation for every model: a fair comparison
         alone = train_one("student_alone", make_distiller(None, student_alone, splits), splits, config.train, config, path,

@@ -163,3 +163,35 @@ def test_bad_methods_fail_clearly(methods, message, config_file, tmp_path, capsy
     assert main(["compare", str(config_file), "--out", str(out), "--set", f"distill.methods={methods}"]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_teacher_ensemble_trains_members_and_distils_from_their_mixture(config_file, tmp_path, capsys):
+    out = tmp_path / "ensemble"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", "teacher.ensemble=3",
+                 "--set", "teacher.ensemble_weights=confidence", "--set", "train.epochs=1",
+                 "--set", 'distill.features=[{"student": "act1", "teacher": "teachers.2.act1"}]']) == 0
+    results = json.loads((out / "results.json").read_text())
+    teacher = results["models"]["teacher"]
+    members = [teacher[f"members/{k}/test/accuracy"] for k in range(3)]
+    assert len(set(members)) > 1  # different seeds, different members
+    for k in range(3):
+        assert (out / f"teacher_{k}" / "model.safetensors").is_file()
+    assert not (out / "teacher").exists()
+    # the mixture's parameters are the members' together
+    from safetensors.torch import load_file
+
+    member_params = sum(t.numel() for t in load_file(out / "teacher_0" / "model.safetensors").values())
+    assert teacher["params"] == 3 * member_params
+    record = json.loads((out / "distilled" / "metrics.jsonl").read_text().splitlines()[0])
+    assert "feature/act1->teachers.2.act1" in record
+
+
+@pytest.mark.parametrize("override,message", [
+    ("student.ensemble=2", "only the teacher can be an ensemble"),
+    ("teacher.ensemble=0", "greater than or equal to 1"),
+])
+def test_bad_ensembles_fail_clearly(override, message, config_file, tmp_path, capsys):
+    out = tmp_path / "bad"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", override]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distillkit.registry import DistillkitError, suggest
 
@@ -96,6 +96,10 @@ class ModelConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = Field(None, description="safetensors file, checkpoint or run folder to load")
     train: TrainConfig | None = Field(None, description="how to train this model alone (teacher: if no weights)")
+    ensemble: int = Field(1, ge=1, le=32, description="teacher only: train this many copies (seeds seed, seed+1, "
+                          "...) and distil from the mixture of their predictions (MultiTeacher)")
+    ensemble_weights: Literal["equal", "confidence"] = Field(
+        "equal", description="teacher ensemble: equal weights, or per-sample weights from each member's confidence")
 
 
 class FeaturePairConfig(_Strict):
@@ -203,6 +207,16 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig, description="student training, alone and distilled")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compress: CompressConfig | None = Field(None, description="compression steps after distillation")
+
+    @model_validator(mode="after")
+    def _one_student(self) -> Config:
+        if self.student.ensemble != 1:
+            raise ValueError("student.ensemble: only the teacher can be an ensemble; remove it from the student "
+                             "(for students that learn from each other, see MutualLearning)")
+        if self.teacher.ensemble > 1 and self.teacher.weights:
+            raise ValueError("teacher.ensemble > 1 trains its members; it cannot be combined with teacher.weights "
+                             "(load several trained teachers with distillkit.MultiTeacher in Python instead)")
+        return self
 
     @field_validator("name")
     @classmethod
