@@ -35,6 +35,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                    "student": {"model": "mlp", "kwargs": {"hidden": [50]}},
                    "train": {"epochs": 40, "lr": 0.003, "weight_decay": 0.0005}},
         "layers": ("fc1", "fc1"),
+        "stages": None,  # a one-hidden-layer student has a single stage: nothing to review
     },
     "mnist1d": {
         "config": {"data": {"name": "mnist1d", "batch_size": 128},
@@ -43,6 +44,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                    "student": {"model": "mlp", "kwargs": {"hidden": [100, 100]}},
                    "train": {"epochs": 60, "lr": 0.003}},
         "layers": ("fc2", "conv3"),
+        "stages": ("fc1,fc2", "conv2,conv3"),
     },
 }
 
@@ -56,13 +58,19 @@ METHOD_SETTINGS: dict[str, tuple[float, dict[str, Any]]] = {
     "rkd_angle": (50.0, {}),
     "crd": (0.8, {"num_negatives": 1024}),
     "jacobian": (1.0, {}),
+    "adversarial": (1.0, {"temperature": 4.0}),
+    "reviewkd": (1.0, {}),
 }
 TRANSFER = "kd+transfer"  # KD with 20,000 generated, teacher-labelled MNIST-1D inputs (Hinton's transfer set)
 ALL = ["kd", "lskd", "ctkd", "fitnet", *METHOD_SETTINGS, TRANSFER]
 
 
-def terms_for(method: str, layers: tuple[str, str], num_samples: int) -> list[Any]:
-    student_layer, teacher_layer = layers
+def terms_for(method: str, setting: dict[str, Any], num_samples: int) -> list[Any]:
+    student_layer, teacher_layer = setting["layers"]
+    if method == "reviewkd":
+        if setting["stages"] is None:
+            raise ValueError("the student has one hidden stage; reviewkd needs two or more")
+        student_layer, teacher_layer = setting["stages"]
     if method == "kd":
         return [SoftTargetTerm(0.9, temperature=4.0), HardLabelTerm(0.1)]
     if method == "lskd":
@@ -74,7 +82,7 @@ def terms_for(method: str, layers: tuple[str, str], num_samples: int) -> list[An
     weight, params = METHOD_SETTINGS[method]
     if method == "crd":
         params = {**params, "num_samples": num_samples}
-    layer_kwargs = {"student": student_layer, "teacher": teacher_layer} if method not in ("dkd", "dist", "jacobian") else {}
+    layer_kwargs = {"student": student_layer, "teacher": teacher_layer} if method not in ("dkd", "dist", "jacobian", "adversarial") else {}
     return [HardLabelTerm(1.0), build_method_term(method, weight=weight, params=params, **layer_kwargs)]
 
 
@@ -109,7 +117,7 @@ def main() -> None:
                     train_data = ConcatDictDataset([splits.train, unlabelled(mnist1d_transfer_set(20000, seed=seed + 1000))])
                 try:
                     distiller = Distiller(teacher.model, student, terms=terms_for(
-                        "kd" if method == TRANSFER else method, setting["layers"], len(train_data or splits.train)))
+                        "kd" if method == TRANSFER else method, setting, len(train_data or splits.train)))
                     accuracy = train_one(method, distiller, splits, config.train, config, None,
                                          train_data=train_data).metrics["test/accuracy"]
                 except (ValueError, KeyError) as error:  # e.g. a layer pair a method cannot compare

@@ -20,12 +20,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from distillkit.config.schema import Config, ModelConfig, ScheduleConfig, TrainConfig, dump_config
+from distillkit.config.schema import Config, ConfigError, ModelConfig, ScheduleConfig, TrainConfig, dump_config
 from distillkit.core import schedules as sched
 from distillkit.core.distiller import Distiller
 from distillkit.core.terms import FeatureTerm, HardLabelTerm, LossTerm, SoftTargetTerm
 from distillkit.data.builtin import DataSplits, load_dataset
-from distillkit.data.transfer import Compose, ConcatDictDataset, Mixup, RandomFlip, RandomShift, unlabelled
+from distillkit.data.transfer import (
+    Compose,
+    ConcatDictDataset,
+    Mixup,
+    RandomAffine,
+    RandomFlip,
+    RandomShift,
+    unlabelled,
+)
 from distillkit.models import build_model, count_parameters, load_weights
 from distillkit.registry import DistillkitError
 from distillkit.training.callbacks import EarlyStopping, MetricsFile
@@ -84,9 +92,16 @@ def build_splits(config: Config) -> DataSplits:
 
 
 def build_augmentation(config: Config, splits: DataSplits) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-    """The batch augmentation declared in ``data`` (shift, flip, mixup), applied to every model trained in a run."""
+    """The batch augmentation declared in ``data`` (shift, rotate, scale, flip, mixup), applied to every model
+    trained in a run."""
     steps: list[Any] = []
-    if config.data.shift:
+    data = config.data
+    if data.rotate or data.scale:
+        if splits.input_shape is None or len(splits.input_shape) != 3:
+            raise ConfigError(f"data.rotate and data.scale need images [C, H, W]; {splits.name} has inputs of shape "
+                              f"{splits.input_shape}. Remove them (data.shift works on 1-D inputs too).")
+        steps.append(RandomAffine(data.rotate, data.scale, data.shift, input_key=splits.input_key))
+    elif data.shift:
         steps.append(RandomShift(config.data.shift, input_key=splits.input_key))
     if config.data.flip:
         steps.append(RandomFlip(input_key=splits.input_key))
@@ -371,6 +386,7 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
     probe = make_distiller(teacher_probe, build_from(config.student, splits, role="student"), splits,
                            terms=build_terms(config, train_size))
     first = torch.utils.data.default_collate([splits.train[i] for i in range(min(8, len(splits.train)))])  # type: ignore[arg-type]
+    build_augmentation(config, splits)  # augmentations that do not fit the inputs fail here
     probe.setup(first)  # class counts, fields, layer names and adapter shapes, before anything is written
     if config.compress is not None:
         from distillkit.compression.pipeline import check_pipeline

@@ -100,6 +100,7 @@ def test_help_shows_examples(capsys):
     (["compare", "{cfg}", "--set", "distill.features=[{student: act9, teacher: act1}]"], "no module named 'act9'"),
     (["compare", "{cfg}", "--set", "teacher.weights=/nope.safetensors"], "weights file not found"),
     (["compare", "{cfg}", "--resume"], "nothing to resume"),
+    (["compare", "{cfg}", "--set", "data.name=mnist1d", "--set", "data.rotate=10"], "need images [C, H, W]"),
 ])
 def test_bad_input_fails_with_one_line_and_leaves_nothing(args, message, config_file, tmp_path, capsys):
     out = tmp_path / "out"

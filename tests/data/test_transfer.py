@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from distillkit import Distiller, Trainer
@@ -75,6 +76,33 @@ def test_random_shift_translates_images_and_1d_inputs():
     shifted = RandomShift(3, generator=torch.Generator().manual_seed(1))({"input": line})["input"]
     assert shifted.shape == (8, 40) and ((shifted.argmax(1) - 20).abs() <= 3).all()
     assert RandomShift(0)({"input": x})["input"] is x
+
+
+def test_random_affine_rotates_scales_and_shifts_images():
+    import math
+
+    from distillkit.data import RandomAffine
+
+    x = torch.zeros(32, 1, 21, 21)
+    x[:, :, 9:12, 15:18] = 1.0  # a 3x3 blob 6 pixels to the right of the centre
+    identity = RandomAffine(0, 0, 0)({"input": x})["input"]
+    assert torch.allclose(identity, x, atol=1e-6)  # no rotation, zoom or shift: the same image
+    out = RandomAffine(30, 0.0, 0, generator=torch.Generator().manual_seed(0))({"input": x})["input"]
+    assert torch.allclose(out.sum((1, 2, 3)), torch.full((32,), 9.0), atol=0.3)  # moved and interpolated, not lost
+    rows = torch.arange(21.0).view(21, 1)
+    cols = torch.arange(21.0).view(1, 21)
+    mass = out[:, 0] / out[:, 0].sum((1, 2), keepdim=True)
+    cy, cx = (mass * rows).sum((1, 2)) - 10, (mass * cols).sum((1, 2)) - 10
+    radius, angle = torch.sqrt(cx ** 2 + cy ** 2), torch.atan2(cy, cx)
+    assert torch.allclose(radius, torch.full((32,), 6.0), atol=0.3)  # a rotation keeps the distance to the centre
+    assert angle.abs().max() <= math.radians(30) + 0.1 and angle.std() > 0.05  # random angles within +/- 30 degrees
+    zoomed = RandomAffine(0, 0.2, 0, generator=torch.Generator().manual_seed(1))({"input": x})["input"][:, 0]
+    zx = (zoomed * cols).sum((1, 2)) / zoomed.sum((1, 2)) - 10
+    assert ((zx > 6 / 1.2 - 0.3) & (zx < 6 * 1.2 + 0.3)).all() and zx.std() > 0.1
+    with pytest.raises(ValueError, match="needs images"):
+        RandomAffine(10)({"input": torch.zeros(4, 40)})
+    with pytest.raises(ValueError, match="scale must be in"):
+        RandomAffine(10, 1.5)
 
 
 def test_random_flip():

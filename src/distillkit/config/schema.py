@@ -69,6 +69,9 @@ class DataConfig(_Strict):
     image_size: int | None = None
     download: bool = False
     shift: int = Field(0, ge=0, description="random translation of up to this many pixels (0 = off)")
+    rotate: float = Field(0.0, ge=0.0, le=180.0, description="random rotations of images of up to this many "
+                          "degrees (0 = off)")
+    scale: float = Field(0.0, ge=0.0, lt=1.0, description="random zoom of images by up to this fraction (0 = off)")
     flip: bool = Field(False, description="random left-right flips of images")
     mixup: float = Field(0.0, ge=0.0, description="mixup alpha (0 = off)")
 

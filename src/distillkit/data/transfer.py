@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,8 @@ from torch.utils.data import Dataset
 
 from distillkit.data.base import UNLABELLED
 
-__all__ = ["Compose", "ConcatDictDataset", "Cutmix", "Mixup", "MixupOrCutmix", "RandomFlip", "RandomShift", "unlabelled"]
+__all__ = ["Compose", "ConcatDictDataset", "Cutmix", "Mixup", "MixupOrCutmix", "RandomAffine", "RandomFlip", "RandomShift",
+           "unlabelled"]
 
 
 class _Unlabelled(Dataset[dict[str, Any]]):
@@ -233,6 +235,61 @@ class RandomShift:
 
     def __repr__(self) -> str:
         return f"RandomShift(max_shift={self.max_shift})"
+
+
+class RandomAffine:
+    """Rotate, scale and translate each image by random amounts (on the batch, on the device), bilinearly.
+
+    The classic MNIST augmentation: angles uniform in ``[-degrees, degrees]``, zoom uniform in
+    ``[1 - scale, 1 + scale]``, whole-pixel shifts of up to ``max_shift``; the border value fills uncovered
+    pixels. With KD, teacher and student see the same view (function matching). ``[B, C, H, W]`` inputs.
+
+    Args:
+        degrees: the largest rotation, in degrees.
+        scale: the largest relative zoom in or out (0.1 = +/- 10%).
+        max_shift: the largest translation, in pixels.
+        input_key: the batch field to transform.
+        generator: optional ``torch.Generator`` (else the global RNG, which checkpoints restore).
+
+    Example:
+        >>> x = torch.zeros(2, 1, 8, 8)
+        >>> RandomAffine(10, 0.1, 1)({"input": x})["input"].shape
+        torch.Size([2, 1, 8, 8])
+    """
+
+    def __init__(self, degrees: float = 10.0, scale: float = 0.1, max_shift: int = 2, *, input_key: str = "input",
+                 generator: torch.Generator | None = None) -> None:
+        if not 0.0 <= degrees <= 180.0:
+            raise ValueError(f"degrees must be in [0, 180], got {degrees}")
+        if not 0.0 <= scale < 1.0:
+            raise ValueError(f"scale must be in [0, 1), got {scale}")
+        if max_shift < 0:
+            raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+        self.degrees, self.scale, self.max_shift = degrees, scale, max_shift
+        self.input_key, self.generator = input_key, generator
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        batch = dict(batch)
+        x = batch[self.input_key]
+        if x.dim() != 4:
+            raise ValueError(f"RandomAffine needs images [B, C, H, W], got {tuple(x.shape)}; for 1-D inputs use "
+                             "RandomShift (data.shift) without rotation or scaling")
+        size, (height, width) = x.shape[0], x.shape[-2:]
+        angle = (torch.rand(size, generator=self.generator) * 2 - 1) * math.radians(self.degrees)
+        zoom = 1 + (torch.rand(size, generator=self.generator) * 2 - 1) * self.scale
+        offsets = torch.randint(-self.max_shift, self.max_shift + 1, (size, 2), generator=self.generator).float()
+        theta = torch.empty(size, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = torch.cos(angle) / zoom
+        theta[:, 0, 1] = -torch.sin(angle) / zoom
+        theta[:, 1, 0] = torch.sin(angle) / zoom
+        theta[:, 0, 2] = 2 * offsets[:, 0] / width
+        theta[:, 1, 2] = 2 * offsets[:, 1] / height
+        grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+        batch[self.input_key] = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return batch
+
+    def __repr__(self) -> str:
+        return f"RandomAffine(degrees={self.degrees}, scale={self.scale}, max_shift={self.max_shift})"
 
 
 class RandomFlip:
