@@ -367,6 +367,14 @@ def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, na
     return result
 
 
+def _chain(config: Config) -> list[tuple[str, ModelConfig, TrainConfig]]:
+    """The models trained between the teacher and the distilled student: teacher assistants (Mirzadeh et al.
+    2020), then earlier born-again generations of the student (Furlanello et al. 2018)."""
+    steps = [(f"assistant_{k}", spec, spec.train or config.train) for k, spec in enumerate(config.distill.assistants)]
+    steps += [(f"generation_{g}", config.student, config.train) for g in range(1, config.distill.generations)]
+    return steps
+
+
 def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path | None = None,
                    splits: DataSplits | None = None) -> dict[str, Any]:
     """Teacher, student alone and distilled student under the same budget; returns and saves the results.
@@ -387,6 +395,8 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
                            terms=build_terms(config, train_size))
     first = torch.utils.data.default_collate([splits.train[i] for i in range(min(8, len(splits.train)))])  # type: ignore[arg-type]
     build_augmentation(config, splits)  # augmentations that do not fit the inputs fail here
+    for name, spec, _ in _chain(config):
+        build_from(spec, splits, role=name)
     probe.setup(first)  # class counts, fields, layer names and adapter shapes, before anything is written
     if config.compress is not None:
         from distillkit.compression.pipeline import check_pipeline
@@ -408,14 +418,25 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
         augment = build_augmentation(config, splits)  # the same augmentation for every model: a fair comparison
         alone = train_one("student_alone", make_distiller(None, student_alone, splits), splits, config.train, config, path,
                           resume=resume, batch_transform=augment, callbacks=hooks("student_alone"))
-        # the distilled student starts from the same initial weights as the student alone
-        student = build_from(config.student, splits, role="student", seed=config.seed)
-        distiller = make_distiller(teacher.model, student, splits, terms=build_terms(config, train_size))
         train_data = splits.train
         if splits.transfer is not None:
             train_data = ConcatDictDataset([splits.train, unlabelled(splits.transfer)])
+        current, chain_metrics = teacher.model, {}
+        for name, spec, train in _chain(config):  # assistants and earlier generations, each the next one's teacher
+            model = build_from(spec, splits, role=name, seed=config.seed)
+            step = train_one(name, make_distiller(current, model, splits, terms=build_terms(config, train_size)),
+                             splits, train, config, path, resume=resume, batch_transform=augment,
+                             train_data=train_data, callbacks=hooks(name))
+            log.info("%s: test accuracy %.4f", name, step.metrics["test/accuracy"])
+            chain_metrics.update({f"chain/{name}/test/accuracy": step.metrics["test/accuracy"],
+                                  f"chain/{name}/params": step.metrics["params"]})
+            current = step.model.eval().requires_grad_(False)
+        # the distilled student starts from the same initial weights as the student alone
+        student = build_from(config.student, splits, role="student", seed=config.seed)
+        distiller = make_distiller(current, student, splits, terms=build_terms(config, train_size))
         distilled = train_one("distilled", distiller, splits, config.train, config, path, resume=resume,
                               batch_transform=augment, train_data=train_data, callbacks=hooks("distilled"))
+        distilled.metrics.update(chain_metrics)
         from distillkit.evaluation import assess_models
 
         trained = (teacher, alone, distilled)

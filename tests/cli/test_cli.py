@@ -196,3 +196,24 @@ def test_bad_ensembles_fail_clearly(override, message, config_file, tmp_path, ca
     assert main(["compare", str(config_file), "--out", str(out), "--set", override]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_assistant_chain_and_born_again_generations(config_file, tmp_path, capsys):
+    out = tmp_path / "chain"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", "distill.features=[]",
+                 "--set", 'distill.assistants=[{"model": "mlp", "kwargs": {"hidden": [24]}}]',
+                 "--set", "distill.generations=2", "--set", "train.epochs=1"]) == 0
+    distilled = json.loads((out / "results.json").read_text())["models"]["distilled"]
+    # teacher (64 hidden) -> assistant (24) -> generation 1 (8) -> distilled (8)
+    assert distilled["chain/assistant_0/params"] == 64 * 24 + 24 + 24 * 10 + 10
+    assert distilled["chain/generation_1/params"] == distilled["params"]
+    assert 0.0 < distilled["chain/assistant_0/test/accuracy"] <= 1.0
+    for name in ("assistant_0", "generation_1", "distilled"):
+        assert (out / name / "model.safetensors").is_file()
+
+
+def test_chains_refuse_layer_terms(config_file, tmp_path, capsys):
+    out = tmp_path / "bad"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", "distill.generations=2"]) == 2
+    assert "layer-to-layer terms cannot follow it" in capsys.readouterr().err
+    assert not out.exists()

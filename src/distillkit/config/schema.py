@@ -132,6 +132,10 @@ class DistillConfig(_Strict):
     sample_weights: Literal["confidence", "correctness"] | None = Field(
         None, description="scale each sample's soft loss by the teacher's confidence, or drop its mistakes")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    assistants: list[ModelConfig] = Field(default_factory=list, description="teacher-assistant chain (Mirzadeh et "
+                                          "al. 2020): models distilled in turn between teacher and student")
+    generations: int = Field(1, ge=1, le=10, description="born-again networks (Furlanello et al. 2018): distil this "
+                             "many students in a row, each from the one before; the last is the distilled student")
 
 
 class TrackingConfig(_Strict):
@@ -216,6 +220,15 @@ class Config(_Strict):
         if self.student.ensemble != 1:
             raise ValueError("student.ensemble: only the teacher can be an ensemble; remove it from the student "
                              "(for students that learn from each other, see MutualLearning)")
+        distill = self.distill
+        if distill.assistants or distill.generations > 1:
+            layered = [f.student for f in distill.features] + [m.name for m in distill.methods if m.student or m.teacher]
+            if layered:
+                raise ValueError("distill.assistants and distill.generations change the teacher along the way, so "
+                                 f"layer-to-layer terms cannot follow it ({', '.join(layered)}); remove "
+                                 "distill.features and layer methods, or the chain")
+            if any(a.ensemble != 1 for a in distill.assistants):
+                raise ValueError("distill.assistants: an assistant cannot be an ensemble")
         if self.teacher.ensemble > 1 and self.teacher.weights:
             raise ValueError("teacher.ensemble > 1 trains its members; it cannot be combined with teacher.weights "
                              "(load several trained teachers with distillkit.MultiTeacher in Python instead)")
