@@ -44,8 +44,13 @@ __all__ = ["RunFolder", "build_schedule", "build_splits", "run_comparison", "tra
 log = logging.getLogger("distillkit")
 
 
-def build_schedule(value: float | ScheduleConfig, *, where: str = "schedule") -> sched.ScheduleLike:
-    """A number or a :class:`~distillkit.core.schedules.Schedule` from its config."""
+def build_schedule(value: float | ScheduleConfig, *, where: str = "schedule",
+                   teacher_accuracy: float | None = None) -> sched.ScheduleLike:
+    """A number or a :class:`~distillkit.core.schedules.Schedule` from its config.
+
+    ``teacher_accuracy`` (the teacher's validation accuracy) is what a ``teacher_gap`` alpha compares the
+    student with; without it the gap is measured from 1.0.
+    """
     if not isinstance(value, ScheduleConfig):
         return float(value)
 
@@ -70,6 +75,12 @@ def build_schedule(value: float | ScheduleConfig, *, where: str = "schedule") ->
     if value.kind == "piecewise":
         need("points")
         return sched.Piecewise(value.points, unit=value.unit)  # type: ignore[arg-type]
+    if value.kind == "teacher_gap":
+        if where != "distill.alpha":
+            raise DistillkitError(f"{where}: a 'teacher_gap' schedule is for distill.alpha (the teacher's weight) only")
+        return sched.TeacherGapAlpha(1.0 if teacher_accuracy is None else teacher_accuracy, metric=value.metric,
+                                     high=0.9 if value.start is None else value.start,
+                                     low=0.3 if value.end is None else value.end, full_gap=value.full_gap)
     need("start")
     return sched.PlateauDecay(value.start, metric=value.metric, factor=value.factor,  # type: ignore[arg-type]
                               patience=value.patience, floor=value.end or 0.0)
@@ -124,10 +135,12 @@ def build_from(model_config: ModelConfig, splits: DataSplits, *, role: str, seed
     return model
 
 
-def build_terms(config: Config, num_samples: int | None = None) -> list[LossTerm]:
-    """The loss terms of the config; ``num_samples`` (training-set size) fills in CRD's memory-bank size."""
+def build_terms(config: Config, num_samples: int | None = None, *,
+                teacher_accuracy: float | None = None) -> list[LossTerm]:
+    """The loss terms of the config; ``num_samples`` (training-set size) fills in CRD's memory-bank size and
+    ``teacher_accuracy`` the teacher's validation accuracy for a ``teacher_gap`` alpha."""
     distill = config.distill
-    alpha = build_schedule(distill.alpha, where="distill.alpha")
+    alpha = build_schedule(distill.alpha, where="distill.alpha", teacher_accuracy=teacher_accuracy)
     beta = build_schedule(distill.beta, where="distill.beta")
     terms: list[LossTerm] = [
         SoftTargetTerm(alpha, temperature=build_schedule(distill.temperature, where="distill.temperature"),
@@ -367,6 +380,20 @@ def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, na
     return result
 
 
+def _gap_reference(config: Config, teacher: nn.Module, splits: DataSplits) -> float | None:
+    """The teacher's validation accuracy (training accuracy without a validation split), for a ``teacher_gap``
+    alpha; ``None`` when the config does not use one."""
+    alpha = config.distill.alpha
+    if not (isinstance(alpha, ScheduleConfig) and alpha.kind == "teacher_gap"):
+        return None
+    from distillkit.evaluation import predict
+
+    logits, targets = predict(teacher, splits.val if splits.val is not None else splits.train, input_spec=splits.input_key)
+    accuracy = float((logits.argmax(-1) == targets).float().mean())
+    log.info("teacher_gap alpha: the teacher's validation accuracy is %.4f", accuracy)
+    return accuracy
+
+
 def _chain(config: Config) -> list[tuple[str, ModelConfig, TrainConfig]]:
     """The models trained between the teacher and the distilled student: teacher assistants (Mirzadeh et al.
     2020), then earlier born-again generations of the student (Furlanello et al. 2018)."""
@@ -424,7 +451,8 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
         current, chain_metrics = teacher.model, {}
         for name, spec, train in _chain(config):  # assistants and earlier generations, each the next one's teacher
             model = build_from(spec, splits, role=name, seed=config.seed)
-            step = train_one(name, make_distiller(current, model, splits, terms=build_terms(config, train_size)),
+            terms = build_terms(config, train_size, teacher_accuracy=_gap_reference(config, current, splits))
+            step = train_one(name, make_distiller(current, model, splits, terms=terms),
                              splits, train, config, path, resume=resume, batch_transform=augment,
                              train_data=train_data, callbacks=hooks(name))
             log.info("%s: test accuracy %.4f", name, step.metrics["test/accuracy"])
@@ -433,7 +461,8 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
             current = step.model.eval().requires_grad_(False)
         # the distilled student starts from the same initial weights as the student alone
         student = build_from(config.student, splits, role="student", seed=config.seed)
-        distiller = make_distiller(current, student, splits, terms=build_terms(config, train_size))
+        terms = build_terms(config, train_size, teacher_accuracy=_gap_reference(config, current, splits))
+        distiller = make_distiller(current, student, splits, terms=terms)
         distilled = train_one("distilled", distiller, splits, config.train, config, path, resume=resume,
                               batch_transform=augment, train_data=train_data, callbacks=hooks("distilled"))
         distilled.metrics.update(chain_metrics)

@@ -217,3 +217,29 @@ def test_chains_refuse_layer_terms(config_file, tmp_path, capsys):
     assert main(["compare", str(config_file), "--out", str(out), "--set", "distill.generations=2"]) == 2
     assert "layer-to-layer terms cannot follow it" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_teacher_gap_alpha_follows_the_students_validation_accuracy(config_file, tmp_path, capsys):
+    out = tmp_path / "gap"
+    alpha = '{"kind": "teacher_gap", "start": 0.9, "end": 0.2, "full_gap": 2.0}'
+    assert main(["compare", str(config_file), "--out", str(out), "--set", f"distill.alpha={alpha}",
+                 "--set", "train.epochs=3"]) == 0
+    records = [json.loads(line) for line in (out / "distilled" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if "weight/soft" in r]
+    evals = [r for r in records if "val/accuracy" in r]
+    assert train[0]["weight/soft"] == pytest.approx(0.9)  # before any validation: the teacher weighs most
+    teacher_val = float(next(line for line in (out / "log.txt").read_text().splitlines()
+                             if "teacher's validation accuracy" in line).split()[-1])
+    expected = 0.2 + 0.7 * min(max((teacher_val - evals[0]["val/accuracy"]) / 2.0, 0.0), 1.0)
+    assert 0.2 < expected < 0.85  # the gap is partly closed: alpha between 'end' and 'start'
+    after_first_eval = [r for r in train if r["epoch"] > 1]  # epoch 1.0 is the last step before validation
+    assert after_first_eval[0]["weight/soft"] == pytest.approx(expected, abs=1e-4)  # the log rounds to 4 digits
+    assert after_first_eval[0]["weight/hard"] == pytest.approx(1 - expected, abs=1e-4)
+
+
+def test_teacher_gap_is_for_alpha_only(config_file, tmp_path, capsys):
+    out = tmp_path / "bad"
+    assert main(["compare", str(config_file), "--out", str(out),
+                 "--set", 'distill.temperature={"kind": "teacher_gap"}']) == 2
+    assert "for distill.alpha" in capsys.readouterr().err
+    assert not out.exists()

@@ -40,7 +40,7 @@ class _Strict(BaseModel):
 class ScheduleConfig(_Strict):
     """A schedule for a weight or the temperature (see :mod:`distillkit.core.schedules`)."""
 
-    kind: Literal["constant", "linear", "cosine", "step", "warmup", "piecewise", "plateau"]
+    kind: Literal["constant", "linear", "cosine", "step", "warmup", "piecewise", "plateau", "teacher_gap"]
     start: float | None = None
     end: float | None = None
     total: float | None = None
@@ -52,6 +52,7 @@ class ScheduleConfig(_Strict):
     metric: str = "val/accuracy"
     factor: float = 0.5
     patience: int = 1
+    full_gap: float = Field(0.1, gt=0, description="teacher_gap: the accuracy gap at which alpha is 'start'")
 
 
 Scalar = Union[float, ScheduleConfig]
