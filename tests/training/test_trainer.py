@@ -68,6 +68,25 @@ def test_resume_mid_epoch_reproduces_uninterrupted_run(teacher, blobs, tmp_path)
         assert torch.equal(a, b)
 
 
+def test_metrics_file_holds_each_step_once_after_a_crash_and_resume(teacher, blobs, tmp_path):
+    class Crash(Callback):
+        def on_step_end(self, trainer, logs):
+            if trainer.step == 11:
+                raise RuntimeError("power cut")
+
+    common = dict(epochs=3, batch_size=32, lr=1e-2, progress=False, checkpoint_every=4, checkpoint_dir=tmp_path)
+    path, val = tmp_path / "metrics.jsonl", make_blobs(64, seed=1)
+    with pytest.raises(RuntimeError, match="power cut"):
+        Trainer(make_distiller(teacher), blobs, val, callbacks=[MetricsFile(path), Crash()], **common).fit()
+    written = [json.loads(line)["step"] for line in path.read_text().splitlines()]
+    assert max(written) == 11 and find_latest(tmp_path).name == "step-00000008"  # 9-11 are past the checkpoint
+    Trainer(make_distiller(teacher), blobs, val, callbacks=[MetricsFile(path)], **common).fit(resume="latest")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    train_steps = [r["step"] for r in records if r["kind"] == "train"]
+    assert train_steps == list(range(1, 25))  # 3 epochs of 8 steps, each once, in order
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [8, 16, 24]
+
+
 def test_resume_without_checkpoint_is_a_clear_error(teacher, blobs, tmp_path):
     from distillkit.training import CheckpointError
 

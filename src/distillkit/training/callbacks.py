@@ -128,10 +128,23 @@ class ProgressBar(Callback):
 
 
 class MetricsFile(Callback):
-    """Append every step's logs and every evaluation to ``path`` as JSON lines (main process only)."""
+    """Append every step's logs and every evaluation to ``path`` as JSON lines (main process only).
+
+    When training starts (fresh, or resumed from a checkpoint at step S), records of a previous attempt past the
+    starting step are dropped, so a resumed run's file holds each step once.
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, every: int = 1) -> None:
         self.path, self.every = Path(path), max(1, every)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if not trainer.is_main_process or not self.path.is_file():
+            return
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= trainer.step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(self.path)
 
     def _write(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if not trainer.is_main_process:
