@@ -73,6 +73,20 @@ def test_train_then_evaluate(config_file, tmp_path, capsys):
     assert "do not fit" in capsys.readouterr().err
 
 
+def test_train_gives_the_teacher_the_same_augmentation_as_compare(config_file, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    shift = ["--set", "data.shift=1", "--set", "teacher.train.epochs=1"]
+    assert main(["train", str(config_file), "--role", "teacher", "--out", str(tmp_path / "t"), *shift]) == 0
+    assert main(["compare", str(config_file), "--out", str(tmp_path / "c"), *shift, "--set", "train.epochs=1"]) == 0
+    alone, in_compare = (load_file(tmp_path / d / "teacher" / "model.safetensors") for d in ("t", "c"))
+    assert all(alone[k].equal(in_compare[k]) for k in alone)
+    assert main(["train", str(config_file), "--role", "teacher", "--out", str(tmp_path / "e"),
+                 "--set", "teacher.ensemble=2"]) == 2
+    assert "add --set teacher.ensemble=1" in capsys.readouterr().err.lower()
+    assert not (tmp_path / "e").exists()
+
+
 @pytest.mark.parametrize("what", ["losses", "methods", "models", "datasets"])
 def test_list(what, capsys):
     assert main(["list", what]) == 0

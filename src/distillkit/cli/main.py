@@ -200,22 +200,26 @@ def train(
     Example: distillkit train configs/mnist5k.yaml --role teacher --out runs/teacher
     """
     from distillkit.config.schema import TrainConfig
-    from distillkit.experiment import RunFolder, build_from, build_splits, make_distiller, train_one
+    from distillkit.experiment import RunFolder, build_augmentation, build_from, build_splits, make_distiller, train_one
 
     _setup_logging()
     if role not in ("teacher", "student"):
         raise DistillkitError(f"--role must be 'teacher' or 'student', got {role!r}")
     cfg = _load(config, overrides)
+    if role == "teacher" and cfg.teacher.ensemble > 1:
+        raise DistillkitError(f"teacher.ensemble is {cfg.teacher.ensemble}: `distillkit compare` trains the members; "
+                              "`train` trains one model. Add --set teacher.ensemble=1 to train one member.")
     out = out or Path("runs") / f"{cfg.name}-{role}"
     folder = RunFolder(out, overwrite=overwrite, resume=resume)
     splits = build_splits(cfg)
     model_cfg = cfg.teacher if role == "teacher" else cfg.student
     model = build_from(model_cfg, splits, role=role, seed=cfg.seed)
     train_cfg = (model_cfg.train or TrainConfig()) if role == "teacher" else cfg.train
+    augment = build_augmentation(cfg, splits)  # the data section's augmentation, as in `compare`
     folder.create(cfg, kind=f"train-{role}")
     try:
         result = train_one(role, make_distiller(None, model, splits), splits, train_cfg, cfg, out, resume=resume,
-                           callbacks=folder.callbacks(role))
+                           batch_transform=augment, callbacks=folder.callbacks(role))
     except BaseException as error:
         folder.fail(error)
         folder.close()
