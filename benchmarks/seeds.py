@@ -6,7 +6,8 @@ each column and of the gain of the distilled student over the student alone, and
 Without ``--config`` it runs the packaged demo. Extra arguments are config overrides, e.g.
 ``distill.temperature=4``.
 
-Run: ``python benchmarks/seeds.py [--config configs/mnist1d_transfer.yaml] --seeds 0 1 2 [KEY=VALUE ...]``
+Run: ``python benchmarks/seeds.py [--config configs/mnist1d_transfer.yaml] [KEY=VALUE ...] --seeds 0 1 2``
+(overrides before ``--seeds``, which takes every number after it).
 """
 
 from __future__ import annotations

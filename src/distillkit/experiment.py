@@ -299,9 +299,12 @@ def train_one(
     return TrainedModel(name, distiller.student, metrics, seconds)
 
 
-def _teacher_key(config: Config) -> str:
-    blob = json.dumps([config.teacher.model_dump(mode="json"), config.data.model_dump(mode="json"), config.seed],
-                      sort_keys=True)
+def _teacher_key(config: Config, split_seed: int) -> str:
+    """The teacher cache's key: the teacher's config, the data config, its own seed (initial weights and data
+    order) and the seed that drew the train/val/test split it was trained on (an ensemble member's own seed
+    differs from the split's, and a member trained on another split may have seen this split's test data)."""
+    blob = json.dumps([config.teacher.model_dump(mode="json"), config.data.model_dump(mode="json"), config.seed,
+                       split_seed], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -327,8 +330,8 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
     """
     spec = config.teacher
     if spec.ensemble == 1:
-        return _get_one_teacher(config, splits, folder, "teacher", resume=resume, reuse_dir=reuse_dir,
-                                callbacks=hooks("teacher") if hooks else None)
+        return _get_one_teacher(config, splits, folder, "teacher", split_seed=config.seed, resume=resume,
+                                reuse_dir=reuse_dir, callbacks=hooks("teacher") if hooks else None)
     from distillkit.core.multi_teacher import MultiTeacher
 
     members, metrics, seconds = [], {}, 0.0
@@ -336,8 +339,8 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
         member_config = config.model_copy(update={"seed": config.seed + k,
                                                   "teacher": spec.model_copy(update={"ensemble": 1})})
         name = f"teacher_{k}"
-        member = _get_one_teacher(member_config, splits, folder, name, resume=resume, reuse_dir=reuse_dir,
-                                  callbacks=hooks(name) if hooks else None)
+        member = _get_one_teacher(member_config, splits, folder, name, split_seed=config.seed, resume=resume,
+                                  reuse_dir=reuse_dir, callbacks=hooks(name) if hooks else None)
         log.info("%s: test accuracy %.4f", name, member.metrics["test/accuracy"])
         members.append(member.model)
         metrics[f"members/{k}/test/accuracy"] = member.metrics["test/accuracy"]
@@ -347,12 +350,12 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
     return TrainedModel("teacher", ready.model, {**ready.metrics, "train_seconds": seconds}, seconds)
 
 
-def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, name: str, *, resume: bool,
-                     reuse_dir: Path | None, callbacks: list[Any] | None) -> TrainedModel:
+def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, name: str, *, split_seed: int,
+                     resume: bool, reuse_dir: Path | None, callbacks: list[Any] | None) -> TrainedModel:
     teacher = build_from(config.teacher, splits, role="teacher", seed=config.seed)
     if config.teacher.weights:
         return _ready_teacher(teacher, splits, {})
-    cached = reuse_dir / _teacher_key(config) if reuse_dir is not None else None
+    cached = reuse_dir / _teacher_key(config, split_seed) if reuse_dir is not None else None
     if cached is not None and (cached / "model.safetensors").is_file():
         log.info("%s: reusing the one trained earlier with this config (%s)", name, cached)
         load_weights(teacher, cached / "model.safetensors")

@@ -257,3 +257,17 @@ def test_teacher_gap_is_for_alpha_only(config_file, tmp_path, capsys):
                  "--set", 'distill.temperature={"kind": "teacher_gap"}']) == 2
     assert "for distill.alpha" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_ensemble_members_are_never_reused_across_splits(tmp_path):
+    from distillkit.config import load_config
+    from distillkit.experiment import run_comparison
+
+    cache = tmp_path / "cache"
+    raw = {**TINY, "teacher": {**TINY["teacher"], "ensemble": 2, "train": {"epochs": 1, "lr": 0.005}},
+           "distill": {"alpha": 0.7}, "train": {"epochs": 1, "lr": 0.005}}
+    for seed in (0, 1):  # member seeds 0, 1 then 1, 2: the seed-1 member of each run saw a different split
+        run_comparison(load_config(raw={**raw, "seed": seed}), None, reuse_dir=cache)
+    assert len([p for p in cache.iterdir() if (p / "model.safetensors").is_file()]) == 4
+    run_comparison(load_config(raw={**raw, "seed": 1}), None, reuse_dir=cache)  # the same split: reused
+    assert len(list(cache.iterdir())) == 4
