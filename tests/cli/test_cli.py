@@ -192,6 +192,10 @@ def test_teacher_ensemble_trains_members_and_distils_from_their_mixture(config_f
     for k in range(3):
         assert (out / f"teacher_{k}" / "model.safetensors").is_file()
     assert not (out / "teacher").exists()
+    from distillkit.reporting.report import _metrics_file
+
+    assert _metrics_file(out, "teacher") == out / "teacher_0" / "metrics.jsonl"  # the report's teacher curves
+    assert (out / "report.html").is_file()
     # the mixture's parameters are the members' together
     from safetensors.torch import load_file
 

@@ -36,13 +36,23 @@ def _figure_bytes(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _metrics_file(folder: Path, key: str) -> Path:
+    """A model's metrics file; for an ensemble teacher (no ``teacher/``) its first member's, ``teacher_0/``."""
+    path = folder / key / "metrics.jsonl"
+    if key == "teacher" and not path.is_file() and (folder / "teacher_0" / "metrics.jsonl").is_file():
+        return folder / "teacher_0" / "metrics.jsonl"
+    return path
+
+
 def _loss_curves(folder: Path) -> Any:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
     for ax, key in zip(axes, LABELS, strict=True):
-        train = [r for r in _records(folder / key / "metrics.jsonl") if r.get("kind") == "train"]
-        ax.set_title(f"{LABELS[key]}: training loss per term")
+        path = _metrics_file(folder, key)
+        train = [r for r in _records(path) if r.get("kind") == "train"]
+        member = " (ensemble member 0)" if path.parent.name == "teacher_0" else ""
+        ax.set_title(f"{LABELS[key]}{member}: training loss per term")
         if not train:
             ax.text(0.5, 0.5, "no training records (weights loaded from a file)", ha="center", va="center")
             continue
@@ -67,7 +77,7 @@ def _accuracy_curves(folder: Path) -> Any:
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for key, label in LABELS.items():
-        evals = [r for r in _records(folder / key / "metrics.jsonl") if r.get("kind") == "eval"]
+        evals = [r for r in _records(_metrics_file(folder, key)) if r.get("kind") == "eval"]
         if evals:
             ax.plot([r["epoch"] for r in evals], [100 * r["val/accuracy"] for r in evals], label=label,
                     color=COLOURS[key], marker="o", markersize=2)
