@@ -78,9 +78,9 @@ def build_schedule(value: float | ScheduleConfig, *, where: str = "schedule",
     if value.kind == "teacher_gap":
         if where != "distill.alpha":
             raise DistillkitError(f"{where}: a 'teacher_gap' schedule is for distill.alpha (the teacher's weight) only")
+        bounds = {k: v for k, v in (("high", value.start), ("low", value.end)) if v is not None}  # else its defaults
         return sched.TeacherGapAlpha(1.0 if teacher_accuracy is None else teacher_accuracy, metric=value.metric,
-                                     high=0.9 if value.start is None else value.start,
-                                     low=0.3 if value.end is None else value.end, full_gap=value.full_gap)
+                                     full_gap=value.full_gap, **bounds)
     need("start")
     return sched.PlateauDecay(value.start, metric=value.metric, factor=value.factor,  # type: ignore[arg-type]
                               patience=value.patience, floor=value.end or 0.0)
@@ -113,11 +113,11 @@ def build_augmentation(config: Config, splits: DataSplits) -> Callable[[dict[str
                               f"{splits.input_shape}. Remove them (data.shift works on 1-D inputs too).")
         steps.append(RandomAffine(data.rotate, data.scale, data.shift, input_key=splits.input_key))
     elif data.shift:
-        steps.append(RandomShift(config.data.shift, input_key=splits.input_key))
-    if config.data.flip:
+        steps.append(RandomShift(data.shift, input_key=splits.input_key))
+    if data.flip:
         steps.append(RandomFlip(input_key=splits.input_key))
-    if config.data.mixup:
-        steps.append(Mixup(splits.num_classes, alpha=config.data.mixup, input_key=splits.input_key))
+    if data.mixup:
+        steps.append(Mixup(splits.num_classes, alpha=data.mixup, input_key=splits.input_key))
     return Compose(steps) if steps else None
 
 
