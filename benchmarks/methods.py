@@ -7,6 +7,9 @@ labels); every other method is added to the hard-label loss with the paper's wei
 student's hidden layer and the teacher's penultimate layer. ``at`` and ``nst`` need convolutional feature maps on
 both sides, which these MLP students do not have.
 
+``dml`` and ``kd+dml`` train the student together with a second one (deep mutual learning, without and with the
+teacher); the row is the first student's accuracy.
+
 Run: ``python benchmarks/methods.py [--data mnist5k mnist1d] [--seeds 0 1 2] [--methods kd dkd ...]``
 """
 
@@ -24,6 +27,7 @@ os.environ.setdefault("DISTILLKIT_NO_PROGRESS", "1")
 
 from distillkit.config import load_config  # noqa: E402
 from distillkit.core.distiller import Distiller  # noqa: E402
+from distillkit.core.mutual import MutualLearning  # noqa: E402
 from distillkit.core.terms import FeatureTerm, HardLabelTerm, SoftTargetTerm  # noqa: E402
 from distillkit.experiment import build_from, build_splits, get_teacher, train_one  # noqa: E402
 from distillkit.methods import build_method_term  # noqa: E402
@@ -62,7 +66,10 @@ METHOD_SETTINGS: dict[str, tuple[float, dict[str, Any]]] = {
     "reviewkd": (1.0, {}),
 }
 TRANSFER = "kd+transfer"  # KD with 20,000 generated, teacher-labelled MNIST-1D inputs (Hinton's transfer set)
-ALL = ["kd", "lskd", "ctkd", "fitnet", *METHOD_SETTINGS, TRANSFER]
+# Deep mutual learning (Zhang et al. 2018): the student trained with a second one (next seed) that it learns from;
+# "dml" has no teacher (the paper), "kd+dml" adds the kd row's terms from the teacher to each peer.
+COHORTS = ("dml", "kd+dml")
+ALL = ["kd", "lskd", "ctkd", "fitnet", *METHOD_SETTINGS, *COHORTS, TRANSFER]
 
 
 def terms_for(method: str, setting: dict[str, Any], num_samples: int) -> list[Any]:
@@ -116,8 +123,14 @@ def main() -> None:
 
                     train_data = ConcatDictDataset([splits.train, unlabelled(mnist1d_transfer_set(20000, seed=seed + 1000))])
                 try:
-                    distiller = Distiller(teacher.model, student, terms=terms_for(
-                        "kd" if method == TRANSFER else method, setting, len(train_data or splits.train)))
+                    if method in COHORTS:
+                        peer = build_from(config.student, splits, role="student", seed=seed + 1)
+                        guided = method == "kd+dml"
+                        distiller = MutualLearning([student, peer], teacher=teacher.model if guided else None,
+                                                   terms=terms_for("kd", setting, 0) if guided else None)
+                    else:
+                        distiller = Distiller(teacher.model, student, terms=terms_for(
+                            "kd" if method == TRANSFER else method, setting, len(train_data or splits.train)))
                     accuracy = train_one(method, distiller, splits, config.train, config, None,
                                          train_data=train_data).metrics["test/accuracy"]
                 except (ValueError, KeyError) as error:  # e.g. a layer pair a method cannot compare

@@ -22,7 +22,8 @@ from torch import nn
 
 from distillkit.config.schema import Config, ConfigError, ModelConfig, ScheduleConfig, TrainConfig, dump_config
 from distillkit.core import schedules as sched
-from distillkit.core.distiller import Distiller
+from distillkit.core.distiller import Distiller, call_model
+from distillkit.core.mutual import MutualLearning
 from distillkit.core.terms import FeatureTerm, HardLabelTerm, LossTerm, SoftTargetTerm
 from distillkit.data.builtin import DataSplits, load_dataset
 from distillkit.data.transfer import (
@@ -284,6 +285,8 @@ def train_one(
     if completed and resume:
         log.info("%s: already trained in %s, reusing it", name, run_folder)
         load_weights(distiller.student, run_folder / "model.safetensors")  # type: ignore[operator]
+        for k, peer in enumerate(getattr(distiller, "peers", ()), start=1):
+            load_weights(peer, run_folder / f"peer_{k}.safetensors")  # type: ignore[operator]
         trainer.setup()
     else:
         can_resume = resume and run_folder is not None and (run_folder / "checkpoints" / "latest").exists()
@@ -293,7 +296,9 @@ def train_one(
     metrics = {"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"], **trainer.metrics,
                "params": float(count_parameters(distiller.student)), "train_seconds": seconds}
     if run_folder is not None and not completed:
-        save_safetensors(distiller.student, run_folder / "model.safetensors")
+        for k, peer in enumerate(getattr(distiller, "peers", ()), start=1):  # mutual learning's other students
+            save_safetensors(peer, run_folder / f"peer_{k}.safetensors")
+        save_safetensors(distiller.student, run_folder / "model.safetensors")  # last: it marks the step done
         if any(k.startswith("terms.") for k in distiller.state_dict()):  # adapters are saved with the student
             save_safetensors(distiller, run_folder / "distiller.safetensors")
     return TrainedModel(name, distiller.student, metrics, seconds)
@@ -405,6 +410,46 @@ def _chain(config: Config) -> list[tuple[str, ModelConfig, TrainConfig]]:
     return steps
 
 
+def _distilled_distiller(config: Config, teacher: nn.Module, student: nn.Module, splits: DataSplits,
+                         terms: list[LossTerm]) -> Distiller:
+    """The distilled student's distiller: one teacher -> student, or a mutual-learning cohort around ``student``."""
+    mutual = config.distill.mutual
+    if mutual is None:
+        return make_distiller(teacher, student, splits, terms=terms)
+    peers = [build_from(config.student, splits, role="student", seed=config.seed + k) for k in range(1, mutual.peers)]
+    try:
+        return MutualLearning([student, *peers], teacher=teacher if mutual.teacher else None,
+                              terms=terms if mutual.teacher else None,
+                              mutual_weight=build_schedule(mutual.weight, where="distill.mutual.weight"),
+                              temperature=mutual.temperature, student_input=splits.input_key,
+                              teacher_input=splits.input_key)
+    except ValueError as error:
+        raise ConfigError(f"distill.mutual: {error}") from error
+
+
+def cohort_accuracy(cohort: MutualLearning, splits: DataSplits, *, batch_size: int = 256) -> dict[str, float]:
+    """Test accuracy of every peer of a trained cohort (``cohort/<k>/test/accuracy``) and of their average
+    prediction (``cohort/ensemble/test/accuracy``, an ensemble of students)."""
+    device = next(cohort.student.parameters()).device
+    was_training = cohort.training
+    cohort.eval()
+    hits, total = [0] * (len(cohort.cohort) + 1), 0
+    loader = torch.utils.data.DataLoader(splits.test, batch_size=batch_size)  # type: ignore[arg-type]
+    with torch.no_grad():
+        for batch in loader:
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            targets = batch[cohort.target_key]
+            log_probs = [cohort.student_logits_fn(call_model(m, batch, cohort.student_input)).float().log_softmax(-1)
+                         for m in cohort.cohort]
+            log_probs.append(torch.stack(log_probs).mean(0))
+            for k, lp in enumerate(log_probs):
+                hits[k] += int((lp.argmax(-1) == targets).sum())
+            total += int(targets.numel())
+    cohort.train(was_training)
+    names = [str(k) for k in range(len(cohort.cohort))] + ["ensemble"]
+    return {f"cohort/{name}/test/accuracy": hit / max(total, 1) for name, hit in zip(names, hits)}
+
+
 def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path | None = None,
                    splits: DataSplits | None = None) -> dict[str, Any]:
     """Teacher, student alone and distilled student under the same budget; returns and saves the results.
@@ -421,8 +466,8 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
         teacher_probe = MultiTeacher([teacher_probe, *(build_from(config.teacher, splits, role="teacher")
                                                         for _ in range(config.teacher.ensemble - 1))])
     train_size = len(splits.train) + (len(splits.transfer) if splits.transfer is not None else 0)  # type: ignore[arg-type]
-    probe = make_distiller(teacher_probe, build_from(config.student, splits, role="student"), splits,
-                           terms=build_terms(config, train_size))
+    probe = _distilled_distiller(config, teacher_probe, build_from(config.student, splits, role="student"), splits,
+                                 build_terms(config, train_size))
     first = torch.utils.data.default_collate([splits.train[i] for i in range(min(8, len(splits.train)))])  # type: ignore[arg-type]
     build_augmentation(config, splits)  # augmentations that do not fit the inputs fail here
     for name, spec, _ in _chain(config):
@@ -465,10 +510,14 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
         # the distilled student starts from the same initial weights as the student alone
         student = build_from(config.student, splits, role="student", seed=config.seed)
         terms = build_terms(config, train_size, teacher_accuracy=_gap_reference(config, current, splits))
-        distiller = make_distiller(current, student, splits, terms=terms)
+        distiller = _distilled_distiller(config, current, student, splits, terms)
         distilled = train_one("distilled", distiller, splits, config.train, config, path, resume=resume,
                               batch_transform=augment, train_data=train_data, callbacks=hooks("distilled"))
         distilled.metrics.update(chain_metrics)
+        if isinstance(distiller, MutualLearning):
+            distilled.metrics.update(cohort_accuracy(distiller, splits))
+            log.info("cohort: %s", ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in distilled.metrics.items()
+                                             if k.startswith("cohort/")))
         from distillkit.evaluation import assess_models
 
         trained = (teacher, alone, distilled)
@@ -533,6 +582,23 @@ def comparison_rows(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def other_accuracies(results: dict[str, Any]) -> str:
+    """The test accuracies of the models behind the three rows (ensemble members, chain steps, mutual-learning
+    peers and their ensemble) as one line, or ``""`` when there are none."""
+    labels = []
+    for key, model in results["models"].items():
+        for metric, value in model.items():
+            parts = metric.split("/")
+            if len(parts) != 4 or parts[-2:] != ["test", "accuracy"]:
+                continue
+            kind, name = parts[0], parts[1]
+            label = {"members": f"teacher member {name}", "chain": name,
+                     "cohort": "cohort ensemble" if name == "ensemble" else f"peer {name}"}.get(kind)
+            if label is not None:
+                labels.append(f"{label} {100 * value:.2f}%")
+    return ("Other models: " + ", ".join(labels) + ".") if labels else ""
+
+
 def results_table(results: dict[str, Any]) -> str:
     """The comparison as a Markdown table."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
@@ -540,6 +606,8 @@ def results_table(results: dict[str, Any]) -> str:
     gain = 100 * results["distilled_minus_alone"]
     lines += ["", f"Distillation changed the student's test accuracy by {gain:+.2f} points ({results['data']}). "
               "Latency: batch 1 on the CPU of the machine that ran it; agreement: top-1 agreement with the teacher."]
+    if other_accuracies(results):
+        lines += ["", other_accuracies(results)]
     return "\n".join(lines) + "\n"
 
 

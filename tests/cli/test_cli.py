@@ -230,6 +230,50 @@ def test_assistant_chain_and_born_again_generations(config_file, tmp_path, capsy
         assert (out / name / "model.safetensors").is_file()
 
 
+def test_mutual_learning_cohort_is_saved_reported_and_resumed(config_file, tmp_path, capsys):
+    out = tmp_path / "mutual"
+    args = ["compare", str(config_file), "--out", str(out), "--set", "distill.features=[]",
+            "--set", "distill.mutual.peers=3", "--set", "distill.mutual.weight=0.5"]
+    assert main(args) == 0
+    assert "cohort ensemble" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    distilled = results["models"]["distilled"]
+    peers = [distilled[f"cohort/{k}/test/accuracy"] for k in range(3)]
+    assert peers[0] == pytest.approx(distilled["test/accuracy"])  # peer 0 is the distilled student
+    assert len(set(peers)) > 1  # peers start from different seeds
+    assert 0.0 < distilled["cohort/ensemble/test/accuracy"] <= 1.0
+    assert distilled["params"] == results["models"]["student_alone"]["params"]  # one student, not the cohort
+    for k in (1, 2):
+        assert (out / "distilled" / f"peer_{k}.safetensors").is_file()
+    record = json.loads((out / "distilled" / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"soft/2", "hard/2", "mutual/2"} <= set(record)
+    assert "cohort ensemble" in (out / "results.md").read_text()
+    # a finished cohort is read back whole on --resume: same accuracies without training
+    assert main([*args, "--resume"]) == 0
+    again = json.loads((out / "results.json").read_text())["models"]["distilled"]
+    assert [again[f"cohort/{k}/test/accuracy"] for k in range(3)] == peers
+
+
+def test_mutual_learning_without_a_teacher_is_the_papers_dml(config_file, tmp_path, capsys):
+    out = tmp_path / "dml"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", "distill.features=[]",
+                 "--set", "distill.mutual.teacher=false", "--set", "train.epochs=1"]) == 0
+    record = json.loads((out / "distilled" / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"hard/0", "hard/1", "mutual/0", "mutual/1"} <= set(record)
+    assert not any(key.startswith("soft") for key in record)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("distill.mutual.peers=2", "logit terms only"),  # the fixture's feature term names one peer's layer
+    ("distill.mutual.peers=1", "greater than or equal to 2"),
+])
+def test_bad_mutual_learning_fails_clearly(override, message, config_file, tmp_path, capsys):
+    out = tmp_path / "bad"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", override]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_chains_refuse_layer_terms(config_file, tmp_path, capsys):
     out = tmp_path / "bad"
     assert main(["compare", str(config_file), "--out", str(out), "--set", "distill.generations=2"]) == 2

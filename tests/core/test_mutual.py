@@ -45,3 +45,37 @@ def test_cohort_trains_in_the_one_loop():
 def test_needs_two_students():
     with pytest.raises(ValueError, match="at least 2"):
         MutualLearning([make_mlp()])
+
+
+def test_with_a_teacher_every_peer_gets_the_distill_terms_and_the_teacher_runs_once():
+    from distillkit.core.terms import HardLabelTerm, SoftTargetTerm
+
+    torch.manual_seed(0)
+    teacher, a, b = make_mlp(), make_mlp(), make_mlp()
+    calls = []
+    teacher.register_forward_hook(lambda *_: calls.append(1))
+    cohort = MutualLearning([a, b], teacher=teacher, terms=[SoftTargetTerm(0.7, temperature=4.0), HardLabelTerm(0.3)],
+                            mutual_weight=0.5)
+    batch = {"input": torch.randn(6, 8), "target": torch.arange(6) % 3}
+    cohort.setup(batch)
+    calls.clear()
+    out = cohort(batch)
+    assert len(calls) == 1  # one teacher pass for the whole cohort
+    assert sorted(out.raw) == ["hard/0", "hard/1", "mutual/0", "mutual/1", "soft/0", "soft/1"]
+    zt, za, zb = teacher(batch["input"]), a(batch["input"]), b(batch["input"])
+    ce = torch.nn.functional.cross_entropy
+    expected = sum(0.7 * kd_loss(z, zt, temperature=4.0) + 0.3 * ce(z, batch["target"]) for z in (za, zb))
+    expected = expected + 0.5 * (kd_loss(za, zb, temperature=1.0) + kd_loss(zb, za, temperature=1.0))
+    assert float(out.loss) == pytest.approx(float(expected), rel=1e-5)
+    out.loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())  # the teacher stays frozen
+    assert all(p.grad is not None for p in b.parameters())
+
+
+def test_refuses_terms_that_would_reach_one_peer_only():
+    from distillkit.core.gradient_transfer import InputGradientTerm
+    from distillkit.core.terms import FeatureTerm
+
+    for term in (FeatureTerm("act1", "act1", 1.0), InputGradientTerm(1.0)):
+        with pytest.raises(ValueError, match="logit terms only"):
+            MutualLearning([make_mlp(), make_mlp()], teacher=make_mlp(), terms=[term])

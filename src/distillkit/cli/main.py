@@ -59,7 +59,7 @@ def _load(config: Path, overrides: list[str] | None):  # noqa: ANN202 - returns 
 
 
 def _print_results(results: dict) -> None:
-    from distillkit.experiment import COLUMNS, comparison_rows
+    from distillkit.experiment import COLUMNS, comparison_rows, other_accuracies
 
     table = Table(title=f"{results['name']}: teacher vs student alone vs distilled student ({results['data']})")
     for column in COLUMNS:
@@ -69,6 +69,8 @@ def _print_results(results: dict) -> None:
     console.print(table)
     console.print(f"Distillation changed the student's test accuracy by "
                   f"[bold]{100 * results['distilled_minus_alone']:+.2f}[/bold] points.")
+    if other_accuracies(results):
+        console.print(other_accuracies(results))
     if results.get("compression"):
         from distillkit.compression.pipeline import COMPRESSION_COLUMNS, compression_rows
 

@@ -22,6 +22,7 @@ __all__ = [
     "DataConfig",
     "DistillConfig",
     "ModelConfig",
+    "MutualConfig",
     "ScheduleConfig",
     "TrainConfig",
     "apply_overrides",
@@ -124,6 +125,17 @@ class MethodConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="the loss function's keyword arguments")
 
 
+class MutualConfig(_Strict):
+    """Deep mutual learning (Zhang et al. 2018): the distilled student is trained as one of a cohort of peers."""
+
+    peers: int = Field(2, ge=2, le=8, description="students in the cohort (seeds seed, seed+1, ...); the first "
+                       "is the distilled student, all are reported with the cohort's average")
+    weight: Scalar = Field(1.0, description="weight of each peer's KL to the others' predictions")
+    temperature: float = Field(1.0, gt=0, description="temperature of the mutual KL (1 in the paper)")
+    teacher: bool = Field(True, description="each peer also learns from the teacher with the distill terms; "
+                          "false: labels and peers only (the paper's DML, no teacher)")
+
+
 class DistillConfig(_Strict):
     alpha: Scalar = 0.9
     temperature: Scalar = 4.0
@@ -137,6 +149,8 @@ class DistillConfig(_Strict):
                                           "al. 2020): models distilled in turn between teacher and student")
     generations: int = Field(1, ge=1, le=10, description="born-again networks (Furlanello et al. 2018): distil this "
                              "many students in a row, each from the one before; the last is the distilled student")
+    mutual: MutualConfig | None = Field(None, description="deep mutual learning: train the distilled student in a "
+                                        "cohort of peers that learn from each other (and from the teacher)")
 
 
 class TrackingConfig(_Strict):
@@ -219,9 +233,18 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _one_student(self) -> Config:
         if self.student.ensemble != 1:
-            raise ValueError("student.ensemble: only the teacher can be an ensemble; remove it from the student "
-                             "(for students that learn from each other, see MutualLearning)")
+            raise ValueError("student.ensemble: only the teacher can be an ensemble; for a cohort of students that "
+                             "learn from each other use distill.mutual: {peers: N}")
         distill = self.distill
+        if distill.mutual is not None:
+            layered = [f.student for f in distill.features] + [m.name for m in distill.methods if m.student or m.teacher]
+            if layered:
+                raise ValueError("distill.mutual trains a cohort with logit terms only; layer-to-layer terms would "
+                                 f"name one peer ({', '.join(layered)}). Remove distill.features and layer methods, "
+                                 "or distill.mutual")
+            if distill.assistants or distill.generations > 1:
+                raise ValueError("distill.mutual cannot be combined with distill.assistants or distill.generations; "
+                                 "choose one way of training the student")
         if distill.assistants or distill.generations > 1:
             layered = [f.student for f in distill.features] + [m.name for m in distill.methods if m.student or m.teacher]
             if layered:

@@ -35,6 +35,7 @@ class InputGradientTerm(LossTerm):
     """
 
     needs_targets = True
+    reruns_student = True
 
     def __init__(self, weight: ScheduleLike = 1.0, *, input_key: str = "input", name: str = "input_gradients") -> None:
         super().__init__(name, weight)

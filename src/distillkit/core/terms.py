@@ -61,11 +61,14 @@ class LossTerm(nn.Module):
         weight: a number or schedule multiplying the raw value.
         needs_teacher: whether the term reads teacher outputs.
         needs_targets: whether the term reads ground-truth labels.
+        reruns_student: whether the term runs ``ctx.distiller.student`` again itself (gradient transfer), so it
+            cannot serve a cohort of students (:class:`~distillkit.MutualLearning`).
         student_layers / teacher_layers: module names the term needs tapped.
     """
 
     needs_teacher: bool = True
     needs_targets: bool = False
+    reruns_student: bool = False
 
     def __init__(self, name: str, weight: ScheduleLike) -> None:
         super().__init__()
