@@ -103,23 +103,72 @@ def build_splits(config: Config) -> DataSplits:
     )
 
 
-def build_augmentation(config: Config, splits: DataSplits) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-    """The batch augmentation declared in ``data`` (shift, rotate, scale, flip, mixup), applied to every model
-    trained in a run."""
-    steps: list[Any] = []
-    data = config.data
+def _geometric(config: Config, splits: DataSplits, generator: torch.Generator | None = None) -> list[Any]:
+    """The data section's geometric augmentations (rotate / scale / shift, flip), in order."""
+    data, steps = config.data, []
     if data.rotate or data.scale:
         if splits.input_shape is None or len(splits.input_shape) != 3:
             raise ConfigError(f"data.rotate and data.scale need images [C, H, W]; {splits.name} has inputs of shape "
                               f"{splits.input_shape}. Remove them (data.shift works on 1-D inputs too).")
-        steps.append(RandomAffine(data.rotate, data.scale, data.shift, input_key=splits.input_key))
+        steps.append(RandomAffine(data.rotate, data.scale, data.shift, input_key=splits.input_key, generator=generator))
     elif data.shift:
-        steps.append(RandomShift(data.shift, input_key=splits.input_key))
+        steps.append(RandomShift(data.shift, input_key=splits.input_key, generator=generator))
     if data.flip:
-        steps.append(RandomFlip(input_key=splits.input_key))
+        steps.append(RandomFlip(input_key=splits.input_key, generator=generator))
+    return steps
+
+
+def build_augmentation(config: Config, splits: DataSplits, *,
+                       students: bool = False) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """The batch augmentation declared in ``data`` (shift, rotate, scale, flip, mixup).
+
+    Every model of a run gets it, except that with ``data.views`` the students' geometric augmentation was
+    applied once, offline (:func:`build_views`), so for them (``students=True``) only mixup is left per batch.
+    """
+    data = config.data
+    steps = _geometric(config, splits)
+    if students and data.views:
+        steps = []
     if data.mixup:
         steps.append(Mixup(splits.num_classes, alpha=data.mixup, input_key=splits.input_key))
     return Compose(steps) if steps else None
+
+
+VIEWS_MEMORY_LIMIT = 8 * 2**30
+
+
+def build_views(config: Config, splits: DataSplits) -> Any:
+    """``data.views`` augmented copies of the training set, made once (seeded by the run's seed) with the data
+    section's geometric augmentation and kept in memory with their labels; ``None`` without ``data.views``.
+
+    A fixed set of views is what lets the trainer cache the teacher's outputs (the teacher then runs once over
+    them instead of once per epoch), so distilling on many augmented views costs little more than training
+    alone on them. An epoch is then ``1 + views`` passes over the original images.
+    """
+    from distillkit.data.base import TensorDictDataset
+
+    count = config.data.views
+    if not count:
+        return None
+    steps = _geometric(config, splits, generator=torch.Generator().manual_seed(config.seed + 7919))
+    if not steps:
+        raise ConfigError("data.views makes augmented copies of the training images, but no augmentation is set: "
+                          "add data.rotate, data.scale, data.shift or data.flip (or remove data.views)")
+    first = splits.train[0]
+    x0 = first.get(splits.input_key)
+    if not isinstance(x0, torch.Tensor) or not x0.dtype.is_floating_point:
+        raise ConfigError(f"data.views needs float tensor inputs; {splits.name}'s {splits.input_key!r} field is "
+                          f"{type(x0).__name__}. Remove data.views.")
+    size = count * len(splits.train) * x0.numel() * x0.element_size()  # type: ignore[arg-type]
+    if size > VIEWS_MEMORY_LIMIT:
+        raise ConfigError(f"data.views: {count} views of {len(splits.train)} samples would hold {size / 2**30:.1f} "  # type: ignore[arg-type]
+                          f"GiB in memory (limit {VIEWS_MEMORY_LIMIT / 2**30:.0f} GiB); lower data.views")
+    batch = torch.utils.data.default_collate([splits.train[i] for i in range(len(splits.train))])  # type: ignore[arg-type]
+    inputs, targets = batch[splits.input_key], batch["target"]
+    augment = Compose(steps)
+    with torch.no_grad():
+        views = [augment({splits.input_key: inputs})[splits.input_key] for _ in range(count)]
+    return TensorDictDataset(**{splits.input_key: torch.cat(views), "target": targets.repeat(count)})
 
 
 def build_from(model_config: ModelConfig, splits: DataSplits, *, role: str, seed: int | None = None) -> nn.Module:
@@ -308,8 +357,8 @@ def _teacher_key(config: Config, split_seed: int) -> str:
     """The teacher cache's key: the teacher's config, the data config, its own seed (initial weights and data
     order) and the seed that drew the train/val/test split it was trained on (an ensemble member's own seed
     differs from the split's, and a member trained on another split may have seen this split's test data)."""
-    blob = json.dumps([config.teacher.model_dump(mode="json"), config.data.model_dump(mode="json"), config.seed,
-                       split_seed], sort_keys=True)
+    data = config.data.model_dump(mode="json", exclude={"views"})  # the students' views do not touch the teacher
+    blob = json.dumps([config.teacher.model_dump(mode="json"), data, config.seed, split_seed], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -465,7 +514,9 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
 
         teacher_probe = MultiTeacher([teacher_probe, *(build_from(config.teacher, splits, role="teacher")
                                                         for _ in range(config.teacher.ensemble - 1))])
-    train_size = len(splits.train) + (len(splits.transfer) if splits.transfer is not None else 0)  # type: ignore[arg-type]
+    views = build_views(config, splits)  # before anything is written: a bad views setting fails here
+    student_data = splits.train if views is None else ConcatDictDataset([splits.train, views])
+    train_size = len(student_data) + (len(splits.transfer) if splits.transfer is not None else 0)  # type: ignore[arg-type]
     probe = _distilled_distiller(config, teacher_probe, build_from(config.student, splits, role="student"), splits,
                                  build_terms(config, train_size))
     first = torch.utils.data.default_collate([splits.train[i] for i in range(min(8, len(splits.train)))])  # type: ignore[arg-type]
@@ -490,12 +541,14 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
     try:
         teacher = get_teacher(config, splits, path, resume=resume, reuse_dir=reuse_dir, hooks=hooks)
         torch.manual_seed(config.seed)
-        augment = build_augmentation(config, splits)  # the same augmentation for every model: a fair comparison
+        # the same augmentation (and offline views) for both students: a fair comparison
+        augment = build_augmentation(config, splits, students=True)
         alone = train_one("student_alone", make_distiller(None, student_alone, splits), splits, config.train, config, path,
-                          resume=resume, batch_transform=augment, callbacks=hooks("student_alone"))
-        train_data = splits.train
+                          resume=resume, batch_transform=augment, train_data=student_data,
+                          callbacks=hooks("student_alone"))
+        train_data = student_data
         if splits.transfer is not None:
-            train_data = ConcatDictDataset([splits.train, unlabelled(splits.transfer)])
+            train_data = ConcatDictDataset([student_data, unlabelled(splits.transfer)])
         current, chain_metrics = teacher.model, {}
         for name, spec, train in _chain(config):  # assistants and earlier generations, each the next one's teacher
             model = build_from(spec, splits, role=name, seed=config.seed)

@@ -274,6 +274,30 @@ def test_bad_mutual_learning_fails_clearly(override, message, config_file, tmp_p
     assert not out.exists()
 
 
+def test_offline_views_train_both_students_and_let_the_teacher_be_cached(config_file, tmp_path, capsys):
+    out = tmp_path / "views"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", "data.views=3", "--set", "data.shift=1",
+                 "--set", "data.name=mnist5k", "--set", "data.limit=200", "--set", "train.epochs=1"]) == 0
+    log = (out / "log.txt").read_text()
+    # the distilled student's teacher ran once over the fixed views; the teacher itself trained on fresh shifts
+    assert "teacher outputs cached (576 samples" in log  # 144 training images + 3 x 144 views
+    steps = {}
+    for name in ("student_alone", "distilled"):
+        records = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
+        steps[name] = max(r["step"] for r in records)
+    assert steps["student_alone"] == steps["distilled"] == -(-576 // 64)  # one epoch = originals + views
+    assert main(["train", str(config_file), "--role", "student", "--out", str(tmp_path / "alone"), "--set",
+                 "data.views=3", "--set", "data.shift=1", "--set", "data.name=mnist5k", "--set", "data.limit=200",
+                 "--set", "train.epochs=1"]) == 0
+
+
+def test_views_need_an_augmentation(config_file, tmp_path, capsys):
+    out = tmp_path / "bad"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", "data.views=3"]) == 2
+    assert "no augmentation is set" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_chains_refuse_layer_terms(config_file, tmp_path, capsys):
     out = tmp_path / "bad"
     assert main(["compare", str(config_file), "--out", str(out), "--set", "distill.generations=2"]) == 2

@@ -91,3 +91,22 @@ def test_tweets_sentiment_text_splits():
     assert len(splits.train) + len(splits.val) + len(splits.test) == 900
     again = load_dataset("tweets-sentiment", limit=900, seed=1)
     assert again.test.texts == splits.test.texts  # deterministic
+
+
+@pytest.mark.parametrize("name,test_size", [("mnist5k", 40), ("digits", 40), ("mnist1d", 1000)])
+def test_limit_keeps_a_stratified_subset_of_every_built_in_set(name, test_size):
+    splits = load_dataset(name, limit=200, seed=0)
+    sizes = [len(splits.train), len(splits.val), len(splits.test)]
+    # mnist1d has its own test set: the limit applies to its training pool only
+    assert sum(sizes[:2]) == (200 if name == "mnist1d" else 160) and sizes[2] == test_size
+    labels = torch.stack([splits.train[i]["target"] for i in range(len(splits.train))])
+    assert torch.bincount(labels, minlength=10).min() >= 12  # every class kept, in proportion
+
+
+def test_limit_on_a_local_file(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text("a,b,label\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(100)))
+    splits = load_dataset(str(path), limit=50)
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 50
+    with pytest.raises(DistillkitError, match="has its own splits"):
+        load_dataset("torchvision:MNIST", limit=50)

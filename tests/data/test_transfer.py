@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -116,3 +118,28 @@ def test_random_flip():
 
     with pytest.raises(ValueError, match="images"):
         RandomFlip()({"input": torch.zeros(2, 5)})
+
+
+def test_views_are_fixed_labelled_copies_of_the_training_images():
+    from distillkit.config import load_config
+    from distillkit.config.schema import ConfigError
+    from distillkit.experiment import build_splits, build_views
+
+    raw = {"data": {"name": "digits", "views": 3, "rotate": 10}, "teacher": {"model": "mlp"},
+           "student": {"model": "mlp"}}
+    config = load_config(raw=raw)
+    splits = build_splits(config)
+    views = build_views(config, splits)
+    n = len(splits.train)
+    assert len(views) == 3 * n and views.deterministic
+    originals = torch.stack([splits.train[i]["input"] for i in range(n)])
+    for k in range(3):
+        assert [int(views[k * n + i]["target"]) for i in range(5)] == [int(splits.train[i]["target"]) for i in range(5)]
+        assert not torch.allclose(views.fields["input"][k * n:(k + 1) * n], originals)  # rotated
+    assert torch.equal(build_views(config, splits).fields["input"], views.fields["input"])  # seeded: the same again
+    other = build_views(load_config(raw=raw, overrides=["seed=1"]), splits)
+    assert not torch.equal(other.fields["input"], views.fields["input"])
+    assert build_views(load_config(raw=raw, overrides=["data.views=0"]), splits) is None
+    with pytest.raises(ConfigError, match="would hold"):
+        build_views(load_config(raw=raw, overrides=["data.views=1000"]), dataclasses.replace(
+            splits, train=TensorDictDataset(input=torch.zeros(4000, 3, 32, 32), target=torch.zeros(4000).long())))

@@ -202,7 +202,16 @@ def train(
     Example: distillkit train configs/mnist5k.yaml --role teacher --out runs/teacher
     """
     from distillkit.config.schema import TrainConfig
-    from distillkit.experiment import RunFolder, build_augmentation, build_from, build_splits, make_distiller, train_one
+    from distillkit.data.transfer import ConcatDictDataset
+    from distillkit.experiment import (
+        RunFolder,
+        build_augmentation,
+        build_from,
+        build_splits,
+        build_views,
+        make_distiller,
+        train_one,
+    )
 
     _setup_logging()
     if role not in ("teacher", "student"):
@@ -217,11 +226,14 @@ def train(
     model_cfg = cfg.teacher if role == "teacher" else cfg.student
     model = build_from(model_cfg, splits, role=role, seed=cfg.seed)
     train_cfg = (model_cfg.train or TrainConfig()) if role == "teacher" else cfg.train
-    augment = build_augmentation(cfg, splits)  # the data section's augmentation, as in `compare`
+    # the data section's augmentation (and a student's offline views), as in `compare`
+    augment = build_augmentation(cfg, splits, students=role == "student")
+    views = build_views(cfg, splits) if role == "student" else None
+    train_data = ConcatDictDataset([splits.train, views]) if views is not None else None
     folder.create(cfg, kind=f"train-{role}")
     try:
         result = train_one(role, make_distiller(None, model, splits), splits, train_cfg, cfg, out, resume=resume,
-                           batch_transform=augment, callbacks=folder.callbacks(role))
+                           batch_transform=augment, train_data=train_data, callbacks=folder.callbacks(role))
     except BaseException as error:
         folder.fail(error)
         folder.close()

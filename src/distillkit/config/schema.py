@@ -63,7 +63,8 @@ class DataConfig(_Strict):
     name: str = Field("mnist5k", description="built-in data set name or a path to a user file/folder")
     val_fraction: float = 0.1
     batch_size: int = Field(128, ge=1)
-    limit: int | None = Field(None, ge=10, description="use this many samples (stratified) of a built-in set")
+    limit: int | None = Field(None, ge=10, description="use a stratified subset of this many samples of a built-in "
+                              "set or local file (before splitting; for quick trials and tests)")
     transfer_size: int = Field(0, ge=0, description="extra unlabelled samples labelled by the teacher (mnist1d)")
     target: str = "label"
     features: list[str] | None = None
@@ -76,6 +77,10 @@ class DataConfig(_Strict):
     scale: float = Field(0.0, ge=0.0, lt=1.0, description="random zoom of images by up to this fraction (0 = off)")
     flip: bool = Field(False, description="random left-right flips of images")
     mixup: float = Field(0.0, ge=0.0, description="mixup alpha (0 = off)")
+    views: int = Field(0, ge=0, le=1000, description="offline augmentation for the students: this many augmented "
+                       "copies of every training image, made once with rotate/scale/shift/flip and added to both "
+                       "students' training set with their labels (0 = augment every batch instead). A fixed set "
+                       "lets the teacher's outputs be cached: the teacher runs once, not every epoch")
 
 
 class TrainConfig(_Strict):

