@@ -103,13 +103,13 @@ def build_splits(config: Config) -> DataSplits:
     )
 
 
-def _geometric(config: Config, splits: DataSplits, generator: torch.Generator | None = None) -> list[Any]:
-    """The data section's geometric augmentations (rotate / scale / shift, flip), in order."""
-    data, steps = config.data, []
+def _geometric(data: Any, splits: DataSplits, generator: torch.Generator | None = None) -> list[Any]:
+    """The geometric augmentations (rotate / scale / shift, flip) of a data or augment section, in order."""
+    steps: list[Any] = []
     if data.rotate or data.scale:
         if splits.input_shape is None or len(splits.input_shape) != 3:
-            raise ConfigError(f"data.rotate and data.scale need images [C, H, W]; {splits.name} has inputs of shape "
-                              f"{splits.input_shape}. Remove them (data.shift works on 1-D inputs too).")
+            raise ConfigError(f"rotate and scale need images [C, H, W]; {splits.name} has inputs of shape "
+                              f"{splits.input_shape}. Remove them (shift works on 1-D inputs too).")
         steps.append(RandomAffine(data.rotate, data.scale, data.shift, input_key=splits.input_key, generator=generator))
     elif data.shift:
         steps.append(RandomShift(data.shift, input_key=splits.input_key, generator=generator))
@@ -118,17 +118,16 @@ def _geometric(config: Config, splits: DataSplits, generator: torch.Generator | 
     return steps
 
 
-def build_augmentation(config: Config, splits: DataSplits, *,
-                       students: bool = False) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+def build_augmentation(config: Config, splits: DataSplits, *, students: bool = False,
+                       model: ModelConfig | None = None) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
     """The batch augmentation declared in ``data`` (shift, rotate, scale, flip, mixup).
 
-    Every model of a run gets it, except that with ``data.views`` the students' geometric augmentation was
-    applied once, offline (:func:`build_views`), so for them (``students=True``) only mixup is left per batch.
+    Every model of a run gets it, with two exceptions: a ``model`` with its own ``augment`` section (a teacher)
+    gets that instead, and with ``data.views`` the students' geometric augmentation was applied once, offline
+    (:func:`build_views`), so for them (``students=True``) only mixup is left per batch.
     """
-    data = config.data
-    steps = _geometric(config, splits)
-    if students and data.views:
-        steps = []
+    data: Any = model.augment if model is not None and model.augment is not None else config.data
+    steps = [] if students and config.data.views else _geometric(data, splits)
     if data.mixup:
         steps.append(Mixup(splits.num_classes, alpha=data.mixup, input_key=splits.input_key))
     return Compose(steps) if steps else None
@@ -150,7 +149,7 @@ def build_views(config: Config, splits: DataSplits) -> Any:
     count = config.data.views
     if not count:
         return None
-    steps = _geometric(config, splits, generator=torch.Generator().manual_seed(config.seed + 7919))
+    steps = _geometric(config.data, splits, generator=torch.Generator().manual_seed(config.seed + 7919))
     if not steps:
         raise ConfigError("data.views makes augmented copies of the training images, but no augmentation is set: "
                           "add data.rotate, data.scale, data.shift or data.flip (or remove data.views)")
@@ -421,7 +420,8 @@ def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, na
                     shutil.copy(cached / file, folder / name / file)
         return _ready_teacher(teacher, splits, earlier)
     result = train_one(name, make_distiller(None, teacher, splits), splits, config.teacher.train or TrainConfig(), config,
-                       folder, resume=resume, batch_transform=build_augmentation(config, splits), callbacks=callbacks)
+                       folder, resume=resume, batch_transform=build_augmentation(config, splits, model=config.teacher),
+                       callbacks=callbacks)
     if cached is not None:
         tmp = cached.with_name(cached.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
@@ -520,7 +520,8 @@ def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path 
     probe = _distilled_distiller(config, teacher_probe, build_from(config.student, splits, role="student"), splits,
                                  build_terms(config, train_size))
     first = torch.utils.data.default_collate([splits.train[i] for i in range(min(8, len(splits.train)))])  # type: ignore[arg-type]
-    build_augmentation(config, splits)  # augmentations that do not fit the inputs fail here
+    for model in (config.teacher, None):  # augmentations that do not fit the inputs fail here
+        build_augmentation(config, splits, model=model)
     for name, spec, _ in _chain(config):
         build_from(spec, splits, role=name)
     probe.setup(first)  # class counts, fields, layer names and adapter shapes, before anything is written

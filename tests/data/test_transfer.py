@@ -143,3 +143,22 @@ def test_views_are_fixed_labelled_copies_of_the_training_images():
     with pytest.raises(ConfigError, match="would hold"):
         build_views(load_config(raw=raw, overrides=["data.views=1000"]), dataclasses.replace(
             splits, train=TensorDictDataset(input=torch.zeros(4000, 3, 32, 32), target=torch.zeros(4000).long())))
+
+
+def test_a_teacher_can_have_its_own_augmentation_and_students_cannot():
+    from distillkit.config import load_config
+    from distillkit.config.schema import ConfigError
+    from distillkit.data.transfer import RandomAffine, RandomShift
+    from distillkit.experiment import build_augmentation, build_splits
+
+    raw = {"data": {"name": "digits", "views": 2, "rotate": 20, "shift": 1},
+           "teacher": {"model": "mlp", "augment": {"rotate": 5, "mixup": 0.2}}, "student": {"model": "mlp"}}
+    config = load_config(raw=raw)
+    splits = build_splits(config)
+    teacher = build_augmentation(config, splits, model=config.teacher).transforms
+    assert [type(t) for t in teacher] == [RandomAffine, Mixup] and teacher[0].degrees == 5 and teacher[0].max_shift == 0
+    assert build_augmentation(config, splits, students=True) is None  # their rotations are in the fixed views
+    plain = load_config(raw=raw, overrides=["data.views=0", "data.rotate=0"])
+    assert [type(t) for t in build_augmentation(plain, splits).transforms] == [RandomShift]
+    with pytest.raises(ConfigError, match="both students get the data section's augmentation"):
+        load_config(raw={**raw, "student": {"model": "mlp", "augment": {"shift": 1}}})

@@ -227,7 +227,7 @@ def train(
     model = build_from(model_cfg, splits, role=role, seed=cfg.seed)
     train_cfg = (model_cfg.train or TrainConfig()) if role == "teacher" else cfg.train
     # the data section's augmentation (and a student's offline views), as in `compare`
-    augment = build_augmentation(cfg, splits, students=role == "student")
+    augment = build_augmentation(cfg, splits, students=role == "student", model=model_cfg)
     views = build_views(cfg, splits) if role == "student" else None
     train_data = ConcatDictDataset([splits.train, views]) if views is not None else None
     folder.create(cfg, kind=f"train-{role}")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from distillkit.registry import DistillkitError, suggest
 
 __all__ = [
+    "AugmentConfig",
     "CompressConfig",
     "Config",
     "ConfigError",
@@ -101,11 +102,24 @@ class TrainConfig(_Strict):
     teacher_cache: Literal["auto", "memory", "disk", "off"] = "auto"
 
 
+class AugmentConfig(_Strict):
+    """A model's own training augmentation (the same fields as in ``data``), for a teacher that should not be
+    trained on the students' views."""
+
+    shift: int = Field(0, ge=0, description="random translation of up to this many pixels (0 = off)")
+    rotate: float = Field(0.0, ge=0.0, le=180.0, description="random rotations of up to this many degrees")
+    scale: float = Field(0.0, ge=0.0, lt=1.0, description="random zoom by up to this fraction")
+    flip: bool = Field(False, description="random left-right flips")
+    mixup: float = Field(0.0, ge=0.0, description="mixup alpha (0 = off)")
+
+
 class ModelConfig(_Strict):
     model: str = Field(..., description="zoo name, package.module:factory, timm:<name> or hf:<folder>")
     kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = Field(None, description="safetensors file, checkpoint or run folder to load")
     train: TrainConfig | None = Field(None, description="how to train this model alone (teacher: if no weights)")
+    augment: AugmentConfig | None = Field(None, description="teacher only: augment its training with these "
+                                          "settings instead of the data section's (which the students keep)")
     ensemble: int = Field(1, ge=1, le=32, description="teacher only: train this many copies (seeds seed, seed+1, "
                           "...) and distil from the mixture of their predictions (MultiTeacher)")
     ensemble_weights: Literal["equal", "confidence"] = Field(
@@ -240,6 +254,9 @@ class Config(_Strict):
         if self.student.ensemble != 1:
             raise ValueError("student.ensemble: only the teacher can be an ensemble; for a cohort of students that "
                              "learn from each other use distill.mutual: {peers: N}")
+        if self.student.augment is not None or any(a.augment is not None for a in self.distill.assistants):
+            raise ValueError("student.augment: both students get the data section's augmentation, so that they are "
+                             "compared fairly; set it in data (teacher.augment is for the teacher only)")
         distill = self.distill
         if distill.mutual is not None:
             layered = [f.student for f in distill.features] + [m.name for m in distill.methods if m.student or m.teacher]
