@@ -89,4 +89,7 @@ def test_presets_fill_in_under_the_configs_own_values(capsys):
         load_config(raw={**raw, "preset": "patinet"})
     assert main(["list", "presets"]) == 0
     out = capsys.readouterr().out
-    assert "patient" in out and "transfer" in out
+    assert "patient" in out and "transfer" in out and "views" in out
+    views = load_config(raw={**raw, "preset": "views", "teacher": {"model": "cnn", "augment": {"rotate": 5}}})
+    assert views.data.views == 50 and views.teacher.augment.rotate == 5  # the config's own augment section wins
+    assert views.teacher.model == "cnn"
