@@ -248,6 +248,7 @@ def test_mutual_learning_cohort_is_saved_reported_and_resumed(config_file, tmp_p
     record = json.loads((out / "distilled" / "metrics.jsonl").read_text().splitlines()[0])
     assert {"soft/2", "hard/2", "mutual/2"} <= set(record)
     assert "cohort ensemble" in (out / "results.md").read_text()
+    assert "cohort ensemble" in (out / "report.html").read_text() and "peer 2" in (out / "report.md").read_text()
     # a finished cohort is read back whole on --resume: same accuracies without training
     assert main([*args, "--resume"]) == 0
     again = json.loads((out / "results.json").read_text())["models"]["distilled"]

@@ -60,7 +60,18 @@ class ScheduleConfig(_Strict):
 Scalar = Union[float, ScheduleConfig]
 
 
-class DataConfig(_Strict):
+class AugmentConfig(_Strict):
+    """Training augmentation, applied to every batch: the ``data`` section's (for every model), or a teacher's
+    own ``augment`` section (for a teacher that should not be trained on the students' views)."""
+
+    shift: int = Field(0, ge=0, description="random translation of up to this many pixels (0 = off)")
+    rotate: float = Field(0.0, ge=0.0, le=180.0, description="random rotations of up to this many degrees")
+    scale: float = Field(0.0, ge=0.0, lt=1.0, description="random zoom by up to this fraction")
+    flip: bool = Field(False, description="random left-right flips")
+    mixup: float = Field(0.0, ge=0.0, description="mixup alpha (0 = off)")
+
+
+class DataConfig(AugmentConfig):
     name: str = Field("mnist5k", description="built-in data set name or a path to a user file/folder")
     val_fraction: float = 0.1
     batch_size: int = Field(128, ge=1)
@@ -72,12 +83,6 @@ class DataConfig(_Strict):
     text_field: str = "text"
     image_size: int | None = None
     download: bool = False
-    shift: int = Field(0, ge=0, description="random translation of up to this many pixels (0 = off)")
-    rotate: float = Field(0.0, ge=0.0, le=180.0, description="random rotations of images of up to this many "
-                          "degrees (0 = off)")
-    scale: float = Field(0.0, ge=0.0, lt=1.0, description="random zoom of images by up to this fraction (0 = off)")
-    flip: bool = Field(False, description="random left-right flips of images")
-    mixup: float = Field(0.0, ge=0.0, description="mixup alpha (0 = off)")
     views: int = Field(0, ge=0, le=1000, description="offline augmentation for the students: this many augmented "
                        "copies of every training image, made once with rotate/scale/shift/flip and added to both "
                        "students' training set with their labels (0 = augment every batch instead). A fixed set "
@@ -100,17 +105,6 @@ class TrainConfig(_Strict):
     early_stopping_patience: int | None = Field(None, ge=1)
     checkpoint_every: int | None = Field(None, ge=1)
     teacher_cache: Literal["auto", "memory", "disk", "off"] = "auto"
-
-
-class AugmentConfig(_Strict):
-    """A model's own training augmentation (the same fields as in ``data``), for a teacher that should not be
-    trained on the students' views."""
-
-    shift: int = Field(0, ge=0, description="random translation of up to this many pixels (0 = off)")
-    rotate: float = Field(0.0, ge=0.0, le=180.0, description="random rotations of up to this many degrees")
-    scale: float = Field(0.0, ge=0.0, lt=1.0, description="random zoom by up to this fraction")
-    flip: bool = Field(False, description="random left-right flips")
-    mixup: float = Field(0.0, ge=0.0, description="mixup alpha (0 = off)")
 
 
 class ModelConfig(_Strict):

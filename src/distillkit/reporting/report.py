@@ -194,7 +194,7 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
     import matplotlib
 
     matplotlib.use("Agg")
-    from distillkit.experiment import COLUMNS, comparison_rows
+    from distillkit.experiment import COLUMNS, comparison_rows, other_accuracies
 
     folder = Path(folder)
     results = results or json.loads((folder / "results.json").read_text())
@@ -220,6 +220,8 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
     config_text = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
     table_html = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS) + "</tr>" + "".join(
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows) + "</table>"
+    others = other_accuracies(results)  # ensemble members, chain steps, mutual-learning peers
+    other_html = f"<p>{html.escape(others)}</p>" if others else ""
     compression_html = ""
     if compression:
         from distillkit.compression.pipeline import COMPRESSION_COLUMNS, compression_rows
@@ -249,6 +251,7 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
 <p>Teacher, student trained alone and distilled student, evaluated on the same test set.
 Distillation changed the student's test accuracy by <b>{gain:+.2f}</b> points.</p>
 {table_html}
+{other_html}
 {compression_html}
 {figures_html}
 <section><h2>Config</h2><pre>{html.escape(config_text)}</pre></section>
@@ -276,6 +279,8 @@ Distillation changed the student's test accuracy by <b>{gain:+.2f}</b> points.</
           "| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1),
           *("| " + " | ".join(row) + " |" for row in rows), "",
           f"Distillation changed the student's test accuracy by {gain:+.2f} points.", ""]
+    if others:
+        md += [others, ""]
     if compression:
         from distillkit.compression.pipeline import compression_table
 
