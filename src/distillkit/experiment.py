@@ -677,8 +677,12 @@ def _labels(dataset: Any) -> Any:
     return np.asarray([int(dataset[i]["target"]) for i in range(len(dataset))])
 
 
-def run_cross_validation(config: Config, folds: int, folder: Path | None = None) -> dict[str, Any]:
+def run_cross_validation(config: Config, folds: int, folder: Path | None = None, *,
+                         overwrite: bool = False) -> dict[str, Any]:
     """Stratified K-fold cross-validation of the whole comparison.
+
+    The results go to ``folder/cv.json``; with ``overwrite`` an earlier folder is replaced only once every fold
+    has finished, so a failed or interrupted run leaves the earlier results in place.
 
     The train, validation and test splits are pooled; each fold trains the teacher, the student alone and the
     distilled student on K-1 parts and evaluates them on the held-out part. Returns every fold's metrics,
@@ -724,6 +728,10 @@ def run_cross_validation(config: Config, folds: int, folder: Path | None = None)
     result = {"name": config.name, "data": base.name, "folds": folds, "per_fold": per_fold, "summary": summary,
               "distilled_minus_alone": paired}
     if folder is not None:
+        if overwrite and folder.exists():
+            shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "cv.json").write_text(json.dumps(result, indent=1))
+        tmp = folder / "cv.json.tmp"
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(folder / "cv.json")
     return result

@@ -150,6 +150,10 @@ def test_cross_validation(config_file, tmp_path, capsys):
     assert low <= result["distilled_minus_alone"]["mean"] <= high
     assert main(["cv", str(config_file), "--folds", "3", "--out", str(out)]) == 2  # the folder holds a run
     assert main(["cv", str(config_file), "--folds", "1", "--out", str(tmp_path / "x")]) == 2
+    # --overwrite with input that fails keeps the earlier results
+    before = (out / "cv.json").read_text()
+    assert main(["cv", str(config_file), "--folds", "1", "--out", str(out), "--overwrite"]) == 2
+    assert (out / "cv.json").read_text() == before
 
 
 def test_methods_by_name_in_the_config(config_file, tmp_path, capsys):

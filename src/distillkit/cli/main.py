@@ -170,11 +170,7 @@ def cv(
     cfg = _load(config, overrides)
     out = out or Path("runs") / f"{cfg.name}-cv{folds}"
     RunFolder(out, overwrite=overwrite)  # refuses a folder that holds a run
-    if overwrite and out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    result = run_cross_validation(cfg, folds, out)
+    result = run_cross_validation(cfg, folds, out, overwrite=overwrite)  # replaces it only when every fold is done
     table = Table(title=f"{cfg.name}: {folds}-fold cross-validation ({result['data']})")
     keys = ("test/accuracy", "f1_macro", "ece", "test/loss")
     table.add_column("model")
