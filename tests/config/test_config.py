@@ -93,3 +93,13 @@ def test_presets_fill_in_under_the_configs_own_values(capsys):
     views = load_config(raw={**raw, "preset": "views", "teacher": {"model": "cnn", "augment": {"rotate": 5}}})
     assert views.data.views == 50 and views.teacher.augment.rotate == 5  # the config's own augment section wins
     assert views.teacher.model == "cnn"
+
+
+def test_mutual_learning_is_refused_with_a_chain():
+    from distillkit.config.schema import ConfigError
+
+    raw = {"teacher": {"model": "cnn"}, "student": {"model": "mlp"}, "distill": {"mutual": {"peers": 2}}}
+    assert load_config(raw=raw).distill.mutual.teacher is True
+    for extra in ({"generations": 2}, {"assistants": [{"model": "mlp"}]}):
+        with pytest.raises(ConfigError, match="cannot be combined with distill.assistants"):
+            load_config(raw={**raw, "distill": {"mutual": {"peers": 2}, **extra}})
