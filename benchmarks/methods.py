@@ -10,7 +10,7 @@ both sides, which these MLP students do not have.
 ``dml`` and ``kd+dml`` train the student together with a second one (deep mutual learning, without and with the
 teacher); the row is the first student's accuracy.
 
-Run: ``python benchmarks/methods.py [--data mnist5k mnist1d] [--seeds 0 1 2] [--methods kd dkd ...]``
+Run: ``python benchmarks/methods.py [--data mnist5k digits mnist1d] [--seeds 0 1 2] [--methods kd dkd ...]``
 """
 
 from __future__ import annotations
@@ -40,6 +40,14 @@ SETTINGS: dict[str, dict[str, Any]] = {
                    "train": {"epochs": 40, "lr": 0.003, "weight_decay": 0.0005}},
         "layers": ("fc1", "fc1"),
         "stages": None,  # a one-hidden-layer student has a single stage: nothing to review
+    },
+    "digits": {
+        "config": {"data": {"name": "digits", "batch_size": 64},
+                   "teacher": {"model": "cnn", "train": {"epochs": 30, "lr": 0.002, "weight_decay": 0.0005}},
+                   "student": {"model": "mlp", "kwargs": {"hidden": [16]}},
+                   "train": {"epochs": 40, "lr": 0.005, "weight_decay": 0.0005}},
+        "layers": ("fc1", "fc1"),
+        "stages": None,
     },
     "mnist1d": {
         "config": {"data": {"name": "mnist1d", "batch_size": 128},
