@@ -22,7 +22,7 @@ from torch import nn
 
 from distillkit.config.schema import Config, ConfigError, ModelConfig, ScheduleConfig, TrainConfig, dump_config
 from distillkit.core import schedules as sched
-from distillkit.core.distiller import Distiller, call_model
+from distillkit.core.distiller import Distiller
 from distillkit.core.mutual import MutualLearning
 from distillkit.core.terms import FeatureTerm, HardLabelTerm, LossTerm, SoftTargetTerm
 from distillkit.data.builtin import DataSplits, load_dataset
@@ -476,27 +476,19 @@ def _distilled_distiller(config: Config, teacher: nn.Module, student: nn.Module,
         raise ConfigError(f"distill.mutual: {error}") from error
 
 
-def cohort_accuracy(cohort: MutualLearning, splits: DataSplits, *, batch_size: int = 256) -> dict[str, float]:
+def cohort_accuracy(cohort: MutualLearning, splits: DataSplits) -> dict[str, float]:
     """Test accuracy of every peer of a trained cohort (``cohort/<k>/test/accuracy``) and of their average
     prediction (``cohort/ensemble/test/accuracy``, an ensemble of students)."""
-    device = next(cohort.student.parameters()).device
-    was_training = cohort.training
-    cohort.eval()
-    hits, total = [0] * (len(cohort.cohort) + 1), 0
-    loader = torch.utils.data.DataLoader(splits.test, batch_size=batch_size)  # type: ignore[arg-type]
-    with torch.no_grad():
-        for batch in loader:
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            targets = batch[cohort.target_key]
-            log_probs = [cohort.student_logits_fn(call_model(m, batch, cohort.student_input)).float().log_softmax(-1)
-                         for m in cohort.cohort]
-            log_probs.append(torch.stack(log_probs).mean(0))
-            for k, lp in enumerate(log_probs):
-                hits[k] += int((lp.argmax(-1) == targets).sum())
-            total += int(targets.numel())
-    cohort.train(was_training)
+    from distillkit.evaluation import predict
+
+    log_probs, targets = [], None
+    for peer in cohort.cohort:
+        logits, targets = predict(peer, splits.test, input_spec=cohort.student_input, target_key=cohort.target_key)
+        log_probs.append(logits.log_softmax(-1))
+    log_probs.append(torch.stack(log_probs).mean(0))
     names = [str(k) for k in range(len(cohort.cohort))] + ["ensemble"]
-    return {f"cohort/{name}/test/accuracy": hit / max(total, 1) for name, hit in zip(names, hits)}
+    return {f"cohort/{name}/test/accuracy": float((lp.argmax(-1) == targets).float().mean())
+            for name, lp in zip(names, log_probs)}
 
 
 def run_comparison(config: Config, folder: RunFolder | None, *, reuse_dir: Path | None = None,
@@ -640,7 +632,7 @@ def other_accuracies(results: dict[str, Any]) -> str:
     """The test accuracies of the models behind the three rows (ensemble members, chain steps, mutual-learning
     peers and their ensemble) as one line, or ``""`` when there are none."""
     labels = []
-    for key, model in results["models"].items():
+    for model in results["models"].values():
         for metric, value in model.items():
             parts = metric.split("/")
             if len(parts) != 4 or parts[-2:] != ["test", "accuracy"]:
@@ -660,8 +652,9 @@ def results_table(results: dict[str, Any]) -> str:
     gain = 100 * results["distilled_minus_alone"]
     lines += ["", f"Distillation changed the student's test accuracy by {gain:+.2f} points ({results['data']}). "
               "Latency: batch 1 on the CPU of the machine that ran it; agreement: top-1 agreement with the teacher."]
-    if other_accuracies(results):
-        lines += ["", other_accuracies(results)]
+    others = other_accuracies(results)
+    if others:
+        lines += ["", others]
     return "\n".join(lines) + "\n"
 
 

@@ -69,8 +69,9 @@ def _print_results(results: dict) -> None:
     console.print(table)
     console.print(f"Distillation changed the student's test accuracy by "
                   f"[bold]{100 * results['distilled_minus_alone']:+.2f}[/bold] points.")
-    if other_accuracies(results):
-        console.print(other_accuracies(results))
+    others = other_accuracies(results)
+    if others:
+        console.print(others)
     if results.get("compression"):
         from distillkit.compression.pipeline import COMPRESSION_COLUMNS, compression_rows
 

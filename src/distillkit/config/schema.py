@@ -252,15 +252,10 @@ class Config(_Strict):
             raise ValueError("student.augment: both students get the data section's augmentation, so that they are "
                              "compared fairly; set it in data (teacher.augment is for the teacher only)")
         distill = self.distill
-        if distill.mutual is not None:
-            layered = [f.student for f in distill.features] + [m.name for m in distill.methods if m.student or m.teacher]
-            if layered:
-                raise ValueError("distill.mutual trains a cohort with logit terms only; layer-to-layer terms would "
-                                 f"name one peer ({', '.join(layered)}). Remove distill.features and layer methods, "
-                                 "or distill.mutual")
-            if distill.assistants or distill.generations > 1:
-                raise ValueError("distill.mutual cannot be combined with distill.assistants or distill.generations; "
-                                 "choose one way of training the student")
+        # (layer terms with distill.mutual are refused by MutualLearning itself, when the run is checked)
+        if distill.mutual is not None and (distill.assistants or distill.generations > 1):
+            raise ValueError("distill.mutual cannot be combined with distill.assistants or distill.generations; "
+                             "choose one way of training the student")
         if distill.assistants or distill.generations > 1:
             layered = [f.student for f in distill.features] + [m.name for m in distill.methods if m.student or m.teacher]
             if layered:
