@@ -31,18 +31,13 @@ os.environ.setdefault("DISTILLKIT_NO_PROGRESS", "1")
 
 import torch  # noqa: E402
 
-from distillkit.compression.pipeline import run_pipeline  # noqa: E402
+from distillkit.app.build import build_augmentation, build_model_from, build_splits, build_terms  # noqa: E402
+from distillkit.app.pipeline import run_pipeline  # noqa: E402
+from distillkit.app.teachers import TeacherStore, get_teacher  # noqa: E402
+from distillkit.app.train import train_one  # noqa: E402
 from distillkit.config import load_config  # noqa: E402
 from distillkit.config.schema import CompressConfig  # noqa: E402
 from distillkit.core.distiller import Distiller  # noqa: E402
-from distillkit.experiment import (  # noqa: E402
-    build_augmentation,
-    build_from,
-    build_splits,
-    build_terms,
-    get_teacher,
-    train_one,
-)
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist5k_compress.yaml"
 
@@ -70,8 +65,8 @@ def main() -> None:
     config = load_config(CONFIG)
     config = config.model_copy(update={"compress": None})
     splits = build_splits(config)
-    teacher = get_teacher(config, splits, None, reuse_dir=args.out.parent / ".teacher-cache")
-    student = build_from(config.student, splits, role="student", seed=config.seed)
+    teacher = get_teacher(config, splits, None, store=TeacherStore(args.out.parent / ".teachers"))
+    student = build_model_from(config.student, splits, role="student", seed=config.seed)
     distilled = train_one("distilled", Distiller(teacher.model, student, terms=build_terms(config, len(splits.train))),
                           splits, config.train, config, None, batch_transform=build_augmentation(config, splits))
     print(f"teacher {100 * teacher.metrics['test/accuracy']:.2f}%, distilled student "

@@ -29,7 +29,11 @@ from distillkit.config import load_config  # noqa: E402
 from distillkit.core.distiller import Distiller  # noqa: E402
 from distillkit.core.mutual import MutualLearning  # noqa: E402
 from distillkit.core.terms import FeatureTerm, HardLabelTerm, SoftTargetTerm  # noqa: E402
-from distillkit.experiment import build_from, build_splits, get_teacher, train_one  # noqa: E402
+from distillkit.app.build import build_model_from, build_splits  # noqa: E402
+from distillkit.app.teachers import TeacherStore, get_teacher  # noqa: E402
+from distillkit.app.train import train_one  # noqa: E402
+from distillkit.data.builtin import mnist1d_transfer_set  # noqa: E402
+from distillkit.data.transfer import ConcatDictDataset, unlabelled  # noqa: E402
 from distillkit.methods import build_method_term  # noqa: E402
 
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -115,24 +119,21 @@ def main() -> None:
         for seed in args.seeds:
             config = load_config(raw={"name": f"bench-{data}", "seed": seed, **setting["config"]})
             splits = build_splits(config)
-            teacher = get_teacher(config, splits, None, reuse_dir=teachers)
+            teacher = get_teacher(config, splits, None, store=TeacherStore(teachers))
             results["teacher"].append(teacher.metrics["test/accuracy"])
-            alone = build_from(config.student, splits, role="student", seed=seed)
+            alone = build_model_from(config.student, splits, role="student", seed=seed)
             results["alone"].append(train_one("alone", Distiller(None, alone), splits, config.train, config, None)
                                     .metrics["test/accuracy"])
             for method in args.methods:
                 if method == TRANSFER and data != "mnist1d":
                     continue
-                student = build_from(config.student, splits, role="student", seed=seed)
+                student = build_model_from(config.student, splits, role="student", seed=seed)
                 train_data = None
                 if method == TRANSFER:
-                    from distillkit.data.builtin import mnist1d_transfer_set
-                    from distillkit.data.transfer import ConcatDictDataset, unlabelled
-
                     train_data = ConcatDictDataset([splits.train, unlabelled(mnist1d_transfer_set(20000, seed=seed + 1000))])
                 try:
                     if method in COHORTS:
-                        peer = build_from(config.student, splits, role="student", seed=seed + 1)
+                        peer = build_model_from(config.student, splits, role="student", seed=seed + 1)
                         guided = method == "kd+dml"
                         distiller = MutualLearning([student, peer], teacher=teacher.model if guided else None,
                                                    terms=terms_for("kd", setting, 0) if guided else None)

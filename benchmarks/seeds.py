@@ -25,7 +25,8 @@ import yaml
 os.environ.setdefault("DISTILLKIT_NO_PROGRESS", "1")
 
 from distillkit.config import load_config  # noqa: E402
-from distillkit.experiment import run_comparison  # noqa: E402
+from distillkit.app import run_comparison  # noqa: E402
+from distillkit.app.teachers import TeacherStore  # noqa: E402
 
 
 def _spread(values: list[float]) -> str:
@@ -48,7 +49,7 @@ def main() -> None:
     for seed in args.seeds:
         begun = time.perf_counter()
         config = load_config(raw=raw, overrides=[*args.overrides, f"seed={seed}"])
-        models = run_comparison(config, None, reuse_dir=teachers)["models"]
+        models = run_comparison(config, None, store=TeacherStore(teachers))["models"]
         teacher, alone, distilled = (100 * models[k]["test/accuracy"] for k in columns)
         for key, value in zip(columns, (teacher, alone, distilled)):
             columns[key].append(value)

@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from distillkit.compression import DynamicInt8Config, quantize_  # noqa: E402
-from distillkit.compression.pipeline import parameter_count  # noqa: E402
+from distillkit.evaluation import count_weights  # noqa: E402
 from distillkit.core.distiller import Distiller  # noqa: E402
 from distillkit.core.schedules import Complement, Linear  # noqa: E402
 from distillkit.core.terms import FeatureTerm, HardLabelTerm, SoftTargetTerm  # noqa: E402
@@ -94,7 +94,7 @@ def assess(name: str, model: nn.Module, test: Any, texts: list[str], results: di
     quality = classification_metrics(logits, targets).to_dict()["scalars"]
     throughput, latency = speed(model, texts)
     row = {"accuracy": quality["accuracy"], "macro_f1": quality["f1_macro"],
-           "params": parameter_count(model), "throughput_b32": throughput,
+           "params": count_weights(model), "throughput_b32": throughput,
            "latency_b1_ms": latency, **extra}
     results[name] = row
     print(f"  {name:<22} acc {100 * row['accuracy']:6.2f}%  F1 {row['macro_f1']:.4f}  params {row['params']:>11,}  "

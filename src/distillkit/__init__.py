@@ -1,65 +1,51 @@
 """distillkit: distill large teachers into small, fast students.
 
-The pieces most users need are importable from the top level::
+The top level holds the few nouns and verbs most code needs (the timm way); everything else is reached through
+its subpackage::
 
-    from distillkit import Distiller, Trainer, FeatureTerm, SoftTargetTerm, HardLabelTerm, Cosine
+    from distillkit import Distiller, Trainer, FeatureTerm, SoftTargetTerm, HardLabelTerm, schedules
+    alpha = schedules.Cosine(0.9, 0.5, total=40)
+
+- :mod:`distillkit.losses` (pure loss functions), :mod:`distillkit.core` (distiller, terms, adapters, schedules,
+  several teachers, mutual learning), :mod:`distillkit.training` (the trainer, its options, callbacks,
+  checkpoints, the teacher-output cache, chains), :mod:`distillkit.data`, :mod:`distillkit.models`,
+  :mod:`distillkit.text`, :mod:`distillkit.methods`, :mod:`distillkit.evaluation`, :mod:`distillkit.compression`,
+  :mod:`distillkit.tracking`;
+- :mod:`distillkit.config` and :mod:`distillkit.app` (configs, run folders, comparisons, reports) and the
+  ``distillkit`` command line (:mod:`distillkit.cli`) above them. ``docs/guide.md`` draws the layers.
 """
 
 from distillkit.core import (
-    AdaptiveController,
-    Complement,
-    Constant,
-    Cosine,
     Distiller,
     DistillOutput,
     FeatureTerm,
     HardLabelTerm,
-    Linear,
     LossTerm,
     MultiTeacher,
     MutualLearning,
-    Piecewise,
-    PlateauDecay,
-    Schedule,
     SoftTargetTerm,
-    Step,
-    TeacherOutputs,
-    TrainingState,
-    Warmup,
+    schedules,
 )
-from distillkit.data.base import EpochSampler, TensorDictDataset
-from distillkit.training import Callback, EarlyStopping, MetricsFile, NonFiniteLossError, TeacherCache, Trainer
+from distillkit.data.base import TensorDictDataset
+from distillkit.methods import build_method_term, list_methods
+from distillkit.training import TrainOptions, Trainer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdaptiveController",
-    "Callback",
-    "Complement",
-    "Constant",
-    "Cosine",
     "DistillOutput",
     "Distiller",
-    "EarlyStopping",
-    "EpochSampler",
     "FeatureTerm",
     "HardLabelTerm",
-    "Linear",
     "LossTerm",
-    "MetricsFile",
     "MultiTeacher",
     "MutualLearning",
-    "NonFiniteLossError",
-    "Piecewise",
-    "PlateauDecay",
-    "Schedule",
     "SoftTargetTerm",
-    "Step",
-    "TeacherCache",
-    "TeacherOutputs",
     "TensorDictDataset",
+    "TrainOptions",
     "Trainer",
-    "TrainingState",
-    "Warmup",
     "__version__",
+    "build_method_term",
+    "list_methods",
+    "schedules",
 ]

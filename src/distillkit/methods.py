@@ -13,15 +13,21 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from torch import Tensor
 
+from distillkit.core.adversarial import AdversarialTerm
+from distillkit.core.ctkd import CurriculumTemperatureTerm
+from distillkit.core.gradient_transfer import InputGradientTerm
+from distillkit.core.review import ReviewTerm
 from distillkit.core.schedules import ScheduleLike, schedule_value
 from distillkit.core.terms import DistillContext, FeatureTerm, LossTerm
 from distillkit.losses import kd_loss
+from distillkit.losses.crd import CRDLoss
 from distillkit.losses.logit_methods import dist_loss, dkd_loss, logit_standardized_kd
 from distillkit.losses.relations import (
     attention_transfer,
@@ -33,45 +39,81 @@ from distillkit.losses.relations import (
 )
 from distillkit.registry import DistillkitError, Registry
 
-__all__ = ["METHODS", "CRDTerm", "LogitMethodTerm", "MethodSpec", "RelationTerm", "build_method_term"]
+__all__ = ["METHODS", "CRDTerm", "LogitMethodTerm", "MethodRequest", "MethodSpec", "RelationTerm", "build_method_term",
+           "list_methods", "register_method"]
+
+
+Kind = Literal["logits", "layers", "hint", "contrastive", "curriculum", "gradients", "adversarial", "review"]
+LAYER_KINDS = ("layers", "hint", "contrastive", "review")
+"""Kinds of method that read named layers: a config gives them ``student`` and ``teacher`` layer names."""
+
+
+@dataclass(frozen=True)
+class MethodRequest:
+    """What a method's builder gets: the term's weight, layer names, the loss's parameters and the logged name."""
+
+    method: str
+    weight: ScheduleLike
+    student: str | None
+    teacher: str | None
+    params: dict[str, Any]
+    name: str | None
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method: its loss function, what it reads, and its paper."""
+    """A method: what it reads, its paper, and the builder of its loss term."""
 
-    fn: Callable[..., Tensor] | None
-    kind: Literal["logits", "layers", "hint", "contrastive", "curriculum", "gradients", "adversarial", "review"]
+    kind: Kind
     paper: str
+    build: Callable[[MethodRequest], LossTerm]
+    fn: Callable[..., Tensor] | None = None
     needs_targets: bool = False
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
 
 
-def _add(name: str, spec: MethodSpec) -> None:
-    METHODS.register(name, f"{spec.paper} [{spec.kind}]")(spec)
+def register_method(name: str, *, kind: Kind, paper: str, fn: Callable[..., Tensor] | None = None,
+                    needs_targets: bool = False) -> Callable[[Callable[[MethodRequest], LossTerm]], Callable[[MethodRequest], LossTerm]]:
+    """Register a method by name: decorate the function that builds its loss term from a :class:`MethodRequest`.
+
+    Adding a method is this one decorated function (``distillkit list methods`` and configs see it at once).
+    """
+
+    def add(build: Callable[[MethodRequest], LossTerm]) -> Callable[[MethodRequest], LossTerm]:
+        METHODS.register(name, f"{paper} [{kind}]")(MethodSpec(kind, paper, build, fn, needs_targets))
+        return build
+
+    return add
 
 
-_add("kd", MethodSpec(kd_loss, "logits", "Hinton, Vinyals & Dean 2015: soft labels at temperature T"))
-_add("dkd", MethodSpec(dkd_loss, "logits", "Zhao et al. 2022: decoupled target / non-target KD", needs_targets=True))
-_add("lskd", MethodSpec(logit_standardized_kd, "logits", "Sun et al. 2024: KD on z-scored logits"))
-_add("dist", MethodSpec(dist_loss, "logits", "Huang et al. 2022: inter- and intra-class Pearson relations"))
-_add("fitnet", MethodSpec(None, "hint", "Romero et al. 2015: hint from a teacher layer through an adapter"))
-_add("at", MethodSpec(attention_transfer, "layers", "Zagoruyko & Komodakis 2017: spatial attention maps"))
-_add("sp", MethodSpec(similarity_preserving, "layers", "Tung & Mori 2019: batch similarity matrices"))
-_add("pkt", MethodSpec(pkt_loss, "layers", "Passalis & Tefas 2018: probabilistic knowledge transfer"))
-_add("rkd_distance", MethodSpec(rkd_distance_loss, "layers", "Park et al. 2019: relational KD, distances"))
-_add("rkd_angle", MethodSpec(rkd_angle_loss, "layers", "Park et al. 2019: relational KD, angles"))
-_add("nst", MethodSpec(nst_loss, "layers", "Huang & Wang 2017: neuron selectivity transfer (MMD)"))
-_add("jacobian", MethodSpec(None, "gradients", "Srinivas & Fleuret 2018: match input gradients (Jacobians)",
-                           needs_targets=True))
-_add("ctkd", MethodSpec(None, "curriculum", "Li et al. 2023: curriculum temperature, learned adversarially"))
-_add("reviewkd", MethodSpec(None, "review", "Chen et al. 2021: knowledge review, fused stages + hierarchical "
-                            "context loss (layers: comma-separated, shallow first)"))
-_add("adversarial", MethodSpec(None, "adversarial", "Wang et al. 2018 / Xu et al. 2018: a discriminator on teacher "
-                               "vs student outputs, fooled through gradient reversal"))
-_add("crd", MethodSpec(None, "contrastive", "Tian et al. 2020: contrastive representation distillation, memory bank"))
+def _checked_params(request: MethodRequest, fn: Callable[..., Tensor]) -> dict[str, Any]:
+    """The request's parameters, refused when ``fn`` has no keyword-only parameter of that name."""
+    accepted = {p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY}
+    unknown = sorted(set(request.params) - accepted)
+    if unknown:
+        raise DistillkitError(f"method {request.method!r} has no parameter(s) {unknown}; it takes {sorted(accepted)}")
+    return request.params
+
+
+def _logit_method(name: str, fn: Callable[..., Tensor], paper: str, *, needs_targets: bool = False) -> None:
+    """A method on logits, ``fn(student_logits, teacher_logits[, targets], **params)``."""
+
+    @register_method(name, kind="logits", paper=paper, fn=fn, needs_targets=needs_targets)
+    def build(request: MethodRequest) -> LossTerm:
+        return LogitMethodTerm(fn, request.weight, name=request.name or request.method, needs_targets=needs_targets,
+                               **_checked_params(request, fn))
+
+
+def _layer_method(name: str, fn: Callable[..., Tensor], paper: str) -> None:
+    """A method on one student and one teacher layer, ``fn(student_feature, teacher_feature, **params)``."""
+
+    @register_method(name, kind="layers", paper=paper, fn=fn)
+    def build(request: MethodRequest) -> LossTerm:
+        return RelationTerm(fn, request.student, request.teacher, request.weight,  # type: ignore[arg-type]
+                            name=request.name or f"{request.method}/{request.student}->{request.teacher}",
+                            **_checked_params(request, fn))
 
 
 def _resolved(params: Mapping[str, Any], ctx: DistillContext) -> dict[str, Any]:
@@ -146,8 +188,6 @@ class CRDTerm(LossTerm):
                 ctx.batch["index"])
 
     def setup(self, ctx: DistillContext) -> None:
-        from distillkit.losses.crd import CRDLoss
-
         student, teacher, _ = self._pair(ctx)
         self.crd = CRDLoss(student[0].numel(), teacher[0].numel(), self.num_samples, **self.options).to(student.device)
 
@@ -156,6 +196,59 @@ class CRDTerm(LossTerm):
         if int(index.max()) >= self.num_samples:
             raise ValueError(f"{self.name}: sample index {int(index.max())} >= num_samples {self.num_samples}")
         return self.crd(student, teacher, index)
+
+
+_logit_method("kd", kd_loss, "Hinton, Vinyals & Dean 2015: soft labels at temperature T")
+_logit_method("dkd", dkd_loss, "Zhao et al. 2022: decoupled target / non-target KD", needs_targets=True)
+_logit_method("lskd", logit_standardized_kd, "Sun et al. 2024: KD on z-scored logits")
+_logit_method("dist", dist_loss, "Huang et al. 2022: inter- and intra-class Pearson relations")
+_layer_method("at", attention_transfer, "Zagoruyko & Komodakis 2017: spatial attention maps")
+_layer_method("sp", similarity_preserving, "Tung & Mori 2019: batch similarity matrices")
+_layer_method("pkt", pkt_loss, "Passalis & Tefas 2018: probabilistic knowledge transfer")
+_layer_method("rkd_distance", rkd_distance_loss, "Park et al. 2019: relational KD, distances")
+_layer_method("rkd_angle", rkd_angle_loss, "Park et al. 2019: relational KD, angles")
+_layer_method("nst", nst_loss, "Huang & Wang 2017: neuron selectivity transfer (MMD)")
+
+
+@register_method("fitnet", kind="hint", paper="Romero et al. 2015: hint from a teacher layer through an adapter")
+def _fitnet(request: MethodRequest) -> LossTerm:
+    return FeatureTerm(request.student, request.teacher, request.weight,  # type: ignore[arg-type]
+                       name=request.name or f"fitnet/{request.student}->{request.teacher}", **request.params)
+
+
+@register_method("jacobian", kind="gradients", needs_targets=True,
+                 paper="Srinivas & Fleuret 2018: match input gradients (Jacobians)")
+def _jacobian(request: MethodRequest) -> LossTerm:
+    return InputGradientTerm(request.weight, name=request.name or request.method, **request.params)
+
+
+@register_method("ctkd", kind="curriculum", paper="Li et al. 2023: curriculum temperature, learned adversarially")
+def _ctkd(request: MethodRequest) -> LossTerm:
+    return CurriculumTemperatureTerm(request.weight, name=request.name or request.method, **request.params)
+
+
+@register_method("reviewkd", kind="review", paper="Chen et al. 2021: knowledge review, fused stages + hierarchical "
+                 "context loss (layers: comma-separated, shallow first)")
+def _reviewkd(request: MethodRequest) -> LossTerm:
+    split = lambda names: [n.strip() for n in names.split(",")]  # noqa: E731
+    return ReviewTerm(split(request.student), split(request.teacher), request.weight,  # type: ignore[arg-type]
+                      name=request.name or request.method, **request.params)
+
+
+@register_method("adversarial", kind="adversarial", paper="Wang et al. 2018 / Xu et al. 2018: a discriminator on "
+                 "teacher vs student outputs, fooled through gradient reversal")
+def _adversarial(request: MethodRequest) -> LossTerm:
+    return AdversarialTerm(request.weight, student_layer=request.student, teacher_layer=request.teacher,
+                           name=request.name or request.method, **request.params)
+
+
+@register_method("crd", kind="contrastive",
+                 paper="Tian et al. 2020: contrastive representation distillation, memory bank")
+def _crd(request: MethodRequest) -> LossTerm:
+    if "num_samples" not in request.params:
+        raise DistillkitError("method 'crd' needs params.num_samples (the training-set size)")
+    return CRDTerm(request.student, request.teacher, weight=request.weight, name=request.name,  # type: ignore[arg-type]
+                   **request.params)
 
 
 def build_method_term(
@@ -167,52 +260,20 @@ def build_method_term(
     Args:
         method: e.g. ``"dkd"`` or ``"rkd_distance"``.
         weight: the term's weight (number or schedule).
-        student / teacher: layer names, for layer methods and ``fitnet``.
+        student / teacher: layer names, for layer methods and ``fitnet`` (``reviewkd``: comma-separated lists).
         params: the loss function's keyword arguments (``temperature``, ``beta``, ...).
         name: the logged name (default: the method, plus the layers for layer methods).
 
     Raises:
         DistillkitError: unknown method (with suggestions), missing layers, or unknown parameters.
     """
-    import inspect
-
     spec = METHODS.get(method)
-    params = dict(params or {})
-    if spec.kind in ("layers", "hint", "contrastive") and (student is None or teacher is None):
-        raise DistillkitError(f"method {method!r} works on layers: give both 'student' and 'teacher' layer names")
-    if spec.kind == "hint":
-        return FeatureTerm(student, teacher, weight, name=name or f"fitnet/{student}->{teacher}", **params)  # type: ignore[arg-type]
-    if spec.kind == "gradients":
-        from distillkit.core.gradient_transfer import InputGradientTerm
+    if spec.kind in LAYER_KINDS and (student is None or teacher is None):
+        raise DistillkitError(f"method {method!r} works on layers: give both 'student' and 'teacher' layer names"
+                              + (", e.g. student: 'layer1,layer2,layer3'" if spec.kind == "review" else ""))
+    return spec.build(MethodRequest(method, weight, student, teacher, dict(params or {}), name))
 
-        return InputGradientTerm(weight, name=name or method, **params)
-    if spec.kind == "review":
-        from distillkit.core.review import ReviewTerm
 
-        if student is None or teacher is None:
-            raise DistillkitError("method 'reviewkd' needs 'student' and 'teacher' layer lists, e.g. "
-                                  "student: 'layer1,layer2,layer3'")
-        return ReviewTerm([n.strip() for n in student.split(",")], [n.strip() for n in teacher.split(",")], weight,
-                          name=name or method, **params)
-    if spec.kind == "adversarial":
-        from distillkit.core.adversarial import AdversarialTerm
-
-        return AdversarialTerm(weight, student_layer=student, teacher_layer=teacher, name=name or method, **params)
-    if spec.kind == "curriculum":
-        from distillkit.core.ctkd import CurriculumTemperatureTerm
-
-        return CurriculumTemperatureTerm(weight, name=name or method, **params)
-    if spec.kind == "contrastive":
-        if "num_samples" not in params:
-            raise DistillkitError("method 'crd' needs params.num_samples (the training-set size)")
-        return CRDTerm(student, teacher, weight=weight, name=name, **params)  # type: ignore[arg-type]
-    if spec.fn is None:
-        raise DistillkitError(f"method {method!r} has no loss function")
-    accepted = {p.name for p in inspect.signature(spec.fn).parameters.values() if p.kind == p.KEYWORD_ONLY}
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise DistillkitError(f"method {method!r} has no parameter(s) {unknown}; it takes {sorted(accepted)}")
-    if spec.kind == "logits":
-        return LogitMethodTerm(spec.fn, weight, name=name or method, needs_targets=spec.needs_targets, **params)
-    return RelationTerm(spec.fn, student, teacher, weight, name=name or f"{method}/{student}->{teacher}",  # type: ignore[arg-type]
-                        **params)
+def list_methods() -> list[str]:
+    """The names of every registered method, sorted (as ``distillkit list methods`` shows them)."""
+    return list(METHODS)

@@ -196,7 +196,7 @@ def test_teacher_ensemble_trains_members_and_distils_from_their_mixture(config_f
     for k in range(3):
         assert (out / f"teacher_{k}" / "model.safetensors").is_file()
     assert not (out / "teacher").exists()
-    from distillkit.reporting.report import _metrics_file
+    from distillkit.app.report import _metrics_file
 
     assert _metrics_file(out, "teacher") == out / "teacher_0" / "metrics.jsonl"  # the report's teacher curves
     assert (out / "report.html").is_file()
@@ -338,13 +338,14 @@ def test_teacher_gap_is_for_alpha_only(config_file, tmp_path, capsys):
 
 def test_ensemble_members_are_never_reused_across_splits(tmp_path):
     from distillkit.config import load_config
-    from distillkit.experiment import run_comparison
+    from distillkit.app import run_comparison
+    from distillkit.app.teachers import TeacherStore
 
     cache = tmp_path / "cache"
     raw = {**TINY, "teacher": {**TINY["teacher"], "ensemble": 2, "train": {"epochs": 1, "lr": 0.005}},
            "distill": {"alpha": 0.7}, "train": {"epochs": 1, "lr": 0.005}}
     for seed in (0, 1):  # member seeds 0, 1 then 1, 2: the seed-1 member of each run saw a different split
-        run_comparison(load_config(raw={**raw, "seed": seed}), None, reuse_dir=cache)
+        run_comparison(load_config(raw={**raw, "seed": seed}), None, store=TeacherStore(cache))
     assert len([p for p in cache.iterdir() if (p / "model.safetensors").is_file()]) == 4
-    run_comparison(load_config(raw={**raw, "seed": 1}), None, reuse_dir=cache)  # the same split: reused
+    run_comparison(load_config(raw={**raw, "seed": 1}), None, store=TeacherStore(cache))  # the same split: reused
     assert len(list(cache.iterdir())) == 4

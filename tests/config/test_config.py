@@ -1,9 +1,9 @@
 import pytest
 
 from distillkit.config import ConfigError, dump_config, load_config
-from distillkit.config.schema import ScheduleConfig
+from distillkit.config.schema import ScheduleConfig, parse_schedule
 from distillkit.core.schedules import Cosine, PlateauDecay
-from distillkit.experiment import build_schedule
+from distillkit.app.build import build_schedule
 
 MINIMAL = {"teacher": {"model": "cnn"}, "student": {"model": "mlp"}}
 
@@ -57,11 +57,26 @@ def test_resolved_dump_round_trips(tmp_path):
 
 
 def test_schedules_from_config():
-    cos = build_schedule(ScheduleConfig(kind="cosine", start=0.9, end=0.1, total=10))
-    assert isinstance(cos, Cosine) and cos.unit == "epoch"
-    assert isinstance(build_schedule(ScheduleConfig(kind="plateau", start=0.9)), PlateauDecay)
-    with pytest.raises(Exception, match="needs end, total"):
-        build_schedule(ScheduleConfig(kind="linear", start=1.0))
+    cos = build_schedule(parse_schedule({"kind": "cosine", "start": 0.9, "end": 0.1, "total": 10}))
+    assert isinstance(cos, Cosine) and cos.unit == "epoch" and cos(10) == pytest.approx(0.1)
+    assert isinstance(build_schedule(parse_schedule({"kind": "plateau", "start": 0.9})), PlateauDecay)
+    assert build_schedule(0.7) == 0.7
+
+
+def test_every_schedule_kind_has_a_builder():
+    import typing
+
+    from distillkit.app.build import _SCHEDULE_BUILDERS
+
+    kinds = typing.get_args(typing.get_args(ScheduleConfig)[0])
+    assert set(kinds) == set(_SCHEDULE_BUILDERS)
+
+
+def test_a_schedule_missing_a_field_fails_at_load_with_its_key_path():
+    with pytest.raises(ConfigError, match=r"distill\.alpha\.linear\.end: Field required"):
+        load_config(raw=MINIMAL, overrides=["distill.alpha={kind: linear, start: 1.0, total: 3}"])
+    with pytest.raises(ConfigError, match="teacher_gap"):
+        build_schedule(parse_schedule({"kind": "teacher_gap"}), where="distill.beta")
 
 
 def test_shipped_configs_are_valid():

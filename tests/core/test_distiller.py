@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from distillkit import Distiller, FeatureTerm, HardLabelTerm, Linear, SoftTargetTerm, TrainingState
+from distillkit import Distiller, FeatureTerm, HardLabelTerm, SoftTargetTerm
+from distillkit.core.schedules import Linear, TrainingState
 from distillkit.core.adapters import AdapterShapeError
 from tests.conftest import make_mlp
 

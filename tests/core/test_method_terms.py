@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from distillkit import Distiller, Linear, TrainingState
+from distillkit import Distiller
+from distillkit.core.schedules import Linear, TrainingState
 from distillkit.methods import METHODS, build_method_term
 from tests.conftest import make_mlp
 

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from distillkit.config import load_config
-from distillkit.experiment import RunFolder, run_comparison
+from distillkit.app import RunFolder, run_comparison
 from distillkit.registry import DistillkitError
 from tests.cli.test_cli import TINY
 

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from distillkit import Cosine, Distiller, TeacherCache, Trainer
+from distillkit import Distiller, Trainer
+from distillkit.core.schedules import Cosine
+from distillkit.training import TeacherCache
 from tests.conftest import make_blobs, make_mlp
 
 

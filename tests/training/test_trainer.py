@@ -5,7 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from distillkit import Callback, Distiller, EarlyStopping, MetricsFile, NonFiniteLossError, PlateauDecay, Trainer
+from distillkit import Distiller, Trainer
+from distillkit.core.schedules import PlateauDecay
+from distillkit.training import Callback, EarlyStopping, MetricsFile, NonFiniteLossError
 from distillkit.data import Mixup
 from distillkit.training import find_latest
 from tests.conftest import make_blobs, make_mlp
@@ -191,8 +193,8 @@ def test_mixup_batch_transform_trains_and_disables_cache(teacher, blobs, caplog)
 def test_bad_trainer_arguments_fail_clearly(teacher, blobs):
     d = make_distiller(teacher)
     for kwargs, match in [({"batch_size": 0}, "batch_size"), ({"precision": "fp8"}, "precision"),
-                          ({"teacher_cache": "yes"}, "teacher_cache"), ({"optimizer": "adagrad"}, "unknown optimizer"),
-                          ({"lr_schedule": "exp"}, "unknown lr_schedule")]:
+                          ({"teacher_cache": "yes"}, "teacher_cache"), ({"optimizer": "adagrad"}, "optimizer='adagrad'"),
+                          ({"lr_schedule": "exp"}, "lr_schedule='exp'"), ({"epocs": 3}, "unknown option 'epocs'. Did you mean: epochs")]:
         with pytest.raises(ValueError, match=match):
             Trainer(d, blobs, progress=False, **kwargs).fit()
 

@@ -15,7 +15,8 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from distillkit import Callback, Distiller, Trainer  # noqa: E402
+from distillkit import Distiller, Trainer  # noqa: E402
+from distillkit.training import Callback  # noqa: E402
 from distillkit.training import checkpoint as checkpoint_module  # noqa: E402
 from tests.conftest import make_blobs, make_mlp  # noqa: E402
 

@@ -6,18 +6,36 @@ in-process and returns the exit code, for tests and notebooks.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import traceback
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from distillkit.registry import DistillkitError
+from distillkit import __version__
+from distillkit.app.browser import render_report
+from distillkit.app.compare import default_store, run_comparison
+from distillkit.app.cv import run_cross_validation
+from distillkit.app.report import write_report
+from distillkit.app.runs import RunFolder
+from distillkit.app.single import evaluate_weights, train_alone
+from distillkit.app.tables import COLUMNS, COMPRESSION_COLUMNS, LABELS, comparison_rows, compression_rows, other_accuracies
+from distillkit.config import Config, dump_config, load_config
+from distillkit.config.schema import presets
+from distillkit.data.builtin import DATASETS
+from distillkit.methods import METHODS
+from distillkit.models import MODELS
+from distillkit.registry import DistillkitError, suggest
+from distillkit.tracking import RunRecords
 
 app = typer.Typer(
     name="distillkit",
@@ -52,15 +70,11 @@ def _setup_logging(verbose: bool = True) -> None:
     logger.propagate = False
 
 
-def _load(config: Path, overrides: list[str] | None):  # noqa: ANN202 - returns Config
-    from distillkit.config import load_config
-
+def _load(config: Path, overrides: list[str] | None) -> Config:
     return load_config(config, overrides=overrides or [])
 
 
-def _print_results(results: dict) -> None:
-    from distillkit.experiment import COLUMNS, comparison_rows, other_accuracies
-
+def _print_results(results: dict[str, Any]) -> None:
     table = Table(title=f"{results['name']}: teacher vs student alone vs distilled student ({results['data']})")
     for column in COLUMNS:
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -73,8 +87,6 @@ def _print_results(results: dict) -> None:
     if others:
         console.print(others)
     if results.get("compression"):
-        from distillkit.compression.pipeline import COMPRESSION_COLUMNS, compression_rows
-
         table = Table(title=f"compression of the {results['compression']['source']} student, step by step")
         for column in ("#", *COMPRESSION_COLUMNS):
             table.add_column(column, justify="left" if column in ("variant", "runtime") else "right")
@@ -83,23 +95,28 @@ def _print_results(results: dict) -> None:
         console.print(table)
 
 
-def _compare(config_path: Path | None, overrides: list[str] | None, out: Path | None, resume: bool,
-             overwrite: bool, *, raw_default: str | None = None) -> None:
-    from distillkit.config import load_config
-    from distillkit.experiment import RunFolder, run_comparison
-
-    if config_path is None:
-        text = (resources.files("distillkit") / "configs" / raw_default).read_text()  # type: ignore[operator]
-        import yaml
-
-        config = load_config(raw=yaml.safe_load(text), overrides=overrides or [])
-    else:
-        config = _load(config_path, overrides)
+def _compare(config: Config, out: Path | None, resume: bool, overwrite: bool) -> None:
     out = out or Path("runs") / config.name
-    folder = RunFolder(out, overwrite=overwrite, resume=resume)
-    results = run_comparison(config, folder, reuse_dir=out.parent / ".teacher-cache")
+    folder = RunFolder(out, overwrite=overwrite, resume=resume)  # checked before anything is built or written
+    results = run_comparison(config, folder, store=default_store(out))
     _print_results(results)
     console.print(f"Run folder: {out}")
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="print distillkit's version and exit")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="show the traceback of every error")] = False,
+) -> None:
+    """Distill a large teacher into a small, fast student, and compare them."""
+    # --debug is read by main() before the command runs (it decides how errors are shown)
+    if version:
+        console.print(f"distillkit {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        console.print(ctx.get_help())
+        raise typer.Exit(0)
 
 
 @app.command()
@@ -114,30 +131,26 @@ def demo(
     Example: distillkit demo --out runs/demo
     """
     _setup_logging()
-    _compare(None, overrides, out or Path("runs/demo"), resume, overwrite, raw_default="demo.yaml")
+    text = (resources.files("distillkit") / "configs" / "demo.yaml").read_text()
+    config = load_config(raw=yaml.safe_load(text), overrides=overrides or [])
+    _compare(config, out or Path("runs/demo"), resume, overwrite)
 
 
 @app.command()
 def compare(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
             overwrite: OverwriteOpt = False) -> None:
-    """Teacher, student alone and distilled student under the same budget, in one table.
+    """Distill the teacher into the student, next to the student trained alone under the same budget.
 
+    Trains the teacher first if it has no weights (or reuses one trained earlier with the same config), and
+    prints teacher, student alone and distilled student in one table. `distill` is the same command.
     Example: distillkit compare configs/mnist5k.yaml --set train.epochs=5
     """
     _setup_logging()
-    _compare(config, overrides, out, resume, overwrite)
+    _compare(_load(config, overrides), out, resume, overwrite)
 
 
-@app.command()
-def distill(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
-            overwrite: OverwriteOpt = False) -> None:
-    """Distill the teacher into the student (training the teacher first if it has no weights).
-
-    Also trains the student alone under the same budget, so the result says what distillation gained.
-    Example: distillkit distill configs/mnist5k.yaml --out runs/kd
-    """
-    _setup_logging()
-    _compare(config, overrides, out, resume, overwrite)
+app.command("distill", help="Same as `compare`: distill the teacher into the student and compare it with the "
+            "student trained alone.\n\nExample: distillkit distill configs/mnist5k.yaml --out runs/kd")(compare)
 
 
 @app.command()
@@ -149,9 +162,10 @@ def compress(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, re
     Example: distillkit compress configs/mnist5k_compress.yaml --out runs/compress
     """
     _setup_logging()
-    if _load(config, overrides).compress is None:
+    cfg = _load(config, overrides)
+    if cfg.compress is None:
         raise DistillkitError(f"{config}: no compress section; add compress.steps (see docs/compression.md)")
-    _compare(config, overrides, out, resume, overwrite)
+    _compare(cfg, out, resume, overwrite)
 
 
 @app.command()
@@ -165,20 +179,17 @@ def cv(
     Prints mean +/- std of each metric and the paired difference distilled - alone with a 95% interval.
     Example: distillkit cv configs/mnist5k.yaml --folds 5
     """
-    from distillkit.experiment import RunFolder, run_cross_validation
-
     _setup_logging()
     cfg = _load(config, overrides)
     out = out or Path("runs") / f"{cfg.name}-cv{folds}"
-    RunFolder(out, overwrite=overwrite)  # refuses a folder that holds a run
-    result = run_cross_validation(cfg, folds, out, overwrite=overwrite)  # replaces it only when every fold is done
+    RunFolder(out, overwrite=overwrite)  # refuses a folder that holds a run, or other files
+    result = run_cross_validation(cfg, folds, out, overwrite=overwrite)  # writes cv.json when every fold is done
     table = Table(title=f"{cfg.name}: {folds}-fold cross-validation ({result['data']})")
     keys = ("test/accuracy", "f1_macro", "ece", "test/loss")
     table.add_column("model")
     for key in keys:
         table.add_column(key, justify="right")
-    labels = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student"}
-    for name, label in labels.items():
+    for name, label in LABELS.items():
         table.add_row(label, *(f"{result['summary'][name][k]['mean']:.4f} +/- {result['summary'][name][k]['std']:.4f}"
                                for k in keys))
     console.print(table)
@@ -198,47 +209,10 @@ def train(
 
     Example: distillkit train configs/mnist5k.yaml --role teacher --out runs/teacher
     """
-    from distillkit.config.schema import TrainConfig
-    from distillkit.data.transfer import ConcatDictDataset
-    from distillkit.experiment import (
-        RunFolder,
-        build_augmentation,
-        build_from,
-        build_splits,
-        build_views,
-        make_distiller,
-        train_one,
-    )
-
     _setup_logging()
-    if role not in ("teacher", "student"):
-        raise DistillkitError(f"--role must be 'teacher' or 'student', got {role!r}")
     cfg = _load(config, overrides)
-    if role == "teacher" and cfg.teacher.ensemble > 1:
-        raise DistillkitError(f"teacher.ensemble is {cfg.teacher.ensemble}: `distillkit compare` trains the members; "
-                              "`train` trains one model. Add --set teacher.ensemble=1 to train one member.")
     out = out or Path("runs") / f"{cfg.name}-{role}"
-    folder = RunFolder(out, overwrite=overwrite, resume=resume)
-    splits = build_splits(cfg)
-    model_cfg = cfg.teacher if role == "teacher" else cfg.student
-    model = build_from(model_cfg, splits, role=role, seed=cfg.seed)
-    train_cfg = (model_cfg.train or TrainConfig()) if role == "teacher" else cfg.train
-    # the data section's augmentation (and a student's offline views), as in `compare`
-    augment = build_augmentation(cfg, splits, students=role == "student", model=model_cfg)
-    views = build_views(cfg, splits) if role == "student" else None
-    train_data = ConcatDictDataset([splits.train, views]) if views is not None else None
-    folder.create(cfg, kind=f"train-{role}")
-    try:
-        result = train_one(role, make_distiller(None, model, splits), splits, train_cfg, cfg, out, resume=resume,
-                           batch_transform=augment, train_data=train_data, callbacks=folder.callbacks(role))
-    except BaseException as error:
-        folder.fail(error)
-        folder.close()
-        raise
-    folder.finish({f"{role}/test/accuracy": result.metrics["test/accuracy"],
-                   f"{role}/test/loss": result.metrics["test/loss"]},
-                  {"weights": out / role / "model.safetensors"})
-    folder.close()
+    result = train_alone(cfg, role, RunFolder(out, overwrite=overwrite, resume=resume))  # type: ignore[arg-type]
     console.print(f"{role}: test accuracy {100 * result.metrics['test/accuracy']:.2f}%, "
                   f"{int(result.metrics['params']):,} parameters; weights in {out / role / 'model.safetensors'}")
 
@@ -254,20 +228,10 @@ def evaluate(
 
     Example: distillkit evaluate configs/mnist5k.yaml --weights runs/kd/distilled/model.safetensors
     """
-    from distillkit.experiment import build_from, build_splits, make_distiller
-    from distillkit.models import count_parameters, load_weights
-    from distillkit.training.trainer import Trainer
-
     _setup_logging(verbose=False)
-    if role not in ("teacher", "student"):
-        raise DistillkitError(f"--role must be 'teacher' or 'student', got {role!r}")
-    cfg = _load(config, overrides)
-    splits = build_splits(cfg)
-    model = build_from(cfg.teacher if role == "teacher" else cfg.student, splits, role=role)
-    load_weights(model, weights)
-    metrics = Trainer(make_distiller(None, model, splits), splits.train, progress=False, seed=cfg.seed).evaluate(splits.test)
-    console.print(f"{role} ({int(count_parameters(model)):,} params): test accuracy "
-                  f"{100 * metrics['val/accuracy']:.2f}%, test loss {metrics['val/loss']:.4f}")
+    metrics = evaluate_weights(_load(config, overrides), role, weights)  # type: ignore[arg-type]
+    console.print(f"{role} ({int(metrics['params']):,} params): test accuracy "
+                  f"{100 * metrics['test/accuracy']:.2f}%, test loss {metrics['test/loss']:.4f}")
 
 
 @app.command()
@@ -279,15 +243,11 @@ def report(
 
     Example: distillkit report runs/demo --screenshot docs/images/demo-report.png
     """
-    from distillkit.reporting import write_report
-
     if not (run / "results.json").is_file():
         raise DistillkitError(f"{run} holds no results.json; run 'distillkit compare' first")
     html_path, md_path = write_report(run)
     console.print(f"report: {html_path} (summary {md_path})")
     if screenshot is not None:
-        from distillkit.reporting.browser import render_report
-
         status = render_report(html_path, screenshot=screenshot)
         if status["broken"] or status["errors"]:
             raise DistillkitError(f"{html_path}: {status['broken']} figures broken, {status['errors']} page errors")
@@ -299,9 +259,7 @@ app.add_typer(runs_app, name="runs")
 RootOpt = Annotated[Path, typer.Option("--root", help="the runs folder holding runs.db")]
 
 
-def _records(root: Path):  # noqa: ANN202 - returns RunRecords
-    from distillkit.tracking import RunRecords
-
+def _records(root: Path) -> RunRecords:
     if not (root / "runs.db").is_file():
         raise DistillkitError(f"no run records in {root} (no runs.db); runs are recorded by compare/distill/train")
     return RunRecords(root / "runs.db")
@@ -338,8 +296,6 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: str, root: RootOpt = Path("runs")) -> None:
     """Everything recorded about one run: status, params, final metrics, artefacts."""
-    import json
-
     run = _records(root).get(run_id)
     sys.stdout.write(json.dumps(run, indent=1, default=str) + "\n")
 
@@ -374,11 +330,6 @@ def list_(what: Annotated[str, typer.Argument(help="losses, methods, models, dat
 
     Example: distillkit list models
     """
-    from distillkit.config.schema import presets
-    from distillkit.data.builtin import DATASETS
-    from distillkit.methods import METHODS
-    from distillkit.models import MODELS
-
     catalogue = {
         "losses": [("hard", "cross-entropy with labels (label smoothing, class weights, ignore index)"),
                    ("soft", "KL(teacher_T || student_T) * T^2, Hinton et al. 2015; logits or top-k teacher"),
@@ -391,8 +342,6 @@ def list_(what: Annotated[str, typer.Argument(help="losses, methods, models, dat
         "presets": [(name, preset.get("description", "")) for name, preset in presets().items()],
     }
     if what not in catalogue:
-        from distillkit.registry import suggest
-
         raise DistillkitError(f"cannot list {what!r}.{suggest(what, list(catalogue))} Choose: {', '.join(catalogue)}")
     table = Table(title=what)
     table.add_column("name")
@@ -405,43 +354,60 @@ def list_(what: Annotated[str, typer.Argument(help="losses, methods, models, dat
 @app.command("config")
 def config_(
     config: ConfigArg,
-    print_: Annotated[bool, typer.Option("--print", help="print the resolved config (every default filled in)")] = True,
+    print_: Annotated[bool, typer.Option("--print/--no-print", help="print the resolved config (every default "
+                                         "filled in); --no-print only checks it")] = True,
     overrides: SetOpt = None,
 ) -> None:
     """Validate a config and print it resolved, with every default filled in.
 
     Example: distillkit config configs/mnist5k.yaml --print --set train.lr=0.01
     """
-    from distillkit.config import dump_config
-
     cfg = _load(config, overrides)
     if print_:
         sys.stdout.write(dump_config(cfg))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code instead of exiting."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        app(args=argv, standalone_mode=False)
-    except DistillkitError as error:
-        err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        return 2
-    except (typer.Exit, SystemExit) as done:
-        code = getattr(done, "exit_code", getattr(done, "code", 0))
-        return int(code or 0)
-    except Exception as error:  # click's usage errors and unexpected failures: one line, non-zero
-        import click
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code instead of exiting.
 
-        if isinstance(error, click.ClickException):
-            err_console.print(f"[red]error:[/red] {error.format_message()}", highlight=False, soft_wrap=True)
-            return error.exit_code
-        if isinstance(error, (ValueError, KeyError, FileNotFoundError, TypeError)) or type(error).__name__.endswith("Error"):
-            message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-            err_console.print(f"[red]error:[/red] {type(error).__name__}: {message}", highlight=False, soft_wrap=True)
-            return 1
-        raise
-    return 0
+    A user's mistake (a usage error, or one of distillkit's own errors: a bad config, a missing file, a folder
+    that must not be touched) is one line on stderr and exit code 2; Ctrl-C is one line and 130. Anything else is
+    a bug: its traceback is printed, with a line saying so, and the exit code is 1. ``--debug`` shows the
+    traceback of every error.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        code = app(args=args, standalone_mode=False)
+    except typer.TyperException as error:  # typer's usage errors: missing argument, unknown option, bad value
+        if type(error).__name__ == "NoArgsIsHelpError":  # a group called without a command: its help
+            err_console.print(error.format_message(), highlight=False, soft_wrap=True)
+            return 2
+        _error(f"{error.format_message()} (see 'distillkit --help')")
+        return int(getattr(error, "exit_code", 2) or 2)
+    except DistillkitError as error:
+        if debug:
+            traceback.print_exc()
+        _error(str(error))
+        return 2
+    except (KeyboardInterrupt, typer.Abort):
+        _error("interrupted")
+        return 130
+    except typer.Exit as done:
+        return int(done.exit_code or 0)
+    except SystemExit as done:
+        return int(done.code or 0) if isinstance(done.code, int) or done.code is None else 1
+    except Exception as error:  # noqa: BLE001 - not a user's mistake: a bug, shown with its traceback
+        traceback.print_exc()
+        _error(f"{type(error).__name__}: {error}. This is a bug in distillkit; please report it with the "
+               "traceback above.")
+        return 1
+    return int(code) if isinstance(code, int) else 0
+
+
+def _error(message: str) -> None:
+    err_console.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
 
 
 def entry() -> None:

@@ -95,7 +95,16 @@ class OnnxModel(nn.Module):
 
     @property
     def size_bytes(self) -> int:
+        """The ONNX file's size (what :func:`distillkit.evaluation.model_size_bytes` reports for it)."""
         return self.path.stat().st_size
+
+    def weight_count(self) -> int:
+        """Weights in the file's initializers: float, int8, float16 and double tensors (not integer indices)."""
+        import onnx
+
+        graph = onnx.load(str(self.path)).graph
+        return sum(int(torch.tensor(list(t.dims)).prod()) if t.dims else 1 for t in graph.initializer
+                   if t.data_type in (1, 3, 10, 11))
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike[str], example_inputs: Tensor | tuple[Tensor, ...], *,

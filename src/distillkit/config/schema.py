@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distillkit.registry import DistillkitError, suggest
+from distillkit.training.options import TrainOptions
 
 __all__ = [
     "AugmentConfig",
@@ -25,6 +26,7 @@ __all__ = [
     "ModelConfig",
     "MutualConfig",
     "ScheduleConfig",
+    "parse_schedule",
     "TrainConfig",
     "apply_overrides",
     "load_config",
@@ -39,22 +41,93 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
-class ScheduleConfig(_Strict):
-    """A schedule for a weight or the temperature (see :mod:`distillkit.core.schedules`)."""
+class _Schedule(_Strict):
+    """A schedule for a weight or the temperature (see :mod:`distillkit.core.schedules`); ``kind`` picks one."""
 
-    kind: Literal["constant", "linear", "cosine", "step", "warmup", "piecewise", "plateau", "teacher_gap"]
-    start: float | None = None
-    end: float | None = None
-    total: float | None = None
-    unit: Literal["step", "epoch"] = "epoch"
-    milestones: list[float] | None = None
+    unit: Literal["step", "epoch"] = Field("epoch", description="what the schedule counts: optimizer steps or epochs")
+
+
+class ConstantSchedule(_Schedule):
+    kind: Literal["constant"]
+    start: float
+
+
+class LinearSchedule(_Schedule):
+    """From ``start`` to ``end`` over ``total`` units, in a straight line."""
+
+    kind: Literal["linear"]
+    start: float
+    end: float
+    total: float = Field(..., gt=0)
+
+
+class CosineSchedule(_Schedule):
+    """From ``start`` to ``end`` over ``total`` units, along half a cosine."""
+
+    kind: Literal["cosine"]
+    start: float
+    end: float
+    total: float = Field(..., gt=0)
+
+
+class StepSchedule(_Schedule):
+    """``start``, multiplied by ``gamma`` at each milestone."""
+
+    kind: Literal["step"]
+    start: float
+    milestones: list[float]
     gamma: float = 0.1
-    warmup: float | None = None
-    points: list[tuple[float, float]] | None = None
+
+
+class WarmupSchedule(_Schedule):
+    """From ``start`` up to ``end`` over ``warmup`` units, then ``end``."""
+
+    kind: Literal["warmup"]
+    start: float = 0.0
+    end: float
+    warmup: float = Field(..., gt=0)
+
+
+class PiecewiseSchedule(_Schedule):
+    """Linear between ``(t, value)`` points."""
+
+    kind: Literal["piecewise"]
+    points: list[tuple[float, float]] = Field(..., min_length=1)
+
+
+class PlateauSchedule(_Schedule):
+    """Adaptive: ``start``, multiplied by ``factor`` when ``metric`` stops improving for ``patience`` evaluations,
+    never below ``end``."""
+
+    kind: Literal["plateau"]
+    start: float
+    end: float = 0.0
     metric: str = "val/accuracy"
-    factor: float = 0.5
-    patience: int = 1
-    full_gap: float = Field(0.1, gt=0, description="teacher_gap: the accuracy gap at which alpha is 'start'")
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(1, ge=1)
+
+
+class TeacherGapSchedule(_Schedule):
+    """Adaptive, for ``distill.alpha`` only: the teacher's weight falls from ``start`` to ``end`` as the student's
+    ``metric`` nears the teacher's (measured before distilling)."""
+
+    kind: Literal["teacher_gap"]
+    start: float | None = Field(None, description="alpha at a gap of full_gap or more (default 0.9)")
+    end: float | None = Field(None, description="alpha once the student matches the teacher (default 0.3)")
+    metric: str = "val/accuracy"
+    full_gap: float = Field(0.1, gt=0, description="the accuracy gap at which alpha is 'start'")
+
+
+ScheduleConfig = Annotated[Union[ConstantSchedule, LinearSchedule, CosineSchedule, StepSchedule, WarmupSchedule,
+                                 PiecewiseSchedule, PlateauSchedule, TeacherGapSchedule], Field(discriminator="kind")]
+"""Any schedule section, told apart by its ``kind``."""
+
+
+def parse_schedule(raw: dict[str, Any]) -> _Schedule:
+    """A schedule section (a dict with ``kind``) as its typed config; raises pydantic's ``ValidationError``."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(ScheduleConfig).validate_python(raw)
 
 
 Scalar = Union[float, ScheduleConfig]
@@ -89,22 +162,9 @@ class DataConfig(AugmentConfig):
                        "lets the teacher's outputs be cached: the teacher runs once, not every epoch")
 
 
-class TrainConfig(_Strict):
-    epochs: int = Field(10, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = 0.9
-    lr_schedule: Literal["constant", "cosine", "linear", "step"] = "cosine"
-    warmup_steps: int = Field(0, ge=0)
-    grad_accum_steps: int = Field(1, ge=1)
-    clip_grad_norm: float | None = Field(None, gt=0)
-    precision: Literal["no", "bf16", "fp16"] = "no"
-    eval_every: int | None = Field(None, ge=1)
-    early_stopping_patience: int | None = Field(None, ge=1)
-    checkpoint_every: int | None = Field(None, ge=1)
-    teacher_cache: Literal["auto", "memory", "disk", "off"] = "auto"
+TrainConfig = TrainOptions
+"""The ``train`` section (and a teacher's or assistant's own ``train``): the trainer's options object itself, so
+every training option is spelled once (:class:`distillkit.training.TrainOptions`)."""
 
 
 class ModelConfig(_Strict):

@@ -1,7 +1,6 @@
 """The distillation core: distiller, loss terms, feature taps, adapters and schedules."""
 
 from distillkit.core.adapters import AdapterShapeError, build_adapter
-from distillkit.core.chains import born_again, teacher_assistant_chain
 from distillkit.core.ctkd import CurriculumTemperatureTerm
 from distillkit.core.distiller import Distiller, DistillOutput, call_model, extract_logits
 from distillkit.core.gradient_transfer import InputGradientTerm
@@ -52,11 +51,9 @@ __all__ = [
     "TeacherOutputs",
     "TrainingState",
     "Warmup",
-    "born_again",
     "build_adapter",
     "call_model",
     "extract_logits",
     "resolve_module",
     "schedule_value",
-    "teacher_assistant_chain",
 ]

@@ -21,12 +21,14 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from distillkit.registry import DistillkitError
+
 __all__ = ["AdapterShapeError", "ConvAdapter", "TokenProjection", "build_adapter"]
 
 AdapterKind = Literal["auto", "identity", "linear"]
 
 
-class AdapterShapeError(ValueError):
+class AdapterShapeError(DistillkitError, ValueError):
     """No adapter can map the student feature onto the teacher feature."""
 
 

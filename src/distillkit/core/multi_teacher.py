@@ -16,6 +16,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from distillkit.core.distiller import extract_logits
+
 __all__ = ["MultiTeacher"]
 
 
@@ -60,11 +62,7 @@ class MultiTeacher(nn.Module):
         if tau <= 0:
             raise ValueError(f"tau must be > 0, got {tau}")
         self.tau = tau
-        if logits_fn is None:
-            from distillkit.core.distiller import extract_logits
-
-            logits_fn = extract_logits
-        self.logits_fn = logits_fn
+        self.logits_fn = logits_fn if logits_fn is not None else extract_logits
         self.last_weights: Tensor | None = None
 
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:

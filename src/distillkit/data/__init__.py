@@ -1,23 +1,16 @@
-"""Data: dict-sample datasets, transfer sets, batch augmentations and the built-in data sets."""
+"""Data: dict-sample datasets, splits, transfer sets, batch augmentations, fingerprints and the built-in sets."""
 
 from distillkit.data.base import UNLABELLED, EpochSampler, TensorDictDataset, fingerprint_tensors
-from distillkit.data.transfer import (
-    Compose,
-    ConcatDictDataset,
-    Cutmix,
-    Mixup,
-    MixupOrCutmix,
-    RandomAffine,
-    RandomFlip,
-    RandomShift,
-    unlabelled,
-)
+from distillkit.data.augment import Compose, Cutmix, Mixup, MixupOrCutmix, RandomAffine, RandomFlip, RandomShift
+from distillkit.data.splits import DataSplits, TextDataset
+from distillkit.data.transfer import ConcatDictDataset, unlabelled
 
 __all__ = [
     "UNLABELLED",
     "Compose",
     "ConcatDictDataset",
     "Cutmix",
+    "DataSplits",
     "EpochSampler",
     "Mixup",
     "MixupOrCutmix",
@@ -25,6 +18,7 @@ __all__ = [
     "RandomAffine",
     "RandomShift",
     "TensorDictDataset",
+    "TextDataset",
     "fingerprint_tensors",
     "unlabelled",
 ]

@@ -15,10 +15,26 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["EpochSampler", "IndexedSubset", "TensorDictDataset", "UNLABELLED", "fingerprint_tensors"]
+__all__ = ["EpochSampler", "IndexedSubset", "TensorDictDataset", "UNLABELLED", "dataset_fingerprint", "fingerprint_tensors"]
 
 UNLABELLED = -100
 """Target value of a sample without a label (``ignore_index`` of the hard-label loss)."""
+
+
+def dataset_fingerprint(dataset: Dataset[Any]) -> str:
+    """The dataset's own ``fingerprint()`` if it has one, else a hash of every sample's fields."""
+    own = getattr(dataset, "fingerprint", None)
+    if callable(own):
+        return str(own())
+    digest = hashlib.sha256()
+    for i in range(len(dataset)):  # type: ignore[arg-type]
+        for key, value in sorted(dataset[i].items()):
+            digest.update(key.encode())
+            if isinstance(value, Tensor):
+                digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            else:
+                digest.update(repr(value).encode())
+    return digest.hexdigest()[:16]
 
 
 def fingerprint_tensors(tensors: Mapping[str, Tensor]) -> str:
@@ -124,7 +140,5 @@ class IndexedSubset(Dataset[dict[str, Any]]):
         return sample
 
     def fingerprint(self) -> str:
-        from distillkit.training.teacher_cache import dataset_fingerprint
-
         digest = hashlib.sha256(str(self.indices).encode()).hexdigest()[:16]
         return f"{dataset_fingerprint(self.dataset)}[{digest}]"

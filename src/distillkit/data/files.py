@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from distillkit.data.base import TensorDictDataset
-from distillkit.data.builtin import DataSplits, TextDataset, _require, limit_samples, stratified_splits
+from distillkit.data.splits import DataSplits, TextDataset, limit_samples, require, stratified_splits
 from distillkit.registry import DistillkitError
 
 __all__ = ["load_user_data"]
@@ -55,7 +55,7 @@ def _split_arrays(name: str, x: np.ndarray, y: np.ndarray, names: list[str], *, 
 
 
 def _read_table(path: Path, target: str, features: list[str] | None) -> tuple[np.ndarray, list[Any]]:
-    pandas = _require("pandas", "data")
+    pandas = require("pandas", "data")
     try:
         frame = pandas.read_csv(path) if path.suffix == ".csv" else pandas.read_parquet(path)
     except ImportError as error:
@@ -107,7 +107,7 @@ def _read_jsonl(path: Path, target: str, text_field: str) -> tuple[list[str], li
 
 
 def _read_image_folder(path: Path, image_size: int | None) -> tuple[np.ndarray, list[Any]]:
-    pil = _require("PIL.Image", "vision")
+    pil = require("PIL.Image", "vision")
     classes = sorted(p.name for p in path.iterdir() if p.is_dir())
     if not classes:
         raise DistillkitError(f"{path}: an image folder needs one sub-folder per class (folder/<class>/<image>)")
@@ -132,7 +132,7 @@ def _read_image_folder(path: Path, image_size: int | None) -> tuple[np.ndarray, 
 
 
 def _torchvision(name: str, *, download: bool, root: str, seed: int, val_fraction: float) -> DataSplits:
-    datasets = _require("torchvision.datasets", "vision")
+    datasets = require("torchvision.datasets", "vision")
     if not hasattr(datasets, name):
         raise DistillkitError(f"torchvision has no data set {name!r}")
     cls = getattr(datasets, name)
@@ -158,7 +158,7 @@ def _hf_text(name: str, *, target: str, text_field: str, val_fraction: float, se
     """A Hugging Face text-classification data set with ``train`` and ``test`` splits."""
     import os
 
-    datasets = _require("datasets", "nlp")
+    datasets = require("datasets", "nlp")
     if not download and os.environ.get("HF_HUB_OFFLINE", "0") != "0":
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     try:

@@ -14,7 +14,7 @@ from distillkit.evaluation.cost import measure_cost
 from distillkit.evaluation.metrics import classification_metrics
 from distillkit.models import model_device
 
-__all__ = ["assess_models", "predict"]
+__all__ = ["accuracy", "accuracy_and_loss", "assess_models", "predict"]
 
 
 @torch.no_grad()
@@ -66,3 +66,17 @@ def assess_models(
             cost = measure_cost(models[name], example.unsqueeze(0)).to_dict()
         results[name] = {"quality": quality.to_dict(), "cost": cost}
     return results
+
+
+def accuracy(logits: Tensor, targets: Tensor) -> float:
+    """Top-1 accuracy of ``logits`` ``[N, C]`` (or log-probabilities) against ``targets`` ``[N]``."""
+    return float((logits.argmax(-1) == targets).float().mean())
+
+
+def accuracy_and_loss(model: nn.Module, data: Dataset[Any], *, input_spec: InputSpec = "input",
+                      target_key: str = "target") -> tuple[float, float]:
+    """Top-1 accuracy and mean cross-entropy of ``model`` over ``data`` (one process)."""
+    import torch.nn.functional as F
+
+    logits, targets = predict(model, data, input_spec=input_spec, target_key=target_key)
+    return accuracy(logits, targets), float(F.cross_entropy(logits, targets))

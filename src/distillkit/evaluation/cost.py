@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CostReport", "count_flops", "measure_cost", "model_size_bytes"]
+__all__ = ["CostReport", "count_flops", "count_weights", "measure_cost", "model_size_bytes", "time_models"]
 
 
 @dataclass
@@ -23,7 +23,7 @@ class CostReport:
 
     Attributes:
         params: number of parameters.
-        size_mb: safetensors size of the weights in MB (10^6 bytes), float32 as stored.
+        size_mb: bytes of the weights at their own width (:func:`model_size_bytes`), in MB (10^6 bytes).
         flops: floating-point operations of one forward pass at batch 1 (``torch.utils.flop_counter``,
             which counts a multiply-add as 2 FLOPs).
         latency_ms_p50 / latency_ms_p95: forward latency at batch 1, milliseconds.
@@ -47,12 +47,79 @@ class CostReport:
         return asdict(self)
 
 
-def model_size_bytes(model: nn.Module) -> int:
-    """Bytes of ``model``'s weights serialised as safetensors (what a deployment would ship)."""
-    from safetensors.torch import save
+def _packed_int8(module: nn.Module) -> tuple[Tensor, Tensor | None] | None:
+    """The int8 weight and bias of a PyTorch dynamically quantized linear (kept packed, outside parameters())."""
+    if hasattr(module, "_weight_bias") and isinstance(getattr(module, "_packed_params", None), nn.Module):
+        return module._weight_bias()  # type: ignore[operator]
+    return None
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return len(save(state))
+
+def model_size_bytes(model: nn.Module) -> int:
+    """Bytes of the weights a deployment ships: every parameter and buffer at its own width, the int8 weights of
+    quantized layers at one byte each plus a float32 scale per output channel, or, for a module that stands for
+    a file (an ONNX Runtime model, with a ``size_bytes`` attribute), that file's size.
+
+    This is the "size (MB)" of every table distillkit prints (comparison and compression alike).
+    """
+    own = getattr(model, "size_bytes", None)
+    if isinstance(own, int):
+        return own
+    total = 0
+    for module in model.modules():
+        packed = _packed_int8(module)
+        if packed is not None:
+            weight, bias = packed
+            total += weight.numel() + 4 * weight.shape[0] + (4 * bias.numel() if bias is not None else 0)
+        tensors = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+        total += sum(t.numel() * t.element_size() for t in tensors)
+    return total
+
+
+def count_weights(model: nn.Module) -> int:
+    """Weights of any model: its parameters plus the int8 weights packed in quantized layers, or, for a module
+    that stands for a file (with a ``weight_count()`` method, as an ONNX Runtime model has), its count."""
+    own = getattr(model, "weight_count", None)
+    if callable(own):
+        return int(own())
+    total = sum(p.numel() for p in model.parameters())
+    for module in model.modules():
+        packed = _packed_int8(module)
+        if packed is not None:
+            weight, bias = packed
+            total += weight.numel() + (bias.numel() if bias is not None else 0)
+    return total
+
+
+@torch.inference_mode()
+def time_models(models: list[nn.Module], example: Tensor, *, rounds: int = 5, iterations: int = 60,
+                batch: int = 256, batch_calls: int = 5) -> list[tuple[float, float]]:
+    """``(latency p50 ms at batch 1, throughput at batch)`` of every model, measured round-robin.
+
+    The models take turns (``rounds`` times ``iterations`` single-sample calls each, then a batch), so a
+    slower or faster stretch of the machine (frequency, other processes) falls on all of them alike and the
+    ratios between them hold, even where the absolute figures drift.
+    """
+    big = example.expand(batch, *example.shape[1:]).contiguous()
+    for model in models:
+        model.eval()
+        for _ in range(20):
+            model(example)
+        for _ in range(3):
+            model(big)
+    samples: list[list[float]] = [[] for _ in models]
+    batch_seconds = [0.0 for _ in models]
+    for _ in range(rounds):
+        for number, model in enumerate(models):
+            for _ in range(iterations):
+                start = time.perf_counter()
+                model(example)
+                samples[number].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for _ in range(batch_calls):
+                model(big)
+            batch_seconds[number] += time.perf_counter() - start
+    return [(1e3 * statistics.median(times), batch_calls * rounds * batch / seconds)
+            for times, seconds in zip(samples, batch_seconds)]
 
 
 def count_flops(model: nn.Module, example: Tensor) -> int:
@@ -115,7 +182,7 @@ def measure_cost(
         throughput = throughput_batch * rounds / (time.perf_counter() - start)
         peak = _peak_memory_mb(model, batch, device)
         return CostReport(
-            params=sum(p.numel() for p in model.parameters()), size_mb=model_size_bytes(model) / 1e6,
+            params=count_weights(model), size_mb=model_size_bytes(model) / 1e6,
             flops=count_flops(model, example), latency_ms_p50=statistics.median(times), latency_ms_p95=p95,
             throughput=throughput, throughput_batch=throughput_batch, peak_memory_mb=peak, device=str(device),
         )

@@ -10,8 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from distillkit.models import text as _text_models  # noqa: F401  (registers the text models)
 from distillkit.models.zoo import MODELS
 from distillkit.registry import DistillkitError
+from distillkit.training.checkpoint import find_latest
 
 __all__ = ["MODELS", "build_model", "count_parameters", "load_weights"]
 
@@ -103,8 +105,6 @@ def load_weights(model: nn.Module, path: str | Path, *, prefix: str | None = Non
                 path = candidate
                 break
         else:
-            from distillkit.training.checkpoint import find_latest
-
             latest = find_latest(path / "checkpoints") or find_latest(path)
             if latest is None:
                 raise DistillkitError(f"{path}: no model.safetensors and no complete checkpoint inside")
@@ -127,11 +127,3 @@ def load_weights(model: nn.Module, path: str | Path, *, prefix: str | None = Non
             return model
     missing = sorted(own - set(state))[:5]
     raise DistillkitError(f"{path}: weights do not fit this model (missing e.g. {missing}); check the architecture")
-
-
-def _register_text_models() -> None:
-    """Text models live in distillkit.text (transformers is imported only when one is built)."""
-    import distillkit.text.zoo  # noqa: F401
-
-
-_register_text_models()

@@ -42,8 +42,12 @@ SORTABLE = ("created", "name", "status", "duration")
 
 def code_version() -> str:
     """distillkit's version, plus the git commit when running from a checkout."""
-    from distillkit import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        __version__ = version("distillkit")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        __version__ = "unknown"
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
                                 cwd=Path(__file__).resolve().parent).stdout.strip()

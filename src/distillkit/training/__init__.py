@@ -1,7 +1,9 @@
-"""Training: the one loop, checkpoints, callbacks and the teacher-output cache."""
+"""Training: the one loop, its options, checkpoints, callbacks, the teacher-output cache and multi-step chains."""
 
+from distillkit.training.chains import born_again, teacher_assistant_chain
 from distillkit.training.callbacks import Callback, EarlyStopping, MetricsFile, ProgressBar
 from distillkit.training.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
+from distillkit.training.options import TrainOptions
 from distillkit.training.teacher_cache import TeacherCache
 from distillkit.training.trainer import NonFiniteLossError, Trainer
 
@@ -13,8 +15,11 @@ __all__ = [
     "NonFiniteLossError",
     "ProgressBar",
     "TeacherCache",
+    "TrainOptions",
     "Trainer",
+    "born_again",
     "find_latest",
     "load_checkpoint",
     "save_checkpoint",
+    "teacher_assistant_chain",
 ]

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from distillkit.registry import DistillkitError
+
 __all__ = [
     "CheckpointError",
     "atomic_write_bytes",
@@ -43,7 +45,7 @@ LATEST = "latest"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DistillkitError, RuntimeError):
     """A checkpoint is missing, incomplete or corrupt."""
 
 

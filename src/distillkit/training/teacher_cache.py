@@ -26,8 +26,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from distillkit.core.distiller import Distiller
 from distillkit.core.terms import SoftTargetTerm, TeacherOutputs
+from distillkit.data.base import dataset_fingerprint
 
-__all__ = ["TeacherCache", "TeacherCacheUnsuitable", "dataset_fingerprint", "model_fingerprint"]
+__all__ = ["TeacherCache", "TeacherCacheUnsuitable", "model_fingerprint"]
 
 
 class TeacherCacheUnsuitable(RuntimeError):
@@ -43,22 +44,6 @@ def model_fingerprint(model: nn.Module) -> str:
         value = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
         digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
-    return digest.hexdigest()[:16]
-
-
-def dataset_fingerprint(dataset: Dataset[Any]) -> str:
-    """The dataset's own ``fingerprint()`` if it has one, else a hash of every sample's fields."""
-    own = getattr(dataset, "fingerprint", None)
-    if callable(own):
-        return str(own())
-    digest = hashlib.sha256()
-    for i in range(len(dataset)):  # type: ignore[arg-type]
-        for key, value in sorted(dataset[i].items()):
-            digest.update(key.encode())
-            if isinstance(value, Tensor):
-                digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-            else:
-                digest.update(repr(value).encode())
     return digest.hexdigest()[:16]
 
 

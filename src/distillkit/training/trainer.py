@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,17 +25,19 @@ from torch.utils.data import DataLoader, Dataset
 from distillkit.core.distiller import Distiller, call_model
 from distillkit.core.schedules import AdaptiveController
 from distillkit.data.base import UNLABELLED, EpochSampler
-from distillkit.training.callbacks import Callback, ProgressBar
+from distillkit.training.callbacks import Callback, EarlyStopping, ProgressBar
 from distillkit.training.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
-from distillkit.training.optim import LRScheduleLike, OptimizerLike, build_lr_scheduler, build_optimizer
+from distillkit.training.optim import build_lr_scheduler, build_optimizer
+from distillkit.training.options import TrainOptions, train_options
 from distillkit.training.teacher_cache import TeacherCache, TeacherCacheUnsuitable
+from distillkit.registry import DistillkitError
 
 __all__ = ["NonFiniteLossError", "Trainer"]
 
 Batch = dict[str, Any]
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(DistillkitError, FloatingPointError):
     """A loss term or the gradient became NaN or infinite; the run stops and keeps its last good checkpoint."""
 
 
@@ -46,24 +48,15 @@ class Trainer:
         distiller: teacher, student, adapters and loss terms.
         train_data: map-style dataset of dict samples carrying ``"index"``.
         val_data: optional dataset evaluated every ``eval_every`` steps (or every epoch).
-        epochs: passes over ``train_data``.
-        max_steps: stop after this many optimizer steps (overrides ``epochs`` when smaller).
+        options: the training options (:class:`~distillkit.training.TrainOptions`: epochs, optimizer, lr,
+            lr_schedule, warm-up, accumulation, clipping, precision, evaluation, early stopping, checkpoints,
+            teacher cache), e.g. a config's ``train`` section.
         batch_size: samples per process per micro-batch.
-        optimizer: ``"sgd"``, ``"adam"``, ``"adamw"`` or a factory ``params -> Optimizer``.
-        lr / weight_decay / momentum: optimizer settings for named optimizers.
-        lr_schedule: ``"constant"``, ``"cosine"``, ``"linear"``, ``"step"`` or ``(optimizer, total_steps) -> scheduler``.
-        warmup_steps: linear LR warm-up.
-        grad_accum_steps: micro-batches per optimizer step.
-        clip_grad_norm: clip the global gradient norm to this value.
-        precision: ``"no"`` (float32), ``"bf16"`` (CPU and recent GPUs) or ``"fp16"`` (GPU only).
-        eval_every: evaluate every N optimizer steps; ``None`` evaluates at the end of every epoch.
+        eval_batch_size: batch size of evaluation (default: ``max(batch_size, 256)``).
         callbacks: :class:`~distillkit.training.callbacks.Callback` objects.
         checkpoint_dir: where checkpoints go; ``None`` writes none.
-        checkpoint_every: save every N optimizer steps; ``None`` saves at every epoch end.
         keep_checkpoints: how many checkpoints to keep.
         seed: seeds Python, NumPy and torch at the start of :meth:`fit`, and the data order.
-        teacher_cache: ``"auto"`` caches teacher outputs when that is safe (deterministic data, no batch
-            transform), ``"memory"`` / ``"disk"`` insist on it, ``"off"`` always runs the teacher.
         cache_dir / cache_dtype / cache_topk: options of a teacher cache (see :class:`TeacherCache`).
         batch_transform: ``batch -> batch`` applied to each training batch on the device (e.g. mixup);
             teacher and student both see its output.
@@ -72,6 +65,11 @@ class Trainer:
         cpu: force the CPU even when a GPU is present.
         progress: show a progress bar on interactive terminals.
         log_every: keep one train record in ``history`` every N steps.
+        drop_last: drop the last, smaller training batch of each epoch.
+        **option_values: any field of :class:`TrainOptions` by name (``epochs=5, lr=3e-3``), over ``options``.
+
+    Raises:
+        ValueError: an unknown option or a value out of range, by name.
 
     Example:
         >>> trainer = Trainer(distiller, train_set, val_set, epochs=5, lr=3e-3)  # doctest: +SKIP
@@ -83,27 +81,14 @@ class Trainer:
         distiller: Distiller,
         train_data: Dataset[Any],
         val_data: Dataset[Any] | None = None,
+        options: TrainOptions | None = None,
         *,
-        epochs: int = 1,
-        max_steps: int | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
-        optimizer: OptimizerLike = "adamw",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
-        lr_schedule: LRScheduleLike = "cosine",
-        warmup_steps: int = 0,
-        grad_accum_steps: int = 1,
-        clip_grad_norm: float | None = None,
-        precision: Literal["no", "bf16", "fp16"] = "no",
-        eval_every: int | None = None,
         callbacks: Sequence[Callback] = (),
         checkpoint_dir: str | os.PathLike[str] | None = None,
-        checkpoint_every: int | None = None,
         keep_checkpoints: int | None = 2,
         seed: int = 0,
-        teacher_cache: Literal["auto", "memory", "disk", "off"] = "auto",
         cache_dir: str | os.PathLike[str] | None = None,
         cache_dtype: torch.dtype = torch.float32,
         cache_topk: int | None = None,
@@ -114,32 +99,31 @@ class Trainer:
         progress: bool = True,
         log_every: int = 1,
         drop_last: bool = False,
+        **option_values: Any,
     ) -> None:
-        if epochs < 1 and not max_steps:
-            raise ValueError(f"epochs must be >= 1 (or give max_steps), got {epochs}")
+        options = train_options(options, **option_values)  # an unknown name or a bad value is refused by name
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if grad_accum_steps < 1:
-            raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
-        if precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"precision must be 'no', 'bf16' or 'fp16', got {precision!r}")
-        if teacher_cache not in ("auto", "memory", "disk", "off"):
-            raise ValueError(f"teacher_cache must be 'auto', 'memory', 'disk' or 'off', got {teacher_cache!r}")
         if len(train_data) == 0:  # type: ignore[arg-type]
             raise ValueError("the training set is empty")
+        self.options = options
         self.distiller, self.train_data, self.val_data = distiller, train_data, val_data
-        self.epochs, self.max_steps, self.batch_size = epochs, max_steps, batch_size
+        self.epochs, self.max_steps, self.batch_size = options.epochs, options.max_steps, batch_size
         self.eval_batch_size = eval_batch_size or max(batch_size, 256)
-        self.optimizer_spec, self.lr, self.weight_decay, self.momentum = optimizer, lr, weight_decay, momentum
-        self.lr_schedule, self.warmup_steps = lr_schedule, warmup_steps
-        self.grad_accum_steps, self.clip_grad_norm, self.precision = grad_accum_steps, clip_grad_norm, precision
-        self.eval_every, self.checkpoint_every, self.keep_checkpoints = eval_every, checkpoint_every, keep_checkpoints
+        self.optimizer_spec, self.lr = options.optimizer, options.lr
+        self.weight_decay, self.momentum = options.weight_decay, options.momentum
+        self.lr_schedule, self.warmup_steps = options.lr_schedule, options.warmup_steps
+        self.grad_accum_steps, self.clip_grad_norm = options.grad_accum_steps, options.clip_grad_norm
+        self.precision, self.eval_every = options.precision, options.eval_every
+        self.checkpoint_every, self.keep_checkpoints = options.checkpoint_every, keep_checkpoints
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.seed, self.teacher_cache_mode, self.cache_dir = seed, teacher_cache, cache_dir
+        self.seed, self.teacher_cache_mode, self.cache_dir = seed, options.teacher_cache, cache_dir
         self.cache_dtype, self.cache_topk = cache_dtype, cache_topk
         self.batch_transform, self.collate_fn, self.num_workers = batch_transform, collate_fn, num_workers
         self.cpu, self.log_every, self.drop_last = cpu, max(1, log_every), drop_last
         self.callbacks: list[Callback] = list(callbacks) + ([ProgressBar()] if progress else [])
+        if options.early_stopping_patience:
+            self.callbacks.append(EarlyStopping("val/accuracy", mode="max", patience=options.early_stopping_patience))
         self.log = logging.getLogger("distillkit")
 
         self.step = 0

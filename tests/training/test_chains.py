@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from distillkit import Distiller, Trainer
-from distillkit.core.chains import born_again, teacher_assistant_chain
+from distillkit.training.chains import born_again, teacher_assistant_chain
 from tests.conftest import make_blobs, make_mlp
 
 

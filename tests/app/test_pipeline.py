@@ -6,7 +6,7 @@ import pytest
 
 from distillkit.cli.main import main
 from distillkit.config import load_config
-from distillkit.experiment import RunFolder, run_comparison
+from distillkit.app import RunFolder, run_comparison
 from tests.cli.test_cli import TINY
 
 STEPS = [

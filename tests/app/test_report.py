@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from distillkit.config import load_config
-from distillkit.experiment import RunFolder, run_comparison
-from distillkit.reporting.browser import find_chromium, render_report
+from distillkit.app import RunFolder, run_comparison
+from distillkit.app.browser import find_chromium, render_report
 from tests.cli.test_cli import TINY
 
 ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -15,9 +15,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from distillkit.app.tables import (
+    COLUMNS,
+    COMPRESSION_COLUMNS,
+    LABELS,
+    comparison_rows,
+    compression_rows,
+    compression_table,
+    gain_sentence,
+    html_table,
+    markdown_table,
+    other_accuracies,
+)
+
 __all__ = ["write_report"]
 
-LABELS = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student"}
 COLOURS = {"teacher": "#1f77b4", "student_alone": "#ff7f0e", "distilled": "#2ca02c"}
 
 
@@ -194,8 +206,6 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
     import matplotlib
 
     matplotlib.use("Agg")
-    from distillkit.experiment import COLUMNS, comparison_rows, other_accuracies
-
     folder = Path(folder)
     results = results or json.loads((folder / "results.json").read_text())
     figures = {
@@ -218,20 +228,15 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
     rows = comparison_rows(results)
     gain = 100 * results["distilled_minus_alone"]
     config_text = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
-    table_html = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS) + "</tr>" + "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows) + "</table>"
+    table_html = html_table(COLUMNS, rows)
     others = other_accuracies(results)  # ensemble members, chain steps, mutual-learning peers
     other_html = f"<p>{html.escape(others)}</p>" if others else ""
     compression_html = ""
     if compression:
-        from distillkit.compression.pipeline import COMPRESSION_COLUMNS, compression_rows
-
+        numbered = [[str(n), *row] for n, row in enumerate(compression_rows(compression))]
         compression_html = ("<section><h2>Compression pipeline</h2><p>The " + html.escape(compression["source"])
-                             + " student after each step; speed-up and change are against row 0.</p><table><tr><th>#</th>"
-                             + "".join(f"<th>{html.escape(c)}</th>" for c in COMPRESSION_COLUMNS) + "</tr>"
-                             + "".join(f"<tr><td>{n}</td>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row)
-                                       + "</tr>" for n, row in enumerate(compression_rows(compression)))
-                             + "</table></section>")
+                            + " student after each step; speed-up and change are against row 0.</p>"
+                            + html_table(("#", *COMPRESSION_COLUMNS), numbered) + "</section>")
     figures_html = "\n".join(
         f'<section><h2>{html.escape(title)}</h2><img class="figure" alt="{html.escape(title)}" '
         f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>'
@@ -276,14 +281,10 @@ Distillation changed the student's test accuracy by <b>{gain:+.2f}</b> points.</
     html_path = folder / "report.html"
     html_path.write_text(page)
     md = [f"# distillkit: {results['name']} ({results['data']})", "",
-          "| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1),
-          *("| " + " | ".join(row) + " |" for row in rows), "",
-          f"Distillation changed the student's test accuracy by {gain:+.2f} points.", ""]
+          markdown_table(COLUMNS, rows), gain_sentence(results), ""]
     if others:
         md += [others, ""]
     if compression:
-        from distillkit.compression.pipeline import compression_table
-
         md += ["## Compression pipeline", "", compression_table(compression)]
     md += [f"## {title}\n\n![{title}](figures/{name}.png)\n" for name, (title, _) in images.items()]
     md_path = folder / "report.md"

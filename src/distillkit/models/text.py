@@ -1,4 +1,4 @@
-"""Text models by name, for configs (``model: text-transformer``); ``path`` defaults to the bundled MiniLM."""
+"""Text models (:mod:`distillkit.text`) by name, for configs (``model: text-transformer``); ``path`` defaults to the bundled MiniLM."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from distillkit.models.zoo import MODELS
+from distillkit.text.embeddings import distill_static_embeddings
 from distillkit.text.models import (
     BiLSTMClassifier,
     StaticEmbeddingClassifier,
@@ -46,7 +47,5 @@ def text_bilstm(num_classes: int, input_shape: Sequence[int] | None = None, *, p
                  "light head; path=<model folder>, dims=256, hidden=256")
 def text_static(num_classes: int, input_shape: Sequence[int] | None = None, *, path: str | None = None,
                 dims: int = 256, **kwargs: Any) -> nn.Module:
-    from distillkit.text.embeddings import distill_static_embeddings
-
     tokenizer, vectors = distill_static_embeddings(path or minilm_path(), dims=dims)
     return StaticEmbeddingClassifier(tokenizer, vectors, num_classes, **kwargs)

@@ -6,7 +6,7 @@ of the next.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +14,42 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from distillkit.core.distiller import Distiller
+from distillkit.training.trainer import Trainer
 
-__all__ = ["born_again", "teacher_assistant_chain"]
+__all__ = ["ChainStep", "born_again", "distill_in_turn", "teacher_assistant_chain"]
 
 
-def _distill_step(teacher: nn.Module, student: nn.Module, train_data: Dataset[Any], val_data: Dataset[Any] | None,
-                  step: int, distiller_kwargs: Mapping[str, Any], trainer_kwargs: dict[str, Any]) -> nn.Module:
-    from distillkit.training.trainer import Trainer
+ChainStep = Callable[[int, nn.Module, nn.Module], nn.Module]
+"""``(step, teacher, student) -> trained student``: trains one link of a chain."""
 
-    kwargs = dict(trainer_kwargs)
-    if kwargs.get("checkpoint_dir") is not None:  # one checkpoint folder per step, never shared
-        kwargs["checkpoint_dir"] = Path(kwargs["checkpoint_dir"]) / f"step-{step}"
-    distiller = Distiller(teacher, student, **distiller_kwargs)
-    Trainer(distiller, train_data, val_data, **kwargs).fit()
-    distiller.remove_hooks()
-    return student
+
+def distill_in_turn(teacher: nn.Module, students: Iterable[nn.Module], train_step: ChainStep) -> list[nn.Module]:
+    """The one chain: ``teacher -> students[0] -> students[1] -> ...``, each trained model frozen (eval mode, no
+    gradients) and made the teacher of the next. :func:`born_again`, :func:`teacher_assistant_chain` and the
+    application's assistant/generation runs all go through here.
+
+    Returns:
+        The trained students, in order.
+    """
+    trained, current = [], teacher
+    for step, student in enumerate(students):
+        current = train_step(step, current, student).eval().requires_grad_(False)
+        trained.append(current)
+    return trained
+
+
+def _trainer_step(train_data: Dataset[Any], val_data: Dataset[Any] | None, distiller_kwargs: Mapping[str, Any],
+                  trainer_kwargs: dict[str, Any]) -> ChainStep:
+    def train_step(step: int, teacher: nn.Module, student: nn.Module) -> nn.Module:
+        kwargs = dict(trainer_kwargs)
+        if kwargs.get("checkpoint_dir") is not None:  # one checkpoint folder per step, never shared
+            kwargs["checkpoint_dir"] = Path(kwargs["checkpoint_dir"]) / f"step-{step}"
+        distiller = Distiller(teacher, student, **distiller_kwargs)
+        Trainer(distiller, train_data, val_data, **kwargs).fit()
+        distiller.remove_hooks()
+        return student
+
+    return train_step
 
 
 def born_again(
@@ -52,12 +73,8 @@ def born_again(
     """
     if generations < 1:
         raise ValueError(f"generations must be >= 1, got {generations}")
-    students, current = [], teacher
-    for generation in range(generations):
-        current = _distill_step(current, make_student(), train_data, val_data, generation, distiller_kwargs or {},
-                                trainer_kwargs)
-        students.append(current)
-    return students
+    return distill_in_turn(teacher, (make_student() for _ in range(generations)),
+                           _trainer_step(train_data, val_data, distiller_kwargs or {}, trainer_kwargs))
 
 
 def teacher_assistant_chain(
@@ -72,8 +89,4 @@ def teacher_assistant_chain(
     """
     if not chain:
         raise ValueError("the chain needs at least one model (the student)")
-    trained, current = [], teacher
-    for step, model in enumerate(chain):
-        current = _distill_step(current, model, train_data, val_data, step, distiller_kwargs or {}, trainer_kwargs)
-        trained.append(current)
-    return trained
+    return distill_in_turn(teacher, chain, _trainer_step(train_data, val_data, distiller_kwargs or {}, trainer_kwargs))

@@ -1,0 +1,132 @@
+"""Getting a run's teacher: load its weights, reuse one trained earlier with the same config, or train it.
+
+Trained teachers are kept in a :class:`TeacherStore` (``runs/.teachers/<key>/``), keyed by everything that
+decides the teacher's weights, so a second run of the same config skips the teacher's training. (This is not
+the trainer's *teacher-output cache*, :class:`distillkit.training.TeacherCache`, which keeps a teacher's outputs
+for one training run.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+from torch import nn
+
+from distillkit.app.build import build_augmentation, build_model_from, make_distiller
+from distillkit.app.train import TrainedModel, train_one
+from distillkit.config.schema import Config, TrainConfig
+from distillkit.core.multi_teacher import MultiTeacher
+from distillkit.data.builtin import DataSplits
+from distillkit.evaluation import accuracy_and_loss
+from distillkit.models import count_parameters, load_weights
+from distillkit.training.callbacks import Callback
+
+__all__ = ["TeacherStore", "get_teacher", "measured_teacher"]
+
+log = logging.getLogger("distillkit")
+
+
+class TeacherStore:
+    """Trained teachers on disk, one folder per key (``model.safetensors``, ``metrics.json``, ``metrics.jsonl``).
+
+    An entry is written to ``<key>.tmp`` and renamed into place, so a crash never leaves a half-written teacher.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @staticmethod
+    def key(config: Config, split_seed: int) -> str:
+        """The teacher's config, the data config, its own seed (initial weights and data order) and the seed that
+        drew the train/val/test split it was trained on (an ensemble member's own seed differs from the split's,
+        and a member trained on another split may have seen this split's test data)."""
+        data = config.data.model_dump(mode="json", exclude={"views"})  # the students' views do not touch the teacher
+        blob = json.dumps([config.teacher.model_dump(mode="json"), data, config.seed, split_seed], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def find(self, key: str) -> Path | None:
+        """The entry's folder if a complete one exists."""
+        folder = self.root / key
+        return folder if (folder / "model.safetensors").is_file() else None
+
+    def put(self, key: str, teacher: nn.Module, metrics: dict[str, Any], curves: Path | None) -> Path:
+        """Store a trained teacher (and its training curves, ``metrics.jsonl``, when given)."""
+        folder = self.root / key
+        tmp = folder.with_name(folder.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, str(tmp / "model.safetensors"))
+        (tmp / "metrics.json").write_text(json.dumps(metrics))
+        if curves is not None and curves.is_file():
+            shutil.copy(curves, tmp / "metrics.jsonl")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+        return folder
+
+
+def measured_teacher(teacher: nn.Module, splits: DataSplits, metrics: dict[str, Any]) -> TrainedModel:
+    """A teacher that needs no training (loaded weights), with its test accuracy and loss measured now."""
+    test_accuracy, test_loss = accuracy_and_loss(teacher, splits.test, input_spec=splits.input_key)
+    measured = {"test/accuracy": test_accuracy, "test/loss": test_loss, "params": float(count_parameters(teacher))}
+    return TrainedModel("teacher", teacher, {**metrics, **measured}, 0.0)
+
+
+def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resume: bool = False,
+                store: TeacherStore | None = None,
+                hooks: Callable[[str], list[Callback]] | None = None) -> TrainedModel:
+    """Load the teacher's weights, reuse a teacher trained earlier with the same config, or train it.
+
+    With ``teacher.ensemble: N`` (N > 1) it trains N members with seeds ``seed, seed + 1, ...`` (each saved in
+    ``<run>/teacher_<k>`` and reused like a single teacher) and returns their :class:`MultiTeacher` mixture, whose
+    metrics are those of the mixture plus each member's ``members/<k>/test/accuracy``.
+    """
+    spec = config.teacher
+    if spec.ensemble == 1:
+        return _get_one_teacher(config, splits, folder, "teacher", split_seed=config.seed, resume=resume,
+                                store=store, callbacks=hooks("teacher") if hooks else None)
+    members, metrics, seconds = [], {}, 0.0
+    for k in range(spec.ensemble):
+        member_config = config.model_copy(update={"seed": config.seed + k,
+                                                  "teacher": spec.model_copy(update={"ensemble": 1})})
+        name = f"teacher_{k}"
+        member = _get_one_teacher(member_config, splits, folder, name, split_seed=config.seed, resume=resume,
+                                  store=store, callbacks=hooks(name) if hooks else None)
+        log.info("%s: test accuracy %.4f", name, member.metrics["test/accuracy"])
+        members.append(member.model)
+        metrics[f"members/{k}/test/accuracy"] = member.metrics["test/accuracy"]
+        seconds += member.seconds
+    mixture = MultiTeacher(members, weights=None if spec.ensemble_weights == "equal" else "confidence")
+    ready = measured_teacher(mixture.eval(), splits, metrics)
+    return TrainedModel("teacher", ready.model, {**ready.metrics, "train_seconds": seconds}, seconds)
+
+
+def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, name: str, *, split_seed: int,
+                     resume: bool, store: TeacherStore | None, callbacks: list[Callback] | None) -> TrainedModel:
+    teacher = build_model_from(config.teacher, splits, role="teacher", seed=config.seed)
+    if config.teacher.weights:
+        return measured_teacher(teacher, splits, {})
+    key = TeacherStore.key(config, split_seed)
+    stored = store.find(key) if store is not None else None
+    if stored is not None:
+        log.info("%s: reusing the one trained earlier with this config (%s)", name, stored)
+        load_weights(teacher, stored / "model.safetensors")
+        earlier = json.loads((stored / "metrics.json").read_text()) if (stored / "metrics.json").is_file() else {}
+        if folder is not None:
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            for file in ("model.safetensors", "metrics.jsonl"):  # the curves of its training go into the report
+                if (stored / file).is_file():
+                    shutil.copy(stored / file, folder / name / file)
+        return measured_teacher(teacher, splits, earlier)
+    result = train_one(name, make_distiller(None, teacher, splits), splits, config.teacher.train or TrainConfig(),
+                       config, folder, resume=resume,
+                       batch_transform=build_augmentation(config, splits, model=config.teacher), callbacks=callbacks)
+    if store is not None:
+        store.put(key, teacher, result.metrics, folder / name / "metrics.jsonl" if folder is not None else None)
+    return result

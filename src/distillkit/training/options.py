@@ -1,0 +1,73 @@
+"""The training options, spelled once: the ``train`` section of a YAML config *is* this object, and the
+:class:`~distillkit.Trainer` reads it (the accelerate way: ``ProjectConfiguration`` passed to ``Accelerator``).
+
+Example:
+    >>> options = TrainOptions(epochs=3, lr=3e-3)
+    >>> options.optimizer, options.lr_schedule
+    ('adamw', 'cosine')
+
+In Python the same names are also keyword arguments of the trainer (``Trainer(d, data, epochs=3, lr=3e-3)``);
+they are checked by this model, so a typo or a value out of range fails with the option's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from distillkit.registry import suggest
+
+__all__ = ["TrainOptions", "train_options"]
+
+
+class TrainOptions(BaseModel):
+    """How a model is trained: length, optimizer, learning-rate schedule, precision, evaluation and checkpoints.
+
+    ``optimizer`` and ``lr_schedule`` also take factories in Python (``params -> Optimizer``,
+    ``(optimizer, total_steps) -> scheduler``); a YAML config names them.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    epochs: int = Field(10, ge=1, description="passes over the training set")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (if fewer)")
+    optimizer: Union[Literal["sgd", "adam", "adamw"], Callable[..., Any]] = Field("adamw", description="sgd, adam or "
+                                                                                   "adamw")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, description="sgd only")
+    lr_schedule: Union[Literal["constant", "cosine", "linear", "step"], Callable[..., Any]] = Field(
+        "cosine", description="learning-rate schedule over the whole run, after the warm-up")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up")
+    grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    clip_grad_norm: float | None = Field(None, gt=0, description="clip the global gradient norm to this value")
+    precision: Literal["no", "bf16", "fp16"] = Field("no", description="no (float32), bf16, or fp16 (CUDA only)")
+    eval_every: int | None = Field(None, ge=1, description="evaluate every N optimizer steps (default: every epoch)")
+    early_stopping_patience: int | None = Field(None, ge=1, description="stop after this many evaluations without "
+                                                "a better val/accuracy")
+    checkpoint_every: int | None = Field(None, ge=1, description="checkpoint every N steps (default: every epoch)")
+    teacher_cache: Literal["auto", "memory", "disk", "off"] = Field(
+        "auto", description="cache the teacher's outputs: auto (when safe), memory, disk, or off")
+
+
+def train_options(options: TrainOptions | None = None, **values: Any) -> TrainOptions:
+    """``options`` (default: the defaults) with ``values`` on top, checked.
+
+    Raises:
+        ValueError: naming each unknown option (with the closest names) or bad value.
+    """
+    base = options if options is not None else TrainOptions()
+    if not values:
+        return base
+    try:
+        return TrainOptions.model_validate({**dict(base), **values})
+    except ValidationError as error:
+        first: dict[str, Any] = {}
+        for item in error.errors():
+            first.setdefault(str(item["loc"][0]), item)
+        known = list(TrainOptions.model_fields)
+        problems = [f"unknown option {key!r}.{suggest(key, known)}" if item["type"] == "extra_forbidden"
+                    else f"{key}={item['input']!r}: {item['msg']}" for key, item in first.items()]
+        raise ValueError("training options: " + "; ".join(problems)) from None
