@@ -4,6 +4,7 @@ import logging
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from distillkit.data import TensorDictDataset
@@ -19,6 +20,27 @@ def make_blobs(n: int = 256, inputs: int = 8, classes: int = 3, seed: int = 0, *
     y = torch.arange(n) % classes
     x = centres[y] + torch.randn(n, inputs, generator=g)
     return TensorDictDataset(input=x, target=y, **kwargs)
+
+
+# A comparison small enough for a test: digits, a 64-unit teacher, an 8-unit student, two epochs.
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "data": {"name": "digits", "batch_size": 64},
+    "teacher": {"model": "mlp", "kwargs": {"hidden": [64]}, "train": {"epochs": 3, "lr": 0.005}},
+    "student": {"model": "mlp", "kwargs": {"hidden": [8]}},
+    "distill": {"alpha": 0.7, "temperature": 4.0, "beta": 0.5,
+                "features": [{"student": "act1", "teacher": "act1"}]},
+    "train": {"epochs": 2, "lr": 0.005},
+}
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    """TINY written to a YAML file."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
 
 
 @pytest.fixture

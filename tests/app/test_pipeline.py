@@ -7,7 +7,8 @@ import pytest
 from distillkit.cli.main import main
 from distillkit.config import load_config
 from distillkit.app import RunFolder, run_comparison
-from tests.cli.test_cli import TINY
+from distillkit.compression import CompressionError
+from tests.conftest import TINY
 
 STEPS = [
     {"kind": "prune", "method": "channel", "amount": 0.5},
@@ -78,11 +79,11 @@ def test_magnitude_gradual_qat_and_static_int8_steps(tmp_path):
 
 def test_bad_steps_fail_before_anything_is_trained_or_written(tmp_path, capsys):
     config = _config([{"kind": "prune", "amount": 0.5, "layers": ["conv*"]}])
-    with pytest.raises(Exception, match=r"compress.steps\[0\] \(prune\).*no layer"):
+    with pytest.raises(CompressionError, match=r"compress.steps\[0\] \(prune\).*no layer"):
         run_comparison(config, RunFolder(tmp_path / "x"))
     assert not (tmp_path / "x").exists()
     order = _config([{"kind": "quantize"}, {"kind": "prune", "amount": 0.5}])
-    with pytest.raises(Exception, match="before the quantize step"):
+    with pytest.raises(CompressionError, match=r"compress.steps\[1\] \(prune\) comes after quantization.*before the quantize step"):
         run_comparison(order, RunFolder(tmp_path / "y"))
     assert not (tmp_path / "y").exists()
     raw = {**TINY, "compress": {"steps": [{"kind": "prune", "amount": 1.5}]}}
@@ -90,8 +91,9 @@ def test_bad_steps_fail_before_anything_is_trained_or_written(tmp_path, capsys):
     import yaml
 
     path.write_text(yaml.safe_dump(raw))
-    assert main(["compress", str(path), "--out", str(tmp_path / "z")]) != 0
-    assert "amount" in capsys.readouterr().err and not (tmp_path / "z").exists()
+    assert main(["compress", str(path), "--out", str(tmp_path / "z")]) == 2
+    err = capsys.readouterr().err
+    assert "compress.steps.0.prune.amount" in err and "Traceback" not in err and not (tmp_path / "z").exists()
     path.write_text(yaml.safe_dump(TINY))
-    assert main(["compress", str(path), "--out", str(tmp_path / "z")]) != 0
+    assert main(["compress", str(path), "--out", str(tmp_path / "z")]) == 2
     assert "no compress section" in capsys.readouterr().err

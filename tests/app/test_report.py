@@ -9,7 +9,7 @@ import pytest
 from distillkit.config import load_config
 from distillkit.app import RunFolder, run_comparison
 from distillkit.app.browser import find_chromium, render_report
-from tests.cli.test_cli import TINY
+from tests.conftest import TINY
 
 ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

@@ -6,24 +6,7 @@ import pytest
 import yaml
 
 from distillkit.cli.main import main
-
-TINY = {
-    "name": "tiny",
-    "seed": 0,
-    "data": {"name": "digits", "batch_size": 64},
-    "teacher": {"model": "mlp", "kwargs": {"hidden": [64]}, "train": {"epochs": 3, "lr": 0.005}},
-    "student": {"model": "mlp", "kwargs": {"hidden": [8]}},
-    "distill": {"alpha": 0.7, "temperature": 4.0, "beta": 0.5,
-                "features": [{"student": "act1", "teacher": "act1"}]},
-    "train": {"epochs": 2, "lr": 0.005},
-}
-
-
-@pytest.fixture
-def config_file(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
-    return path
+from tests.conftest import TINY
 
 
 def test_compare_end_to_end_writes_a_complete_run_folder(config_file, tmp_path, capsys):

@@ -95,3 +95,15 @@ def test_hard_label_soft_targets():
     logits = torch.randn(3, 4)
     probs = F.softmax(torch.randn(3, 4), -1)
     assert float(hard_label_loss(logits, probs)) == pytest.approx(float(F.cross_entropy(logits, probs)))
+
+
+def test_kd_per_sample_values_keep_the_leading_shape_of_sequence_logits():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(3, 5, 7), torch.randn(3, 5, 7)
+    per_sample = kd_loss(student, teacher, temperature=2.0, reduction="none")
+    assert per_sample.shape == (3, 5)
+    flat = kd_loss(student.reshape(15, 7), teacher.reshape(15, 7), temperature=2.0, reduction="none")
+    torch.testing.assert_close(per_sample.reshape(15), flat)
+    torch.testing.assert_close(per_sample.mean(), kd_loss(student, teacher, temperature=2.0))  # batchmean = mean
+    assert kd_loss(student[:, 0], teacher[:, 0], reduction="none").shape == (3,)
+

@@ -7,7 +7,7 @@ import pytest
 from distillkit.config import load_config
 from distillkit.app import RunFolder, run_comparison
 from distillkit.registry import DistillkitError
-from tests.cli.test_cli import TINY
+from tests.conftest import TINY
 
 
 def test_all_loggers_record_a_comparison(tmp_path, monkeypatch):

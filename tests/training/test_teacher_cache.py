@@ -51,16 +51,38 @@ def test_disk_cache_is_reused_and_invalidated(blobs, tmp_path, caplog):
     assert TeacherCache.build(distiller(), other_data, storage="disk", directory=tmp_path).fingerprint != first.fingerprint
 
 
-def test_fp16_and_topk_storage(blobs):
+def test_fp16_storage_halves_the_cache_and_returns_the_teachers_logits(blobs):
     d = distiller()
-    half = TeacherCache.build(d, blobs, dtype=torch.float16)
+    full, half = TeacherCache.build(d, blobs), TeacherCache.build(d, blobs, dtype=torch.float16)
     assert half.arrays["logits"].dtype == torch.float16
-    assert half.lookup(torch.arange(3), "cpu").logits.dtype == torch.float32
+    assert half.arrays["logits"].element_size() * 2 == full.arrays["logits"].element_size()
+    index = torch.tensor([5, 100, 250])
+    got, expected = half.lookup(index, "cpu").logits, full.lookup(index, "cpu").logits
+    assert got.dtype == torch.float32  # widened back for the loss
+    torch.testing.assert_close(got, expected, atol=1e-2, rtol=1e-3)
+
+
+def test_topk_storage_keeps_the_k_largest_tempered_probabilities(blobs):
+    d = distiller()
+    temperature = d.terms[0].temperature
     topk = TeacherCache.build(d, blobs, topk=2)
-    out = topk.lookup(torch.arange(3), "cpu")
-    assert out.logits is None and out.topk_probs.shape == (3, 2)
-    history = Trainer(d, blobs, epochs=1, cache_topk=2, teacher_cache="memory", progress=False).fit()
-    assert all(r["soft"] >= 0 for r in history if r["kind"] == "train")
+    index = torch.arange(6)
+    out = topk.lookup(index, "cpu")
+    assert out.logits is None and out.topk_probs.shape == (6, 2)
+    with torch.no_grad():
+        probs = torch.softmax(d.teacher(blobs.fields["input"][index]) / temperature, dim=-1)
+    expected = probs.topk(2, dim=-1)
+    torch.testing.assert_close(out.topk_probs.float(), expected.values, atol=1e-5, rtol=1e-4)
+    assert torch.equal(out.topk_indices.long(), expected.indices)
+
+
+def test_training_from_a_topk_cache_learns_the_teachers_predictions(blobs):
+    d = distiller()
+    trainer = Trainer(d, blobs, epochs=5, lr=1e-2, cache_topk=2, teacher_cache="memory", progress=False)
+    history = trainer.fit()
+    assert trainer.cache is not None and trainer.cache.arrays.get("logits") is None  # trained on the top-k only
+    soft = [r["soft"] for r in history if r["kind"] == "train"]
+    assert soft[-1] < 0.5 * soft[0]
 
 
 def test_topk_cache_refuses_scheduled_temperature(blobs):

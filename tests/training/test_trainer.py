@@ -164,13 +164,31 @@ def test_early_stopping_and_metrics_file(teacher, blobs, tmp_path):
     assert {r["kind"] for r in records} == {"train", "eval"}
 
 
-def test_adaptive_controller_is_observed(teacher, blobs):
+def test_adaptive_controller_decays_the_soft_weight_on_a_plateau(teacher, blobs):
+    # lr 1e-9: validation accuracy cannot improve, so every evaluation after the first is a plateau (patience 1)
     alpha = PlateauDecay(0.9, metric="val/accuracy", patience=1, factor=0.5)
     d = Distiller(teacher, make_mlp(), alpha=alpha)
-    trainer = Trainer(d, blobs, blobs, epochs=4, lr=1e-4, progress=False, eval_every=2)
+    trainer = Trainer(d, blobs, blobs, epochs=2, lr=1e-9, progress=False, eval_every=2)
     trainer.fit()
-    weights = [r["weight/soft"] for r in trainer.history if r["kind"] == "train"]
+    records = [r for r in trainer.history if r["kind"] == "train"]
+    weights = [r["weight/soft"] for r in records]
+    hard = [r["weight/hard"] for r in records]
     assert weights[0] == 0.9 and alpha.best is not None
+    assert trainer.evaluations >= 3 and alpha.current == pytest.approx(0.9 * 0.5 ** (trainer.evaluations - 1))
+    assert weights == sorted(weights, reverse=True) and len(set(weights)) >= 3  # halved once per plateau
+    assert all(h == pytest.approx(1 - w) for h, w in zip(hard, weights))  # (1 - alpha) on the labels
+
+
+def test_adaptive_controller_keeps_its_value_while_the_metric_improves():
+    # negative control for the test above: an improving metric never decays the value
+    from distillkit.core.schedules import TrainingState
+
+    alpha = PlateauDecay(0.9, metric="val/accuracy", patience=1, factor=0.5)
+    for evaluation, accuracy in enumerate([0.5, 0.6, 0.7, 0.8], start=1):
+        alpha.observe(TrainingState(evaluations=evaluation, metrics={"val/accuracy": accuracy}))
+    assert alpha.current == 0.9
+    alpha.observe(TrainingState(evaluations=5, metrics={"val/accuracy": 0.8}))
+    assert alpha.current == 0.45
 
 
 def test_bf16_mixed_precision_runs_on_cpu(teacher, blobs):

@@ -59,6 +59,7 @@ __all__ = [
     "build_views",
     "make_distiller",
     "register_schedule_builder",
+    "resolve_weights",
 ]
 
 S = TypeVar("S", bound=ScheduleSection)
@@ -217,8 +218,31 @@ def build_views(config: Config, splits: DataSplits) -> TensorDictDataset | None:
     return TensorDictDataset(**{splits.input_key: torch.cat(views), "target": targets.repeat(count)})
 
 
+RUN_MODELS = {"teacher": ("teacher",), "student": ("distilled", "student")}
+"""Which model of a run folder stands for a role: a comparison's ``teacher/`` or ``distilled/``, or the one model
+that ``distillkit train --role ...`` wrote (``teacher/`` or ``student/``)."""
+
+
+def resolve_weights(path: str | Path, role: str) -> Path:
+    """Where the weights of ``role`` are: ``path`` itself (a safetensors file, a checkpoint, a model's folder), or,
+    for a top-level run folder (one holding ``config.yaml``), the model of that role inside it."""
+    path = Path(path)
+    if path.is_dir() and (path / "config.yaml").is_file() and not (path / "model.safetensors").is_file():
+        names = RUN_MODELS.get(role, (role,))
+        for name in names:
+            if (path / name / "model.safetensors").is_file():
+                return path / name
+        raise DistillkitError(f"{path} is a run folder without a trained {role} (looked for "
+                              f"{' or '.join(f'{n}/model.safetensors' for n in names)}); give the model's file")
+    return path
+
+
 def build_model_from(model_config: ModelConfig, splits: DataSplits, *, role: str, seed: int | None = None) -> nn.Module:
-    """Build (and load ``weights`` into) a model of the config; with ``seed``, its initial weights are reproducible."""
+    """Build (and load ``weights`` into) a model of the config; with ``seed``, its initial weights are reproducible.
+
+    ``weights`` may be a safetensors file, a training checkpoint (folder), a model's folder in a run, or a run
+    folder (:func:`resolve_weights` picks the model of ``role`` in it).
+    """
     if seed is not None:
         torch.manual_seed(seed)
     try:
@@ -227,7 +251,7 @@ def build_model_from(model_config: ModelConfig, splits: DataSplits, *, role: str
     except (ValueError, TypeError) as error:
         raise DistillkitError(f"{role} model {model_config.model!r}: {error}") from error
     if model_config.weights:
-        load_weights(model, model_config.weights)
+        load_weights(model, resolve_weights(model_config.weights, role))
     return model
 
 

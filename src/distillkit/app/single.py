@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from distillkit.app.build import build_augmentation, build_model_from, build_splits, build_views, make_distiller
+from distillkit.app.build import (
+    build_augmentation,
+    build_model_from,
+    build_splits,
+    build_views,
+    make_distiller,
+    resolve_weights,
+)
 from distillkit.app.runs import RunFolder
 from distillkit.app.train import TrainedModel, train_one
 from distillkit.config.schema import Config, TrainConfig
@@ -57,6 +64,6 @@ def evaluate_weights(config: Config, role: Role, weights: Path) -> dict[str, flo
     _check_role(role)
     splits = build_splits(config)
     model = build_model_from(config.teacher if role == "teacher" else config.student, splits, role=role)
-    load_weights(model, weights)
+    load_weights(model, resolve_weights(weights, role))
     test_accuracy, test_loss = accuracy_and_loss(model, splits.test, input_spec=splits.input_key)
     return {"test/accuracy": test_accuracy, "test/loss": test_loss, "params": float(count_parameters(model))}

@@ -372,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
 
     A user's mistake (a usage error, or one of distillkit's own errors: a bad config, a missing file, a folder
     that must not be touched) is one line on stderr and exit code 2; Ctrl-C is one line and 130. Anything else is
-    a bug: its traceback is printed, with a line saying so, and the exit code is 1. ``--debug`` shows the
+    unexpected (a bug, here or in the user's own code): its traceback is printed, with a line saying so, and the
+    exit code is 1. ``--debug`` shows the
     traceback of every error.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -400,8 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.code or 0) if isinstance(done.code, int) or done.code is None else 1
     except Exception as error:  # noqa: BLE001 - not a user's mistake: a bug, shown with its traceback
         traceback.print_exc()
-        _error(f"{type(error).__name__}: {error}. This is a bug in distillkit; please report it with the "
-               "traceback above.")
+        _error(f"{type(error).__name__}: {error}. This is an unexpected error, not a mistake distillkit knows how "
+               "to explain: the traceback above shows where it came from (if that is in distillkit, it is a bug: "
+               "please report it).")
         return 1
     return int(code) if isinstance(code, int) else 0
 

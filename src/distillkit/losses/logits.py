@@ -72,11 +72,11 @@ def kd_loss(
         student_logits: ``[B, C]`` (or ``[B, ..., C]``: leading dims are flattened into the batch).
         teacher_logits: same shape as ``student_logits``; no gradient flows into it.
         temperature: softening temperature ``T > 0`` (a tensor when it is learned, as in CTKD).
-        reduction: ``"batchmean"`` (a scalar) or ``"none"`` (``[B]``, one value per sample, for
-            per-sample weighting).
+        reduction: ``"batchmean"`` (a scalar: the mean over every sample and position) or ``"none"`` (one value per
+            sample, for per-sample weighting: ``[B]``, or ``[B, ...]`` for ``[B, ..., C]`` logits).
 
     Returns:
-        Scalar loss (or ``[B]``), ``0`` when the two sets of logits are equal.
+        Scalar loss (or the leading shape of the logits), ``0`` when the two sets of logits are equal.
 
     Example:
         >>> z = torch.randn(4, 10)
@@ -90,13 +90,15 @@ def kd_loss(
             f"student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} "
             "differ in shape; the soft-label loss needs the same classes on both sides"
         )
+    leading = student_logits.shape[:-1]
     if student_logits.dim() != 2:
         classes = student_logits.shape[-1]
         student_logits, teacher_logits = student_logits.reshape(-1, classes), teacher_logits.reshape(-1, classes)
     log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
     if reduction == "none":
-        return F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(-1) * temperature**2
+        per_row = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(-1)
+        return per_row.reshape(leading) * temperature**2
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     return kl * temperature**2
 
