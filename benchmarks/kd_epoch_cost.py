@@ -29,9 +29,9 @@ import torch
 os.environ.setdefault("DISTILLKIT_NO_PROGRESS", "1")
 
 from distillkit import Distiller, Trainer  # noqa: E402
-from distillkit.training import Callback  # noqa: E402
 from distillkit.data.builtin import load_dataset  # noqa: E402
 from distillkit.models import build_model, count_parameters  # noqa: E402
+from distillkit.training import Callback  # noqa: E402
 
 
 class EpochTimer(Callback):

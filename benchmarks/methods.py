@@ -25,13 +25,13 @@ from typing import Any
 
 os.environ.setdefault("DISTILLKIT_NO_PROGRESS", "1")
 
+from distillkit.app.build import build_model_from, build_splits  # noqa: E402
+from distillkit.app.teachers import TeacherStore, get_teacher  # noqa: E402
+from distillkit.app.train import train_one  # noqa: E402
 from distillkit.config import load_config  # noqa: E402
 from distillkit.core.distiller import Distiller  # noqa: E402
 from distillkit.core.mutual import MutualLearning  # noqa: E402
 from distillkit.core.terms import FeatureTerm, HardLabelTerm, SoftTargetTerm  # noqa: E402
-from distillkit.app.build import build_model_from, build_splits  # noqa: E402
-from distillkit.app.teachers import TeacherStore, get_teacher  # noqa: E402
-from distillkit.app.train import train_one  # noqa: E402
 from distillkit.data.builtin import mnist1d_transfer_set  # noqa: E402
 from distillkit.data.transfer import ConcatDictDataset, unlabelled  # noqa: E402
 from distillkit.methods import build_method_term  # noqa: E402

@@ -24,9 +24,9 @@ import yaml
 
 os.environ.setdefault("DISTILLKIT_NO_PROGRESS", "1")
 
-from distillkit.config import load_config  # noqa: E402
 from distillkit.app import run_comparison  # noqa: E402
 from distillkit.app.teachers import TeacherStore  # noqa: E402
+from distillkit.config import load_config  # noqa: E402
 
 
 def _spread(values: list[float]) -> str:

@@ -42,12 +42,14 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from distillkit.compression import DynamicInt8Config, quantize_  # noqa: E402
-from distillkit.evaluation import count_weights  # noqa: E402
 from distillkit.core.distiller import Distiller  # noqa: E402
 from distillkit.core.schedules import Complement, Linear  # noqa: E402
 from distillkit.core.terms import FeatureTerm, HardLabelTerm, SoftTargetTerm  # noqa: E402
 from distillkit.data.builtin import TextDataset, load_dataset  # noqa: E402
-from distillkit.evaluation import predict  # noqa: E402
+from distillkit.evaluation import (
+    count_weights,  # noqa: E402
+    predict,  # noqa: E402
+)
 from distillkit.evaluation.metrics import classification_metrics  # noqa: E402
 from distillkit.text import (  # noqa: E402
     BiLSTMClassifier,

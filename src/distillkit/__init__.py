@@ -28,7 +28,7 @@ from distillkit.core import (
 )
 from distillkit.data.base import TensorDictDataset
 from distillkit.methods import build_method_term, list_methods
-from distillkit.training import TrainOptions, Trainer
+from distillkit.training import Trainer, TrainOptions
 
 __version__ = "0.1.0"
 

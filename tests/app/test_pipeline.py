@@ -3,12 +3,12 @@
 import json
 
 import pytest
-
-from distillkit.cli.main import main
-from distillkit.config import load_config
-from distillkit.app import RunFolder, run_comparison
-from distillkit.compression import CompressionError
 from tests.conftest import TINY
+
+from distillkit.app import RunFolder, run_comparison
+from distillkit.cli.main import main
+from distillkit.compression import CompressionError
+from distillkit.config import load_config
 
 STEPS = [
     {"kind": "prune", "method": "channel", "amount": 0.5},

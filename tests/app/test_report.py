@@ -5,11 +5,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tests.conftest import TINY
 
-from distillkit.config import load_config
 from distillkit.app import RunFolder, run_comparison
 from distillkit.app.browser import find_chromium, render_report
-from tests.conftest import TINY
+from distillkit.config import load_config
 
 ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

@@ -2,6 +2,7 @@
 file, a training checkpoint or a run folder, and distilled without being trained again."""
 
 import pytest
+from tests.conftest import TINY
 
 from distillkit.app import run_comparison
 from distillkit.app.build import build_model_from, build_splits
@@ -10,7 +11,6 @@ from distillkit.app.single import evaluate_weights, train_alone
 from distillkit.config import load_config
 from distillkit.evaluation import accuracy_and_loss
 from distillkit.registry import DistillkitError
-from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")

@@ -320,9 +320,9 @@ def test_teacher_gap_is_for_alpha_only(config_file, tmp_path, capsys):
 
 
 def test_ensemble_members_are_never_reused_across_splits(tmp_path):
-    from distillkit.config import load_config
     from distillkit.app import run_comparison
     from distillkit.app.teachers import TeacherStore
+    from distillkit.config import load_config
 
     cache = tmp_path / "cache"
     raw = {**TINY, "teacher": {**TINY["teacher"], "ensemble": 2, "train": {"epochs": 1, "lr": 0.005}},

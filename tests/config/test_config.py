@@ -1,9 +1,9 @@
 import pytest
 
+from distillkit.app.build import build_schedule
 from distillkit.config import ConfigError, dump_config, load_config
 from distillkit.config.schema import ScheduleConfig, parse_schedule
 from distillkit.core.schedules import Cosine, PlateauDecay
-from distillkit.app.build import build_schedule
 
 MINIMAL = {"teacher": {"model": "cnn"}, "student": {"model": "mlp"}}
 

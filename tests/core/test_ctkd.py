@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from distillkit import Distiller, Trainer
-from distillkit.core.schedules import TrainingState
 from distillkit.core.ctkd import CurriculumTemperatureTerm, gradient_reversal
+from distillkit.core.schedules import TrainingState
 from distillkit.losses import kd_loss
 from tests.conftest import make_blobs, make_mlp
 

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from distillkit import Distiller, FeatureTerm, HardLabelTerm, SoftTargetTerm
-from distillkit.core.schedules import Linear, TrainingState
 from distillkit.core.adapters import AdapterShapeError
+from distillkit.core.schedules import Linear, TrainingState
 from tests.conftest import make_mlp
 
 

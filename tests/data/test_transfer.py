@@ -121,9 +121,9 @@ def test_random_flip():
 
 
 def test_views_are_fixed_labelled_copies_of_the_training_images():
+    from distillkit.app.build import build_splits, build_views
     from distillkit.config import load_config
     from distillkit.config.schema import ConfigError
-    from distillkit.app.build import build_splits, build_views
 
     raw = {"data": {"name": "digits", "views": 3, "rotate": 10}, "teacher": {"model": "mlp"},
            "student": {"model": "mlp"}}
@@ -146,10 +146,10 @@ def test_views_are_fixed_labelled_copies_of_the_training_images():
 
 
 def test_a_teacher_can_have_its_own_augmentation_and_students_cannot():
+    from distillkit.app.build import build_augmentation, build_splits
     from distillkit.config import load_config
     from distillkit.config.schema import ConfigError
     from distillkit.data.augment import RandomAffine, RandomShift
-    from distillkit.app.build import build_augmentation, build_splits
 
     raw = {"data": {"name": "digits", "views": 2, "rotate": 20, "shift": 1},
            "teacher": {"model": "mlp", "augment": {"rotate": 5, "mixup": 0.2}}, "student": {"model": "mlp"}}

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from distillkit.config import load_config
 from distillkit.app import RunFolder, run_comparison
+from distillkit.config import load_config
 from distillkit.registry import DistillkitError
 from tests.conftest import TINY
 

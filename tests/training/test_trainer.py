@@ -7,9 +7,8 @@ from torch import nn
 
 from distillkit import Distiller, Trainer
 from distillkit.core.schedules import PlateauDecay
-from distillkit.training import Callback, EarlyStopping, MetricsFile, NonFiniteLossError
 from distillkit.data import Mixup
-from distillkit.training import find_latest
+from distillkit.training import Callback, EarlyStopping, MetricsFile, NonFiniteLossError, find_latest
 from tests.conftest import make_blobs, make_mlp
 
 

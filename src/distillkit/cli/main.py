@@ -28,7 +28,14 @@ from distillkit.app.cv import run_cross_validation
 from distillkit.app.report import write_report
 from distillkit.app.runs import RunFolder
 from distillkit.app.single import evaluate_weights, train_alone
-from distillkit.app.tables import COLUMNS, COMPRESSION_COLUMNS, LABELS, comparison_rows, compression_rows, other_accuracies
+from distillkit.app.tables import (
+    COLUMNS,
+    COMPRESSION_COLUMNS,
+    LABELS,
+    comparison_rows,
+    compression_rows,
+    other_accuracies,
+)
 from distillkit.config import Config, dump_config, load_config
 from distillkit.config.schema import presets
 from distillkit.data.builtin import DATASETS

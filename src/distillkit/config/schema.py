@@ -7,11 +7,12 @@ types are rejected with the key's path and a "did you mean". See ``configs/demo.
 from __future__ import annotations
 
 import copy
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from distillkit.registry import DistillkitError, suggest
 from distillkit.training.options import TrainOptions
@@ -125,8 +126,6 @@ ScheduleConfig = Annotated[Union[ConstantSchedule, LinearSchedule, CosineSchedul
 
 def parse_schedule(raw: dict[str, Any]) -> _Schedule:
     """A schedule section (a dict with ``kind``) as its typed config; raises pydantic's ``ValidationError``."""
-    from pydantic import TypeAdapter
-
     return TypeAdapter(ScheduleConfig).validate_python(raw)
 
 
@@ -400,8 +399,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def presets() -> dict[str, dict[str, Any]]:
     """The packaged presets (``src/distillkit/configs/presets/*.yaml``): name -> partial config."""
-    from importlib import resources
-
     folder = resources.files("distillkit") / "configs" / "presets"
     found = {}
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):  # type: ignore[attr-defined]

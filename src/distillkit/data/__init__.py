@@ -1,7 +1,7 @@
 """Data: dict-sample datasets, splits, transfer sets, batch augmentations, fingerprints and the built-in sets."""
 
-from distillkit.data.base import UNLABELLED, EpochSampler, TensorDictDataset, fingerprint_tensors
 from distillkit.data.augment import Compose, Cutmix, Mixup, MixupOrCutmix, RandomAffine, RandomFlip, RandomShift
+from distillkit.data.base import UNLABELLED, EpochSampler, TensorDictDataset, fingerprint_tensors
 from distillkit.data.splits import DataSplits, TextDataset
 from distillkit.data.transfer import ConcatDictDataset, unlabelled
 

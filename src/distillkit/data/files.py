@@ -16,6 +16,7 @@ Labels that are strings are mapped to class indices in sorted order.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +157,6 @@ def _torchvision(name: str, *, download: bool, root: str, seed: int, val_fractio
 
 def _hf_text(name: str, *, target: str, text_field: str, val_fraction: float, seed: int, download: bool) -> DataSplits:
     """A Hugging Face text-classification data set with ``train`` and ``test`` splits."""
-    import os
-
     datasets = require("datasets", "nlp")
     if not download and os.environ.get("HF_HUB_OFFLINE", "0") != "0":
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +55,6 @@ class TextDataset(Dataset[dict[str, Any]]):
         return {"text": self.texts[index], "target": self.targets[index], "index": index}
 
     def fingerprint(self) -> str:
-        import hashlib
-
         digest = hashlib.sha256("\x00".join(self.texts).encode())
         digest.update(self.targets.numpy().tobytes())
         return digest.hexdigest()[:16]
@@ -120,8 +120,6 @@ def tensor_splits(
 
 
 def require(module: str, extra: str) -> Any:
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as error:

@@ -11,13 +11,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from distillkit.data.base import UNLABELLED, dataset_fingerprint

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -76,7 +77,5 @@ def accuracy(logits: Tensor, targets: Tensor) -> float:
 def accuracy_and_loss(model: nn.Module, data: Dataset[Any], *, input_spec: InputSpec = "input",
                       target_key: str = "target") -> tuple[float, float]:
     """Top-1 accuracy and mean cross-entropy of ``model`` over ``data`` (one process)."""
-    import torch.nn.functional as F
-
     logits, targets = predict(model, data, input_spec=input_spec, target_key=target_key)
     return accuracy(logits, targets), float(F.cross_entropy(logits, targets))

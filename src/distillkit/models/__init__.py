@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from distillkit.models import text as _text_models  # noqa: F401  (registers the text models)
@@ -62,8 +64,6 @@ def build_model(
         return transformers.AutoModelForSequenceClassification.from_pretrained(name[3:], num_labels=num_classes, **kwargs)
     if ":" in name:
         factory = _import_factory(name)
-        import inspect
-
         params = inspect.signature(factory).parameters
         if "num_classes" in params:
             kwargs.setdefault("num_classes", num_classes)
@@ -96,8 +96,6 @@ def load_weights(model: nn.Module, path: str | Path, *, prefix: str | None = Non
         prefix: the key prefix to strip; checkpoints store the student under ``"student."`` (the default
             tried when the keys do not match as they are).
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
     if path.is_dir():
         for candidate in (path / "model.safetensors", path / "student.safetensors"):

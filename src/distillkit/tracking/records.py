@@ -16,10 +16,12 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from distillkit.registry import DistillkitError
+from distillkit.tracking.locks import exclusive
 
 __all__ = ["RunRecords", "code_version"]
 
@@ -37,13 +39,14 @@ CREATE TABLE IF NOT EXISTS artefacts (run_id TEXT NOT NULL, name TEXT NOT NULL, 
                                       PRIMARY KEY (run_id, name));
 """
 
+SCHEMA_VERSION = 1
+"""Raised when the tables change; an older database is brought up to date (``CREATE ... IF NOT EXISTS``) once."""
+
 SORTABLE = ("created", "name", "status", "duration")
 
 
 def code_version() -> str:
     """distillkit's version, plus the git commit when running from a checkout."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         __version__ = version("distillkit")
     except PackageNotFoundError:  # run from a source tree that was never installed
@@ -77,14 +80,20 @@ class RunRecords:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.executescript(SCHEMA)
+        # Creating the file, switching it to WAL and creating the tables take locks SQLite does not wait for
+        # (two processes creating the database together: "database is locked"); one process at a time does it,
+        # under an OS lock beside the database, and every later connection finds it ready.
+        with exclusive(self.path.with_name(self.path.name + ".lock")):
+            with self._connect() as conn:
+                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.executescript(SCHEMA)
+                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=60000")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.row_factory = sqlite3.Row

@@ -1,7 +1,7 @@
 """Training: the one loop, its options, checkpoints, callbacks, the teacher-output cache and multi-step chains."""
 
-from distillkit.training.chains import born_again, teacher_assistant_chain
 from distillkit.training.callbacks import Callback, EarlyStopping, MetricsFile, ProgressBar
+from distillkit.training.chains import born_again, teacher_assistant_chain
 from distillkit.training.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
 from distillkit.training.options import TrainOptions
 from distillkit.training.teacher_cache import TeacherCache

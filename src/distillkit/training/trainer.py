@@ -25,12 +25,12 @@ from torch.utils.data import DataLoader, Dataset
 from distillkit.core.distiller import Distiller, call_model
 from distillkit.core.schedules import AdaptiveController
 from distillkit.data.base import UNLABELLED, EpochSampler
+from distillkit.registry import DistillkitError
 from distillkit.training.callbacks import Callback, EarlyStopping, ProgressBar
 from distillkit.training.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
 from distillkit.training.optim import build_lr_scheduler, build_optimizer
 from distillkit.training.options import TrainOptions, train_options
 from distillkit.training.teacher_cache import TeacherCache, TeacherCacheUnsuitable
-from distillkit.registry import DistillkitError
 
 __all__ = ["NonFiniteLossError", "Trainer"]
 
