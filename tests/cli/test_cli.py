@@ -33,15 +33,17 @@ def test_compare_end_to_end_writes_a_complete_run_folder(config_file, tmp_path, 
         assert again["models"][model]["test/accuracy"] == results["models"][model]["test/accuracy"]
 
 
-def test_existing_run_folder_is_refused_then_resumed_or_overwritten(config_file, tmp_path, capsys):
+def test_existing_run_folder_is_refused_then_overwritten_and_a_finished_run_is_not_resumed(config_file, tmp_path,
+                                                                                           capsys):
     out = tmp_path / "run"
     assert main(["distill", str(config_file), "--out", str(out), "--set", "train.epochs=1"]) == 0
-    before = (out / "results.json").read_text()
+    before = {name: (out / name).read_text() for name in ("results.json", "config.yaml")}
     assert main(["distill", str(config_file), "--out", str(out)]) == 2
     assert "already holds a run" in capsys.readouterr().err
-    assert (out / "results.json").read_text() == before  # nothing lost
-    assert main(["distill", str(config_file), "--out", str(out), "--set", "train.epochs=1", "--resume"]) == 0
-    assert "reusing" in (out / "log.txt").read_text()
+    # a finished run has nothing to resume: its config and results stay as they are
+    assert main(["distill", str(config_file), "--out", str(out), "--set", "train.epochs=1", "--resume"]) == 2
+    assert "holds a finished run" in capsys.readouterr().err
+    assert {name: (out / name).read_text() for name in before} == before  # nothing lost or rewritten
     assert main(["distill", str(config_file), "--out", str(out), "--set", "train.epochs=1", "--overwrite"]) == 0
 
 
@@ -236,7 +238,9 @@ def test_mutual_learning_cohort_is_saved_reported_and_resumed(config_file, tmp_p
     assert {"soft/2", "hard/2", "mutual/2"} <= set(record)
     assert "cohort ensemble" in (out / "results.md").read_text()
     assert "cohort ensemble" in (out / "report.html").read_text() and "peer 2" in (out / "report.md").read_text()
-    # a finished cohort is read back whole on --resume: same accuracies without training
+    # a run that stopped after training its models (before writing its results) reads the cohort back whole on
+    # --resume: same accuracies without training
+    (out / "results.json").unlink()
     assert main([*args, "--resume"]) == 0
     again = json.loads((out / "results.json").read_text())["models"]["distilled"]
     assert [again[f"cohort/{k}/test/accuracy"] for k in range(3)] == peers

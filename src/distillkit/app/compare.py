@@ -101,19 +101,20 @@ def _train_models(config: Config, splits: DataSplits, run: Run | None, *, resume
                   store: TeacherStore | None) -> tuple[TrainedModel, TrainedModel, TrainedModel, nn.Module]:
     """Train (or reuse) the teacher, the student alone, the chain and the distilled student."""
     path = run.path if run is not None else None
+    resume_from = run.resume_from if run is not None else None
 
     def hooks(prefix: str) -> list[Callback]:
         return run.callbacks(prefix) if run is not None else []
 
     student_data, train_size = _student_data(config, splits)
-    teacher = get_teacher(config, splits, path, resume=resume, store=store, hooks=hooks)
+    teacher = get_teacher(config, splits, path, resume=resume, store=store, hooks=hooks, resume_from=resume_from)
     student_alone = build_model_from(config.student, splits, role="student", seed=config.seed)
     torch.manual_seed(config.seed)
     # the same augmentation (and offline views) for both students: a fair comparison
     augment = build_augmentation(config, splits, students=True)
     alone = train_one("student_alone", make_distiller(None, student_alone, splits), splits, config.train, config,
                       path, resume=resume, batch_transform=augment, train_data=student_data,
-                      callbacks=hooks("student_alone"))
+                      callbacks=hooks("student_alone"), resume_from=resume_from)
     train_data = student_data
     if splits.transfer is not None:
         train_data = ConcatDictDataset([student_data, unlabelled(splits.transfer)])
@@ -125,7 +126,8 @@ def _train_models(config: Config, splits: DataSplits, run: Run | None, *, resume
         name, _, train = chain[step]
         terms = build_terms(config, train_size, teacher_accuracy=_gap_reference(config, current, splits))
         trained = train_one(name, make_distiller(current, model, splits, terms=terms), splits, train, config, path,
-                            resume=resume, batch_transform=augment, train_data=train_data, callbacks=hooks(name))
+                            resume=resume, batch_transform=augment, train_data=train_data, callbacks=hooks(name),
+                            resume_from=resume_from)
         log.info("%s: test accuracy %.4f", name, trained.metrics["test/accuracy"])
         chain_metrics.update({f"chain/{name}/test/accuracy": trained.metrics["test/accuracy"],
                               f"chain/{name}/params": trained.metrics["params"]})
@@ -139,7 +141,8 @@ def _train_models(config: Config, splits: DataSplits, run: Run | None, *, resume
     terms = build_terms(config, train_size, teacher_accuracy=_gap_reference(config, current, splits))
     distiller = build_distilled_distiller(config, current, student, splits, terms)
     distilled = train_one("distilled", distiller, splits, config.train, config, path, resume=resume,
-                          batch_transform=augment, train_data=train_data, callbacks=hooks("distilled"))
+                          batch_transform=augment, train_data=train_data, callbacks=hooks("distilled"),
+                          resume_from=resume_from)
     distilled.metrics.update(chain_metrics)
     if isinstance(distiller, MutualLearning):
         distilled.metrics.update(cohort_accuracy(distiller, splits))

@@ -1,8 +1,9 @@
 """Run folders: where a run writes its config, log, models, records and report.
 
 :class:`RunFolder` checks a folder when it is made and writes nothing; :meth:`RunFolder.start` creates it and
-returns a :class:`Run`, a context manager: a failure inside the ``with`` block marks the run ``failed`` (Ctrl-C:
-``interrupted``) in the records, and the log file is always detached and closed, keeping what was written::
+returns a :class:`Run`, a context manager: a failure inside the ``with`` block marks the run ``failed`` (a signal:
+``interrupted``) in the records, and the log file and the folder's lock are always released, keeping what was
+written::
 
     folder = RunFolder("runs/kd", overwrite=False, resume=False)   # refuses a folder it must not touch
     ...                                                           # check every input first
@@ -10,46 +11,99 @@ returns a :class:`Run`, a context manager: a failure inside the ``with`` block m
         ...                                                       # train, writing under run.path
         run.finish({"distilled/test/accuracy": 0.94}, {"report": run.path / "report.html"})
 
-A run folder is recognisably distillkit's: :data:`MARKER` is the first file written into it. Only such a folder
-is resumed or replaced, and ``overwrite`` removes only the entries a run writes (:data:`RUN_ENTRIES`), never
-the user's own files, the working directory or a folder above it.
+What it guarantees:
+
+- **Nothing a user owns is touched.** A run folder is recognisably distillkit's: :data:`MARKER` is the first
+  file written into it. Only such a folder is resumed or replaced; ``overwrite`` removes only the entries a run
+  writes (:data:`RUN_ENTRIES`), never the user's own files, the working directory or a folder above it.
+- **One process per folder.** The run holds an OS lock on :data:`LOCK` for its whole life (released by the OS
+  even after ``kill -9``); a second process is refused with a clear message.
+- **Honest resume.** The folder's ``config.yaml`` is the source of truth: a resume whose config differs is
+  refused with the keys that differ, a finished run is never resumed (its config and results stay as they
+  are), and a resumed run continues its record instead of registering a new one.
+- **Signals.** Inside the ``with`` block SIGINT and SIGTERM are caught: the trainer finishes its step, writes a
+  checkpoint and raises :class:`RunInterrupted`; the record says ``interrupted``.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import shutil
+import signal
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
+from typing import Any
+
+import yaml
 
 from distillkit.config.schema import Config, dump_config
 from distillkit.registry import DistillkitError
 from distillkit.tracking import RecordsCallback, RunRecords
+from distillkit.tracking.locks import FileLock, LockHeld
 from distillkit.tracking.loggers import MLflowLogger, TensorBoardLogger, WandbLogger
 from distillkit.training.callbacks import Callback
 
-__all__ = ["MARKER", "RUN_ENTRIES", "Run", "RunFolder", "RunFolderError"]
+__all__ = ["LOCK", "MARKER", "RUN_ENTRIES", "Run", "RunFolder", "RunFolderError", "RunInterrupted", "StopOnSignal"]
 
 log = logging.getLogger("distillkit")
 
 MARKER = ".distillkit-run"
-"""The file that marks a folder as a distillkit run folder (written before anything else)."""
+"""The file that marks a folder as a distillkit run folder (written first); it holds the run's record id."""
 
-RUN_ENTRIES = (MARKER, "config.yaml", "log.txt", "results.json", "results.md", "report.html", "report.md", "figures",
-               "teacher", "teacher_*", "student", "student_alone", "distilled", "assistant_*", "generation_*",
-               "compression", "cv.json", "cv.json.tmp")
+LOCK = ".distillkit-lock"
+"""The file a running run holds an OS lock on."""
+
+RUN_ENTRIES = (MARKER, LOCK, "config.yaml", "log.txt", "results.json", "results.md", "report.html", "report.md",
+               "figures", "teacher", "teacher_*", "student", "student_alone", "distilled", "assistant_*",
+               "generation_*", "compression", "cv.json", "cv.json.tmp")
 """Glob patterns of what a run writes into its folder: all that ``overwrite`` may remove."""
 
 
 class RunFolderError(DistillkitError):
-    """A run folder that cannot be used as asked (holds a run, is not a run, or is the working directory)."""
+    """A run folder that cannot be used as asked (holds a run, is not a run, is in use, or is the working
+    directory)."""
+
+
+class RunInterrupted(DistillkitError):
+    """The run was stopped by SIGINT or SIGTERM after writing a checkpoint; ``--resume`` continues it.
+
+    Attributes:
+        signum: the signal; the command line exits with ``128 + signum`` (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 def _is_run(path: Path) -> bool:
     """Ours: the marker, or (runs written before the marker existed) a resolved config next to a run log."""
     return (path / MARKER).is_file() or ((path / "config.yaml").is_file() and (path / "log.txt").is_file())
+
+
+def _marker(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / MARKER).read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _finished(path: Path) -> bool:
+    """A run that finished: its marker says so, or (runs written before that) its results are there."""
+    return bool(_marker(path).get("finished")) or (path / "results.json").is_file() or (path / "cv.json").is_file()
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The key paths where two resolved configs differ, with both values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new)):
+            found += _differences(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
+        return found
+    return [] if old == new else [f"{prefix} ({old!r} in the run, {new!r} now)"]
 
 
 class RunFolder:
@@ -58,44 +112,72 @@ class RunFolder:
     Args:
         path: the folder.
         overwrite: replace the run in it (only the entries a run writes are removed).
-        resume: continue the run in it.
+        resume: continue the run in it, with the config it was started with.
+        resume_from: with ``resume``, continue the unfinished model from this checkpoint (a step number of its
+            ``checkpoints/``, or a checkpoint folder) instead of the newest one.
 
     Raises:
         RunFolderError: both flags; a folder that holds a run without either; ``resume`` of a folder without a
-            run; ``overwrite`` of a folder that is not a run folder, or of the working directory or one above it.
+            run, or of a finished run; a folder of other files; ``overwrite`` of the working directory or one
+            above it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = False,
+                 resume_from: str | int | None = None) -> None:
         self.path = Path(path)
-        self.overwrite, self.resume = overwrite, resume
+        self.overwrite, self.resume, self.resume_from = overwrite, resume, resume_from
         if overwrite and resume:
             raise RunFolderError("choose --resume or --overwrite, not both")
-        occupied = self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir()))
+        if resume_from is not None and not resume:
+            raise RunFolderError("--resume-from continues a run: add --resume")
+        self._check()
+
+    def _check(self) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise RunFolderError(f"{self.path} is a file, not a folder; choose another --out")
+        entries = [p.name for p in self.path.iterdir()] if self.path.is_dir() else []
+        occupied = any(name != LOCK for name in entries)
         ours = occupied and _is_run(self.path)
-        if resume and not ours:
+        if self.resume and not ours:
             raise RunFolderError(f"nothing to resume: {self.path} holds no distillkit run")
-        if occupied and not ours and not resume:
+        if occupied and not ours:
             raise RunFolderError(f"{self.path} is not empty and is not a distillkit run folder; distillkit never "
                                  "writes into or deletes a folder of other files: choose another --out")
-        if occupied and ours and not (overwrite or resume):
+        if ours and not (self.overwrite or self.resume):
             raise RunFolderError(f"run folder {self.path} already holds a run; pass --resume to continue it, "
                                  "--overwrite to replace it, or choose another --out")
-        if overwrite and occupied:
-            here = Path.cwd().resolve()
-            target = self.path.resolve()
+        if self.resume and _finished(self.path):
+            raise RunFolderError(f"{self.path} holds a finished run (its results are written); there is nothing "
+                                 "to resume, and its config and results stay as they are. Pass --overwrite to run "
+                                 "it again, or choose another --out")
+        if self.overwrite and occupied:
+            here, target = Path.cwd().resolve(), self.path.resolve()
             if target == here or target in here.parents:
                 raise RunFolderError(f"--overwrite of {self.path} would replace the working directory (or a folder "
                                      "above it); choose a run folder below it")
 
+    def _check_resumed_config(self, config: Config) -> None:
+        """A resume continues the run as it was configured: a config that differs (say an override that would
+        change its results) is refused, naming the keys."""
+        file = self.path / "config.yaml"
+        if not file.is_file():
+            return
+        recorded = yaml.safe_load(file.read_text())
+        differences = _differences(recorded, config.model_dump(mode="json"))
+        if differences:
+            raise RunFolderError(f"--resume continues {self.path} as it was configured, and this config differs: "
+                                 f"{'; '.join(differences)}. Resume with the run's own config "
+                                 f"({file}) and no --set, or start a new run with another --out")
+
     def clear(self) -> list[Path]:
         """Remove what an earlier run wrote here (the entries matching :data:`RUN_ENTRIES`); returns them."""
-        removed = []
+        removed: list[Path] = []
         if not self.path.is_dir():
             return removed
         for entry in sorted(self.path.iterdir()):
-            if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in RUN_ENTRIES) and entry.name != MARKER:
+            if entry.name in (MARKER, LOCK):
+                continue
+            if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in RUN_ENTRIES):
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
                 else:
@@ -104,32 +186,76 @@ class RunFolder:
         return removed
 
     def start(self, config: Config, *, kind: str = "compare") -> Run:
-        """Create the folder (marker first), write the resolved config, attach the log file and register the run."""
-        if self.overwrite:
-            self.clear()
+        """Lock the folder, check it again (another process may have written it since), create it (marker
+        first), write the resolved config (not on resume: the run's own stays) and open the run's record."""
+        if self.resume:
+            self._check_resumed_config(config)
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / MARKER).touch()
-        (self.path / "config.yaml").write_text(dump_config(config))
-        return Run(self.path, config, kind=kind)
+        lock = FileLock(self.path / LOCK)
+        try:
+            lock.acquire(blocking=False)
+        except LockHeld:
+            raise RunFolderError(f"{self.path} is in use by another distillkit process (it holds {LOCK}); wait for "
+                                 "it to finish, or choose another --out") from None
+        try:
+            self._check()
+            record = None
+            if self.resume:
+                record = _marker(self.path).get("run_id")
+            if self.overwrite:
+                self.clear()
+            (self.path / MARKER).touch()
+            if not self.resume or not (self.path / "config.yaml").is_file():
+                (self.path / "config.yaml").write_text(dump_config(config))
+            return Run(self.path, config, kind=kind, lock=lock, resumed_record=record, resume_from=self.resume_from)
+        except BaseException:
+            lock.release()
+            raise
+
+
+class StopOnSignal(Callback):
+    """Ends training cleanly after the step in which a signal arrived: writes a checkpoint, then raises
+    :class:`RunInterrupted` (installed by :class:`Run` in every trainer it feeds)."""
+
+    def __init__(self, run: Run, model: str) -> None:
+        self.run, self.model = run, model
+
+    def on_step_end(self, trainer: Any, logs: dict[str, float]) -> None:
+        signum = self.run.signal_received
+        if signum is None:
+            return
+        checkpoint = trainer.save_checkpoint() if trainer.checkpoint_dir is not None else None
+        name = signal.Signals(signum).name
+        where = f"; checkpoint {checkpoint}" if checkpoint is not None else ""
+        raise RunInterrupted(f"interrupted by {name} at step {trainer.step} of {self.model}{where}. Continue with "
+                             f"the same command and --resume (--out {self.run.path})", signum)
 
 
 class Run:
-    """A started run: its folder, config, records and log file. Use it as a context manager (see the module)."""
+    """A started run: its folder, config, records, log file and lock. Use it as a context manager."""
 
-    def __init__(self, path: Path, config: Config, *, kind: str) -> None:
-        self.path, self.config = path, config
+    def __init__(self, path: Path, config: Config, *, kind: str, lock: FileLock, resumed_record: str | None = None,
+                 resume_from: str | int | None = None) -> None:
+        self.path, self.config, self.lock, self.resume_from = path, config, lock, resume_from
+        self.signal_received: int | None = None
+        self._previous_handlers: dict[int, Any] = {}
         self._handler: logging.Handler | None = logging.FileHandler(path / "log.txt")
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logging.getLogger("distillkit").addHandler(self._handler)
         self.records = RunRecords(path.parent / "runs.db")
-        self.run_id = self.records.start(config.name, kind=kind, config=config.model_dump(mode="json"),
-                                         folder=path.resolve())
+        if resumed_record is not None and self.records.reopen(resumed_record):
+            self.run_id = resumed_record
+            log.info("run %s resumed (its record in %s continues)", self.run_id, self.records.path)
+        else:
+            self.run_id = self.records.start(config.name, kind=kind, config=config.model_dump(mode="json"),
+                                             folder=path.resolve())
+            log.info("run %s registered in %s", self.run_id, self.records.path)
+        (path / MARKER).write_text(json.dumps({"run_id": self.run_id}))
         self.finished = False
-        log.info("run %s registered in %s", self.run_id, self.records.path)
 
     def callbacks(self, prefix: str) -> list[Callback]:
-        """Callbacks that feed this run's records (and the loggers the config enables) from one trainer."""
-        found: list[Callback] = [RecordsCallback(self.records, self.run_id, prefix=prefix)]
+        """Callbacks for one trainer of this run: the signal stop, the records, and the loggers the config enables."""
+        found: list[Callback] = [StopOnSignal(self, prefix), RecordsCallback(self.records, self.run_id, prefix=prefix)]
         tracking, config = self.config.tracking, self.config
         if tracking.tensorboard:
             found.append(TensorBoardLogger(self.path / prefix / "tensorboard", every=tracking.every))
@@ -148,28 +274,45 @@ class Run:
         for name, path in artefacts.items():
             self.records.log_artefact(self.run_id, name, path)
         self.records.finish(self.run_id)
+        (self.path / MARKER).write_text(json.dumps({"run_id": self.run_id, "finished": True}))
         self.finished = True
 
     def close(self) -> None:
-        """Detach and close the log file (idempotent)."""
+        """Detach the log file, restore the signal handlers and release the folder (idempotent)."""
         if self._handler is not None:
             logging.getLogger("distillkit").removeHandler(self._handler)
             self._handler.close()
             self._handler = None
+        for signum, previous in self._previous_handlers.items():
+            signal.signal(signum, previous)
+        self._previous_handlers = {}
+        self.lock.release()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal_received is not None:  # a second Ctrl-C: stop now, without waiting for the step
+            raise KeyboardInterrupt
+        self.signal_received = signum
+        log.warning("%s received: stopping after this step (a second one stops at once)", signal.Signals(signum).name)
 
     def __enter__(self) -> Run:
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+        except ValueError:  # not the main thread: signals stay with whoever handles them there
+            self._previous_handlers = {}
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
         try:
             if error is not None:
-                status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-                self.records.finish(self.run_id, status=status, error=f"{type(error).__name__}: {error}")
+                stopped = isinstance(error, (RunInterrupted, KeyboardInterrupt))
+                self.records.finish(self.run_id, status="interrupted" if stopped else "failed",
+                                    error=f"{type(error).__name__}: {error}")
             elif not self.finished:
                 self.records.finish(self.run_id)
         finally:
             self.close()
 
-    def __del__(self) -> None:  # a Run dropped without its with-block still releases the log file
+    def __del__(self) -> None:  # a Run dropped without its with-block still releases the log file and the lock
         self.close()

@@ -51,7 +51,7 @@ def train_alone(config: Config, role: Role, folder: RunFolder) -> TrainedModel:
     with folder.start(config, kind=f"train-{role}") as run:
         result = train_one(role, make_distiller(None, model, splits), splits, train, config, run.path,
                            resume=folder.resume, batch_transform=augment, train_data=train_data,
-                           callbacks=run.callbacks(role))
+                           callbacks=run.callbacks(role), resume_from=folder.resume_from)
         run.finish({f"{role}/test/accuracy": result.metrics["test/accuracy"],
                     f"{role}/test/loss": result.metrics["test/loss"]},
                    {"weights": run.path / role / "model.safetensors"})

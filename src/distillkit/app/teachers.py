@@ -79,8 +79,8 @@ def measured_teacher(teacher: nn.Module, splits: DataSplits, metrics: dict[str, 
 
 
 def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resume: bool = False,
-                store: TeacherStore | None = None,
-                hooks: Callable[[str], list[Callback]] | None = None) -> TrainedModel:
+                store: TeacherStore | None = None, hooks: Callable[[str], list[Callback]] | None = None,
+                resume_from: str | int | None = None) -> TrainedModel:
     """Load the teacher's weights, reuse a teacher trained earlier with the same config, or train it.
 
     With ``teacher.ensemble: N`` (N > 1) it trains N members with seeds ``seed, seed + 1, ...`` (each saved in
@@ -90,14 +90,14 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
     spec = config.teacher
     if spec.ensemble == 1:
         return _get_one_teacher(config, splits, folder, "teacher", split_seed=config.seed, resume=resume,
-                                store=store, callbacks=hooks("teacher") if hooks else None)
+                                store=store, callbacks=hooks("teacher") if hooks else None, resume_from=resume_from)
     members, metrics, seconds = [], {}, 0.0
     for k in range(spec.ensemble):
         member_config = config.model_copy(update={"seed": config.seed + k,
                                                   "teacher": spec.model_copy(update={"ensemble": 1})})
         name = f"teacher_{k}"
         member = _get_one_teacher(member_config, splits, folder, name, split_seed=config.seed, resume=resume,
-                                  store=store, callbacks=hooks(name) if hooks else None)
+                                  store=store, callbacks=hooks(name) if hooks else None, resume_from=resume_from)
         log.info("%s: test accuracy %.4f", name, member.metrics["test/accuracy"])
         members.append(member.model)
         metrics[f"members/{k}/test/accuracy"] = member.metrics["test/accuracy"]
@@ -108,7 +108,8 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
 
 
 def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, name: str, *, split_seed: int,
-                     resume: bool, store: TeacherStore | None, callbacks: list[Callback] | None) -> TrainedModel:
+                     resume: bool, store: TeacherStore | None, callbacks: list[Callback] | None,
+                     resume_from: str | int | None = None) -> TrainedModel:
     teacher = build_model_from(config.teacher, splits, role="teacher", seed=config.seed)
     if config.teacher.weights:
         return measured_teacher(teacher, splits, {})
@@ -125,7 +126,7 @@ def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, na
                     shutil.copy(stored / file, folder / name / file)
         return measured_teacher(teacher, splits, earlier)
     result = train_one(name, make_distiller(None, teacher, splits), splits, config.teacher.train or TrainConfig(),
-                       config, folder, resume=resume,
+                       config, folder, resume=resume, resume_from=resume_from,
                        batch_transform=build_augmentation(config, splits, model=config.teacher), callbacks=callbacks)
     if store is not None:
         store.put(key, teacher, result.metrics, folder / name / "metrics.jsonl" if folder is not None else None)

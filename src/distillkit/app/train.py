@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +17,14 @@ from distillkit.config.schema import Config, TrainConfig
 from distillkit.core.distiller import Distiller
 from distillkit.data.builtin import DataSplits
 from distillkit.models import count_parameters, load_weights
+from distillkit.registry import DistillkitError
+from distillkit.training.checkpoint import find_latest, list_checkpoints
 from distillkit.training.callbacks import Callback
 
-__all__ = ["TrainedModel", "train_one"]
+__all__ = ["TRAINING_RECORD", "TrainedModel", "resume_point", "train_one"]
+
+TRAINING_RECORD = "training.json"
+"""Written beside a trained model's weights: its training time, kept for a resumed run's table."""
 
 log = logging.getLogger("distillkit")
 
@@ -34,38 +39,67 @@ class TrainedModel:
     seconds: float
 
 
+def resume_point(model_folder: Path | None, resume: bool, resume_from: str | int | None = None) -> Path | None:
+    """The checkpoint an unfinished model continues from: ``None`` (start fresh), the newest complete one (found
+    by scanning when the ``latest`` pointer is gone), or ``resume_from``: a step number of its checkpoints or a
+    checkpoint folder.
+
+    Raises:
+        DistillkitError: ``resume_from`` names a checkpoint that is not there (the message lists those that are).
+    """
+    if not resume or model_folder is None:
+        return None
+    checkpoints = model_folder / "checkpoints"
+    if resume_from is None:
+        found = find_latest(checkpoints) if checkpoints.is_dir() else None
+        if found is None and checkpoints.is_dir() and any(checkpoints.iterdir()):
+            log.warning("%s: no complete checkpoint in %s; training it from the start", model_folder.name, checkpoints)
+        return found
+    if not checkpoints.is_dir():
+        return None  # a model that had not started: --resume-from is for the one that was training
+    text = str(resume_from)
+    candidate = checkpoints / f"step-{int(text):08d}" if text.isdigit() else Path(text)
+    if candidate.is_dir() and candidate in list_checkpoints(candidate.parent):
+        return candidate
+    available = ", ".join(str(int(c.name.split("-")[1])) for c in list_checkpoints(checkpoints)) or "none"
+    raise DistillkitError(f"--resume-from {resume_from}: no complete checkpoint {candidate}; the complete ones of "
+                          f"{model_folder.name} are at steps: {available}")
+
+
 def train_one(
     name: str, distiller: Distiller, splits: DataSplits, train: TrainConfig, config: Config, folder: Path | None, *,
     resume: bool = False, batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    train_data: Any = None, callbacks: list[Callback] | None = None,
+    train_data: Any = None, callbacks: list[Callback] | None = None, resume_from: str | int | None = None,
 ) -> TrainedModel:
     """Train one model (alone or distilled) in ``folder / name``, save its weights, evaluate it on the test split.
 
-    With ``resume``, a model whose ``model.safetensors`` exists is loaded instead of trained, and one with
-    checkpoints continues from the latest. ``model.safetensors`` is written last: it marks the step done.
+    With ``resume``, a model whose ``model.safetensors`` exists is loaded instead of trained (with the training
+    time it took), and one with checkpoints continues from the newest (or ``resume_from``, see
+    :func:`resume_point`). ``model.safetensors`` is written last: it marks the step done.
     """
     model_folder = folder / name if folder is not None else None
     completed = model_folder is not None and (model_folder / "model.safetensors").is_file()
     trainer = build_trainer(distiller, train_data if train_data is not None else splits.train, splits.val, train,
                             config, model_folder, callbacks=callbacks, batch_transform=batch_transform)
-    start = time.perf_counter()
     if completed and resume:
         log.info("%s: already trained in %s, reusing it", name, model_folder)
         load_weights(distiller.student, model_folder / "model.safetensors")  # type: ignore[operator]
         for k, peer in enumerate(getattr(distiller, "peers", ()), start=1):
             load_weights(peer, model_folder / f"peer_{k}.safetensors")  # type: ignore[operator]
         trainer.setup()
+        record = model_folder / TRAINING_RECORD  # type: ignore[operator]
+        seconds = float(json.loads(record.read_text())["train_seconds"]) if record.is_file() else 0.0
     else:
-        can_resume = resume and model_folder is not None and (model_folder / "checkpoints" / "latest").exists()
-        trainer.fit(resume="latest" if can_resume else None)
-    seconds = time.perf_counter() - start
+        trainer.fit(resume=resume_point(model_folder, resume, resume_from))
+        seconds = trainer.train_seconds
     test = trainer.evaluate(splits.test)
     metrics = {"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"], **trainer.metrics,
                "params": float(count_parameters(distiller.student)), "train_seconds": seconds}
     if model_folder is not None and not completed:
         for k, peer in enumerate(getattr(distiller, "peers", ()), start=1):  # mutual learning's other students
             save_safetensors(peer, model_folder / f"peer_{k}.safetensors")
-        save_safetensors(distiller.student, model_folder / "model.safetensors")  # last: it marks the step done
         if any(k.startswith("terms.") for k in distiller.state_dict()):  # adapters are saved with the student
             save_safetensors(distiller, model_folder / "distiller.safetensors")
+        (model_folder / TRAINING_RECORD).write_text(json.dumps({"train_seconds": seconds}))
+        save_safetensors(distiller.student, model_folder / "model.safetensors")  # last: it marks the step done
     return TrainedModel(name, distiller.student, metrics, seconds)

@@ -26,7 +26,7 @@ from distillkit.app.browser import render_report
 from distillkit.app.compare import default_store, run_comparison
 from distillkit.app.cv import run_cross_validation
 from distillkit.app.report import write_report
-from distillkit.app.runs import RunFolder
+from distillkit.app.runs import RunFolder, RunInterrupted
 from distillkit.app.single import evaluate_weights, train_alone
 from distillkit.app.tables import (
     COLUMNS,
@@ -63,7 +63,11 @@ ConfigArg = Annotated[Path, typer.Argument(help="YAML config file", show_default
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a key: --set train.epochs=3")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="run folder (default: runs/<config name>)")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue the run in --out")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="replace the run in --out")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="replace the run in --out (only what a run wrote "
+                                                                "there is removed)")]
+ResumeFromOpt = Annotated[Optional[str], typer.Option("--resume-from", help="with --resume: continue the unfinished "
+                                                      "model from this checkpoint step (or checkpoint folder) "
+                                                      "instead of the newest")]
 
 
 def _setup_logging(verbose: bool = True) -> None:
@@ -102,9 +106,10 @@ def _print_results(results: dict[str, Any]) -> None:
         console.print(table)
 
 
-def _compare(config: Config, out: Path | None, resume: bool, overwrite: bool) -> None:
+def _compare(config: Config, out: Path | None, resume: bool, overwrite: bool, resume_from: str | None = None) -> None:
     out = out or Path("runs") / config.name
-    folder = RunFolder(out, overwrite=overwrite, resume=resume)  # checked before anything is built or written
+    # checked before anything is built or written
+    folder = RunFolder(out, overwrite=overwrite, resume=resume, resume_from=resume_from)
     results = run_comparison(config, folder, store=default_store(out))
     _print_results(results)
     console.print(f"Run folder: {out}")
@@ -132,6 +137,7 @@ def demo(
     overrides: SetOpt = None,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
+    resume_from: ResumeFromOpt = None,
 ) -> None:
     """Distill a CNN teacher into a small MLP on MNIST-5k and compare it with the MLP trained alone.
 
@@ -140,12 +146,12 @@ def demo(
     _setup_logging()
     text = (resources.files("distillkit") / "configs" / "demo.yaml").read_text()
     config = load_config(raw=yaml.safe_load(text), overrides=overrides or [])
-    _compare(config, out or Path("runs/demo"), resume, overwrite)
+    _compare(config, out or Path("runs/demo"), resume, overwrite, resume_from)
 
 
 @app.command()
 def compare(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
-            overwrite: OverwriteOpt = False) -> None:
+            overwrite: OverwriteOpt = False, resume_from: ResumeFromOpt = None) -> None:
     """Distill the teacher into the student, next to the student trained alone under the same budget.
 
     Trains the teacher first if it has no weights (or reuses one trained earlier with the same config), and
@@ -153,7 +159,7 @@ def compare(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, res
     Example: distillkit compare configs/mnist5k.yaml --set train.epochs=5
     """
     _setup_logging()
-    _compare(_load(config, overrides), out, resume, overwrite)
+    _compare(_load(config, overrides), out, resume, overwrite, resume_from)
 
 
 app.command("distill", help="Same as `compare`: distill the teacher into the student and compare it with the "
@@ -162,7 +168,7 @@ app.command("distill", help="Same as `compare`: distill the teacher into the stu
 
 @app.command()
 def compress(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
-             overwrite: OverwriteOpt = False) -> None:
+             overwrite: OverwriteOpt = False, resume_from: ResumeFromOpt = None) -> None:
     """Distill, then run the config's compress steps (prune, recover, factorize, quantize, export) on the student.
 
     Every step is measured: accuracy, size and latency, in the printed table and the report.
@@ -172,7 +178,7 @@ def compress(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, re
     cfg = _load(config, overrides)
     if cfg.compress is None:
         raise DistillkitError(f"{config}: no compress section; add compress.steps (see docs/compression.md)")
-    _compare(cfg, out, resume, overwrite)
+    _compare(cfg, out, resume, overwrite, resume_from)
 
 
 @app.command()
@@ -211,6 +217,7 @@ def train(
     config: ConfigArg,
     role: Annotated[str, typer.Option(help="which model to train alone: teacher or student")] = "teacher",
     overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
+    resume_from: ResumeFromOpt = None,
 ) -> None:
     """Train the teacher (or the student) alone on its labels.
 
@@ -219,7 +226,8 @@ def train(
     _setup_logging()
     cfg = _load(config, overrides)
     out = out or Path("runs") / f"{cfg.name}-{role}"
-    result = train_alone(cfg, role, RunFolder(out, overwrite=overwrite, resume=resume))  # type: ignore[arg-type]
+    folder = RunFolder(out, overwrite=overwrite, resume=resume, resume_from=resume_from)
+    result = train_alone(cfg, role, folder)  # type: ignore[arg-type]
     console.print(f"{role}: test accuracy {100 * result.metrics['test/accuracy']:.2f}%, "
                   f"{int(result.metrics['params']):,} parameters; weights in {out / role / 'model.safetensors'}")
 
@@ -276,10 +284,11 @@ def _records(root: Path) -> RunRecords:
 def runs_list(
     root: RootOpt = Path("runs"),
     name: Annotated[Optional[str], typer.Option(help="filter by name (SQL % wildcards)")] = None,
-    status: Annotated[Optional[str], typer.Option(help="running, finished or failed")] = None,
+    status: Annotated[Optional[str], typer.Option(help="running, finished, failed, interrupted, or stale (recorded "
+                                                  "as running, but its process is gone)")] = None,
     sort: Annotated[str, typer.Option(help="created, name, status, duration or a metric key")] = "created",
     ascending: Annotated[bool, typer.Option("--ascending", help="smallest first")] = False,
-    limit: int = 20,
+    limit: Annotated[int, typer.Option(help="at most this many runs (>= 1)")] = 20,
 ) -> None:
     """List recorded runs, newest first (or sorted by a metric).
 
@@ -378,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code instead of exiting.
 
     A user's mistake (a usage error, or one of distillkit's own errors: a bad config, a missing file, a folder
-    that must not be touched) is one line on stderr and exit code 2; Ctrl-C is one line and 130. Anything else is
+    that must not be touched) is one line on stderr and exit code 2. SIGINT (Ctrl-C) and SIGTERM stop a run after
+    its current step with a checkpoint and one line saying how to resume, exit code 130 / 143. Anything else is
     unexpected (a bug, here or in the user's own code): its traceback is printed, with a line saying so, and the
     exit code is 1. ``--debug`` shows the
     traceback of every error.
@@ -394,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         _error(f"{error.format_message()} (see 'distillkit --help')")
         return int(getattr(error, "exit_code", 2) or 2)
+    except RunInterrupted as stopped:
+        _error(str(stopped))
+        return 128 + stopped.signum
     except DistillkitError as error:
         if debug:
             traceback.print_exc()

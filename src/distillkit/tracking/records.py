@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import time
@@ -20,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from distillkit.registry import DistillkitError
+from distillkit.registry import DistillkitError, suggest
 from distillkit.tracking.locks import exclusive
 
 __all__ = ["RunRecords", "code_version"]
@@ -39,8 +40,11 @@ CREATE TABLE IF NOT EXISTS artefacts (run_id TEXT NOT NULL, name TEXT NOT NULL, 
                                       PRIMARY KEY (run_id, name));
 """
 
-SCHEMA_VERSION = 1
-"""Raised when the tables change; an older database is brought up to date (``CREATE ... IF NOT EXISTS``) once."""
+MIGRATIONS = {2: ["ALTER TABLE runs ADD COLUMN pid INTEGER", "ALTER TABLE runs ADD COLUMN host TEXT"]}
+"""Schema changes by version: an older database gets the missing ones once, under the creation lock."""
+SCHEMA_VERSION = max(MIGRATIONS)
+STATUSES = ("running", "finished", "failed", "interrupted")
+"""A run's recorded status; ``runs list`` also shows ``stale``: recorded as running, but its process is gone."""
 
 SORTABLE = ("created", "name", "status", "duration")
 
@@ -57,6 +61,19 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return f"{__version__}+{commit}" if commit else __version__
+
+
+def _alive(pid: int | None, host: str | None) -> bool:
+    """Whether the process that recorded a run is still running (unknown processes, or other hosts: assumed so)."""
+    if pid is None or host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
@@ -85,9 +102,15 @@ class RunRecords:
         # under an OS lock beside the database, and every later connection finds it ready.
         with exclusive(self.path.with_name(self.path.name + ".lock")):
             with self._connect() as conn:
-                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version < SCHEMA_VERSION:
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.executescript(SCHEMA)
+                    columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+                    for number in sorted(MIGRATIONS):
+                        for statement in MIGRATIONS[number]:
+                            if statement.split()[5] not in columns:  # ALTER TABLE runs ADD COLUMN <name> ...
+                                conn.execute(statement)
                     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
@@ -121,10 +144,10 @@ class RunRecords:
         _flatten("", dict(config or {}), params)
         with self._transaction() as conn:
             conn.execute(
-                "INSERT INTO runs (id, name, kind, status, folder, config, created, code_version) "
-                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+                "INSERT INTO runs (id, name, kind, status, folder, config, created, code_version, pid, host) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
                 (run_id, name, kind, str(folder) if folder else None, json.dumps(config or {}), time.time(),
-                 code_version()),
+                 code_version(), os.getpid(), socket.gethostname()),
             )
             conn.executemany("INSERT INTO params (run_id, key, value) VALUES (?, ?, ?)",
                              [(run_id, k, v) for k, v in params.items()])
@@ -145,8 +168,18 @@ class RunRecords:
             conn.execute("INSERT OR REPLACE INTO artefacts (run_id, name, path) VALUES (?, ?, ?)",
                          (run_id, name, str(path)))
 
+    def reopen(self, run_id: str) -> bool:
+        """Mark a recorded run running again, in this process (a resumed run continues its record); ``False`` when
+        the record is gone (deleted), so the caller registers a new one."""
+        with self._transaction() as conn:
+            done = conn.execute("UPDATE runs SET status = 'running', finished = NULL, error = NULL, pid = ?, host = ? "
+                                "WHERE id = ?", (os.getpid(), socket.gethostname(), run_id))
+            return done.rowcount == 1
+
     def finish(self, run_id: str, *, status: str = "finished", error: str | None = None) -> None:
-        """Mark a run finished (or ``failed`` with the error), with its duration."""
+        """Mark a run finished (or ``failed`` / ``interrupted`` with the error), with its duration."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         now = time.time()
         with self._transaction() as conn:
             conn.execute("UPDATE runs SET status = ?, finished = ?, duration = ? - created, error = ? WHERE id = ?",
@@ -194,8 +227,20 @@ class RunRecords:
         """Runs matching the filters (``name`` may use SQL ``%`` wildcards), with their final metrics.
 
         ``sort`` is a run column (created, name, status, duration) or a metric key (e.g.
-        ``distilled/test/accuracy``); runs without that metric come last.
+        ``distilled/test/accuracy``); runs without that metric come last. A run recorded as running whose process
+        is gone (on this host) is shown with status ``stale``; ``status="stale"`` selects those.
+
+        Raises:
+            DistillkitError: an unknown status, a sort key that is neither a column nor a recorded metric, or a
+                limit below 1.
         """
+        if status is not None and status not in (*STATUSES, "stale"):
+            raise DistillkitError(f"unknown status {status!r}.{suggest(status, [*STATUSES, 'stale'])} Choose: "
+                                  f"{', '.join((*STATUSES, 'stale'))}")
+        if limit < 1:
+            raise DistillkitError(f"limit must be at least 1, got {limit}")
+        wanted = status
+        status = "running" if status == "stale" else status
         clauses, args = [], []
         for column, value in (("name", name), ("status", status), ("kind", kind)):
             if value is not None:
@@ -206,6 +251,15 @@ class RunRecords:
             runs = [dict(r) for r in conn.execute(f"SELECT * FROM runs {where}", args)]  # noqa: S608
             for run in runs:
                 run["metrics"] = self._final_metrics(conn, run["id"])
+                if run["status"] == "running" and not _alive(run.get("pid"), run.get("host")):
+                    run["status"] = "stale"
+            if sort not in SORTABLE:
+                known = {r["key"] for r in conn.execute("SELECT DISTINCT key FROM metrics")}
+                if sort not in known:
+                    raise DistillkitError(f"cannot sort by {sort!r}: not one of {', '.join(SORTABLE)} and no run "
+                                          f"recorded that metric.{suggest(sort, [*SORTABLE, *known])}")
+        if wanted is not None:
+            runs = [r for r in runs if r["status"] == wanted]
         if sort in SORTABLE:
             runs.sort(key=lambda r: (r[sort] is None, r[sort] if r[sort] is not None else 0), reverse=False)
             if descending:

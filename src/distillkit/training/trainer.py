@@ -136,8 +136,16 @@ class Trainer:
         self.cache: TeacherCache | None = None
         self.accelerator: Any = None
         self._last_saved_step = -1
+        self._seconds_before = 0.0  # training time of earlier attempts of this run (restored from a checkpoint)
+        self._fit_started: float | None = None
 
     # --- properties ------------------------------------------------------------------------------------
+    @property
+    def train_seconds(self) -> float:
+        """Seconds spent in :meth:`fit`, added up over every attempt of a resumed run (kept in checkpoints)."""
+        running = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
+        return self._seconds_before + running
+
     @property
     def is_main_process(self) -> bool:
         return self.accelerator is None or self.accelerator.is_main_process
@@ -273,6 +281,7 @@ class Trainer:
         return {
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "seed": self.seed,
             "total_steps": self.total_steps, "metrics": self.metrics, "evaluations": self.evaluations, "history": self.history,
+            "train_seconds": self.train_seconds,
             "controllers": {k: c.state_dict() for k, c in self._controllers().items()},
             "callbacks": [cb.state_dict() for cb in self.callbacks],
             "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
@@ -326,6 +335,7 @@ class Trainer:
         trainer = state["trainer"]
         self.step, self.epoch, self.batch_in_epoch = trainer["step"], trainer["epoch"], trainer["batch_in_epoch"]
         self.metrics, self.history, self.evaluations = trainer["metrics"], trainer["history"], trainer["evaluations"]
+        self._seconds_before = float(trainer.get("train_seconds", 0.0))
         for key, controller in self._controllers().items():
             if key in trainer["controllers"]:
                 controller.load_state_dict(trainer["controllers"][key])
@@ -445,6 +455,7 @@ class Trainer:
         self.setup()
         if resume:
             self._restore(self._resolve_resume(resume))
+        self._fit_started = time.perf_counter()
         for cb in self.callbacks:
             cb.on_fit_start(self)
         try:
@@ -453,6 +464,7 @@ class Trainer:
             if self.checkpoint_dir is not None:
                 self.save_checkpoint()
         finally:
+            self._seconds_before, self._fit_started = self.train_seconds, None
             for cb in self.callbacks:
                 cb.on_fit_end(self)
         return self.history
