@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.conftest import TINY
 
 from distillkit.app.runs import LOCK, MARKER, RunFolder, RunFolderError
 from distillkit.app.train import resume_point
@@ -23,7 +24,6 @@ from distillkit.config import load_config
 from distillkit.tracking import RunRecords
 from distillkit.tracking.locks import FileLock
 from distillkit.training.checkpoint import LATEST
-from tests.conftest import TINY
 
 EXECUTABLE = shutil.which("distillkit") or str(Path(sys.executable).parent / "distillkit")
 
@@ -156,8 +156,9 @@ def test_train_time_of_reused_models_survives_a_resume(config_file, tmp_path):
 
 
 def test_a_missing_latest_pointer_falls_back_to_the_newest_checkpoint(tmp_path):
-    from distillkit import Distiller, Trainer
     from tests.conftest import make_blobs, make_mlp
+
+    from distillkit import Distiller, Trainer
 
     model = tmp_path / "distilled"
     Trainer(Distiller(None, make_mlp()), make_blobs(), epochs=3, progress=False,
@@ -260,3 +261,55 @@ def test_resumed_config_is_the_runs_own(tmp_path):
         run.finish({}, {})
     with pytest.raises(RunFolderError, match="holds a finished run"):
         RunFolder(tmp_path / "run", resume=True)
+
+
+def test_files_are_written_with_the_users_umask(config_file, tmp_path):
+    out = tmp_path / "run"
+    old = os.umask(0o022)
+    try:
+        assert main(["train", str(config_file), "--role", "student", "--out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    weights = out / "student" / "model.safetensors"
+    checkpoints = list((out / "student" / "checkpoints").glob("step-*/model.safetensors"))
+    assert checkpoints
+    for path in [weights, *checkpoints]:
+        assert (path.stat().st_mode & 0o777) == 0o644, path
+
+
+def test_unreadable_weights_never_advise_unsafe_loading(config_file, tmp_path, capsys):
+    import torch
+
+    pickled = tmp_path / "model.pt"
+    torch.save({"step": 3, "note": __import__("collections").OrderedDict(a=object())}, pickled)
+    assert main(["evaluate", str(config_file), "--weights", str(pickled)]) == 2
+    err = capsys.readouterr().err
+    assert "never unpickles" in err and "weights_only=False" not in err and "Traceback" not in err
+
+
+def test_evaluate_takes_a_top_level_run_folder(config_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", "train.epochs=1"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(config_file), "--weights", str(out), "--role", "teacher"]) == 0
+    assert "teacher (" in capsys.readouterr().out
+    assert main(["evaluate", str(config_file), "--weights", str(out)]) == 0  # the distilled student
+
+
+def test_a_broken_results_file_is_named(config_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["compare", str(config_file), "--out", str(out), "--set", "train.epochs=1"]) == 0
+    (out / "results.json").write_text('{"name": "tiny", "mod')
+    assert main(["report", str(out)]) == 2
+    assert f"{out / 'results.json'}: not valid JSON" in capsys.readouterr().err
+
+
+def test_text_data_for_an_image_model_says_which_models_fit(tmp_path, capsys):
+    rows = [{"text": f"sample {i}", "label": ["a", "b"][i % 2]} for i in range(40)]
+    data = tmp_path / "texts.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "data": {"name": str(data)}}))
+    assert main(["compare", str(config), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "needs inputs of a known shape" in err and "text-bilstm" in err and not (tmp_path / "out").exists()

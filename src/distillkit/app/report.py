@@ -27,6 +27,7 @@ from distillkit.app.tables import (
     markdown_table,
     other_accuracies,
 )
+from distillkit.registry import DistillkitError
 
 __all__ = ["write_report"]
 
@@ -207,7 +208,13 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
 
     matplotlib.use("Agg")
     folder = Path(folder)
-    results = results or json.loads((folder / "results.json").read_text())
+    if results is None:
+        file = folder / "results.json"
+        try:
+            results = json.loads(file.read_text())
+        except json.JSONDecodeError as error:
+            raise DistillkitError(f"{file}: not valid JSON ({error.msg}, line {error.lineno}); it may have been cut "
+                                  "short. Rerun the comparison (--overwrite) to write it again") from None
     figures = {
         "loss-curves": ("Training loss per term", _loss_curves(folder)),
         "accuracy-curves": ("Validation accuracy", _accuracy_curves(folder)),

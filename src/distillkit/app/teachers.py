@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
 from torch import nn
 
 from distillkit.app.build import build_augmentation, build_model_from, make_distiller
@@ -26,6 +25,7 @@ from distillkit.core.multi_teacher import MultiTeacher
 from distillkit.data.builtin import DataSplits
 from distillkit.evaluation import accuracy_and_loss
 from distillkit.models import count_parameters, load_weights
+from distillkit.storage import save_tensors
 from distillkit.training.callbacks import Callback
 
 __all__ = ["TeacherStore", "get_teacher", "measured_teacher"]
@@ -61,7 +61,7 @@ class TeacherStore:
         folder = self.root / key
         tmp = folder.with_name(folder.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in teacher.state_dict().items()}, str(tmp / "model.safetensors"))
+        save_tensors(teacher.state_dict(), tmp / "model.safetensors")
         (tmp / "metrics.json").write_text(json.dumps(metrics))
         if curves is not None and curves.is_file():
             shutil.copy(curves, tmp / "metrics.jsonl")

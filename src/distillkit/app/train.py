@@ -18,8 +18,8 @@ from distillkit.core.distiller import Distiller
 from distillkit.data.builtin import DataSplits
 from distillkit.models import count_parameters, load_weights
 from distillkit.registry import DistillkitError
-from distillkit.training.checkpoint import find_latest, list_checkpoints
 from distillkit.training.callbacks import Callback
+from distillkit.training.checkpoint import find_latest, list_checkpoints
 
 __all__ = ["TRAINING_RECORD", "TrainedModel", "resume_point", "train_one"]
 

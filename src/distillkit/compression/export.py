@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from distillkit.compression.common import CompressionError
 from distillkit.models import model_device
+from distillkit.storage import save_tensors
 
 __all__ = ["OnnxCheck", "OnnxModel", "StaticInt8Config", "export_onnx", "quantize_onnx", "save_safetensors"]
 
@@ -46,16 +47,9 @@ def _ort() -> Any:
 
 
 def save_safetensors(model: nn.Module, path: str | os.PathLike[str]) -> Path:
-    """Write ``model``'s floating-point weights to ``path`` atomically (a temporary file, then a rename)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if isinstance(v, Tensor)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path)
-    return path
+    """Write ``model``'s weights to ``path`` atomically, with the umask's permissions
+    (:func:`distillkit.storage.save_tensors`)."""
+    return save_tensors({k: v for k, v in model.state_dict().items() if isinstance(v, Tensor)}, path)
 
 
 @dataclass(frozen=True)

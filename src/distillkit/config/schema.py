@@ -14,7 +14,10 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from distillkit.registry import DistillkitError, suggest
+from distillkit.data.builtin import DATASETS
+from distillkit.methods import METHODS
+from distillkit.models import MODELS
+from distillkit.registry import DistillkitError, UnknownNameError, suggest
 from distillkit.training.options import TrainOptions
 
 __all__ = [
@@ -132,6 +135,25 @@ def parse_schedule(raw: dict[str, Any]) -> _Schedule:
 Scalar = Union[float, ScheduleConfig]
 
 
+def _values(value: Any) -> list[float]:
+    """The numbers a weight or temperature takes: itself, or a schedule's start, end and points."""
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    found = [getattr(value, k) for k in ("start", "end") if getattr(value, k, None) is not None]
+    found += [v for _, v in (getattr(value, "points", None) or [])]
+    return [float(v) for v in found]
+
+
+def _in_range(value: Any, what: str, *, low: float, high: float | None = None, low_open: bool = False) -> Any:
+    """Refuse a weight or temperature (or any value of its schedule) outside its range, saying why."""
+    for number in _values(value):
+        below = number <= low if low_open else number < low
+        if below or (high is not None and number > high):
+            bounds = f"in [{low:g}, {high:g}]" if high is not None else (f"> {low:g}" if low_open else f">= {low:g}")
+            raise ValueError(f"{what} must be {bounds}, got {number:g}")
+    return value
+
+
 class AugmentConfig(_Strict):
     """Training augmentation, applied to every batch: the ``data`` section's (for every model), or a teacher's
     own ``augment`` section (for a teacher that should not be trained on the students' views)."""
@@ -145,7 +167,8 @@ class AugmentConfig(_Strict):
 
 class DataConfig(AugmentConfig):
     name: str = Field("mnist5k", description="built-in data set name or a path to a user file/folder")
-    val_fraction: float = 0.1
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of the training data held out for "
+                                "validation (0: none)")
     batch_size: int = Field(128, ge=1)
     limit: int | None = Field(None, ge=10, description="use a stratified subset of this many samples of a built-in "
                               "set or local file (before splitting; for quick trials and tests)")
@@ -159,6 +182,25 @@ class DataConfig(AugmentConfig):
                        "copies of every training image, made once with rotate/scale/shift/flip and added to both "
                        "students' training set with their labels (0 = augment every batch instead). A fixed set "
                        "lets the teacher's outputs be cached: the teacher runs once, not every epoch")
+
+    @field_validator("name")
+    @classmethod
+    def _data_set_exists(cls, value: str) -> str:
+        return value if looks_like_a_path(value) else _known(DATASETS, value)
+
+
+def _known(registry: Any, name: str) -> str:
+    """``name`` if ``registry`` has it; else the registry's "unknown ... Did you mean" as a validation error."""
+    try:
+        registry.get(name)
+    except UnknownNameError as error:
+        raise ValueError(str(error)) from None
+    return name
+
+
+def looks_like_a_path(name: str) -> bool:
+    """A data or model name that is a file, folder or ``scheme:`` source rather than a registry name."""
+    return any(sep in name for sep in ("/", "\\", ".", ":")) or Path(name).exists()
 
 
 TrainConfig = TrainOptions
@@ -178,6 +220,11 @@ class ModelConfig(_Strict):
     ensemble_weights: Literal["equal", "confidence"] = Field(
         "equal", description="teacher ensemble: equal weights, or per-sample weights from each member's confidence")
 
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, value: str) -> str:
+        return value if ":" in value else _known(MODELS, value)  # factories and timm:/hf: are checked when built
+
 
 class FeaturePairConfig(_Strict):
     student: str
@@ -185,6 +232,11 @@ class FeaturePairConfig(_Strict):
     loss: Literal["mse", "smooth_l1", "cosine"] = "mse"
     weight: Scalar | None = None
     pool: Literal["mean", "cls"] | None = None
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, value: Any) -> Any:
+        return value if value is None else _in_range(value, "a feature term's weight", low=0.0)
 
 
 class MethodConfig(_Strict):
@@ -196,6 +248,16 @@ class MethodConfig(_Strict):
     teacher: str | None = Field(None, description="teacher layer, for layer methods")
     params: dict[str, Any] = Field(default_factory=dict, description="the loss function's keyword arguments")
 
+    @field_validator("name")
+    @classmethod
+    def _method_exists(cls, value: str) -> str:
+        return _known(METHODS, value)
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, value: Any) -> Any:
+        return _in_range(value, "a method's weight", low=0.0)
+
 
 class MutualConfig(_Strict):
     """Deep mutual learning (Zhang et al. 2018): the distilled student is trained as one of a cohort of peers."""
@@ -206,6 +268,11 @@ class MutualConfig(_Strict):
     temperature: float = Field(1.0, gt=0, description="temperature of the mutual KL (1 in the paper)")
     teacher: bool = Field(True, description="each peer also learns from the teacher with the distill terms; "
                           "false: labels and peers only (the paper's DML, no teacher)")
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, value: Any) -> Any:
+        return _in_range(value, "the mutual weight", low=0.0)
 
 
 class DistillConfig(_Strict):
@@ -223,6 +290,22 @@ class DistillConfig(_Strict):
                              "many students in a row, each from the one before; the last is the distilled student")
     mutual: MutualConfig | None = Field(None, description="deep mutual learning: train the distilled student in a "
                                         "cohort of peers that learn from each other (and from the teacher)")
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, value: Any) -> Any:
+        # alpha weighs the soft term and (1 - alpha) the labels: outside [0, 1] one of them is negative
+        return _in_range(value, "alpha (the soft-label weight; the labels get 1 - alpha)", low=0.0, high=1.0)
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, value: Any) -> Any:
+        return _in_range(value, "the temperature", low=0.0, low_open=True)
+
+    @field_validator("beta")
+    @classmethod
+    def _beta(cls, value: Any) -> Any:
+        return _in_range(value, "beta (the feature terms' weight)", low=0.0)
 
 
 class TrackingConfig(_Strict):
@@ -365,7 +448,8 @@ def _format_errors(error: ValidationError, source: str) -> str:
             lines.append(f"{path}: unknown key.{suggest(str(loc[-1]), known)}"
                          + (f" Allowed here: {', '.join(known)}" if known else ""))
         else:
-            lines.append(f"{path or '(top level)'}: {item['msg']}")
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{path or '(top level)'}: {message}")
     unique = list(dict.fromkeys(lines))
     return f"{source}: invalid config: " + "; ".join(unique)
 
@@ -431,6 +515,29 @@ def apply_preset(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
     return _merge_under({k: v for k, v in raw.items() if k != "preset"}, values)
 
 
+def resolve_relative_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The file paths of a config (``data.name`` when it is a path, every ``weights``) made absolute against the
+    config file's folder, so a config means the same data from any working directory."""
+    result = copy.deepcopy(raw)
+
+    def fix(section: Any, key: str, only_paths: bool = False) -> None:
+        if not isinstance(section, dict) or not isinstance(section.get(key), str):
+            return
+        value = section[key]
+        if ":" in value.split("/")[0] or Path(value).is_absolute():  # scheme:name (hf:, torchvision:) or absolute
+            return
+        if only_paths and not any(sep in value for sep in ("/", "\\", ".")):
+            return  # a built-in name
+        section[key] = str((folder / value).resolve())
+
+    fix(result.get("data"), "name", only_paths=True)
+    for role in ("teacher", "student"):
+        fix(result.get(role), "weights")
+    for assistant in (result.get("distill") or {}).get("assistants") or []:
+        fix(assistant, "weights")
+    return result
+
+
 def load_config(path: str | Path | None = None, *, overrides: list[str] | None = None,
                 raw: dict[str, Any] | None = None) -> Config:
     """Read, override and validate a config.
@@ -453,6 +560,8 @@ def load_config(path: str | Path | None = None, *, overrides: list[str] | None =
             raise ConfigError(f"{file}: not valid YAML: {str(error).splitlines()[0]}") from error
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a config must be a YAML mapping of sections (data, teacher, student, ...)")
+    if path is not None:
+        raw = resolve_relative_paths(raw, Path(path).parent)  # before the overrides: theirs are the shell's
     raw = apply_overrides(raw, overrides or [])
     raw = apply_preset(raw, source)
     try:

@@ -32,18 +32,69 @@ __all__ = ["load_user_data"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
+def _rows(indices: Any, limit: int = 5) -> str:
+    """Row numbers for a message, counting data rows from 1 (a table's header excluded)."""
+    numbers = [str(int(i) + 1) for i in list(indices)[:limit]]
+    return ", ".join(numbers) + (", ..." if len(indices) > limit else "")
+
+
 def _encode_labels(raw: list[Any] | np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
+    """Labels as class indices 0..K-1 and the class names.
+
+    Integer labels must already be 0..K-1 (an index per class); strings are mapped to indices in sorted order
+    (the names are kept as the class names). Anything else is refused: a missing (NaN) label, a fractional one,
+    labels that skip classes (0, 1000, 2000 would make a 2001-class model), or fewer than two classes.
+    """
     values = list(raw)
     if not values:
         raise DistillkitError(f"{where}: no samples found")
-    if all(isinstance(v, (int, np.integer)) for v in values):
-        labels = np.asarray(values, dtype=np.int64)
-        if labels.min() < 0:
-            raise DistillkitError(f"{where}: labels must be >= 0, found {labels.min()}")
-        return labels, [str(i) for i in range(int(labels.max()) + 1)]
-    names = sorted({str(v) for v in values})
-    index = {name: i for i, name in enumerate(names)}
-    return np.asarray([index[str(v)] for v in values], dtype=np.int64), names
+    missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v))]
+    if missing:
+        raise DistillkitError(f"{where}: {len(missing)} missing (NaN) labels, at rows {_rows(missing)}; drop those "
+                              "rows or give them a label")
+    numeric = [v for v in values if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)]
+    if len(numeric) == len(values):
+        fractional = [i for i, v in enumerate(values) if float(v) != int(v)]
+        if fractional:
+            raise DistillkitError(f"{where}: labels must be class indices or names; row {_rows(fractional, 1)} has "
+                                  f"{values[fractional[0]]!r}")
+        labels = np.asarray([int(v) for v in values], dtype=np.int64)
+        classes = np.unique(labels)
+        if len(classes) < 2:
+            raise DistillkitError(f"{where}: every sample has the label '{classes[0]}'; a classifier needs at least "
+                                  "two classes")
+        if not np.array_equal(classes, np.arange(len(classes))):
+            shown = ", ".join(str(c) for c in classes[:6]) + (", ..." if len(classes) > 6 else "")
+            raise DistillkitError(f"{where}: integer labels must be the class indices 0..K-1, and these are {shown} "
+                                  f"({len(classes)} classes); renumber them 0..{len(classes) - 1}, or write them as "
+                                  "strings to have them mapped")
+        names = [str(i) for i in range(len(classes))]
+    elif numeric:
+        first = next(i for i, v in enumerate(values) if not isinstance(v, type(numeric[0])))
+        raise DistillkitError(f"{where}: labels mix numbers and text (row {_rows([first], 1)}: {values[first]!r}); "
+                              "use one or the other")
+    else:
+        names = sorted({str(v) for v in values})
+        index = {name: i for i, name in enumerate(names)}
+        labels = np.asarray([index[str(v)] for v in values], dtype=np.int64)
+    if len(names) < 2:
+        raise DistillkitError(f"{where}: every sample has the label {names[0]!r}; a classifier needs at least two "
+                              "classes")
+    return labels, names
+
+
+def _check_finite(x: np.ndarray, where: str, columns: list[str] | None = None) -> None:
+    """Refuse NaN or infinite inputs, naming the first bad row and column."""
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return
+    flat = bad.reshape(len(x), -1)
+    row = int(np.argmax(flat.any(axis=1)))
+    column = int(np.argmax(flat[row]))
+    name = f"column {columns[column]!r}" if columns is not None else f"feature {column}"
+    value = x.reshape(len(x), -1)[row, column]
+    raise DistillkitError(f"{where}: {int(bad.sum())} NaN or infinite input values, the first in {name} at row "
+                          f"{row + 1} ({value}); fill or drop them first")
 
 
 def _split_arrays(name: str, x: np.ndarray, y: np.ndarray, names: list[str], *, val_fraction: float, seed: int,
@@ -65,16 +116,22 @@ def _read_table(path: Path, target: str, features: list[str] | None) -> tuple[np
         raise DistillkitError(f"{path}: cannot read as {path.suffix[1:].upper()}: {error}") from error
     if target not in frame.columns:
         raise DistillkitError(f"{path}: no label column {target!r}; columns are {list(frame.columns)} (set target)")
-    if features is None:
-        features = [c for c in frame.columns if c != target and pandas.api.types.is_numeric_dtype(frame[c])]
+    if features is None:  # every other column is a feature: none is dropped without being asked
+        features = [c for c in frame.columns if c != target]
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise DistillkitError(f"{path}: feature columns {missing} are missing; columns are {list(frame.columns)}")
     if not features:
-        raise DistillkitError(f"{path}: no numeric feature columns; name them with features=[...]")
+        raise DistillkitError(f"{path}: no feature columns besides the label {target!r}")
+    for column in features:
+        if not pandas.api.types.is_numeric_dtype(frame[column]) or pandas.api.types.is_bool_dtype(frame[column]):
+            converted = pandas.to_numeric(frame[column], errors="coerce")
+            rows = [i for i, (a, b) in enumerate(zip(frame[column], converted)) if pandas.isna(b) and not pandas.isna(a)]
+            example = f" (row {rows[0] + 1}: {frame[column].iloc[rows[0]]!r})" if rows else ""
+            raise DistillkitError(f"{path}: column {column!r} is not numeric{example}; encode it as numbers first, or "
+                                  f"leave it out by listing the feature columns in data.features")
     x = frame[features].to_numpy(dtype=np.float32)
-    if np.isnan(x).any():
-        raise DistillkitError(f"{path}: feature columns contain missing values; fill or drop them first")
+    _check_finite(x, str(path), [str(c) for c in features])
     return x, frame[target].tolist()
 
 
@@ -87,7 +144,15 @@ def _read_npz(path: Path, target: str, features: list[str] | None) -> tuple[np.n
     for key in (x_key, target):
         if key not in arrays.files:
             raise DistillkitError(f"{path}: no array {key!r}; arrays are {arrays.files}")
-    return arrays[x_key].astype(np.float32), arrays[target].tolist()
+    x, y = arrays[x_key], arrays[target]
+    if len(x) != len(y):
+        raise DistillkitError(f"{path}: {len(x)} rows in {x_key!r} but {len(y)} labels in {target!r}; they must "
+                              "have one label per row")
+    if not np.issubdtype(x.dtype, np.number):
+        raise DistillkitError(f"{path}: array {x_key!r} holds {x.dtype}, not numbers")
+    x = x.astype(np.float32)
+    _check_finite(x, f"{path} ({x_key!r})")
+    return x, y.tolist()
 
 
 def _read_jsonl(path: Path, target: str, text_field: str) -> tuple[list[str], list[Any]]:

@@ -87,6 +87,10 @@ def limit_samples(x: Any, y: np.ndarray, limit: int | None, *, seed: int) -> tup
     """A stratified subset of ``limit`` samples of ``(x, y)`` (all of them when ``limit`` is ``None`` or larger)."""
     if limit is None or limit >= len(y):
         return x, y
+    classes = len(np.unique(y))
+    if limit < 5 * classes:  # each class needs a sample in train, validation and test, and then some
+        raise DistillkitError(f"data.limit={limit} is too small for {classes} classes: the stratified train, "
+                              f"validation and test splits need at least {5 * classes} samples; raise data.limit")
     keep = stratified_splits(y, test_size=limit, val_fraction=0, seed=seed)[2]
     return (x[keep] if not isinstance(x, list) else [x[i] for i in keep]), y[keep]
 

@@ -71,8 +71,13 @@ def build_model(
             kwargs.setdefault("input_shape", input_shape)
         model = factory(**kwargs)
     else:
+        factory = MODELS.get(name)
+        if input_shape is None and not name.startswith("text-"):
+            text_models = ", ".join(n for n in MODELS if n.startswith("text-"))
+            raise DistillkitError(f"model {name!r} needs inputs of a known shape (tensors), and this data has text "
+                                  f"inputs; choose a text model: {text_models}")
         try:
-            model = MODELS.get(name)(num_classes=num_classes, input_shape=input_shape, **kwargs)
+            model = factory(num_classes=num_classes, input_shape=input_shape, **kwargs)
         except TypeError as error:
             raise DistillkitError(f"model {name!r}: bad options {sorted(kwargs)}: {error}") from error
     if not isinstance(model, nn.Module):
@@ -112,7 +117,14 @@ def load_weights(model: nn.Module, path: str | Path, *, prefix: str | None = Non
     try:
         state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, weights_only=True)
     except Exception as error:  # safetensors and torch raise several types for a damaged file
-        raise DistillkitError(f"{path}: cannot read weights: {error}") from error
+        if path.suffix == ".safetensors":
+            raise DistillkitError(f"{path}: cannot read weights: {error}") from None
+        # PyTorch's own message suggests weights_only=False, which would run whatever code the file holds:
+        # distillkit never does that, and never suggests it.
+        raise DistillkitError(f"{path}: cannot read it as tensors only (it is damaged, or it holds pickled objects, "
+                              "which distillkit never unpickles: they can run code). Save the weights as safetensors "
+                              "(safetensors.torch.save_file(model.state_dict(), 'model.safetensors')) and load "
+                              "that") from None
     own = set(model.state_dict())
     for strip in ([prefix] if prefix else ["", "student."]):
         candidate = {k[len(strip):]: v for k, v in state.items() if k.startswith(strip)}

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from distillkit.registry import DistillkitError
+from distillkit.storage import save_tensors
 
 __all__ = [
     "BiLSTMClassifier",
@@ -138,14 +139,11 @@ class TransformerClassifier(_TextModel):
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
         """Write the ``save_pretrained`` layout (config, weights, tokenizer) plus the head; loads back with
         :meth:`from_pretrained`, and the encoder alone with ``transformers.AutoModel.from_pretrained``."""
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(folder)  # type: ignore[operator]
         self.tokenizer.save_pretrained(folder)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
-                  str(folder / "distillkit_head.safetensors"))
+        save_tensors(self.head.state_dict(), folder / "distillkit_head.safetensors")
         (folder / "distillkit_head.json").write_text(json.dumps(
             {"num_classes": self.num_classes, "pooling": self.pooling, "max_length": self.max_length}))
         return folder

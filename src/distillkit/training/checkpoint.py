@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from distillkit.registry import DistillkitError
+from distillkit.storage import file_mode
 
 __all__ = [
     "CheckpointError",
@@ -118,7 +119,7 @@ def save_checkpoint(
     tmp = root / f".tmp-step-{step:08d}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        files = {"model.safetensors": lambda p: save_file(_contiguous(model_state), str(p))}
+        files = {"model.safetensors": lambda p: (save_file(_contiguous(model_state), str(p)), os.chmod(p, file_mode()))}
         if optimizer_state is not None:
             files["optimizer.pt"] = lambda p: torch.save(dict(optimizer_state), p)
         for rank, state in (rng_states or {}).items():

@@ -1,0 +1,40 @@
+"""Writing files as a user expects: with the permissions their umask gives new files, and atomically.
+
+``safetensors.torch.save_file`` creates files readable by their owner only (mode 0600), so on a shared machine
+nobody else could read a model distillkit wrote; :func:`save_tensors` gives them the usual mode (0644 under
+the common umask 022) and replaces the target only once the new file is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+__all__ = ["file_mode", "save_tensors"]
+
+
+def file_mode() -> int:
+    """The mode a new file gets under this process's umask (``0o666 & ~umask``)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> Path:
+    """Write ``tensors`` as safetensors to ``path``: a temporary file beside it, the umask's mode, then a rename
+    (a crash never leaves a half-written file at ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        os.chmod(tmp, file_mode())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
