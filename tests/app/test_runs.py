@@ -193,20 +193,23 @@ def test_resume_from_a_step_on_the_command_line(config_file, tmp_path, capsys):
     assert (out / "results.json").is_file()
 
 
-def _slow_config(tmp_path: Path) -> Path:
-    raw = {**TINY, "train": {"epochs": 40, "lr": 0.005, "checkpoint_every": 5}}
-    path = tmp_path / "slow.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+@pytest.fixture(scope="module")
+def slow_run(tmp_path_factory):
+    """A config that trains long enough to be interrupted, and its uninterrupted results."""
+    folder = tmp_path_factory.mktemp("slow")
+    config = folder / "slow.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "train": {"epochs": 40, "lr": 0.005, "checkpoint_every": 5}}))
+    env = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1"}
+    straight = folder / "runs" / "straight"
+    assert subprocess.run([EXECUTABLE, "compare", str(config), "--out", str(straight)], env=env,
+                          capture_output=True, timeout=600).returncode == 0
+    return config, json.loads((straight / "results.json").read_text())["models"]
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_stops_after_a_checkpoint_and_resume_matches_an_uninterrupted_run(signum, code, tmp_path):
-    config = _slow_config(tmp_path)
+def test_a_signal_stops_after_a_checkpoint_and_resume_matches_an_uninterrupted_run(signum, code, slow_run, tmp_path):
+    config, straight = slow_run
     env = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1"}
-    straight = tmp_path / "runs" / "straight"
-    assert subprocess.run([EXECUTABLE, "compare", str(config), "--out", str(straight)], env=env,
-                          capture_output=True, timeout=600).returncode == 0
     out = tmp_path / "runs" / "stopped"
     victim = subprocess.Popen([EXECUTABLE, "compare", str(config), "--out", str(out)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -220,17 +223,17 @@ def test_a_signal_stops_after_a_checkpoint_and_resume_matches_an_uninterrupted_r
     assert f"interrupted by {signal.Signals(signum).name}" in last and "--resume" in last
     assert not (out / "results.json").exists() and not (out / "distilled" / "model.safetensors").exists()
     records = RunRecords(out.parent / "runs.db")
-    (stopped,) = [r for r in records.list() if r["folder"] == str(out.resolve())]
+    (stopped,) = records.list()
     assert stopped["status"] == "interrupted"
     resumed = subprocess.run([EXECUTABLE, "compare", str(config), "--out", str(out), "--resume"], env=env,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    a, b = (json.loads((d / "results.json").read_text())["models"] for d in (straight, out))
+    again = json.loads((out / "results.json").read_text())["models"]
     for model in ("teacher", "student_alone", "distilled"):
-        assert a[model]["test/accuracy"] == b[model]["test/accuracy"], model
-        assert a[model]["test/loss"] == pytest.approx(b[model]["test/loss"], abs=1e-6), model
-    (again,) = [r for r in records.list() if r["folder"] == str(out.resolve())]
-    assert again["id"] == stopped["id"] and again["status"] == "finished"
+        assert again[model]["test/accuracy"] == straight[model]["test/accuracy"], model
+        assert again[model]["test/loss"] == pytest.approx(straight[model]["test/loss"], abs=1e-6), model
+    (finished,) = records.list()
+    assert finished["id"] == stopped["id"] and finished["status"] == "finished"
 
 
 def test_a_killed_runs_record_is_shown_stale(tmp_path, capsys):

@@ -241,6 +241,8 @@ def test_mutual_learning_cohort_is_saved_reported_and_resumed(config_file, tmp_p
     # a run that stopped after training its models (before writing its results) reads the cohort back whole on
     # --resume: same accuracies without training
     (out / "results.json").unlink()
+    marker = out / ".distillkit-run"
+    marker.write_text(json.dumps({"run_id": json.loads(marker.read_text())["run_id"]}))  # as before it finished
     assert main([*args, "--resume"]) == 0
     again = json.loads((out / "results.json").read_text())["models"]["distilled"]
     assert [again[f"cohort/{k}/test/accuracy"] for k in range(3)] == peers

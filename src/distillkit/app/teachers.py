@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from distillkit.data.builtin import DataSplits
 from distillkit.evaluation import accuracy_and_loss
 from distillkit.models import count_parameters, load_weights
 from distillkit.storage import save_tensors
+from distillkit.tracking.locks import exclusive
 from distillkit.training.callbacks import Callback
 
 __all__ = ["TeacherStore", "get_teacher", "measured_teacher"]
@@ -36,7 +38,9 @@ log = logging.getLogger("distillkit")
 class TeacherStore:
     """Trained teachers on disk, one folder per key (``model.safetensors``, ``metrics.json``, ``metrics.jsonl``).
 
-    An entry is written to ``<key>.tmp`` and renamed into place, so a crash never leaves a half-written teacher.
+    Several runs may share a store at once: an entry is written to a temporary folder of its own and renamed
+    into place under a lock on the key, and read under the same lock, so a crash never leaves a half-written
+    teacher and no run reads one that is being replaced.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -51,23 +55,46 @@ class TeacherStore:
         blob = json.dumps([config.teacher.model_dump(mode="json"), data, config.seed, split_seed], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def find(self, key: str) -> Path | None:
-        """The entry's folder if a complete one exists."""
+    def _lock(self, key: str) -> Any:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return exclusive(self.root / f"{key}.lock")
+
+    def load(self, key: str, teacher: nn.Module, copy_to: Path | None = None) -> dict[str, Any] | None:
+        """Load a stored teacher's weights into ``teacher`` (and copy its files into ``copy_to``); returns its
+        recorded metrics, or ``None`` when the store has no complete entry for ``key``."""
         folder = self.root / key
-        return folder if (folder / "model.safetensors").is_file() else None
+        if not (folder / "model.safetensors").is_file():
+            return None
+        with self._lock(key):
+            if not (folder / "model.safetensors").is_file():
+                return None
+            load_weights(teacher, folder / "model.safetensors")
+            metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+            if copy_to is not None:
+                copy_to.mkdir(parents=True, exist_ok=True)
+                for file in ("model.safetensors", "metrics.jsonl"):  # the curves of its training go into the report
+                    if (folder / file).is_file():
+                        shutil.copy(folder / file, copy_to / file)
+        log.info("teacher: reusing the one trained earlier with this config (%s)", folder)
+        return metrics
 
     def put(self, key: str, teacher: nn.Module, metrics: dict[str, Any], curves: Path | None) -> Path:
         """Store a trained teacher (and its training curves, ``metrics.jsonl``, when given)."""
         folder = self.root / key
-        tmp = folder.with_name(folder.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        save_tensors(teacher.state_dict(), tmp / "model.safetensors")
-        (tmp / "metrics.json").write_text(json.dumps(metrics))
-        if curves is not None and curves.is_file():
-            shutil.copy(curves, tmp / "metrics.jsonl")
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+        tmp = folder.with_name(f"{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.mkdir(parents=True)
+        try:
+            save_tensors(teacher.state_dict(), tmp / "model.safetensors")
+            (tmp / "metrics.json").write_text(json.dumps(metrics))
+            if curves is not None and curves.is_file():
+                shutil.copy(curves, tmp / "metrics.jsonl")
+            with self._lock(key):
+                if folder.exists():
+                    shutil.rmtree(folder)
+                tmp.rename(folder)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
         return folder
 
 
@@ -114,16 +141,8 @@ def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, na
     if config.teacher.weights:
         return measured_teacher(teacher, splits, {})
     key = TeacherStore.key(config, split_seed)
-    stored = store.find(key) if store is not None else None
-    if stored is not None:
-        log.info("%s: reusing the one trained earlier with this config (%s)", name, stored)
-        load_weights(teacher, stored / "model.safetensors")
-        earlier = json.loads((stored / "metrics.json").read_text()) if (stored / "metrics.json").is_file() else {}
-        if folder is not None:
-            (folder / name).mkdir(parents=True, exist_ok=True)
-            for file in ("model.safetensors", "metrics.jsonl"):  # the curves of its training go into the report
-                if (stored / file).is_file():
-                    shutil.copy(stored / file, folder / name / file)
+    earlier = store.load(key, teacher, copy_to=folder / name if folder is not None else None) if store else None
+    if earlier is not None:
         return measured_teacher(teacher, splits, earlier)
     result = train_one(name, make_distiller(None, teacher, splits), splits, config.teacher.train or TrainConfig(),
                        config, folder, resume=resume, resume_from=resume_from,

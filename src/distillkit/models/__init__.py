@@ -72,13 +72,13 @@ def build_model(
         model = factory(**kwargs)
     else:
         factory = MODELS.get(name)
-        if input_shape is None and not name.startswith("text-"):
-            text_models = ", ".join(n for n in MODELS if n.startswith("text-"))
-            raise DistillkitError(f"model {name!r} needs inputs of a known shape (tensors), and this data has text "
-                                  f"inputs; choose a text model: {text_models}")
         try:
             model = factory(num_classes=num_classes, input_shape=input_shape, **kwargs)
         except TypeError as error:
+            if input_shape is None:  # a model that reads shaped tensors, given text
+                text_models = ", ".join(n for n in MODELS if n.startswith("text-"))
+                raise DistillkitError(f"model {name!r} needs inputs of a known shape (tensors), and this data has "
+                                      f"text inputs; choose a text model: {text_models}") from error
             raise DistillkitError(f"model {name!r}: bad options {sorted(kwargs)}: {error}") from error
     if not isinstance(model, nn.Module):
         raise DistillkitError(f"model factory {name!r} returned {type(model).__name__}, not an nn.Module")
