@@ -15,20 +15,47 @@ its subpackage::
   ``distillkit`` command line (:mod:`distillkit.cli`) above them. ``docs/guide.md`` draws the layers.
 """
 
-from distillkit.core import (
-    Distiller,
-    DistillOutput,
-    FeatureTerm,
-    HardLabelTerm,
-    LossTerm,
-    MultiTeacher,
-    MutualLearning,
-    SoftTargetTerm,
-    schedules,
-)
-from distillkit.data.base import TensorDictDataset
-from distillkit.methods import build_method_term, list_methods
-from distillkit.training import Trainer, TrainOptions
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distillkit.core import (
+        Distiller,
+        DistillOutput,
+        FeatureTerm,
+        HardLabelTerm,
+        LossTerm,
+        MultiTeacher,
+        MutualLearning,
+        SoftTargetTerm,
+        schedules,
+    )
+    from distillkit.data.base import TensorDictDataset
+    from distillkit.methods import build_method_term, list_methods
+    from distillkit.training import TrainOptions, Trainer
+
+# Loaded on first use (PEP 562), so `import distillkit.cli` and `python -m distillkit --version` do not pay for
+# PyTorch before they need it, and a Ctrl-C while the command line loads is handled by its entry point.
+_PUBLIC = {
+    "Distiller": "distillkit.core", "DistillOutput": "distillkit.core", "FeatureTerm": "distillkit.core",
+    "HardLabelTerm": "distillkit.core", "LossTerm": "distillkit.core", "MultiTeacher": "distillkit.core",
+    "MutualLearning": "distillkit.core", "SoftTargetTerm": "distillkit.core", "schedules": "distillkit.core",
+    "TensorDictDataset": "distillkit.data.base", "build_method_term": "distillkit.methods",
+    "list_methods": "distillkit.methods", "TrainOptions": "distillkit.training", "Trainer": "distillkit.training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'distillkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
+
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """``python -m distillkit``: the same command line as ``distillkit``."""
 
-from distillkit.cli.main import entry
+from distillkit.cli import entry
 
 if __name__ == "__main__":
     entry()

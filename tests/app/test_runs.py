@@ -28,6 +28,11 @@ from distillkit.training.checkpoint import LATEST
 EXECUTABLE = shutil.which("distillkit") or str(Path(sys.executable).parent / "distillkit")
 
 
+def as_in_a_terminal() -> None:
+    """SIGINT as a foreground command gets it (a test run in the background inherits it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def files_of(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -212,7 +217,7 @@ def test_a_signal_stops_after_a_checkpoint_and_resume_matches_an_uninterrupted_r
     env = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1"}
     out = tmp_path / "runs" / "stopped"
     victim = subprocess.Popen([EXECUTABLE, "compare", str(config), "--out", str(out)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_in_a_terminal)
     deadline = time.time() + 300
     while time.time() < deadline and not list((out / "distilled" / "checkpoints").glob("step-*")):
         time.sleep(0.05)

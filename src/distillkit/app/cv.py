@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from sklearn.model_selection import StratifiedKFold
 
 from distillkit.app.build import build_splits
 from distillkit.app.compare import run_comparison
@@ -48,6 +46,9 @@ def run_cross_validation(config: Config, folds: int, folder: Path | None = None,
     mean +/- std per model and metric, and the paired difference distilled - alone with a 95% confidence
     interval (Student's t over folds).
     """
+    from scipy import stats  # heavy, and only cross-validation needs them
+    from sklearn.model_selection import StratifiedKFold
+
     if folder is not None and (folder / "cv.json").exists() and not overwrite:
         raise DistillkitError(f"{folder} already holds cross-validation results (cv.json); pass --overwrite to "
                               "replace them once every fold has finished, or choose another --out")

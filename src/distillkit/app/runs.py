@@ -297,6 +297,8 @@ class Run:
     def __enter__(self) -> Run:
         try:
             for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue  # ignored on purpose (nohup, a background job): stays ignored
                 self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
         except ValueError:  # not the main thread: signals stay with whoever handles them there
             self._previous_handlers = {}

@@ -425,17 +425,15 @@ def main(argv: list[str] | None = None) -> int:
                "to explain: the traceback above shows where it came from (if that is in distillkit, it is a bug: "
                "please report it).")
         return 1
-    return int(code) if isinstance(code, int) else 0
+    code = int(code) if isinstance(code, int) else 0
+    if code == 130:  # typer turned a Ctrl-C outside a run (loading, checking) into this code
+        _error("interrupted")
+    return code
 
 
 def _error(message: str) -> None:
     err_console.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
 
 
-def entry() -> None:
-    """Console-script entry point."""
-    raise SystemExit(main())
-
-
 if __name__ == "__main__":
-    entry()
+    raise SystemExit(main())
