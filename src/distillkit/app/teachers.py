@@ -56,8 +56,8 @@ class TeacherStore:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _lock(self, key: str) -> Any:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return exclusive(self.root / f"{key}.lock")
+        (self.root / ".locks").mkdir(parents=True, exist_ok=True)
+        return exclusive(self.root / ".locks" / key)
 
     def load(self, key: str, teacher: nn.Module, copy_to: Path | None = None) -> dict[str, Any] | None:
         """Load a stored teacher's weights into ``teacher`` (and copy its files into ``copy_to``); returns its
