@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     )
     from distillkit.data.base import TensorDictDataset
     from distillkit.methods import build_method_term, list_methods
-    from distillkit.training import TrainOptions, Trainer
+    from distillkit.training import Trainer, TrainOptions
 
 # Loaded on first use (PEP 562), so `import distillkit.cli` and `python -m distillkit --version` do not pay for
 # PyTorch before they need it, and a Ctrl-C while the command line loads is handled by its entry point.

@@ -15,22 +15,19 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from distillkit.config.schema import (
-    Config,
-    ConfigError,
+from distillkit.config.schedules import (
     ConstantSchedule,
     CosineSchedule,
     LinearSchedule,
-    ModelConfig,
     PiecewiseSchedule,
     PlateauSchedule,
+    ScheduleSection,
     StepSchedule,
     TeacherGapSchedule,
-    TrainConfig,
     WarmupSchedule,
     parse_schedule,
 )
-from distillkit.config.schema import _Schedule as ScheduleSection
+from distillkit.config.schema import Config, ConfigError, ModelConfig, TrainConfig
 from distillkit.core import schedules as sched
 from distillkit.core.distiller import Distiller
 from distillkit.core.multi_teacher import MultiTeacher

@@ -33,7 +33,8 @@ from distillkit.app.runs import Run, RunFolder
 from distillkit.app.tables import results_table
 from distillkit.app.teachers import TeacherStore, get_teacher
 from distillkit.app.train import TrainedModel, train_one
-from distillkit.config.schema import Config, TeacherGapSchedule
+from distillkit.config.schedules import TeacherGapSchedule
+from distillkit.config.schema import Config
 from distillkit.core.mutual import MutualLearning
 from distillkit.data.builtin import DataSplits
 from distillkit.data.transfer import ConcatDictDataset, unlabelled

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from distillkit.config.schedules import Scalar, ScheduleConfig, in_range, parse_schedule
 from distillkit.data.builtin import DATASETS
 from distillkit.methods import METHODS
 from distillkit.models import MODELS
@@ -43,115 +44,6 @@ class ConfigError(DistillkitError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
-
-
-class _Schedule(_Strict):
-    """A schedule for a weight or the temperature (see :mod:`distillkit.core.schedules`); ``kind`` picks one."""
-
-    unit: Literal["step", "epoch"] = Field("epoch", description="what the schedule counts: optimizer steps or epochs")
-
-
-class ConstantSchedule(_Schedule):
-    kind: Literal["constant"]
-    start: float
-
-
-class LinearSchedule(_Schedule):
-    """From ``start`` to ``end`` over ``total`` units, in a straight line."""
-
-    kind: Literal["linear"]
-    start: float
-    end: float
-    total: float = Field(..., gt=0)
-
-
-class CosineSchedule(_Schedule):
-    """From ``start`` to ``end`` over ``total`` units, along half a cosine."""
-
-    kind: Literal["cosine"]
-    start: float
-    end: float
-    total: float = Field(..., gt=0)
-
-
-class StepSchedule(_Schedule):
-    """``start``, multiplied by ``gamma`` at each milestone."""
-
-    kind: Literal["step"]
-    start: float
-    milestones: list[float]
-    gamma: float = 0.1
-
-
-class WarmupSchedule(_Schedule):
-    """From ``start`` up to ``end`` over ``warmup`` units, then ``end``."""
-
-    kind: Literal["warmup"]
-    start: float = 0.0
-    end: float
-    warmup: float = Field(..., gt=0)
-
-
-class PiecewiseSchedule(_Schedule):
-    """Linear between ``(t, value)`` points."""
-
-    kind: Literal["piecewise"]
-    points: list[tuple[float, float]] = Field(..., min_length=1)
-
-
-class PlateauSchedule(_Schedule):
-    """Adaptive: ``start``, multiplied by ``factor`` when ``metric`` stops improving for ``patience`` evaluations,
-    never below ``end``."""
-
-    kind: Literal["plateau"]
-    start: float
-    end: float = 0.0
-    metric: str = "val/accuracy"
-    factor: float = Field(0.5, gt=0, lt=1)
-    patience: int = Field(1, ge=1)
-
-
-class TeacherGapSchedule(_Schedule):
-    """Adaptive, for ``distill.alpha`` only: the teacher's weight falls from ``start`` to ``end`` as the student's
-    ``metric`` nears the teacher's (measured before distilling)."""
-
-    kind: Literal["teacher_gap"]
-    start: float | None = Field(None, description="alpha at a gap of full_gap or more (default 0.9)")
-    end: float | None = Field(None, description="alpha once the student matches the teacher (default 0.3)")
-    metric: str = "val/accuracy"
-    full_gap: float = Field(0.1, gt=0, description="the accuracy gap at which alpha is 'start'")
-
-
-ScheduleConfig = Annotated[Union[ConstantSchedule, LinearSchedule, CosineSchedule, StepSchedule, WarmupSchedule,
-                                 PiecewiseSchedule, PlateauSchedule, TeacherGapSchedule], Field(discriminator="kind")]
-"""Any schedule section, told apart by its ``kind``."""
-
-
-def parse_schedule(raw: dict[str, Any]) -> _Schedule:
-    """A schedule section (a dict with ``kind``) as its typed config; raises pydantic's ``ValidationError``."""
-    return TypeAdapter(ScheduleConfig).validate_python(raw)
-
-
-Scalar = Union[float, ScheduleConfig]
-
-
-def _values(value: Any) -> list[float]:
-    """The numbers a weight or temperature takes: itself, or a schedule's start, end and points."""
-    if isinstance(value, (int, float)):
-        return [float(value)]
-    found = [getattr(value, k) for k in ("start", "end") if getattr(value, k, None) is not None]
-    found += [v for _, v in (getattr(value, "points", None) or [])]
-    return [float(v) for v in found]
-
-
-def _in_range(value: Any, what: str, *, low: float, high: float | None = None, low_open: bool = False) -> Any:
-    """Refuse a weight or temperature (or any value of its schedule) outside its range, saying why."""
-    for number in _values(value):
-        below = number <= low if low_open else number < low
-        if below or (high is not None and number > high):
-            bounds = f"in [{low:g}, {high:g}]" if high is not None else (f"> {low:g}" if low_open else f">= {low:g}")
-            raise ValueError(f"{what} must be {bounds}, got {number:g}")
-    return value
 
 
 class AugmentConfig(_Strict):
@@ -236,7 +128,7 @@ class FeaturePairConfig(_Strict):
     @field_validator("weight")
     @classmethod
     def _weight(cls, value: Any) -> Any:
-        return value if value is None else _in_range(value, "a feature term's weight", low=0.0)
+        return value if value is None else in_range(value, "a feature term's weight", low=0.0)
 
 
 class MethodConfig(_Strict):
@@ -256,7 +148,7 @@ class MethodConfig(_Strict):
     @field_validator("weight")
     @classmethod
     def _weight(cls, value: Any) -> Any:
-        return _in_range(value, "a method's weight", low=0.0)
+        return in_range(value, "a method's weight", low=0.0)
 
 
 class MutualConfig(_Strict):
@@ -272,7 +164,7 @@ class MutualConfig(_Strict):
     @field_validator("weight")
     @classmethod
     def _weight(cls, value: Any) -> Any:
-        return _in_range(value, "the mutual weight", low=0.0)
+        return in_range(value, "the mutual weight", low=0.0)
 
 
 class DistillConfig(_Strict):
@@ -295,17 +187,17 @@ class DistillConfig(_Strict):
     @classmethod
     def _alpha(cls, value: Any) -> Any:
         # alpha weighs the soft term and (1 - alpha) the labels: outside [0, 1] one of them is negative
-        return _in_range(value, "alpha (the soft-label weight; the labels get 1 - alpha)", low=0.0, high=1.0)
+        return in_range(value, "alpha (the soft-label weight; the labels get 1 - alpha)", low=0.0, high=1.0)
 
     @field_validator("temperature")
     @classmethod
     def _temperature(cls, value: Any) -> Any:
-        return _in_range(value, "the temperature", low=0.0, low_open=True)
+        return in_range(value, "the temperature", low=0.0, low_open=True)
 
     @field_validator("beta")
     @classmethod
     def _beta(cls, value: Any) -> Any:
-        return _in_range(value, "beta (the feature terms' weight)", low=0.0)
+        return in_range(value, "beta (the feature terms' weight)", low=0.0)
 
 
 class TrackingConfig(_Strict):
