@@ -223,3 +223,27 @@ def test_accumulation_with_a_ragged_epoch_counts_every_optimizer_step(teacher, b
     assert trainer.steps_per_epoch == 3 and trainer.step == 6 == trainer.total_steps
     epochs = [r["epoch"] for r in history if r["kind"] == "train"]
     assert epochs[2] == 1.0 and epochs[-1] == 2.0
+
+
+def test_python_only_options_do_what_they_say(teacher, blobs, tmp_path):
+    # options that a config does not have, only the Python API: each checked against what it promises
+    trainer = Trainer(make_distiller(teacher), blobs, blobs, epochs=2, batch_size=50, drop_last=True, log_every=3,
+                      eval_batch_size=17, keep_checkpoints=1, checkpoint_dir=tmp_path, progress=False)
+    history = trainer.fit()
+    assert trainer.step == 2 * (len(blobs) // 50)  # drop_last: 5 full batches an epoch, the 6 leftovers dropped
+    assert [r["step"] for r in history if r["kind"] == "train"] == [3, 6, 9]  # one record every 3 steps
+    assert trainer._eval_loader(blobs).batch_size == 17
+    assert [p.name for p in sorted(tmp_path.glob("step-*"))] == [f"step-{trainer.step:08d}"]  # only the newest kept
+    # negative control: without drop_last the leftover samples make a 6th step per epoch
+    plain = Trainer(make_distiller(teacher), blobs, epochs=2, batch_size=50, progress=False)
+    plain.fit()
+    assert len(blobs) % 50 != 0 and plain.step == 2 * (len(blobs) // 50 + 1)
+
+
+def test_worker_processes_give_the_same_training(teacher, blobs):
+    def losses(workers):
+        trainer = Trainer(make_distiller(teacher), blobs, epochs=1, batch_size=64, num_workers=workers,
+                          teacher_cache="off", progress=False, seed=4)
+        return [r["loss"] for r in trainer.fit() if r["kind"] == "train"]
+
+    assert losses(2) == losses(0)
