@@ -133,6 +133,11 @@ def test_cross_validation(config_file, tmp_path, capsys):
     assert result["summary"]["distilled"]["test/accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
     low, high = result["distilled_minus_alone"]["ci95"]
     assert low <= result["distilled_minus_alone"]["mean"] <= high
+    from distillkit.tracking import RunRecords
+
+    (record,) = RunRecords(tmp_path / "runs.db").list()  # a cv run holds its folder and has its record too
+    assert record["kind"] == "cv" and record["status"] == "finished"
+    assert record["metrics"]["distilled_minus_alone"] == pytest.approx(result["distilled_minus_alone"]["mean"])
     assert main(["cv", str(config_file), "--folds", "3", "--out", str(out)]) == 2  # the folder holds a run
     assert main(["cv", str(config_file), "--folds", "1", "--out", str(tmp_path / "x")]) == 2
     # --overwrite with input that fails keeps the earlier results

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from distillkit.app.build import build_splits
 from distillkit.app.compare import run_comparison
-from distillkit.app.runs import MARKER
+from distillkit.app.runs import RunFolder
 from distillkit.config.schema import Config
 from distillkit.data.base import IndexedSubset
 from distillkit.data.builtin import DataSplits
@@ -33,25 +32,19 @@ def _labels(dataset: Any) -> Any:
     return np.asarray([int(dataset[i]["target"]) for i in range(len(dataset))])
 
 
-def run_cross_validation(config: Config, folds: int, folder: Path | None = None, *,
-                         overwrite: bool = False) -> dict[str, Any]:
+def run_cross_validation(config: Config, folds: int, folder: RunFolder | None = None) -> dict[str, Any]:
     """Stratified K-fold cross-validation of the whole comparison.
 
-    The results go to ``folder/cv.json``, written only once every fold has finished (to a temporary file, then
-    renamed), so a failed or interrupted run leaves earlier results in place. The caller checks the folder first
-    (:class:`~distillkit.app.runs.RunFolder`); ``overwrite`` says an earlier ``cv.json`` may be replaced.
+    With a ``folder`` (checked when it was made, e.g. refusing a folder of other files) the run holds the
+    folder's lock and its record like any run, and the results go to ``cv.json``, written only once every fold
+    has finished (to a temporary file, then renamed), so a failed or interrupted run leaves earlier results in
+    place (``overwrite`` keeps an earlier ``cv.json`` until then).
 
     The train, validation and test splits are pooled; each fold trains the teacher, the student alone and the
     distilled student on K-1 parts and evaluates them on the held-out part. Returns every fold's metrics,
     mean +/- std per model and metric, and the paired difference distilled - alone with a 95% confidence
     interval (Student's t over folds).
     """
-    from scipy import stats  # heavy, and only cross-validation needs them
-    from sklearn.model_selection import StratifiedKFold
-
-    if folder is not None and (folder / "cv.json").exists() and not overwrite:
-        raise DistillkitError(f"{folder} already holds cross-validation results (cv.json); pass --overwrite to "
-                              "replace them once every fold has finished, or choose another --out")
     if folds < 2:
         raise DistillkitError(f"--folds must be >= 2, got {folds}")
     base = build_splits(config)
@@ -60,6 +53,24 @@ def run_cross_validation(config: Config, folds: int, folder: Path | None = None,
     labels = np.concatenate([_labels(d) for d in parts])
     if np.bincount(labels).min() < folds:
         raise DistillkitError(f"a class has fewer than {folds} samples; use fewer folds")
+    if folder is None:
+        return _folds(config, folds, base, pool, labels)
+    with folder.start(config, kind="cv") as run:
+        result = _folds(config, folds, base, pool, labels)
+        tmp = run.path / "cv.json.tmp"
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(run.path / "cv.json")
+        means = {f"{name}/test/accuracy": values["test/accuracy"]["mean"] for name, values in result["summary"].items()}
+        run.finish({**means, "distilled_minus_alone": result["distilled_minus_alone"]["mean"]},
+                   {"cv": run.path / "cv.json"})
+    return result
+
+
+def _folds(config: Config, folds: int, base: DataSplits, pool: Any, labels: Any) -> dict[str, Any]:
+    """Every fold's comparison, and the statistics over folds."""
+    from scipy import stats  # heavy, and only cross-validation needs them
+    from sklearn.model_selection import StratifiedKFold
+
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
     per_fold = []
     for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
@@ -81,12 +92,5 @@ def run_cross_validation(config: Config, folds: int, folder: Path | None = None,
     paired = {"mean": float(differences.mean()), "ci95": [float(differences.mean() - half_width),
                                                            float(differences.mean() + half_width)],
               "per_fold": differences.tolist()}
-    result = {"name": config.name, "data": base.name, "folds": folds, "per_fold": per_fold, "summary": summary,
-              "distilled_minus_alone": paired}
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / MARKER).touch()
-        tmp = folder / "cv.json.tmp"
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(folder / "cv.json")
-    return result
+    return {"name": config.name, "data": base.name, "folds": folds, "per_fold": per_fold, "summary": summary,
+            "distilled_minus_alone": paired}

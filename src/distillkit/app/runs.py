@@ -80,8 +80,10 @@ class RunInterrupted(DistillkitError):
 
 
 def _is_run(path: Path) -> bool:
-    """Ours: the marker, or (runs written before the marker existed) a resolved config next to a run log."""
-    return (path / MARKER).is_file() or ((path / "config.yaml").is_file() and (path / "log.txt").is_file())
+    """Ours: the marker, or (runs written before the marker existed) a resolved config next to a run log, or
+    cross-validation results."""
+    return ((path / MARKER).is_file() or ((path / "config.yaml").is_file() and (path / "log.txt").is_file())
+            or (path / "cv.json").is_file())
 
 
 def _marker(path: Path) -> dict[str, Any]:
@@ -175,7 +177,7 @@ class RunFolder:
         if not self.path.is_dir():
             return removed
         for entry in sorted(self.path.iterdir()):
-            if entry.name in (MARKER, LOCK):
+            if entry.name in (MARKER, LOCK, "cv.json"):  # cv.json is replaced only once every fold has finished
                 continue
             if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in RUN_ENTRIES):
                 if entry.is_dir() and not entry.is_symlink():

@@ -195,8 +195,8 @@ def cv(
     _setup_logging()
     cfg = _load(config, overrides)
     out = out or Path("runs") / f"{cfg.name}-cv{folds}"
-    RunFolder(out, overwrite=overwrite)  # refuses a folder that holds a run, or other files
-    result = run_cross_validation(cfg, folds, out, overwrite=overwrite)  # writes cv.json when every fold is done
+    folder = RunFolder(out, overwrite=overwrite)  # refuses a folder that holds a run, or other files
+    result = run_cross_validation(cfg, folds, folder)  # writes cv.json when every fold is done
     table = Table(title=f"{cfg.name}: {folds}-fold cross-validation ({result['data']})")
     keys = ("test/accuracy", "f1_macro", "ece", "test/loss")
     table.add_column("model")
