@@ -71,19 +71,18 @@ def _gap_reference(config: Config, teacher: nn.Module, splits: DataSplits) -> fl
 
 
 def _student_data(config: Config, splits: DataSplits) -> tuple[Any, int]:
-    """The students' training set (with ``data.views``) and the size of all they train on (with a transfer set)."""
+    """The students' training set (with ``data.views``, made here once) and the size of all they train on (with
+    a transfer set)."""
     views = build_views(config, splits)  # a bad views setting fails here, before anything is written
     student_data = splits.train if views is None else ConcatDictDataset([splits.train, views])
     size = len(student_data) + (len(splits.transfer) if splits.transfer is not None else 0)  # type: ignore[arg-type]
     return student_data, size
 
 
-def check_comparison(config: Config, splits: DataSplits) -> None:
+def check_comparison(config: Config, splits: DataSplits, train_size: int) -> None:
     """Build everything the comparison will build and set the distiller up on one batch: class counts, fields,
     layer names, adapter shapes, augmentations, chain models and compression steps fail here, before any run
-    folder exists."""
-    _, train_size = _student_data(config, splits)
-    build_model_from(config.student, splits, role="student")
+    folder exists. ``train_size`` is the size of all the students train on (:func:`_student_data`)."""
     probe = build_distilled_distiller(config, build_teacher_probe(config, splits),
                                       build_model_from(config.student, splits, role="student"), splits,
                                       build_terms(config, train_size))
@@ -98,8 +97,8 @@ def check_comparison(config: Config, splits: DataSplits) -> None:
     probe.remove_hooks()
 
 
-def _train_models(config: Config, splits: DataSplits, run: Run | None, *, resume: bool,
-                  store: TeacherStore | None) -> tuple[TrainedModel, TrainedModel, TrainedModel, nn.Module]:
+def _train_models(config: Config, splits: DataSplits, student_data: Any, train_size: int, run: Run | None, *,
+                  resume: bool, store: TeacherStore | None) -> tuple[TrainedModel, TrainedModel, TrainedModel]:
     """Train (or reuse) the teacher, the student alone, the chain and the distilled student."""
     path = run.path if run is not None else None
     resume_from = run.resume_from if run is not None else None
@@ -107,7 +106,6 @@ def _train_models(config: Config, splits: DataSplits, run: Run | None, *, resume
     def hooks(prefix: str) -> list[Callback]:
         return run.callbacks(prefix) if run is not None else []
 
-    student_data, train_size = _student_data(config, splits)
     teacher = get_teacher(config, splits, path, resume=resume, store=store, hooks=hooks, resume_from=resume_from)
     student_alone = build_model_from(config.student, splits, role="student", seed=config.seed)
     torch.manual_seed(config.seed)
@@ -149,7 +147,7 @@ def _train_models(config: Config, splits: DataSplits, run: Run | None, *, resume
         distilled.metrics.update(cohort_accuracy(distiller, splits))
         log.info("cohort: %s", ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in distilled.metrics.items()
                                          if k.startswith("cohort/")))
-    return teacher, alone, distilled, teacher.model
+    return teacher, alone, distilled
 
 
 def final_metrics(results: dict[str, Any]) -> dict[str, float]:
@@ -164,9 +162,10 @@ def final_metrics(results: dict[str, Any]) -> dict[str, float]:
     return final
 
 
-def _compare(config: Config, splits: DataSplits, run: Run | None, *, resume: bool,
-             store: TeacherStore | None) -> dict[str, Any]:
-    teacher, alone, distilled, teacher_model = _train_models(config, splits, run, resume=resume, store=store)
+def _compare(config: Config, splits: DataSplits, student_data: Any, train_size: int, run: Run | None, *,
+             resume: bool, store: TeacherStore | None) -> dict[str, Any]:
+    teacher, alone, distilled = _train_models(config, splits, student_data, train_size, run, resume=resume,
+                                              store=store)
     trained = (teacher, alone, distilled)
     assessed = assess_models({m.name: m.model for m in trained}, splits.test, input_spec=splits.input_key)
     results: dict[str, Any] = {
@@ -176,7 +175,7 @@ def _compare(config: Config, splits: DataSplits, run: Run | None, *, resume: boo
     }
     if config.compress is not None:
         source = distilled if config.compress.source == "distilled" else alone
-        results["compression"] = run_pipeline(source.model, teacher_model, config, splits,
+        results["compression"] = run_pipeline(source.model, teacher.model, config, splits,
                                               run.path if run is not None else None)
     return results
 
@@ -197,11 +196,12 @@ def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherSt
         finished.
     """
     splits = splits or build_splits(config)
-    check_comparison(config, splits)
+    student_data, train_size = _student_data(config, splits)
+    check_comparison(config, splits, train_size)
     if folder is None:
-        return _compare(config, splits, None, resume=False, store=store)
+        return _compare(config, splits, student_data, train_size, None, resume=False, store=store)
     with folder.start(config) as run:
-        results = _compare(config, splits, run, resume=folder.resume, store=store)
+        results = _compare(config, splits, student_data, train_size, run, resume=folder.resume, store=store)
         (run.path / "results.json").write_text(json.dumps(results, indent=1))
         (run.path / "results.md").write_text(results_table(results))
         html_path, _ = write_report(run.path, results)

@@ -33,10 +33,6 @@ class FileLock:
         self.path = Path(path)
         self._file: IO[str] | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._file is not None
-
     def acquire(self, *, blocking: bool = True) -> FileLock:
         """Take the lock; without ``blocking``, raise :class:`LockHeld` at once if another process has it."""
         if self._file is not None:

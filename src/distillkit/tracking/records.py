@@ -40,9 +40,9 @@ CREATE TABLE IF NOT EXISTS artefacts (run_id TEXT NOT NULL, name TEXT NOT NULL, 
                                       PRIMARY KEY (run_id, name));
 """
 
-MIGRATIONS = {2: ["ALTER TABLE runs ADD COLUMN pid INTEGER", "ALTER TABLE runs ADD COLUMN host TEXT"]}
-"""Schema changes by version: an older database gets the missing ones once, under the creation lock."""
-SCHEMA_VERSION = max(MIGRATIONS)
+ADDED_COLUMNS = {"pid": "INTEGER", "host": "TEXT"}
+"""Columns of ``runs`` added after the first schema: an older database gets the missing ones once."""
+SCHEMA_VERSION = 2
 STATUSES = ("running", "finished", "failed", "interrupted")
 """A run's recorded status; ``runs list`` also shows ``stale``: recorded as running, but its process is gone."""
 
@@ -107,10 +107,9 @@ class RunRecords:
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.executescript(SCHEMA)
                     columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
-                    for number in sorted(MIGRATIONS):
-                        for statement in MIGRATIONS[number]:
-                            if statement.split()[5] not in columns:  # ALTER TABLE runs ADD COLUMN <name> ...
-                                conn.execute(statement)
+                    for name, kind in ADDED_COLUMNS.items():
+                        if name not in columns:
+                            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
                     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
@@ -253,11 +252,11 @@ class RunRecords:
                 run["metrics"] = self._final_metrics(conn, run["id"])
                 if run["status"] == "running" and not _alive(run.get("pid"), run.get("host")):
                     run["status"] = "stale"
-            if sort not in SORTABLE:
-                known = {r["key"] for r in conn.execute("SELECT DISTINCT key FROM metrics")}
-                if sort not in known:
-                    raise DistillkitError(f"cannot sort by {sort!r}: not one of {', '.join(SORTABLE)} and no run "
-                                          f"recorded that metric.{suggest(sort, [*SORTABLE, *known])}")
+        if sort not in SORTABLE:
+            known = {key for run in runs for key in run["metrics"]}
+            if sort not in known:
+                raise DistillkitError(f"cannot sort by {sort!r}: not one of {', '.join(SORTABLE)} and no run "
+                                      f"recorded that metric.{suggest(sort, [*SORTABLE, *known])}")
         if wanted is not None:
             runs = [r for r in runs if r["status"] == wanted]
         if sort in SORTABLE:

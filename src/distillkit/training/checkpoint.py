@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from distillkit.registry import DistillkitError
-from distillkit.storage import file_mode
+from distillkit.storage import save_tensors
 
 __all__ = [
     "CheckpointError",
@@ -119,7 +119,7 @@ def save_checkpoint(
     tmp = root / f".tmp-step-{step:08d}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        files = {"model.safetensors": lambda p: (save_file(_contiguous(model_state), str(p)), os.chmod(p, file_mode()))}
+        files = {"model.safetensors": lambda p: save_tensors(_contiguous(model_state), p)}  # with the umask's mode
         if optimizer_state is not None:
             files["optimizer.pt"] = lambda p: torch.save(dict(optimizer_state), p)
         for rank, state in (rng_states or {}).items():
