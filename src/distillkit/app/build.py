@@ -234,7 +234,20 @@ def resolve_weights(path: str | Path, role: str) -> Path:
     return path
 
 
-def build_model_from(model_config: ModelConfig, splits: DataSplits, *, role: str, seed: int | None = None) -> nn.Module:
+def model_section(config: Config, role: str) -> ModelConfig:
+    """The config's ``teacher`` or ``student`` section.
+
+    Raises:
+        ConfigError: a student is asked of a config that has none (a stream config may leave it out).
+    """
+    section = config.teacher if role == "teacher" else config.student
+    if section is None:
+        raise ConfigError(f"config {config.name!r} has no {role} section, and this command needs one (add "
+                          f"{role}: {{model: ...}})")
+    return section
+
+
+def build_model_from(model_config: ModelConfig, splits: Any, *, role: str, seed: int | None = None) -> nn.Module:
     """Build (and load ``weights`` into) a model of the config; with ``seed``, its initial weights are reproducible.
 
     ``weights`` may be a safetensors file, a training checkpoint (folder), a model's folder in a run, or a run

@@ -26,6 +26,7 @@ from distillkit.app.build import (
     build_terms,
     build_views,
     make_distiller,
+    model_section,
 )
 from distillkit.app.pipeline import check_pipeline, run_pipeline
 from distillkit.app.report import write_report
@@ -84,7 +85,7 @@ def check_comparison(config: Config, splits: DataSplits, train_size: int) -> Non
     layer names, adapter shapes, augmentations, chain models and compression steps fail here, before any run
     folder exists. ``train_size`` is the size of all the students train on (:func:`_student_data`)."""
     probe = build_distilled_distiller(config, build_teacher_probe(config, splits),
-                                      build_model_from(config.student, splits, role="student"), splits,
+                                      build_model_from(model_section(config, "student"), splits, role="student"), splits,
                                       build_terms(config, train_size))
     for model in (config.teacher, None):  # augmentations that do not fit the inputs fail here
         build_augmentation(config, splits, model=model)

@@ -29,7 +29,7 @@ from distillkit.app.tables import (
 )
 from distillkit.registry import DistillkitError
 
-__all__ = ["write_report"]
+__all__ = ["figure_bytes", "html_page", "write_report"]
 
 COLOURS = {"teacher": "#1f77b4", "student_alone": "#ff7f0e", "distilled": "#2ca02c"}
 
@@ -40,7 +40,7 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _figure_bytes(fig: Any) -> bytes:
+def figure_bytes(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -194,6 +194,52 @@ def _compression_plot(compression: dict[str, Any]) -> Any:
     return fig
 
 
+def figure_sections(images: dict[str, tuple[str, bytes]]) -> str:
+    """Every figure as an HTML section with the PNG embedded (the page stays one self-contained file)."""
+    return "\n".join(
+        f'<section><h2>{html.escape(title)}</h2><img class="figure" alt="{html.escape(title)}" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>'
+        for title, png in images.values())
+
+
+def html_page(heading: str, body: str, images: dict[str, tuple[str, bytes]], config_text: str) -> str:
+    """A self-contained report page: the heading, ``body`` (HTML), the figures, the config, and a self-check that
+    the browser test reads (every figure decoded, no error on the page)."""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(heading)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1500px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+img.figure {{ max-width: 100%; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
+</style></head>
+<body>
+<h1>{html.escape(heading)}</h1>
+{body}
+{figure_sections(images)}
+<section><h2>Config</h2><pre>{html.escape(config_text)}</pre></section>
+<p id="status" data-figures="{len(images)}">loading</p>
+<script>
+  // Page self-check, read by the browser test: every figure decoded, no error or console.error on the page.
+  const errors = [];
+  window.addEventListener("error", (event) => errors.push(String(event.message)));
+  const originalError = console.error;
+  console.error = (...args) => {{ errors.push(args.join(" ")); originalError(...args); }};
+  window.addEventListener("load", () => {{
+    const images = Array.from(document.querySelectorAll("img.figure"));
+    const broken = images.filter((img) => !img.complete || img.naturalWidth === 0).length;
+    const status = document.getElementById("status");
+    status.dataset.broken = String(broken);
+    status.dataset.errors = String(errors.length);
+    status.textContent = `figures: ${{images.length}}, broken: ${{broken}}, errors: ${{errors.length}}`;
+  }});
+</script>
+</body></html>
+"""
+
+
 def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into a run folder.
 
@@ -227,7 +273,7 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
     if compression:
         figures["compression"] = ("Compression: every variant (numbers are the table's rows, from 0)",
                                   _compression_plot(compression))
-    images = {name: (title, _figure_bytes(fig)) for name, (title, fig) in figures.items()}
+    images = {name: (title, figure_bytes(fig)) for name, (title, fig) in figures.items()}
     (folder / "figures").mkdir(exist_ok=True)
     for name, (_, png) in images.items():
         (folder / "figures" / f"{name}.png").write_bytes(png)
@@ -244,47 +290,10 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
         compression_html = ("<section><h2>Compression pipeline</h2><p>The " + html.escape(compression["source"])
                             + " student after each step; speed-up and change are against row 0.</p>"
                             + html_table(("#", *COMPRESSION_COLUMNS), numbered) + "</section>")
-    figures_html = "\n".join(
-        f'<section><h2>{html.escape(title)}</h2><img class="figure" alt="{html.escape(title)}" '
-        f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></section>'
-        for title, png in images.values())
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>distillkit report: {html.escape(results['name'])}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1500px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-img.figure {{ max-width: 100%; }}
-pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
-</style></head>
-<body>
-<h1>distillkit: {html.escape(results['name'])} ({html.escape(results['data'])})</h1>
-<p>Teacher, student trained alone and distilled student, evaluated on the same test set.
-Distillation changed the student's test accuracy by <b>{gain:+.2f}</b> points.</p>
-{table_html}
-{other_html}
-{compression_html}
-{figures_html}
-<section><h2>Config</h2><pre>{html.escape(config_text)}</pre></section>
-<p id="status" data-figures="{len(images)}">loading</p>
-<script>
-  // Page self-check, read by the browser test: every figure decoded, no error or console.error on the page.
-  const errors = [];
-  window.addEventListener("error", (event) => errors.push(String(event.message)));
-  const originalError = console.error;
-  console.error = (...args) => {{ errors.push(args.join(" ")); originalError(...args); }};
-  window.addEventListener("load", () => {{
-    const images = Array.from(document.querySelectorAll("img.figure"));
-    const broken = images.filter((img) => !img.complete || img.naturalWidth === 0).length;
-    const status = document.getElementById("status");
-    status.dataset.broken = String(broken);
-    status.dataset.errors = String(errors.length);
-    status.textContent = `figures: ${{images.length}}, broken: ${{broken}}, errors: ${{errors.length}}`;
-  }});
-</script>
-</body></html>
-"""
+    intro = (f"<p>Teacher, student trained alone and distilled student, evaluated on the same test set.\n"
+             f"Distillation changed the student's test accuracy by <b>{gain:+.2f}</b> points.</p>")
+    page = html_page(f"distillkit: {results['name']} ({results['data']})", intro + table_html + other_html
+                     + compression_html, images, config_text)
     html_path = folder / "report.html"
     html_path.write_text(page)
     md = [f"# distillkit: {results['name']} ({results['data']})", "",

@@ -58,7 +58,7 @@ LOCK = ".distillkit-lock"
 
 RUN_ENTRIES = (MARKER, LOCK, "config.yaml", "log.txt", "results.json", "results.md", "report.html", "report.md",
                "figures", "teacher", "teacher_*", "student", "student_alone", "distilled", "assistant_*",
-               "generation_*", "compression", "cv.json", "cv.json.tmp")
+               "generation_*", "compression", "cv.json", "cv.json.tmp", "strategies")
 """Glob patterns of what a run writes into its folder: all that ``overwrite`` may remove."""
 
 

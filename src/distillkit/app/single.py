@@ -11,6 +11,7 @@ from distillkit.app.build import (
     build_splits,
     build_views,
     make_distiller,
+    model_section,
     resolve_weights,
 )
 from distillkit.app.runs import RunFolder
@@ -42,7 +43,7 @@ def train_alone(config: Config, role: Role, folder: RunFolder) -> TrainedModel:
         raise DistillkitError(f"teacher.ensemble is {config.teacher.ensemble}: `distillkit compare` trains the "
                               "members; `train` trains one model. Add --set teacher.ensemble=1 to train one member.")
     splits = build_splits(config)
-    model_config = config.teacher if role == "teacher" else config.student
+    model_config = model_section(config, role)
     model = build_model_from(model_config, splits, role=role, seed=config.seed)
     train = (model_config.train or TrainConfig()) if role == "teacher" else config.train
     augment = build_augmentation(config, splits, students=role == "student", model=model_config)
@@ -63,7 +64,7 @@ def evaluate_weights(config: Config, role: Role, weights: Path) -> dict[str, flo
     for the config's ``role`` model, on the config's test split."""
     _check_role(role)
     splits = build_splits(config)
-    model = build_model_from(config.teacher if role == "teacher" else config.student, splits, role=role)
+    model = build_model_from(model_section(config, role), splits, role=role)
     load_weights(model, resolve_weights(weights, role))
     test_accuracy, test_loss = accuracy_and_loss(model, splits.test, input_spec=splits.input_key)
     return {"test/accuracy": test_accuracy, "test/loss": test_loss, "params": float(count_parameters(model))}

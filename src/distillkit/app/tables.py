@@ -1,7 +1,9 @@
 """The tables of a run, built once as rows of formatted cells and rendered as Markdown, HTML or a rich table.
 
 - the comparison: teacher, student alone, distilled student (:data:`COLUMNS`, :func:`comparison_rows`);
-- the compression pipeline: one row per variant (:data:`COMPRESSION_COLUMNS`, :func:`compression_rows`).
+- the compression pipeline: one row per variant (:data:`COMPRESSION_COLUMNS`, :func:`compression_rows`);
+- a stream (``distillkit continual``): one row per strategy (:data:`STREAM_COLUMNS`, :func:`stream_rows`) and each
+  strategy's accuracy matrix (:func:`matrix_rows`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["COLUMNS", "COMPRESSION_COLUMNS", "LABELS", "comparison_rows", "compression_rows", "compression_table",
+__all__ = ["COLUMNS", "COMPRESSION_COLUMNS", "LABELS", "STREAM_COLUMNS", "matrix_rows", "stream_rows", "stream_table",
+           "STUDENT_COLUMNS", "student_rows", "comparison_rows", "compression_rows", "compression_table",
            "gain_sentence", "html_table", "markdown_table", "other_accuracies", "results_table"]
 
 LABELS = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student"}
@@ -21,6 +24,64 @@ COLUMNS = ("model", "params", "size (MB)", "MFLOPs", "latency p50 (ms)", "test a
 
 COMPRESSION_COLUMNS = ("variant", "runtime", "params", "size (MB)", "latency p50 (ms)", "throughput (/s)",
                        "speed-up", "test accuracy", "change (points)")
+
+
+STREAM_COLUMNS = ("strategy", "average accuracy", "forgetting", "BWT", "FWT", "task-IL accuracy", "final macro-F1",
+                  "train time (s)", "memory kept (KB)", "model size (KB)", "latency p50 (ms)")
+
+STUDENT_COLUMNS = ("strategy", "student average accuracy", "student forgetting", "student size (KB)",
+                   "student latency p50 (ms)", "teacher size (KB)", "teacher latency p50 (ms)", "student train time (s)")
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def stream_rows(results: dict[str, Any]) -> list[list[str]]:
+    """One row per strategy: the accuracy matrix's summary (in %, forgetting and transfer in points), the average
+    accuracy of the same models scored task-incrementally (class-incremental streams), and the cost."""
+    rows = []
+    for title, r in results["strategies"].items():
+        m = r["metrics"]
+        latency = "-" if r.get("latency_ms") is None else f"{r['latency_ms']:.3f}"
+        rows.append([title, _points(m["average_accuracy"]), _points(m["average_forgetting"]),
+                     _points(m["backward_transfer"]), _points(m["forward_transfer"]),
+                     _points((r.get("task_metrics") or {}).get("average_accuracy")),
+                     _points(r["quality"]["scalars"].get("f1_macro")), f"{r['train_seconds']:.1f}",
+                     f"{r['memory_bytes'] / 1024:.0f}", f"{r['model_bytes'] / 1024:.0f}", latency])
+    return rows
+
+
+def student_rows(results: dict[str, Any]) -> list[list[str]]:
+    """The deployed student of each strategy next to its teacher (empty without ``stream.student``)."""
+    rows = []
+    for title, r in results["strategies"].items():
+        s = r.get("student")
+        if not s:
+            continue
+        ms = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        rows.append([title, _points(s["metrics"]["average_accuracy"]), _points(s["metrics"]["average_forgetting"]),
+                     f"{s['model_bytes'] / 1024:.0f}", ms(s["latency_ms"]), f"{r['model_bytes'] / 1024:.0f}",
+                     ms(r.get("latency_ms")), f"{s['train_seconds']:.1f}"])
+    return rows
+
+
+def matrix_rows(result: dict[str, Any], experiences: Sequence[str]) -> list[list[str]]:
+    """The accuracy matrix as rows: "after <i>" then the accuracy (%) on each experience."""
+    return [[f"after {experiences[i]}", *(f"{100 * v:.1f}" for v in row)] for i, row in enumerate(result["accuracy"])]
+
+
+def stream_table(results: dict[str, Any]) -> str:
+    """A stream run's results as Markdown: the strategy table, the student table and every accuracy matrix."""
+    lines = [f"# {results['name']}: {results['scenario']}-incremental stream of {len(results['experiences'])} "
+             f"experiences ({results['data']})", "", markdown_table(STREAM_COLUMNS, stream_rows(results))]
+    students = student_rows(results)
+    if students:
+        lines += ["## The deployed student of each strategy", "", markdown_table(STUDENT_COLUMNS, students)]
+    for title, r in results["strategies"].items():
+        lines += [f"## {title}: accuracy (%) on each experience (columns) after each (rows)", "",
+                  markdown_table(("", *results["experiences"]), matrix_rows(r, results["experiences"]))]
+    return "\n".join(lines)
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, left: int = 1) -> str:

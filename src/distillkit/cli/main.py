@@ -24,6 +24,8 @@ from rich.text import Text
 from distillkit import __version__
 from distillkit.app.browser import render_report
 from distillkit.app.compare import default_store, run_comparison
+from distillkit.app.continual import run_stream
+from distillkit.app.continual_report import write_stream_report
 from distillkit.app.cv import run_cross_validation
 from distillkit.app.report import write_report
 from distillkit.app.runs import RunFolder, RunInterrupted
@@ -32,12 +34,17 @@ from distillkit.app.tables import (
     COLUMNS,
     COMPRESSION_COLUMNS,
     LABELS,
+    STREAM_COLUMNS,
+    STUDENT_COLUMNS,
     comparison_rows,
     compression_rows,
     other_accuracies,
+    stream_rows,
+    student_rows,
 )
 from distillkit.config import Config, dump_config, load_config
 from distillkit.config.schema import presets
+from distillkit.continual.strategies import STRATEGIES, strategy_options
 from distillkit.data.builtin import DATASETS
 from distillkit.methods import METHODS
 from distillkit.models import MODELS
@@ -213,6 +220,43 @@ def cv(
 
 
 @app.command()
+def continual(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
+              overwrite: OverwriteOpt = False) -> None:
+    """Learn the config's stream of experiences with each strategy of its stream section, and compare them.
+
+    The teacher section's model learns the experiences one after another (new classes, or drifting inputs);
+    prints average accuracy, forgetting, transfer, time and memory of every strategy and writes each accuracy
+    matrix to the report. With stream.student the student section's model is refreshed after each experience.
+    Example: distillkit continual configs/continual/split-mnist5k.yaml --out runs/split-mnist
+    """
+    _setup_logging()
+    cfg = _load(config, overrides)
+    out = out or Path("runs") / cfg.name
+    folder = RunFolder(out, overwrite=overwrite, resume=resume)  # checked before anything is built or written
+    results = run_stream(cfg, folder)
+    _print_stream(results)
+    console.print(f"Run folder: {out}")
+
+
+def _print_stream(results: dict[str, Any]) -> None:
+    table = Table(title=f"{results['name']}: {results['scenario']}-incremental stream of "
+                        f"{len(results['experiences'])} experiences ({results['data']})")
+    for column in STREAM_COLUMNS:
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for row in stream_rows(results):
+        table.add_row(*row)
+    console.print(table)
+    students = student_rows(results)
+    if students:
+        table = Table(title="the deployed student of each strategy, next to its teacher")
+        for column in STUDENT_COLUMNS:
+            table.add_column(column, justify="left" if column == "strategy" else "right")
+        for row in students:
+            table.add_row(*row)
+        console.print(table)
+
+
+@app.command()
 def train(
     config: ConfigArg,
     role: Annotated[str, typer.Option(help="which model to train alone: teacher or student")] = "teacher",
@@ -260,7 +304,15 @@ def report(
     """
     if not (run / "results.json").is_file():
         raise DistillkitError(f"{run} holds no results.json; run 'distillkit compare' first")
-    html_path, md_path = write_report(run)
+    try:
+        results = json.loads((run / "results.json").read_text())
+    except json.JSONDecodeError as error:
+        raise DistillkitError(f"{run / 'results.json'}: not valid JSON ({error.msg}, line {error.lineno}); it may have "
+                              "been cut short. Rerun the run (--overwrite) to write it again") from None
+    if results.get("kind") == "continual":
+        html_path, md_path = write_stream_report(run, results)
+    else:
+        html_path, md_path = write_report(run, results)
     console.print(f"report: {html_path} (summary {md_path})")
     if screenshot is not None:
         status = render_report(html_path, screenshot=screenshot)
@@ -341,7 +393,8 @@ def runs_delete(run_id: str, root: RootOpt = Path("runs")) -> None:
 
 
 @app.command("list")
-def list_(what: Annotated[str, typer.Argument(help="losses, methods, models, datasets or presets")]) -> None:
+def list_(what: Annotated[str, typer.Argument(help="losses, methods, models, datasets, presets or "
+                                                   "strategies")]) -> None:
     """List what can be named in a config.
 
     Example: distillkit list models
@@ -356,6 +409,8 @@ def list_(what: Annotated[str, typer.Argument(help="losses, methods, models, dat
         "models": MODELS.describe(),
         "datasets": DATASETS.describe(),
         "presets": [(name, preset.get("description", "")) for name, preset in presets().items()],
+        "strategies": [(name, f"{text} (options: {', '.join(strategy_options(name)) or 'none'})")
+                       for name, text in STRATEGIES.describe()],
     }
     if what not in catalogue:
         raise DistillkitError(f"cannot list {what!r}.{suggest(what, list(catalogue))} Choose: {', '.join(catalogue)}")

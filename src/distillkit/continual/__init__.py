@@ -1,12 +1,29 @@
-"""Continual (lifelong) learning: the pieces a stream of experiences needs.
+"""Continual (lifelong) learning: a model that keeps learning as the data shifts, without forgetting.
 
-So far: the field's metrics from the accuracy matrix (:mod:`~distillkit.continual.metrics`) and a bounded
-replay buffer filled by reservoir sampling whose state goes into checkpoints (:mod:`~distillkit.continual.buffer`).
-Streams, strategies (LwF, DER/DER++, iCaRL, EWC) and the ``distillkit continual`` command build on them
-(issue 15, open).
+- :mod:`~distillkit.continual.streams`: streams of experiences (class-, task- and domain-incremental) built from
+  the bundled data sets or a user's.
+- :mod:`~distillkit.continual.strategies`: fine-tuning, joint training, LwF, ER, DER, DER++, iCaRL and EWC, each a
+  small class on top of the one Distiller and Trainer; :mod:`~distillkit.continual.terms` holds their loss terms.
+- :mod:`~distillkit.continual.learner`: :class:`ContinualLearner` learns a stream experience by experience (and can
+  keep a small deployed student refreshed by distillation), resumable after any experience.
+- :mod:`~distillkit.continual.metrics`: average accuracy, forgetting, backward and forward transfer from the
+  accuracy matrix; :mod:`~distillkit.continual.buffer`: the reservoir replay buffer.
 """
 
 from distillkit.continual.buffer import ReservoirBuffer
+from distillkit.continual.learner import ContinualLearner, StreamResult
 from distillkit.continual.metrics import StreamMetrics, stream_metrics
+from distillkit.continual.strategies import STRATEGIES, Strategy, create_strategy, register_strategy
+from distillkit.continual.streams import (
+    Experience,
+    Stream,
+    StreamError,
+    drifting_mnist1d,
+    rotated_stream,
+    split_by_class,
+    stream_from_splits,
+)
 
-__all__ = ["ReservoirBuffer", "StreamMetrics", "stream_metrics"]
+__all__ = ["STRATEGIES", "ContinualLearner", "Experience", "ReservoirBuffer", "Stream", "StreamError",
+           "StreamMetrics", "StreamResult", "Strategy", "create_strategy", "drifting_mnist1d", "register_strategy",
+           "rotated_stream", "split_by_class", "stream_from_splits", "stream_metrics"]

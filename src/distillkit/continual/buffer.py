@@ -54,6 +54,7 @@ class ReservoirBuffer:
             raise ValueError(f"every field of a batch needs the same number of samples, got {sizes}")
         if self.fields and set(batch) != set(self.fields):
             raise ValueError(f"the buffer holds fields {sorted(self.fields)}, the batch has {sorted(batch)}")
+        batch = {key: value.detach().cpu() for key, value in batch.items()}
         if not self.fields:
             self.fields = {k: torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype) for k, v in batch.items()}
         for row in range(next(iter(sizes.values()))):
@@ -63,7 +64,7 @@ class ReservoirBuffer:
                 slot = int(torch.randint(0, self.seen + 1, (1,), generator=self.generator))
             if slot < self.capacity:
                 for key, value in batch.items():
-                    self.fields[key][slot] = value[row].detach().cpu()
+                    self.fields[key][slot] = value[row]
             self.seen += 1
 
     def sample(self, size: int) -> dict[str, Tensor]:
