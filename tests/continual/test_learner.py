@@ -5,9 +5,9 @@ import torch
 
 from distillkit.continual import ContinualLearner, create_strategy, split_by_class
 from distillkit.continual.learner import mask_to_task
+from distillkit.data.base import TensorDictDataset
 from distillkit.data.splits import DataSplits
 from distillkit.training.options import TrainOptions
-from distillkit.data.base import TensorDictDataset
 from tests.conftest import make_mlp
 
 OPTIONS = TrainOptions(epochs=2, lr=0.05, optimizer="sgd", momentum=0.0, lr_schedule="constant")

@@ -112,3 +112,25 @@ def test_a_user_stream_matches_classes_by_name():
     assert stream.class_names == ["cat", "dog", "car", "ship"]
     assert [e.classes for e in stream] == [(0, 1), (2, 3)]
     stream.check()
+
+
+def test_a_table_ordered_by_a_time_column_becomes_consecutive_periods(tmp_path):
+    from distillkit.data.files import load_table_in_time
+
+    g = torch.Generator().manual_seed(0)
+    month = torch.randperm(90, generator=g) // 10  # 9 months of 10 rows, shuffled in the file
+    label = torch.arange(90) % 3
+    feature = month.float() * 10 + label.float() + torch.rand(90, generator=g) * 0.1  # the month is in the feature
+    table = tmp_path / "sales.csv"
+    table.write_text("month,x,label\n" + "\n".join(f"{int(m)},{float(f)},{['a', 'b', 'c'][int(c)]}"
+                                                   for m, f, c in zip(month, feature, label)))
+    periods = load_table_in_time(str(table), "month", 3, val_fraction=0.0)
+    stream = stream_from_splits(periods, scenario="domain", name="sales")
+    assert len(stream) == 3 and stream.class_names == ["a", "b", "c"]
+    for k, experience in enumerate(stream):  # period k holds months 3k .. 3k+2 only, and the time is no feature
+        months = torch.cat([experience.train.fields["input"], experience.test.fields["input"]])[:, 0] // 10
+        assert set(months.long().tolist()) <= {3 * k, 3 * k + 1, 3 * k + 2}
+        assert experience.train.fields["input"].shape[1] == 1
+    stream.check()
+    with pytest.raises(Exception, match="no column 'week'"):
+        load_table_in_time(str(table), "week", 3)

@@ -44,6 +44,7 @@ from distillkit.continual.streams import (
     stream_from_splits,
 )
 from distillkit.data.builtin import load_dataset
+from distillkit.data.files import load_table_in_time
 from distillkit.storage import file_mode
 
 __all__ = ["STATE_FILE", "build_stream", "check_stream", "run_stream", "stream_metrics_flat", "stream_section"]
@@ -67,8 +68,9 @@ def stream_section(config: Config) -> StreamConfig:
 
 
 def build_stream(config: Config) -> Stream:
-    """The config's stream: a user stream (``stream.datasets``), a drifting MNIST-1D or rotated image stream
-    (``scenario: domain``), or the data set split by class (``scenario: class`` or ``task``)."""
+    """The config's stream: a user stream (``stream.datasets``, or one table ordered by ``stream.time_column``), a
+    drifting MNIST-1D or rotated image stream (``scenario: domain``), or the data set split by class
+    (``scenario: class`` or ``task``)."""
     section = stream_section(config)
     data = config.data
     if section.datasets is not None:
@@ -76,6 +78,10 @@ def build_stream(config: Config) -> Stream:
                                features=data.features, text_field=data.text_field, image_size=data.image_size,
                                download=data.download) for name in section.datasets]
         return stream_from_splits(splits, scenario=section.scenario, name=config.name)
+    if section.time_column is not None:
+        periods = load_table_in_time(data.name, section.time_column, section.experiences, target=data.target,
+                                     features=data.features, val_fraction=data.val_fraction, seed=config.seed)
+        return stream_from_splits(periods, scenario=section.scenario, name=config.name)
     if section.scenario == "domain":
         if section.drift == "rotate":
             return rotated_stream(build_splits(config), experiences=section.experiences,

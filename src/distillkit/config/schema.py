@@ -315,6 +315,9 @@ class StreamConfig(_Strict):
     samples: int = Field(1000, ge=100, description="mnist1d drift: samples generated per experience")
     datasets: list[str] | None = Field(None, description="a user stream: one data set (path or built-in name) per "
                                                          "experience, in time order")
+    time_column: str | None = Field(None, description="a user stream from one table (data.name: a .csv or "
+                                                       ".parquet): its rows ordered by this column and cut into "
+                                                       "stream.experiences consecutive periods")
     strategies: list[StrategyConfig] = Field(
         default_factory=lambda: [StrategyConfig(name=n) for n in ("finetune", "joint", "lwf", "der++")],
         min_length=1)
@@ -331,6 +334,8 @@ class StreamConfig(_Strict):
             raise ValueError(f"strategies: {twice} appear more than once; give each a label")
         if self.scenario != "domain" and self.datasets is None and "drift" in self.model_fields_set:
             raise ValueError("drift is for scenario: domain")
+        if self.datasets is not None and self.time_column is not None:
+            raise ValueError("choose datasets (one file per experience) or time_column (one table cut in time)")
         return self
 
 

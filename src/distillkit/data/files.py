@@ -27,7 +27,7 @@ from distillkit.data.base import TensorDictDataset
 from distillkit.data.splits import DataSplits, TextDataset, limit_samples, require, stratified_splits
 from distillkit.registry import DistillkitError
 
-__all__ = ["load_user_data"]
+__all__ = ["load_table_in_time", "load_user_data"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -106,7 +106,10 @@ def _split_arrays(name: str, x: np.ndarray, y: np.ndarray, names: list[str], *, 
                       num_classes=len(names), input_shape=tuple(x.shape[1:]), class_names=names)
 
 
-def _read_table(path: Path, target: str, features: list[str] | None) -> tuple[np.ndarray, list[Any]]:
+def _read_table(path: Path, target: str, features: list[str] | None,
+                order_by: str | None = None) -> tuple[np.ndarray, list[Any]]:
+    """Features and labels of a CSV or Parquet table; with ``order_by``, its rows sorted (stably) by that column,
+    which is then not a feature."""
     pandas = require("pandas", "data")
     try:
         frame = pandas.read_csv(path) if path.suffix == ".csv" else pandas.read_parquet(path)
@@ -116,8 +119,17 @@ def _read_table(path: Path, target: str, features: list[str] | None) -> tuple[np
         raise DistillkitError(f"{path}: cannot read as {path.suffix[1:].upper()}: {error}") from error
     if target not in frame.columns:
         raise DistillkitError(f"{path}: no label column {target!r}; columns are {list(frame.columns)} (set target)")
+    if order_by is not None:
+        if order_by not in frame.columns:
+            raise DistillkitError(f"{path}: no column {order_by!r} to order the rows in time; columns are "
+                                  f"{list(frame.columns)} (set stream.time_column)")
+        if frame[order_by].isna().any():
+            rows = [int(i) for i in np.flatnonzero(frame[order_by].isna().to_numpy())]
+            raise DistillkitError(f"{path}: column {order_by!r} has no value at rows {_rows(rows)}; every row needs "
+                                  "its time")
+        frame = frame.sort_values(order_by, kind="stable").reset_index(drop=True)
     if features is None:  # every other column is a feature: none is dropped without being asked
-        features = [c for c in frame.columns if c != target]
+        features = [c for c in frame.columns if c not in (target, order_by)]
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise DistillkitError(f"{path}: feature columns {missing} are missing; columns are {list(frame.columns)}")
@@ -303,3 +315,39 @@ def load_user_data(
         return _split_arrays(name, x, y, names, val_fraction=val_fraction, seed=seed, test_fraction=test_fraction)
     except ValueError as error:  # scikit-learn: a class with too few members to stratify
         raise DistillkitError(f"{path}: cannot make stratified splits: {error}") from error
+
+
+def load_table_in_time(source: str, time_column: str, parts: int, *, target: str = "label",
+                       features: list[str] | None = None, val_fraction: float = 0.1, test_fraction: float = 0.2,
+                       seed: int = 0, **_: Any) -> list[DataSplits]:
+    """A CSV or Parquet table cut into ``parts`` consecutive periods of ``time_column`` (its rows sorted by it),
+    each with its own train / validation / test splits: the experiences of a stream whose data arrive in time.
+
+    Labels are encoded over the whole table, so a class has one index in every period. Within a period the splits
+    are stratified where every class has enough samples, else drawn at random (with ``seed``).
+
+    Raises:
+        DistillkitError: not a table, a missing or incomplete time column, or fewer rows than periods need.
+    """
+    path = Path(source)
+    if path.suffix not in (".csv", ".parquet") or not path.is_file():
+        raise DistillkitError(f"{path}: a stream ordered by a time column reads a .csv or .parquet file")
+    x, raw = _read_table(path, target, features, order_by=time_column)
+    y, names = _encode_labels(raw, str(path))
+    if len(y) < 5 * parts:
+        raise DistillkitError(f"{path}: {len(y)} rows are too few for {parts} periods (at least 5 rows each)")
+    found = []
+    for period, rows in enumerate(np.array_split(np.arange(len(y)), parts)):
+        try:
+            found.append(_split_arrays(f"{path.stem}[{period}]", x[rows], y[rows], names, val_fraction=val_fraction,
+                                       seed=seed, test_fraction=test_fraction))
+        except ValueError:  # a class too rare in this period to stratify: a seeded random split instead
+            order = np.random.default_rng(seed + period).permutation(rows)
+            test = max(1, int(round(test_fraction * len(rows))))
+            val = int(round(val_fraction * (len(rows) - test)))
+            make = lambda idx: TensorDictDataset(input=torch.as_tensor(x[idx], dtype=torch.float32),  # noqa: E731
+                                                 target=torch.as_tensor(y[idx]))
+            found.append(DataSplits(name=f"{path.stem}[{period}]", train=make(order[test + val:]),
+                                    val=make(order[test:test + val]) if val else None, test=make(order[:test]),
+                                    num_classes=len(names), input_shape=tuple(x.shape[1:]), class_names=names))
+    return found
