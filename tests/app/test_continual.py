@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import torch
 import yaml
 
 from distillkit.app import continual as continual_app
@@ -128,3 +129,30 @@ def test_a_run_killed_between_experiences_resumes_to_the_same_results(tmp_path, 
         (straight / "strategies" / "der++" / "model.safetensors").read_bytes()
     statuses = sorted(r["status"] for r in RunRecords(tmp_path / "runs" / "runs.db").list())
     assert statuses == ["finished", "finished"]  # the resumed run continued its own record
+
+
+def _table(path, labels, seed):
+    g = torch.Generator().manual_seed(seed)
+    rows = [f"{float(a)},{float(b)},{label}" for (a, b), label in
+            zip(torch.randn(len(labels), 2, generator=g).tolist(), labels)]
+    path.write_text("x1,x2,label\n" + "\n".join(rows))
+    return path
+
+
+def test_a_user_stream_whose_classes_come_back_is_refused_class_incrementally(tmp_path, capsys):
+    first = _table(tmp_path / "first.csv", ["cat", "dog"] * 20, 0)
+    second = _table(tmp_path / "second.csv", ["dog", "cow"] * 20, 1)
+    path = _config(tmp_path, data={"name": "digits", "batch_size": 16},
+                   stream={"scenario": "class", "datasets": [first.name, second.name],
+                           "strategies": [{"name": "finetune"}]}, student=None)
+    out = tmp_path / "runs" / "user"
+    assert main(["continual", str(path), "--out", str(out)]) == 2
+    assert "classes [1] already came in experience 0" in capsys.readouterr().err
+    assert not out.exists()
+    # the same files as a domain stream (classes may repeat) are learned: the paths are read next to the config
+    path = _config(tmp_path, data={"name": "digits", "batch_size": 16},
+                   stream={"scenario": "domain", "datasets": [first.name, second.name],
+                           "strategies": [{"name": "finetune"}]}, student=None)
+    assert main(["continual", str(path), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["experiences"] == ["first", "second"] and len(results["strategies"]["finetune"]["accuracy"]) == 2
