@@ -113,8 +113,8 @@ def _learner(config: Config, stream: Stream, entry: StrategyConfig, run: Run | N
     section = stream_section(config)
     student = _model(config, stream, "student") if section.student else None
 
-    def callbacks(name: str) -> list[Any]:
-        return run.callbacks(f"{entry.title}/{name}") if run is not None else []
+    def callbacks(name: str) -> list[Any]:  # loggers write under the strategy's own folder
+        return run.callbacks(f"strategies/{entry.title}/{name}") if run is not None else []
 
     return ContinualLearner(
         _model(config, stream, "teacher"), _strategy(entry, config.seed), stream,
