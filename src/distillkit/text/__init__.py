@@ -5,6 +5,8 @@
   student from some of the teacher's layers; ``save_pretrained`` / ``from_pretrained`` round-trip it.
 * :class:`BiLSTMClassifier` (Tang et al. 2019) and :class:`StaticEmbeddingClassifier` (Model2Vec style) read
   the teacher's vocabulary and are small enough for a CPU.
+* :class:`ByteCNNEncoder` reads UTF-8 bytes (every script, no vocabulary); :class:`SentenceEncoder` is a
+  sentence-transformers model whose output is its embedding (the teacher of embedding distillation).
 * :func:`distill_static_embeddings`, :func:`sentence_embeddings`, :func:`retrieval_recall`, :func:`linear_probe`.
 
 All models take a list of strings: teacher and student each tokenize the batch's ``"text"`` field their own way.
@@ -14,6 +16,9 @@ See ``docs/text.md``.
 from distillkit.text.embeddings import distill_static_embeddings, linear_probe, retrieval_recall, sentence_embeddings
 from distillkit.text.models import (
     BiLSTMClassifier,
+    ByteCNNEncoder,
+    ByteTokenizer,
+    SentenceEncoder,
     StaticEmbeddingClassifier,
     TransformerClassifier,
     freeze_,
@@ -23,6 +28,9 @@ from distillkit.text.models import (
 
 __all__ = [
     "BiLSTMClassifier",
+    "ByteCNNEncoder",
+    "ByteTokenizer",
+    "SentenceEncoder",
     "StaticEmbeddingClassifier",
     "TransformerClassifier",
     "distill_static_embeddings",

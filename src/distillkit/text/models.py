@@ -30,6 +30,9 @@ from distillkit.storage import save_tensors
 
 __all__ = [
     "BiLSTMClassifier",
+    "ByteCNNEncoder",
+    "ByteTokenizer",
+    "SentenceEncoder",
     "StaticEmbeddingClassifier",
     "TransformerClassifier",
     "freeze_",
@@ -271,3 +274,89 @@ class StaticEmbeddingClassifier(_TextModel):
         mask = tokens["attention_mask"].to(torch.float32)
         weights = mask / mask.sum(1, keepdim=True).clamp_min(1)  # a mean over real tokens; padding weighs 0
         return self.embedding(tokens["input_ids"], per_sample_weights=weights)
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as tokens: every script of every language is covered (no unknown token), so what a byte-level
+    student fails at is the model, not its vocabulary. Ids: 0 padding, 1 + byte value (1..256).
+
+    Called like a ``transformers`` tokenizer: ``tokenizer(texts, padding=True, truncation=True, max_length=64,
+    return_tensors="pt")`` gives ``input_ids`` and ``attention_mask`` ``[B, T]``.
+    """
+
+    pad_token_id = 0
+
+    def __len__(self) -> int:
+        return 257
+
+    def __call__(self, texts: list[str], *, max_length: int = 64, **_: Any) -> dict[str, Tensor]:
+        encoded = [list(text.encode("utf-8"))[:max_length] for text in texts]
+        width = max(1, max((len(e) for e in encoded), default=1))
+        ids = torch.zeros(len(encoded), width, dtype=torch.long)
+        for row, values in enumerate(encoded):
+            if values:
+                ids[row, :len(values)] = torch.tensor(values) + 1
+        return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+
+class ByteCNNEncoder(_TextModel):
+    """A byte-level text encoder: byte embeddings, residual 1-D convolutions, mean and max pooling over the bytes
+    of the text, and a linear head (``num_classes`` outputs: class logits, or an embedding of the teacher's width
+    for embedding distillation).
+
+    For a student that must read scripts its teacher's vocabulary does not cover (cross-lingual distillation,
+    Reimers & Gurevych 2020): it tokenizes nothing, so Chinese, Cyrillic and Latin names are all just bytes.
+
+    Args:
+        num_classes: outputs of the head.
+        channels / layers / kernel: width and depth of the convolutions.
+        max_length: bytes kept per text (a CJK character is 3 bytes).
+    """
+
+    def __init__(self, num_classes: int, *, channels: int = 256, layers: int = 4, kernel: int = 5,
+                 max_length: int = 96, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.tokenizer, self.max_length = ByteTokenizer(), max_length
+        self.embedding = nn.Embedding(len(self.tokenizer), channels, padding_idx=0)
+        self.convs = nn.ModuleList(nn.Conv1d(channels, channels, kernel, padding=kernel // 2) for _ in range(layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(channels) for _ in range(layers))
+        self.dropout = nn.Dropout(dropout)
+        self.pooler = nn.Identity()
+        self.head = nn.Linear(2 * channels, num_classes)
+
+    def embed(self, tokens: dict[str, Tensor]) -> Tensor:
+        mask = tokens["attention_mask"].bool()
+        hidden = self.embedding(tokens["input_ids"])  # [B, T, C]
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            update = conv(hidden.transpose(1, 2)).transpose(1, 2)
+            hidden = norm(hidden + self.dropout(torch.nn.functional.gelu(update))).masked_fill(~mask.unsqueeze(-1), 0)
+        mean = _mean_pool(hidden, mask)
+        top = hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+        return torch.cat([mean, top.masked_fill(~mask.any(1, keepdim=True), 0)], dim=-1)
+
+
+class SentenceEncoder(nn.Module):
+    """A sentence-transformers model as a module whose forward maps a list of strings to their embeddings
+    ``[B, D]``: the transformer, mean pooling over tokens and (as all-MiniLM-L6-v2 does) L2 normalisation.
+
+    The teacher of embedding distillation: its output *is* what the student learns to reproduce.
+
+    Args:
+        path: a local model folder (default: the bundled all-MiniLM-L6-v2, :func:`minilm_path`).
+        normalize: L2-normalise the embeddings.
+        max_length: tokens kept per text.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, normalize: bool = True,
+                 max_length: int = 64) -> None:
+        super().__init__()
+        model = TransformerClassifier.from_pretrained(path or minilm_path(), num_classes=1, max_length=max_length)
+        self.model, self.normalize = model, normalize
+        self.embedding_dim = int(model.encoder.config.hidden_size)  # type: ignore[union-attr]
+
+    def encode(self, texts: list[str]) -> Tensor:
+        pooled = self.model.encode(texts)
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def forward(self, texts: list[str]) -> Tensor:
+        return self.encode(texts)

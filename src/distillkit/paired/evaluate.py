@@ -1,0 +1,50 @@
+"""Evaluation of paired students: retrieval across languages (Tatoeba style) and across views."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from distillkit.paired.data import ParallelLexicon
+
+__all__ = ["cross_lingual_retrieval", "embed_texts", "retrieval_accuracy"]
+
+
+@torch.no_grad()
+def embed_texts(model: nn.Module, texts: Sequence[str], *, batch_size: int = 256) -> Tensor:
+    """``[N, D]`` outputs of ``model`` (a module that maps a list of strings to embeddings) in eval mode, on the CPU."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(list(texts[i:i + batch_size])).float().cpu()
+                          for i in range(0, len(texts), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def retrieval_accuracy(queries: Tensor, keys: Tensor) -> float:
+    """How often the nearest key (cosine) of query ``i`` is key ``i`` (``[N, D]`` both)."""
+    if queries.shape != keys.shape:
+        raise ValueError(f"queries {tuple(queries.shape)} and keys {tuple(keys.shape)} must have the same shape")
+    q = nn.functional.normalize(queries.float(), dim=-1)
+    k = nn.functional.normalize(keys.float(), dim=-1)
+    return float(((q @ k.T).argmax(-1) == torch.arange(len(q))).float().mean())
+
+
+def cross_lingual_retrieval(model: nn.Module, lexicon: ParallelLexicon, concepts: Sequence[int],
+                            languages: Sequence[str], *, source: str = "en", keys_model: nn.Module | None = None
+                            ) -> dict[str, dict[str, float]]:
+    """Tatoeba-style retrieval on ``concepts``: for each name in language X, is the nearest of the English names
+    (all embedded by ``model``) its translation (``"to_en"``), and the other way round (``"from_en"``)?
+
+    With ``keys_model`` the English keys are embedded by that model instead (e.g. a student's English names
+    against the teacher's: does the student still live in the teacher's space?).
+    """
+    english = embed_texts(keys_model or model, [lexicon.names[source][c] for c in concepts])
+    found = {}
+    for code in languages:
+        queries = embed_texts(model, [lexicon.names[code][c] for c in concepts])
+        found[code] = {"to_en": retrieval_accuracy(queries, english), "from_en": retrieval_accuracy(english, queries)}
+    return found
