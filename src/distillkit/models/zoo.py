@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from distillkit.registry import Registry
 
-__all__ = ["MODELS", "CifarResNet", "MLP", "SimpleCNN", "MNIST1DCNN", "TransformerEncoderClassifier", "WideResNet"]
+__all__ = ["MODELS", "AudioCNN", "CifarResNet", "MLP", "SimpleCNN", "MNIST1DCNN", "TransformerEncoderClassifier", "WideResNet"]
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
@@ -90,6 +90,37 @@ class MNIST1DCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc_out(self._body(x.reshape(x.shape[0], 1, -1)))
+
+
+class AudioCNN(nn.Module):
+    """A small audio classifier over log-mel frames ``[B, n_mels, frames]``: strided 1-D convolutions over time
+    (the mel bands are the channels), a bidirectional GRU, mean and max pooling over time, a linear head.
+
+    Frames that are all at the padding floor (``log(1e-6)``) are left out of the pooling, so padding a short
+    utterance to the batch's length does not change its prediction.
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, channels: int = 96, hidden: int = 64,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        mels = int(input_shape[0])
+        self.convs = nn.Sequential(
+            nn.Conv1d(mels, channels, 5, stride=2, padding=2), nn.BatchNorm1d(channels), nn.ReLU(),
+            nn.Conv1d(channels, channels, 5, stride=2, padding=2), nn.BatchNorm1d(channels), nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, padding=1), nn.BatchNorm1d(channels), nn.ReLU())
+        self.gru = nn.GRU(channels, hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.fc_out = nn.Linear(4 * hidden, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        voiced = (x > math.log(1e-6) + 1e-3).any(1).float()  # [B, T]: frames with any energy
+        keep = F.max_pool1d(F.max_pool1d(voiced.unsqueeze(1), 2, ceil_mode=True), 2, ceil_mode=True).squeeze(1)
+        h, _ = self.gru(self.convs(x).transpose(1, 2))  # [B, T/4, 2H]
+        keep = keep[:, :h.shape[1]].unsqueeze(-1)
+        keep = torch.where(keep.sum(1, keepdim=True) > 0, keep, torch.ones_like(keep))
+        mean = (h * keep).sum(1) / keep.sum(1)
+        top = h.masked_fill(keep == 0, float("-inf")).amax(1)
+        return self.fc_out(self.dropout(torch.cat([mean, top], dim=-1)))
 
 
 def _image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -231,6 +262,12 @@ def cnn(num_classes: int, input_shape: Sequence[int], **kwargs: Any) -> nn.Modul
 @MODELS.register("lenet", "LeNet-5-sized CNN; channels=[6, 16], hidden=84")
 def lenet(num_classes: int, input_shape: Sequence[int], **kwargs: Any) -> nn.Module:
     return SimpleCNN(input_shape, num_classes, **{"channels": (6, 16), "hidden": 84, "dropout": 0.0, **kwargs})
+
+
+@MODELS.register("audio_cnn", "audio over log-mel frames [n_mels, frames]: strided 1-D convs, a BiGRU, pooling; "
+                 "channels=96, hidden=64")
+def audio_cnn(num_classes: int, input_shape: Sequence[int], **kwargs: Any) -> nn.Module:
+    return AudioCNN(input_shape, num_classes, **kwargs)
 
 
 @MODELS.register("mnist1d_cnn", "the MNIST-1D paper's 1-D CNN; channels=25")
