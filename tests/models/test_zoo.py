@@ -5,7 +5,7 @@ from safetensors.torch import save_file
 from distillkit.models import MODELS, build_model, count_parameters, load_weights
 from distillkit.registry import DistillkitError, UnknownNameError
 
-SHAPES = {"mnist1d_cnn": (40,), "transformer_encoder": None}
+SHAPES = {"mnist1d_cnn": (40,), "transformer_encoder": None, "audio_cnn": (40, 101)}
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS if n != "transformer_encoder" and not n.startswith("text-")])
@@ -64,3 +64,15 @@ def test_load_weights_from_file_and_checkpoint_keys(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(DistillkitError, match="cannot read weights"):
         load_weights(other, tmp_path / "bad.safetensors")
+
+
+def test_audio_cnn_ignores_padding_frames():
+    import math
+
+    model = build_model("audio_cnn", num_classes=4, input_shape=(40, 100)).eval()
+    speech = torch.randn(1, 40, 100)
+    padded = torch.cat([speech, torch.full((1, 40, 60), math.log(1e-6))], dim=2)
+    with torch.no_grad():
+        short, long = model(speech), model(padded)
+    assert torch.allclose(short, long, atol=1e-4)
+    assert not torch.allclose(short, model(padded.flip(2)), atol=1e-4)  # negative control: order matters

@@ -96,30 +96,41 @@ class AudioCNN(nn.Module):
     """A small audio classifier over log-mel frames ``[B, n_mels, frames]``: strided 1-D convolutions over time
     (the mel bands are the channels), a bidirectional GRU, mean and max pooling over time, a linear head.
 
-    Frames that are all at the padding floor (``log(1e-6)``) are left out of the pooling, so padding a short
-    utterance to the batch's length does not change its prediction.
+    Frames at the silence floor (``log(1e-6)``) after the last sound are padding: the features are shifted so that
+    padding is zero, every block's output is masked past each utterance's length, the GRU reads packed sequences
+    and the pooling skips padding, so padding an utterance (to the batch's length) does not change its prediction.
     """
+
+    floor = math.log(1e-6)
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, channels: int = 96, hidden: int = 64,
                  dropout: float = 0.1) -> None:
         super().__init__()
         mels = int(input_shape[0])
-        self.convs = nn.Sequential(
-            nn.Conv1d(mels, channels, 5, stride=2, padding=2), nn.BatchNorm1d(channels), nn.ReLU(),
-            nn.Conv1d(channels, channels, 5, stride=2, padding=2), nn.BatchNorm1d(channels), nn.ReLU(),
-            nn.Conv1d(channels, channels, 3, padding=1), nn.BatchNorm1d(channels), nn.ReLU())
+        self.blocks = nn.ModuleList([
+            nn.Sequential(nn.Conv1d(mels, channels, 5, stride=2, padding=2), nn.BatchNorm1d(channels), nn.ReLU()),
+            nn.Sequential(nn.Conv1d(channels, channels, 5, stride=2, padding=2), nn.BatchNorm1d(channels), nn.ReLU()),
+            nn.Sequential(nn.Conv1d(channels, channels, 3, padding=1), nn.BatchNorm1d(channels), nn.ReLU())])
         self.gru = nn.GRU(channels, hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(dropout)
         self.fc_out = nn.Linear(4 * hidden, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        voiced = (x > math.log(1e-6) + 1e-3).any(1).float()  # [B, T]: frames with any energy
-        keep = F.max_pool1d(F.max_pool1d(voiced.unsqueeze(1), 2, ceil_mode=True), 2, ceil_mode=True).squeeze(1)
-        h, _ = self.gru(self.convs(x).transpose(1, 2))  # [B, T/4, 2H]
-        keep = keep[:, :h.shape[1]].unsqueeze(-1)
-        keep = torch.where(keep.sum(1, keepdim=True) > 0, keep, torch.ones_like(keep))
+        x = (x - self.floor).clamp_min(0)  # padding (and digital silence) is exactly 0
+        sound = (x > 1e-3).any(1)  # [B, T]
+        positions = torch.arange(x.shape[-1], device=x.device)
+        lengths = torch.where(sound, positions + 1, 0).amax(1).clamp_min(1)  # one past the last sound
+        for block in self.blocks:
+            stride = block[0].stride[0]
+            x = block(x)
+            lengths = (lengths + stride - 1) // stride
+            x = x * (torch.arange(x.shape[-1], device=x.device) < lengths[:, None]).unsqueeze(1)
+        packed = nn.utils.rnn.pack_padded_sequence(x.transpose(1, 2), lengths.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        h, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=x.shape[-1])
+        keep = (torch.arange(h.shape[1], device=x.device) < lengths[:, None]).unsqueeze(-1)
         mean = (h * keep).sum(1) / keep.sum(1)
-        top = h.masked_fill(keep == 0, float("-inf")).amax(1)
+        top = h.masked_fill(~keep, float("-inf")).amax(1)
         return self.fc_out(self.dropout(torch.cat([mean, top], dim=-1)))
 
 
