@@ -64,3 +64,17 @@ def test_byte_tokenizer_covers_every_script():
     assert tokens["input_ids"].shape == (3, 7)
     assert tokens["attention_mask"].sum(1).tolist() == [7, 6, 0]  # 2 CJK characters are 6 bytes
     assert int(tokens["input_ids"].max()) <= 256 and int(tokens["input_ids"][0, 0]) == ord("G") + 1
+
+
+def test_user_pairs_from_a_table_and_their_errors(tmp_path):
+    from distillkit.paired import load_pairs
+
+    table = tmp_path / "pairs.tsv"
+    table.write_text("english\tgerman\ttopic\nGermany\tDeutschland\tplace\nEuro\tEuro\tmoney\n")
+    pairs = load_pairs(table, first="english", second="german", label="topic")
+    assert pairs[0] == {"english": "Germany", "german": "Deutschland", "target": torch.tensor(1), "index": 0}
+    with pytest.raises(PairsError, match="no column 'french'; columns are"):
+        load_pairs(table, first="english", second="french")
+    (tmp_path / "gap.csv").write_text("a,b\nx,y\nz,\n")
+    with pytest.raises(PairsError, match="column 'b' is empty at rows \\[2\\]"):
+        load_pairs(tmp_path / "gap.csv", first="a", second="b")

@@ -57,3 +57,18 @@ def test_contrastive_term_needs_no_teacher_and_reads_the_other_view():
     assert float(out.raw["contrastive"]) == pytest.approx(float(expected.detach()))
     with pytest.raises(KeyError, match="batch field 'english'"):
         Distiller(None, Embedder(), [ContrastivePairTerm("english")], student_input="translation")(batch)
+
+
+def test_zero_shot_classification_trains_on_english_and_tests_each_language():
+    from distillkit.paired import cldr_lexicon, zero_shot_classification
+
+    lexicon = cldr_lexicon(["en", "fr"], kinds=["territories", "currencies"])
+    train, _, test = lexicon.split(seed=0)
+
+    class Words(torch.nn.Module):  # "currency-like" names end in a currency word in both languages
+        def forward(self, texts):
+            cues = ("dollar", "euro", "franc", "peso", "pound", "livre", "dinar", "rupee", "roupie", "shilling")
+            return torch.tensor([[float(any(c in t.lower() for c in cues)), float(len(t))] for t in texts])
+
+    found = zero_shot_classification(Words(), lexicon, train, test, ["fr"])
+    assert set(found) == {"en", "fr"} and found["en"] > 0.6 and found["fr"] > 0.6

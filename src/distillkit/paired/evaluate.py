@@ -1,4 +1,5 @@
-"""Evaluation of paired students: retrieval across languages (Tatoeba style) and across views."""
+"""Evaluation of paired students: retrieval across languages (Tatoeba style) and across views, and zero-shot
+cross-lingual classification (a head trained on English only, tested in other languages)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from torch import Tensor, nn
 
 from distillkit.paired.data import ParallelLexicon
 
-__all__ = ["cross_lingual_retrieval", "embed_texts", "retrieval_accuracy"]
+__all__ = ["cross_lingual_retrieval", "embed_texts", "retrieval_accuracy", "zero_shot_classification"]
 
 
 @torch.no_grad()
@@ -47,4 +48,21 @@ def cross_lingual_retrieval(model: nn.Module, lexicon: ParallelLexicon, concepts
     for code in languages:
         queries = embed_texts(model, [lexicon.names[code][c] for c in concepts])
         found[code] = {"to_en": retrieval_accuracy(queries, english), "from_en": retrieval_accuracy(english, queries)}
+    return found
+
+
+def zero_shot_classification(model: nn.Module, lexicon: ParallelLexicon, train: Sequence[int], test: Sequence[int],
+                             languages: Sequence[str], *, source: str = "en", seed: int = 0) -> dict[str, float]:
+    """Zero-shot cross-lingual classification: a linear head (logistic regression on ``model``'s embeddings) is
+    trained on the ``source`` names of the ``train`` concepts and their kinds only, then tested on the names of the
+    ``test`` concepts in each language: accuracy per language (``source`` included, as the reference)."""
+    from distillkit.text.embeddings import linear_probe
+
+    labels = lexicon.labels()
+    train_x = embed_texts(model, [lexicon.names[source][c] for c in train])
+    train_y = labels[list(train)]
+    found = {}
+    for code in dict.fromkeys([source, *languages]):
+        test_x = embed_texts(model, [lexicon.names[code][c] for c in test])
+        found[code] = linear_probe(train_x, train_y, test_x, labels[list(test)], seed=seed)
     return found
