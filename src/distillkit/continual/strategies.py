@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from distillkit.continual.buffer import ReservoirBuffer
 from distillkit.continual.streams import Experience, Stream, StreamError, targets_of
 from distillkit.continual.terms import EWCTerm, ICaRLTerm, PreviousModelTerm, ReplayTerm
-from distillkit.core.distiller import call_model, extract_logits
+from distillkit.core.distiller import extract_logits
 from distillkit.core.terms import HardLabelTerm, LossTerm
 from distillkit.data.base import TensorDictDataset
 from distillkit.data.transfer import ConcatDictDataset
@@ -269,8 +269,7 @@ def _last_linear(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def penultimate_features(model: nn.Module, inputs: Tensor, *, input_spec: Any = "input",
-                         batch_size: int = 256) -> Tensor:
+def penultimate_features(model: nn.Module, inputs: Tensor, *, batch_size: int = 256) -> Tensor:
     """``[N, D]`` L2-normalised features entering the model's last ``nn.Linear``, for ``[N, ...]`` inputs."""
     head, captured = _last_linear(model), []
     handle = head.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
@@ -278,7 +277,7 @@ def penultimate_features(model: nn.Module, inputs: Tensor, *, input_spec: Any = 
     model.eval()
     try:
         for start in range(0, len(inputs), batch_size):
-            call_model(model, {"input": inputs[start:start + batch_size].to(device)}, input_spec)
+            model(inputs[start:start + batch_size].to(device))
     finally:
         handle.remove()
         model.train(was_training)
@@ -307,9 +306,9 @@ class NearestMeanClassifier(nn.Module):
     """iCaRL's classifier: the class whose mean exemplar feature is nearest; returns ``-distance`` ``[B, C]`` as
     logits (classes without exemplars get ``-inf``)."""
 
-    def __init__(self, model: nn.Module, means: Tensor, input_spec: Any = "input") -> None:
+    def __init__(self, model: nn.Module, means: Tensor) -> None:
         super().__init__()
-        self.model, self.input_spec = model, input_spec
+        self.model = model
         self.register_buffer("means", means)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -363,14 +362,13 @@ class ICaRL(Strategy):
         self.means = self._class_means(model, stream.num_classes)
 
     def _class_means(self, model: nn.Module, num_classes: int) -> Tensor:
-        means = None
-        for c, members in sorted(self.exemplars.items()):
-            mean = F.normalize(penultimate_features(model, members).mean(0), dim=0)
-            if means is None:
-                means = torch.full((num_classes, len(mean)), float("nan"))
-            means[c] = mean
-        assert means is not None
-        return means
+        """``[num_classes, D]`` normalised mean exemplar features; ``nan`` rows for classes without exemplars."""
+        means = {c: F.normalize(penultimate_features(model, members).mean(0), dim=0)
+                 for c, members in sorted(self.exemplars.items())}
+        table = torch.full((num_classes, len(next(iter(means.values())))), float("nan"))
+        for c, mean in means.items():
+            table[c] = mean
+        return table
 
     def classifier(self, model: nn.Module) -> nn.Module:
         if self.means is None:

@@ -16,6 +16,7 @@ submodule, stored logits and Fisher information are constants.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,8 +35,6 @@ __all__ = ["EWCTerm", "ICaRLTerm", "PreviousModelTerm", "ReplayTerm", "frozen_co
 
 def frozen_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` in eval mode whose parameters never require gradients (a previous model)."""
-    import copy
-
     snapshot = copy.deepcopy(model)
     snapshot.requires_grad_(False)
     return snapshot.eval()
