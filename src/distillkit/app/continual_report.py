@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from distillkit.app.report import figure_bytes, html_page
+from distillkit.app.report import html_page, save_figures
 from distillkit.app.tables import (
     STREAM_COLUMNS,
     STUDENT_COLUMNS,
@@ -117,10 +117,7 @@ def write_stream_report(folder: str | Path, results: dict[str, Any]) -> tuple[Pa
     if students:
         figures["student-matrices"] = ("Accuracy matrix of each strategy's deployed student",
                                        _heat_maps(results, "student"))
-    images = {name: (title, figure_bytes(fig)) for name, (title, fig) in figures.items()}
-    (folder / "figures").mkdir(exist_ok=True)
-    for name, (_, png) in images.items():
-        (folder / "figures" / f"{name}.png").write_bytes(png)
+    images = save_figures(folder, figures)
     body = [f"<p>A {html.escape(results['scenario'])}-incremental stream of {len(results['experiences'])} "
             f"experiences ({html.escape(', '.join(results['experiences']))}). Accuracy and forgetting in %, "
             "transfer in points; memory is what a strategy keeps between experiences.</p>",

@@ -29,7 +29,7 @@ from distillkit.app.tables import (
 )
 from distillkit.registry import DistillkitError
 
-__all__ = ["figure_bytes", "html_page", "write_report"]
+__all__ = ["figure_bytes", "html_page", "save_figures", "write_report"]
 
 COLOURS = {"teacher": "#1f77b4", "student_alone": "#ff7f0e", "distilled": "#2ca02c"}
 
@@ -194,6 +194,16 @@ def _compression_plot(compression: dict[str, Any]) -> Any:
     return fig
 
 
+def save_figures(folder: Path, figures: dict[str, tuple[str, Any]]) -> dict[str, tuple[str, bytes]]:
+    """Render ``name -> (title, matplotlib figure)`` to PNG, write each to ``folder/figures/<name>.png`` (the Markdown
+    summary links them) and return ``name -> (title, png bytes)`` (the HTML page embeds them)."""
+    images = {name: (title, figure_bytes(fig)) for name, (title, fig) in figures.items()}
+    (folder / "figures").mkdir(exist_ok=True)
+    for name, (_, png) in images.items():
+        (folder / "figures" / f"{name}.png").write_bytes(png)
+    return images
+
+
 def figure_sections(images: dict[str, tuple[str, bytes]]) -> str:
     """Every figure as an HTML section with the PNG embedded (the page stays one self-contained file)."""
     return "\n".join(
@@ -273,10 +283,7 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
     if compression:
         figures["compression"] = ("Compression: every variant (numbers are the table's rows, from 0)",
                                   _compression_plot(compression))
-    images = {name: (title, figure_bytes(fig)) for name, (title, fig) in figures.items()}
-    (folder / "figures").mkdir(exist_ok=True)
-    for name, (_, png) in images.items():
-        (folder / "figures" / f"{name}.png").write_bytes(png)
+    images = save_figures(folder, figures)
 
     rows = comparison_rows(results)
     gain = 100 * results["distilled_minus_alone"]
