@@ -40,11 +40,10 @@ from distillkit.paired import (
     cldr_lexicon,
     cross_lingual_retrieval,
     embed_texts,
-    retrieval_accuracy,
     translation_pairs,
 )
 from distillkit.paired.speech import SpeechCache, Synthesizer, Voice, spoken_names
-from distillkit.text import ByteCNNEncoder, SentenceEncoder, TransformerClassifier, minilm_path
+from distillkit.text import ByteCNNEncoder, SentenceEncoder, TransformerClassifier, minilm_path, retrieval_recall
 from distillkit.training.options import TrainOptions
 from distillkit.training.trainer import Trainer
 
@@ -143,7 +142,7 @@ def crossmodal(seed: int, epochs: int, cache: SpeechCache) -> dict:
                                                                                                 len(test_audio)))]))
                             for s in range(0, len(test_audio), 256)])
     texts = embed_texts(encoder, [test_audio[i]["text"] for i in range(len(test_audio))])
-    results["speech->text retrieval"] = retrieval_accuracy(speech, texts)
+    results["speech->text retrieval"] = retrieval_recall(speech, texts)
     example = test_audio[0]["audio"].unsqueeze(0)
     (audio_ms, _), = time_models([student], example, rounds=2, iterations=20, batch=16, batch_calls=1)
     results["cost"] = {"teacher": (count_weights(teacher), _latency(teacher, [test_audio[i]["text"]

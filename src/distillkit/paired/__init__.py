@@ -23,12 +23,11 @@ from distillkit.paired.data import (
 from distillkit.paired.evaluate import (
     cross_lingual_retrieval,
     embed_texts,
-    retrieval_accuracy,
     zero_shot_classification,
 )
 from distillkit.paired.terms import ContrastivePairTerm, EmbeddingDistillTerm, embedding_distance, info_nce
 
 __all__ = ["CLDR_KINDS", "ContrastivePairTerm", "EmbeddingDistillTerm", "PairedDataset", "PairsError",
            "ParallelLexicon", "cldr_lexicon", "cross_lingual_retrieval", "embed_texts", "embedding_distance",
-           "info_nce", "iso_lexicon", "load_pairs", "retrieval_accuracy", "translation_pairs",
+           "info_nce", "iso_lexicon", "load_pairs", "translation_pairs",
            "zero_shot_classification"]

@@ -9,8 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from distillkit.paired.data import ParallelLexicon
+from distillkit.text.embeddings import linear_probe, retrieval_recall
 
-__all__ = ["cross_lingual_retrieval", "embed_texts", "retrieval_accuracy", "zero_shot_classification"]
+__all__ = ["cross_lingual_retrieval", "embed_texts", "zero_shot_classification"]
 
 
 @torch.no_grad()
@@ -23,15 +24,6 @@ def embed_texts(model: nn.Module, texts: Sequence[str], *, batch_size: int = 256
                           for i in range(0, len(texts), batch_size)])
     finally:
         model.train(was_training)
-
-
-def retrieval_accuracy(queries: Tensor, keys: Tensor) -> float:
-    """How often the nearest key (cosine) of query ``i`` is key ``i`` (``[N, D]`` both)."""
-    if queries.shape != keys.shape:
-        raise ValueError(f"queries {tuple(queries.shape)} and keys {tuple(keys.shape)} must have the same shape")
-    q = nn.functional.normalize(queries.float(), dim=-1)
-    k = nn.functional.normalize(keys.float(), dim=-1)
-    return float(((q @ k.T).argmax(-1) == torch.arange(len(q))).float().mean())
 
 
 def cross_lingual_retrieval(model: nn.Module, lexicon: ParallelLexicon, concepts: Sequence[int],
@@ -47,7 +39,7 @@ def cross_lingual_retrieval(model: nn.Module, lexicon: ParallelLexicon, concepts
     found = {}
     for code in languages:
         queries = embed_texts(model, [lexicon.names[code][c] for c in concepts])
-        found[code] = {"to_en": retrieval_accuracy(queries, english), "from_en": retrieval_accuracy(english, queries)}
+        found[code] = {"to_en": retrieval_recall(queries, english), "from_en": retrieval_recall(english, queries)}
     return found
 
 
@@ -56,8 +48,6 @@ def zero_shot_classification(model: nn.Module, lexicon: ParallelLexicon, train: 
     """Zero-shot cross-lingual classification: a linear head (logistic regression on ``model``'s embeddings) is
     trained on the ``source`` names of the ``train`` concepts and their kinds only, then tested on the names of the
     ``test`` concepts in each language: accuracy per language (``source`` included, as the reference)."""
-    from distillkit.text.embeddings import linear_probe
-
     labels = lexicon.labels()
     train_x = embed_texts(model, [lexicon.names[source][c] for c in train])
     train_y = labels[list(train)]
