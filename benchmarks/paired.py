@@ -31,7 +31,7 @@ import torch
 
 from distillkit.core.distiller import Distiller
 from distillkit.core.terms import HardLabelTerm, SoftTargetTerm
-from distillkit.data.splits import TextDataset
+from distillkit.data.splits import TextDataset, stratified_splits
 from distillkit.evaluation.cost import count_weights, time_models
 from distillkit.models import build_model
 from distillkit.paired import (
@@ -42,7 +42,7 @@ from distillkit.paired import (
     embed_texts,
     translation_pairs,
 )
-from distillkit.paired.speech import SpeechCache, Synthesizer, Voice, spoken_names
+from distillkit.paired.speech import SpeechCache, Synthesizer, Voice, spoken_concepts, spoken_names
 from distillkit.text import ByteCNNEncoder, SentenceEncoder, TransformerClassifier, minilm_path, retrieval_recall
 from distillkit.training.options import TrainOptions
 from distillkit.training.trainer import Trainer
@@ -91,21 +91,26 @@ def _latency(model, texts) -> float:
     return 1000 * (time.perf_counter() - start) / len(texts)
 
 
-def crossmodal(seed: int, epochs: int, cache: SpeechCache) -> dict:
+def crossmodal(seed: int, epochs: int, cache: SpeechCache, label_fraction: float = 1.0) -> dict:
     lexicon = cldr_lexicon(["en"])
     train, _, test = lexicon.split(seed=seed)
-    # names with a parenthesis are historic currencies and variants ("Afghan Afghani (1927-2002)"): too long to speak
-    # within the 4 s the audio student reads, and the dates give their kind away
-    spoken = lambda concepts: [c for c in concepts if "(" not in lexicon.names["en"][c]]  # noqa: E731
-    train, test = spoken(train), spoken(test)
+    train, test = spoken_concepts(lexicon, train), spoken_concepts(lexicon, test)
     labels = lexicon.labels()
-    names = [lexicon.names["en"][c] for c in train]
-    text_set = TextDataset(names, torch.as_tensor([int(labels[c]) for c in train]))
+    # labelled: the concepts whose kind is known (all of them, or a stratified fraction); the teacher and the audio
+    # student alone learn from these labels, the distilled student from the teacher on the speech of every name
+    labelled = train
+    if label_fraction < 1.0:
+        keep, _, _ = stratified_splits(labels[train].numpy(), test_size=1 - label_fraction, val_fraction=0.0,
+                                       seed=seed)
+        labelled = [train[i] for i in sorted(keep.tolist())]
+    names = [lexicon.names["en"][c] for c in labelled]
+    text_set = TextDataset(names, torch.as_tensor([int(labels[c]) for c in labelled]))
     torch.manual_seed(seed)
     teacher = TransformerClassifier.from_pretrained(minilm_path(), num_classes=len(lexicon.kinds))
     _fit(Distiller(None, teacher, student_input="text"), text_set,
          TrainOptions(epochs=3, lr=5e-5, optimizer="adamw", lr_schedule="linear", warmup_steps=10), seed, 32)
     train_audio = spoken_names(lexicon, train, TRAIN_VOICES, cache)
+    labelled_audio = spoken_names(lexicon, labelled, TRAIN_VOICES, cache)
     test_audio = spoken_names(lexicon, test, TEST_VOICES, cache)
     shape = tuple(train_audio[0]["audio"].shape)
     options = TrainOptions(epochs=epochs, lr=2e-3, optimizer="adamw", lr_schedule="cosine")
@@ -123,12 +128,14 @@ def crossmodal(seed: int, epochs: int, cache: SpeechCache) -> dict:
     results = {"teacher (text)": accuracy(teacher, test_audio, "text")}
     torch.manual_seed(seed)
     alone = build_model("audio_cnn", num_classes=len(lexicon.kinds), input_shape=shape)
-    _fit(Distiller(None, alone, student_input="audio"), train_audio, options, seed)
+    _fit(Distiller(None, alone, student_input="audio"), labelled_audio, options, seed)
     results["audio alone"] = accuracy(alone, test_audio, "audio")
     torch.manual_seed(seed)
     student = build_model("audio_cnn", num_classes=len(lexicon.kinds), input_shape=shape)
-    _fit(Distiller(teacher, student, [SoftTargetTerm(0.7, temperature=2.0), HardLabelTerm(0.3)], teacher_input="text",
-                   student_input="audio"), train_audio, options, seed)
+    # with every label: soft and hard targets; with a fraction: the teacher's soft targets on every spoken name only
+    terms = ([SoftTargetTerm(0.7, temperature=2.0), HardLabelTerm(0.3)] if label_fraction >= 1.0
+             else [SoftTargetTerm(1.0, temperature=2.0)])
+    _fit(Distiller(teacher, student, terms, teacher_input="text", student_input="audio"), train_audio, options, seed)
     results["audio distilled"] = accuracy(student, test_audio, "audio")
     # speech -> text retrieval: an audio student that learns the sentence embedding of the text
     encoder = SentenceEncoder()
@@ -163,6 +170,8 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=["crosslingual", "crossmodal"],
                         default=["crosslingual", "crossmodal"])
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--label-fraction", type=float, default=1.0,
+                        help="cross-modal: the fraction of training names whose kind is known (1: all)")
     parser.add_argument("--speech-cache", type=Path, default=Path.home() / ".cache" / "distillkit" / "speech")
     args = parser.parse_args()
     logging.getLogger("distillkit").setLevel(logging.WARNING)
@@ -192,7 +201,7 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             start = time.perf_counter()
-            runs.append(crossmodal(seed, args.epochs, cache))
+            runs.append(crossmodal(seed, args.epochs, cache, args.label_fraction))
             print(f"[crossmodal] seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
         print("\ncross-modal: the kind of a spoken CLDR name, held-out names and held-out voices (%)")
         for key in ("teacher (text)", "audio alone", "audio distilled", "speech->text retrieval"):

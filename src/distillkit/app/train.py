@@ -67,11 +67,14 @@ def resume_point(model_folder: Path | None, resume: bool, resume_from: str | int
 
 
 def train_one(
-    name: str, distiller: Distiller, splits: DataSplits, train: TrainConfig, config: Config, folder: Path | None, *,
+    name: str, distiller: Distiller, splits: DataSplits | Any, train: TrainConfig, config: Config, folder: Path | None, *,
     resume: bool = False, batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     train_data: Any = None, callbacks: list[Callback] | None = None, resume_from: str | int | None = None,
 ) -> TrainedModel:
     """Train one model (alone or distilled) in ``folder / name``, save its weights, evaluate it on the test split.
+
+    ``splits`` is anything with ``train``, ``val`` and ``test`` data sets (:class:`DataSplits`, or a paired run's
+    splits); without a ``test`` set the model is not scored here.
 
     With ``resume``, a model whose ``model.safetensors`` exists is loaded instead of trained (with the training
     time it took), and one with checkpoints continues from the newest (or ``resume_from``, see
@@ -92,9 +95,10 @@ def train_one(
     else:
         trainer.fit(resume=resume_point(model_folder, resume, resume_from))
         seconds = trainer.train_seconds
-    test = trainer.evaluate(splits.test)
-    metrics = {"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"], **trainer.metrics,
-               "params": float(count_parameters(distiller.student)), "train_seconds": seconds}
+    metrics = {**trainer.metrics, "params": float(count_parameters(distiller.student)), "train_seconds": seconds}
+    if splits.test is not None:  # (an embedding student has no labels to score; its caller scores it)
+        test = trainer.evaluate(splits.test)
+        metrics.update({"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"]})
     if model_folder is not None and not completed:
         for k, peer in enumerate(getattr(distiller, "peers", ()), start=1):  # mutual learning's other students
             save_safetensors(peer, model_folder / f"peer_{k}.safetensors")

@@ -11,6 +11,8 @@ from distillkit.models.zoo import MODELS
 from distillkit.text.embeddings import distill_static_embeddings
 from distillkit.text.models import (
     BiLSTMClassifier,
+    ByteCNNEncoder,
+    SentenceEncoder,
     StaticEmbeddingClassifier,
     TransformerClassifier,
     freeze_,
@@ -49,3 +51,16 @@ def text_static(num_classes: int, input_shape: Sequence[int] | None = None, *, p
                 dims: int = 256, **kwargs: Any) -> nn.Module:
     tokenizer, vectors = distill_static_embeddings(path or minilm_path(), dims=dims)
     return StaticEmbeddingClassifier(tokenizer, vectors, num_classes, **kwargs)
+
+
+@MODELS.register("byte-cnn", "byte-level CNN over UTF-8 (any script, no vocabulary): the cross-lingual student; "
+                 "channels=256, layers=4, kernel=5, max_length=96 bytes")
+def byte_cnn(num_classes: int, input_shape: Sequence[int] | None = None, **kwargs: Any) -> nn.Module:
+    return ByteCNNEncoder(num_classes, **kwargs)
+
+
+@MODELS.register("sentence-encoder", "a frozen sentence-transformers model as strings -> L2-normalised embeddings "
+                 "(the embedding teacher); path=<folder> (default all-MiniLM-L6-v2), max_length=64")
+def sentence_encoder(num_classes: int | None = None, input_shape: Sequence[int] | None = None, *,
+                     path: str | None = None, **kwargs: Any) -> nn.Module:
+    return SentenceEncoder(path, **kwargs)  # its width is the model's own: num_classes does not apply

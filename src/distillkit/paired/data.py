@@ -5,6 +5,7 @@
 - :class:`ParallelLexicon`: names of the same concepts in many languages, from the Unicode CLDR data shipped in
   ``babel`` (territories, languages, currencies, scripts) or the ISO catalogues of ``pycountry``; split by concept
   (:meth:`ParallelLexicon.split`), so no concept of the test split is ever seen in training, in any language.
+- user pairs from files: :mod:`distillkit.paired.files`.
 - :func:`translation_pairs`: the training set of Reimers & Gurevych (2020): for every concept, ``(English name,
   English name)`` and ``(English name, name in language X)``; the teacher reads the first, the student the second.
 """
@@ -25,7 +26,7 @@ from distillkit.data.splits import require
 from distillkit.registry import DistillkitError
 
 __all__ = ["CLDR_KINDS", "PairedDataset", "ParallelLexicon", "PairsError", "cldr_lexicon", "iso_lexicon",
-           "load_pairs", "translation_pairs"]
+           "translation_pairs"]
 
 CLDR_KINDS = ("territories", "languages", "currencies", "scripts")
 """The kinds of CLDR names a lexicon can hold (``babel.Locale(code).<kind>``)."""
@@ -86,6 +87,13 @@ class PairedDataset(Dataset[dict[str, Any]]):
             sample["target"] = self.targets[index]
         sample["index"] = index
         return sample
+
+    def subset(self, indices: Sequence[int]) -> PairedDataset:
+        """The examples at ``indices`` as a new data set (numbered from 0), with the same transforms."""
+        rows = [int(i) for i in indices]
+        return PairedDataset({k: [v[i] for i in rows] for k, v in self.views.items()},
+                             targets=None if self.targets is None else self.targets[rows],
+                             transforms=self.transforms, extra={k: [v[i] for i in rows] for k, v in self.extra.items()})
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
@@ -250,45 +258,3 @@ def translation_pairs(lexicon: ParallelLexicon, concepts: Sequence[int], languag
             ids.append(int(concept))
     return PairedDataset({"source": sources, "translation": translations}, extra={"language": codes, "concept": ids},
                          targets=np.asarray([lexicon.kinds.index(lexicon.concepts[c][0]) for c in ids]))
-
-
-def load_pairs(path: str | Any, *, first: str, second: str, label: str | None = None) -> PairedDataset:
-    """User pairs from a table (``.csv``, ``.tsv``, ``.parquet`` or ``.jsonl``): two columns are the two views
-    (``first`` and ``second`` name the columns and the fields), an optional third the labels (names or indices,
-    encoded in sorted order).
-
-    Raises:
-        PairsError: an unreadable file, a missing column (the message lists those there are), an empty or
-            missing text in a view (the message gives the rows).
-    """
-    from pathlib import Path
-
-    pandas = require("pandas", "data")
-    file = Path(path)
-    if not file.is_file():
-        raise PairsError(f"pairs file not found: {file}")
-    try:
-        if file.suffix == ".jsonl":
-            frame = pandas.read_json(file, lines=True)
-        elif file.suffix == ".parquet":
-            frame = pandas.read_parquet(file)
-        else:
-            frame = pandas.read_csv(file, sep="\t" if file.suffix == ".tsv" else ",", keep_default_na=False)
-    except Exception as error:  # pandas raises many parser errors; all mean the same to the user
-        raise PairsError(f"{file}: cannot read as a table of pairs: {error}") from error
-    wanted = [first, second] + ([label] if label else [])
-    missing = [c for c in wanted if c not in frame.columns]
-    if missing:
-        raise PairsError(f"{file}: no column {missing[0]!r}; columns are {list(frame.columns)}")
-    for column in (first, second):
-        values = frame[column].tolist()
-        empty = [i + 1 for i, v in enumerate(values) if v is None or (isinstance(v, float) and np.isnan(v))
-                 or not str(v).strip()]
-        if empty:
-            raise PairsError(f"{file}: column {column!r} is empty at rows {empty[:5]}; every pair needs both views")
-    targets = None
-    if label:
-        names = sorted({str(v) for v in frame[label].tolist()})
-        targets = [names.index(str(v)) for v in frame[label].tolist()]
-    return PairedDataset({first: [str(v) for v in frame[first]], second: [str(v) for v in frame[second]]},
-                         targets=targets)

@@ -30,7 +30,8 @@ from torch import Tensor
 from distillkit.data.splits import require
 from distillkit.paired.data import PairedDataset, PairsError, ParallelLexicon
 
-__all__ = ["SpeechCache", "Synthesizer", "Voice", "log_mel", "mel_filterbank", "pad_frames", "spoken_names"]
+__all__ = ["SpeechCache", "Synthesizer", "Voice", "log_mel", "mel_filterbank", "pad_frames", "spoken_concepts",
+           "spoken_names"]
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _CHARS_UTF8 = 1
@@ -56,6 +57,18 @@ class Voice:
     @property
     def key(self) -> str:
         return f"{self.name}@{self.rate}@{self.pitch}"
+
+    @classmethod
+    def parse(cls, text: str) -> Voice:
+        """A voice from its :attr:`key` ``"name[@rate[@pitch]]"``: ``"en+f2@160@60"``, ``"en+m3"``.
+
+        Raises:
+            PairsError: not of that form, or a rate or pitch out of range.
+        """
+        name, *numbers = text.split("@")
+        if not name or len(numbers) > 2 or not all(n.isdigit() for n in numbers):
+            raise PairsError(f"voice {text!r}: expected NAME[@RATE[@PITCH]], e.g. en+f2@160@60")
+        return cls(name, *(int(n) for n in numbers))
 
 
 def _synthesize(text: str, voice: Voice, seed: int) -> tuple[int, np.ndarray | str]:
@@ -221,6 +234,13 @@ def pad_frames(features: Tensor, frames: int, *, floor: float = math.log(1e-6)) 
     if features.shape[1] >= frames:
         return features[:, :frames].contiguous()
     return torch.nn.functional.pad(features, (0, frames - features.shape[1]), value=floor)
+
+
+def spoken_concepts(lexicon: ParallelLexicon, concepts: list[int], *, source: str = "en") -> list[int]:
+    """The concepts whose name is worth speaking: those without a parenthesis. Those are historic currencies and
+    variants ("Afghan Afghani (1927-2002)"): too long to speak in a few seconds, and their dates give the kind
+    away."""
+    return [c for c in concepts if "(" not in lexicon.names[source][c]]
 
 
 def spoken_names(lexicon: ParallelLexicon, concepts: list[int], voices: list[Voice], cache: SpeechCache, *,
