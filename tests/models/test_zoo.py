@@ -8,7 +8,10 @@ from distillkit.registry import DistillkitError, UnknownNameError
 SHAPES = {"mnist1d_cnn": (40,), "transformer_encoder": None, "audio_cnn": (40, 101)}
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS if n != "transformer_encoder" and not n.startswith("text-")])
+TEXT_MODELS = ("transformer_encoder", "byte-cnn", "sentence-encoder")
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in TEXT_MODELS and not n.startswith("text-")])
 def test_every_zoo_model_runs(name):
     shape = SHAPES.get(name, (3, 16, 16) if "res" in name or "wrn" in name else (1, 28, 28))
     model = build_model(name, num_classes=7, input_shape=shape)
@@ -16,11 +19,19 @@ def test_every_zoo_model_runs(name):
 
 
 @pytest.mark.parametrize("name, kwargs", [("text-transformer", {"layers": [0]}), ("text-bilstm", {"hidden": 8}),
-                                          ("text-static", {"dims": 32})])
+                                          ("text-static", {"dims": 32}), ("byte-cnn", {"channels": 8, "layers": 1})])
 def test_text_zoo_models_read_raw_strings(name, kwargs):
     pytest.importorskip("transformers")
     model = build_model(name, num_classes=3, input_shape=None, **kwargs)
-    assert model(["a good day", "not so good"]).shape == (2, 3)
+    assert model(["a good day", "пасмурный день"]).shape == (2, 3)
+
+
+def test_the_sentence_encoder_gives_unit_embeddings_of_its_own_width_whatever_num_classes():
+    pytest.importorskip("transformers")
+    model = build_model("sentence-encoder", num_classes=3, input_shape=None)
+    embeddings = model(["a good day", "a good day", "a bad night"])
+    assert embeddings.shape == (3, 384) and torch.allclose(embeddings.norm(dim=-1), torch.ones(3))
+    assert torch.equal(embeddings[0], embeddings[1]) and not torch.equal(embeddings[0], embeddings[2])
 
 
 def test_literature_sizes():
