@@ -31,6 +31,11 @@ def _field(batch: Mapping[str, Any], key: str, role: str) -> Any:
     return batch[key]
 
 
+def _ordinary(value: Any) -> Any:
+    """A tensor made under ``torch.inference_mode`` copied to an ordinary one (anything else as it is)."""
+    return value.clone() if isinstance(value, Tensor) and value.is_inference() else value
+
+
 def call_model(model: nn.Module, batch: Mapping[str, Any], spec: InputSpec, *, role: str = "model") -> Any:
     """Run ``model`` on the part of ``batch`` that ``spec`` selects (see :data:`InputSpec`)."""
     if callable(spec):
@@ -220,11 +225,13 @@ class Distiller(nn.Module):
         if self.teacher is None:
             raise RuntimeError("this Distiller has no teacher")
         self.teacher.eval()
-        with torch.no_grad():
+        with torch.inference_mode():
             raw = call_model(self.teacher, batch, self.teacher_input, role="teacher")
             features = self._teacher_taps.pop() if self._teacher_taps else {}
             logits = self.teacher_logits_fn(raw)
-        return TeacherOutputs(logits=logits, features=features, raw=raw)
+        # inference tensors cannot be saved for the student's backward: the terms get ordinary copies
+        return TeacherOutputs(logits=_ordinary(logits), features={k: _ordinary(v) for k, v in features.items()},
+                              raw=raw)
 
     # --- the loss -----------------------------------------------------------------------------------------
     def _context(self, batch: Mapping[str, Any], teacher: TeacherOutputs | None) -> DistillContext:

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["EpochSampler", "IndexedSubset", "TensorDictDataset", "UNLABELLED", "dataset_fingerprint", "fingerprint_tensors"]
+__all__ = ["BatchedView", "EpochSampler", "IndexedSubset", "TensorDictDataset", "UNLABELLED", "already_collated",
+           "batched_view", "dataset_fingerprint", "fingerprint_tensors"]
 
 UNLABELLED = -100
 """Target value of a sample without a label (``ignore_index`` of the hard-label loss)."""
@@ -90,6 +91,20 @@ class TensorDictDataset(Dataset[dict[str, Any]]):
         sample["index"] = index
         return self.transform(sample) if self.transform is not None else sample
 
+    @property
+    def batchable(self) -> bool:
+        """Whether :meth:`get_batch` can replace fetching and collating samples one by one (no per-sample
+        transform)."""
+        return self.transform is None
+
+    def get_batch(self, indices: list[int]) -> dict[str, Any]:
+        """The samples ``indices`` already collated: ``{name: tensor[indices], "index": [B]}``, equal to PyTorch's
+        default collate of ``[self[i] for i in indices]``, in one indexing operation per field."""
+        rows = torch.as_tensor(indices, dtype=torch.long)
+        batch: dict[str, Any] = {name: value[rows] for name, value in self.fields.items()}
+        batch["index"] = rows
+        return batch
+
     def fingerprint(self) -> str:
         """Content hash of the data and the transform, for cache invalidation."""
         if self._fingerprint is None:
@@ -139,6 +154,47 @@ class IndexedSubset(Dataset[dict[str, Any]]):
         sample["index"] = index
         return sample
 
+    @property
+    def batchable(self) -> bool:
+        return bool(getattr(self.dataset, "batchable", False))
+
+    def get_batch(self, indices: list[int]) -> dict[str, Any]:
+        batch = self.dataset.get_batch([self.indices[i] for i in indices])  # type: ignore[attr-defined]
+        batch["index"] = torch.as_tensor(indices, dtype=torch.long)
+        return batch
+
     def fingerprint(self) -> str:
         digest = hashlib.sha256(str(self.indices).encode()).hexdigest()[:16]
         return f"{dataset_fingerprint(self.dataset)}[{digest}]"
+
+
+class BatchedView(Dataset[dict[str, Any]]):
+    """A data set that can fetch a whole batch at once, seen by a DataLoader: PyTorch's fetcher calls
+    ``__getitems__(indices)`` for each batch of the sampler, and :func:`already_collated` passes the batch on. The
+    order of the samples, and so exact resume, is the sampler's, as with one-by-one fetching."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.dataset[index]  # type: ignore[no-any-return]
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
+        return self.dataset.get_batch(list(indices))  # type: ignore[no-any-return]
+
+
+def already_collated(batch: dict[str, Any]) -> dict[str, Any]:
+    """The collate function of a :class:`BatchedView`: its batches are collated already."""
+    return batch
+
+
+def batched_view(dataset: Dataset[Any], collate_fn: Callable[[list[Any]], Any] | None
+                 ) -> tuple[Dataset[Any], Callable[[Any], Any] | None]:
+    """``(data set, collate function)`` for a DataLoader: the batched view of an in-memory data set that can fetch
+    batches (``batchable``, PyTorch's default collate), else the data set and ``collate_fn`` unchanged."""
+    if collate_fn is None and getattr(dataset, "batchable", False):
+        return BatchedView(dataset), already_collated
+    return dataset, collate_fn

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from distillkit.core.distiller import Distiller
 from distillkit.core.terms import SoftTargetTerm, TeacherOutputs
-from distillkit.data.base import dataset_fingerprint
+from distillkit.data.base import batched_view, dataset_fingerprint
 
 __all__ = ["TeacherCache", "TeacherCacheUnsuitable", "model_fingerprint"]
 
@@ -144,8 +144,8 @@ class TeacherCache:
 
         size = len(dataset)  # type: ignore[arg-type]
         # A private generator: building the cache must not consume the global RNG (dropout masks would shift).
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn,
-                            generator=torch.Generator())
+        data, collate = batched_view(dataset, collate_fn)
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate, generator=torch.Generator())
         arrays: dict[str, Tensor] = {}
         for batch in loader:
             if "index" not in batch:

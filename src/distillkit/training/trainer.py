@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from distillkit.core.distiller import Distiller, call_model
 from distillkit.core.schedules import AdaptiveController
-from distillkit.data.base import UNLABELLED, EpochSampler
+from distillkit.data.base import UNLABELLED, EpochSampler, batched_view
 from distillkit.registry import DistillkitError
 from distillkit.training.callbacks import Callback, EarlyStopping, ProgressBar
 from distillkit.training.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
@@ -174,8 +174,10 @@ class Trainer:
 
     def _train_loader(self) -> DataLoader[Any]:
         self.sampler = EpochSampler(len(self.train_data), shuffle=True, seed=self.seed)  # type: ignore[arg-type]
+        # in-memory tensors are fetched a batch at a time (one indexing per field), in the sampler's order
+        data, collate_fn = batched_view(self.train_data, self.collate_fn)
         return DataLoader(
-            self.train_data, batch_size=self.batch_size, sampler=self.sampler, collate_fn=self.collate_fn,
+            data, batch_size=self.batch_size, sampler=self.sampler, collate_fn=collate_fn,
             num_workers=self.num_workers, drop_last=self.drop_last,
             # A private generator keeps DataLoader iterator creation from consuming the global RNG, so a
             # resumed run draws the same dropout masks as an uninterrupted one.
@@ -183,14 +185,16 @@ class Trainer:
         )
 
     def _eval_loader(self, data: Dataset[Any]) -> DataLoader[Any]:
-        return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, collate_fn=self.collate_fn,
+        data, collate_fn = batched_view(data, self.collate_fn)
+        return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate_fn,
                           num_workers=self.num_workers, generator=torch.Generator())
 
     def _first_batch(self) -> Batch:
         from accelerate.utils import send_to_device
 
-        loader = DataLoader(self.train_data, batch_size=min(self.batch_size, 64), shuffle=False,
-                            collate_fn=self.collate_fn, generator=torch.Generator())
+        data, collate_fn = batched_view(self.train_data, self.collate_fn)
+        loader = DataLoader(data, batch_size=min(self.batch_size, 64), shuffle=False, collate_fn=collate_fn,
+                            generator=torch.Generator())
         batch = next(iter(loader))
         if not isinstance(batch, Mapping):
             raise TypeError(
@@ -265,6 +269,13 @@ class Trainer:
             self.lr_schedule, self.optimizer.optimizer, total_steps=self.total_steps, warmup_steps=self.warmup_steps
         )
         self.val_loader = self.accelerator.prepare(self._eval_loader(self.val_data)) if self.val_data is not None else None
+        # Accelerate's backward scales by the accumulation steps and then calls loss.backward(), unless DeepSpeed,
+        # Megatron, a gradient scaler (fp16) or a LOMO optimizer needs more; it checks for LOMO on every step.
+        from accelerate.utils import DistributedType
+
+        self._plain_backward = (self.accelerator.distributed_type not in (DistributedType.DEEPSPEED,
+                                                                          DistributedType.MEGATRON_LM)
+                                and self.accelerator.scaler is None and not self.accelerator.has_lomo_optimizer)
 
     # --- checkpoint state ------------------------------------------------------------------------------
     def _controllers(self) -> dict[str, AdaptiveController]:
@@ -373,6 +384,12 @@ class Trainer:
             "checkpoint is kept. Lower the learning rate, enable clip_grad_norm, or check the inputs for NaN"
         )
 
+    def _backward(self, loss: Tensor) -> None:
+        if self._plain_backward:  # what Accelerate's backward does here, without its per-step checks
+            (loss / self.grad_accum_steps).backward()
+        else:
+            self.accelerator.backward(loss)
+
     def _grad_norm(self) -> Tensor | None:
         if self.clip_grad_norm or self.precision == "fp16":  # fp16 gradients must be unscaled first
             return self.accelerator.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm or math.inf)
@@ -390,7 +407,7 @@ class Trainer:
             values = torch.stack([out.loss.detach().float(), *(v.float() for v in out.raw.values()),
                                   *(v.float() for v in out.weighted.values())])
             self._check_finite(values[: 1 + len(out.raw)], names)
-            self.accelerator.backward(out.loss)
+            self._backward(out.loss)
             if self.accelerator.sync_gradients:
                 norm = self._grad_norm()
                 if norm is not None and not torch.isfinite(norm) and self.precision != "fp16":

@@ -1,0 +1,118 @@
+"""The fast paths of the Trainer give what the general paths give: batches fetched whole from in-memory tensors
+equal batches collated sample by sample (same order, same values), training on them gives the same losses and
+weights, and resume stays exact; the plain backward equals Accelerate's; the teacher's outputs made under
+inference_mode train the student like before."""
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from distillkit import Distiller, Trainer
+from distillkit.data.base import BatchedView, EpochSampler, IndexedSubset, TensorDictDataset, batched_view
+from distillkit.training import find_latest
+from tests.conftest import make_blobs, make_mlp
+from tests.training.test_trainer import StopAt, make_distiller, train_losses
+
+
+class OneByOne(Dataset):
+    """The same samples without ``get_batch``: the general path (fetch each sample, collate)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.deterministic = dataset.deterministic
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset[index]
+
+    def fingerprint(self):
+        return self.dataset.fingerprint()
+
+
+def batches(dataset, collate_fn=None, batch_size=10, epoch=1):
+    sampler = EpochSampler(len(dataset), seed=3)
+    sampler.set_epoch(epoch)
+    data, collate = batched_view(dataset, collate_fn)
+    return list(DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=collate))
+
+
+def test_batches_fetched_whole_equal_batches_collated_sample_by_sample():
+    data = TensorDictDataset(input=torch.randn(37, 4), target=torch.arange(37) % 3, weight=torch.rand(37))
+    subset = IndexedSubset(data, list(range(30, 3, -1)))
+    for dataset in (data, subset):
+        assert dataset.batchable
+        fast, slow = batches(dataset), batches(OneByOne(dataset))
+        assert len(fast) == len(slow) == len(dataset) // 10 + 1
+        for a, b in zip(fast, slow, strict=True):
+            assert sorted(a) == sorted(b)
+            for key in a:
+                assert torch.equal(a[key], b[key]) and a[key].dtype == b[key].dtype
+    assert not torch.equal(batches(data, epoch=1)[0]["index"], batches(data, epoch=2)[0]["index"])  # shuffled
+
+
+def test_a_per_sample_transform_or_a_custom_collate_keeps_the_general_path():
+    data = TensorDictDataset(input=torch.randn(8, 2), transform=lambda sample: sample)
+    assert not data.batchable and batched_view(data, None) == (data, None)
+    plain = TensorDictDataset(input=torch.randn(8, 2))
+    collate = torch.utils.data.default_collate
+    assert batched_view(plain, collate) == (plain, collate)  # the user's collate sees samples, as documented
+
+
+def test_training_on_batches_fetched_whole_gives_the_same_losses_and_weights(blobs):
+    teacher = make_mlp(hidden=16)
+    common = dict(epochs=2, batch_size=32, lr=1e-2, progress=False, seed=5)
+    runs, paths = [], []
+    for data in (blobs, OneByOne(blobs)):
+        distiller = make_distiller(teacher)
+        trainer = Trainer(distiller, data, **common)
+        runs.append((trainer.fit(), distiller.student.state_dict()))
+        paths.append(isinstance(trainer.train_loader.dataset, BatchedView))
+    assert paths == [True, False]  # the two runs did take the two paths
+    assert train_losses(runs[0][0]) == train_losses(runs[1][0])
+    for a, b in zip(runs[0][1].values(), runs[1][1].values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_resume_on_the_fast_path_reproduces_the_general_path_uninterrupted(blobs, tmp_path):
+    teacher = make_mlp(hidden=16)
+    common = dict(epochs=3, batch_size=32, lr=1e-2, progress=False, checkpoint_every=3, seed=7)
+    general = Trainer(make_distiller(teacher), OneByOne(blobs), checkpoint_dir=tmp_path / "a", **common).fit()
+    Trainer(make_distiller(teacher), blobs, checkpoint_dir=tmp_path / "b", callbacks=[StopAt(11)], **common).fit()
+    assert find_latest(tmp_path / "b").name == "step-00000011"  # mid-epoch 2
+    resumed = Trainer(make_distiller(teacher), blobs, checkpoint_dir=tmp_path / "b", **common).fit(resume="latest")
+    assert train_losses(resumed) == train_losses(general)
+
+
+class AccelerateBackward(Trainer):
+    """The general path: every backward through Accelerate."""
+
+    def setup(self):
+        super().setup()
+        self._plain_backward = False
+
+
+def test_the_plain_backward_equals_accelerates_with_gradient_accumulation(blobs):
+    teacher = make_mlp(hidden=16)
+    common = dict(epochs=2, batch_size=16, lr=1e-2, progress=False, grad_accum_steps=3, seed=2)
+    plain_distiller, general_distiller = make_distiller(teacher), make_distiller(teacher)
+    plain = Trainer(plain_distiller, blobs, **common)
+    plain_history = plain.fit()
+    assert plain._plain_backward
+    general = AccelerateBackward(general_distiller, blobs, **common)
+    assert train_losses(general.fit()) == train_losses(plain_history)
+    for a, b in zip(plain_distiller.state_dict().values(), general_distiller.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_teacher_outputs_made_in_inference_mode_are_ordinary_tensors_the_student_can_learn_from():
+    data = make_blobs(n=64)
+    teacher = make_mlp(hidden=16)
+    distiller = Distiller(teacher, make_mlp(hidden=8), feature_pairs={"1": "1"})
+    batch = {"input": data.fields["input"][:8], "target": data.fields["target"][:8]}
+    distiller.setup(batch)
+    outputs = distiller.teacher_outputs(batch)
+    assert not outputs.logits.is_inference() and not any(v.is_inference() for v in outputs.features.values())
+    distiller(batch).loss.backward()  # would raise "Inference tensors cannot be saved for backward"
+    assert all(p.grad is None for p in teacher.parameters())
+    assert any(p.grad is not None for p in distiller.student.parameters())
