@@ -116,3 +116,14 @@ def test_teacher_outputs_made_in_inference_mode_are_ordinary_tensors_the_student
     distiller(batch).loss.backward()  # would raise "Inference tensors cannot be saved for backward"
     assert all(p.grad is None for p in teacher.parameters())
     assert any(p.grad is not None for p in distiller.student.parameters())
+
+
+def test_a_compiled_student_trains_like_the_eager_one_and_keeps_its_weight_names(blobs):
+    teacher = make_mlp(hidden=16)
+    common = dict(epochs=1, max_steps=4, batch_size=32, lr=1e-2, progress=False, seed=4)
+    eager, compiled = make_distiller(teacher, dropout=0.0), make_distiller(teacher, dropout=0.0)
+    eager_losses = train_losses(Trainer(eager, blobs, **common).fit())
+    compiled_losses = train_losses(Trainer(compiled, blobs, compile=True, **common).fit())
+    assert compiled.student._compiled_call_impl is not None  # it did run compiled
+    assert list(compiled.student.state_dict()) == list(eager.student.state_dict())
+    assert torch.allclose(torch.tensor(compiled_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)

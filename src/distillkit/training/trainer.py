@@ -168,8 +168,13 @@ class Trainer:
         # Accelerate keeps precision settings in a process-wide singleton; reset it (but not the process group)
         # so several trainers in one process (teacher, baseline, distilled student) may use different settings.
         AcceleratorState._reset_state(reset_partial_state=False)
+        from accelerate.utils import DataLoaderConfiguration
+
+        # on a GPU the loaders pin their batches (below) and Accelerate copies them without blocking
+        on_gpu = not self.cpu and torch.cuda.is_available()
         return Accelerator(
-            cpu=self.cpu, mixed_precision=self.precision, gradient_accumulation_steps=self.grad_accum_steps
+            cpu=self.cpu, mixed_precision=self.precision, gradient_accumulation_steps=self.grad_accum_steps,
+            dataloader_config=DataLoaderConfiguration(non_blocking=on_gpu),
         )
 
     def _train_loader(self) -> DataLoader[Any]:
@@ -178,7 +183,7 @@ class Trainer:
         data, collate_fn = batched_view(self.train_data, self.collate_fn)
         return DataLoader(
             data, batch_size=self.batch_size, sampler=self.sampler, collate_fn=collate_fn,
-            num_workers=self.num_workers, drop_last=self.drop_last,
+            num_workers=self.num_workers, drop_last=self.drop_last, pin_memory=self.device.type == "cuda",
             # A private generator keeps DataLoader iterator creation from consuming the global RNG, so a
             # resumed run draws the same dropout masks as an uninterrupted one.
             generator=torch.Generator().manual_seed(self.seed),
@@ -243,6 +248,10 @@ class Trainer:
         set_seed(self.seed)
         self.accelerator = self._make_accelerator()
         self.distiller.to(self.device)
+        if self.options.compile:
+            # in place (nn.Module.compile): the state dict keeps its names, so checkpoints and saved weights are
+            # those of the eager model; the loss terms stay eager (their schedules change every step)
+            self.distiller.student.compile()
         first_batch = self._first_batch()
         self.distiller.setup(first_batch)
         storage = self._cache_decision(first_batch)
