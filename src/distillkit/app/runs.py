@@ -58,7 +58,7 @@ LOCK = ".distillkit-lock"
 
 RUN_ENTRIES = (MARKER, LOCK, "config.yaml", "log.txt", "results.json", "results.md", "report.html", "report.md",
                "figures", "teacher", "teacher_*", "student", "student_alone", "distilled", "assistant_*",
-               "generation_*", "compression", "cv.json", "cv.json.tmp", "strategies")
+               "generation_*", "compression", "cv.json", "cv.json.tmp", "strategies", "sweep", "sweep.json")
 """Glob patterns of what a run writes into its folder: all that ``overwrite`` may remove."""
 
 
@@ -95,7 +95,8 @@ def _marker(path: Path) -> dict[str, Any]:
 
 def _finished(path: Path) -> bool:
     """A run that finished: its marker says so, or (runs written before that) its results are there."""
-    return bool(_marker(path).get("finished")) or (path / "results.json").is_file() or (path / "cv.json").is_file()
+    return (bool(_marker(path).get("finished")) or (path / "results.json").is_file() or (path / "cv.json").is_file()
+            or (path / "sweep.json").is_file())
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -31,6 +31,8 @@ from distillkit.app.paired import paired_table, run_paired, write_paired_report
 from distillkit.app.report import write_report
 from distillkit.app.runs import RunFolder, RunInterrupted
 from distillkit.app.single import evaluate_weights, train_alone
+from distillkit.app.sweep import COLUMNS as SWEEP_COLUMNS
+from distillkit.app.sweep import run_sweep, sweep_rows, write_sweep_report
 from distillkit.app.tables import (
     COLUMNS,
     COMPRESSION_COLUMNS,
@@ -240,6 +242,33 @@ def continual(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, r
 
 
 @app.command()
+def sweep(
+    config: ConfigArg,
+    widths: Annotated[list[float], typer.Option("--widths", help="multipliers of the student's width (hidden, "
+                                                 "channels, ...), e.g. --widths 0.25 --widths 0.5 --widths 1")],
+    overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
+) -> None:
+    """The same comparison for several student sizes: accuracy alone and distilled against size and latency.
+
+    The teacher is trained once and reused; every size gets the student alone and the distilled student with the
+    same initial weights and budget. Writes the frontier table and plot to the report.
+    Example: distillkit sweep configs/mnist5k.yaml --widths 0.125 --widths 0.25 --widths 0.5 --widths 1
+    """
+    _setup_logging()
+    cfg = _load(config, overrides)
+    out = out or Path("runs") / f"{cfg.name}-sweep"
+    folder = RunFolder(out, overwrite=overwrite, resume=resume)
+    result = run_sweep(cfg, widths, folder, store=default_store(out))
+    table = Table(title=f"{result['name']}: student sizes ({result['data']})")
+    for column in SWEEP_COLUMNS:
+        table.add_column(column, justify="left" if column == "student" else "right")
+    for row in sweep_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"Run folder: {out}")
+
+
+@app.command()
 def paired(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
            overwrite: OverwriteOpt = False) -> None:
     """Distill across views: the teacher reads one view of each example (English, text), the student another (a
@@ -335,6 +364,12 @@ def report(
 
     Example: distillkit report runs/demo --screenshot docs/images/demo-report.png
     """
+    if (run / "sweep.json").is_file():
+        config_file = run / "config.yaml"
+        html_path, md_path = write_sweep_report(run, json.loads((run / "sweep.json").read_text()),
+                                                config_file.read_text() if config_file.is_file() else "")
+        console.print(f"report: {html_path} (summary {md_path})")
+        return
     if not (run / "results.json").is_file():
         raise DistillkitError(f"{run} holds no results.json; run 'distillkit compare' first")
     try:
