@@ -4,12 +4,12 @@ frontier table and plot, bad widths refused with nothing written, and a resumed 
 import json
 
 import pytest
+from tests.conftest import TINY
 
 from distillkit.app import sweep as sweep_app
 from distillkit.cli.main import main
 from distillkit.config import load_config
 from distillkit.registry import DistillkitError
-from tests.conftest import TINY
 
 
 def test_widths_scale_the_students_own_options_or_the_models_defaults():
