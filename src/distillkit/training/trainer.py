@@ -380,11 +380,11 @@ class Trainer:
         for controller in self._controllers().values():
             controller.observe(state)
 
-    def _check_finite(self, values: Tensor, names: Sequence[str]) -> None:
-        """``values``: the total loss then every raw term, stacked, so the check costs one host sync."""
-        if bool(torch.isfinite(values).all()):
+    def _check_finite(self, values: Sequence[float], names: Sequence[str]) -> None:
+        """``values``: the total loss then every raw term (already on the host)."""
+        if all(math.isfinite(v) for v in values):
             return
-        bad = [(name, float(v)) for name, v in zip(names, values.tolist()) if not math.isfinite(v)]
+        bad = [(name, v) for name, v in zip(names, values) if not math.isfinite(v)]
         terms = [b for b in bad if b[0] != "total"]
         name, value = terms[0] if terms else bad[0]  # name the first broken term, not just the total
         what = "total loss" if name == "total" else f"loss term {name!r}"
@@ -412,22 +412,28 @@ class Trainer:
         with self.accelerator.accumulate(self.model):
             out = self.model(batch, teacher_outputs)
             names = ["total", *out.raw, *(f"weighted/{k}" for k in out.weighted)]
-            # One stacked tensor and one host sync per step for the finite check and all logged values.
             values = torch.stack([out.loss.detach().float(), *(v.float() for v in out.raw.values()),
                                   *(v.float() for v in out.weighted.values())])
-            self._check_finite(values[: 1 + len(out.raw)], names)
             self._backward(out.loss)
-            if self.accelerator.sync_gradients:
-                norm = self._grad_norm()
-                if norm is not None and not torch.isfinite(norm) and self.precision != "fp16":
+            norm = self._grad_norm() if self.accelerator.sync_gradients else None
+            if norm is not None:
+                values = torch.cat([values, norm.detach().float().reshape(1).to(values.device)])
+            # One host sync per step, before the optimizer steps: the finite checks of the loss terms and the
+            # gradient norm, and every logged value (a non-finite one stops training with the weights untouched).
+            host = values.tolist()
+            self._check_finite(host[: 1 + len(out.raw)], names)
+            if norm is not None:
+                if not math.isfinite(host[-1]) and self.precision != "fp16":
                     raise NonFiniteLossError(
-                        f"gradient norm is {float(norm)} at step {self.step + 1}; training stopped and the last "
+                        f"gradient norm is {host[-1]} at step {self.step + 1}; training stopped and the last "
                         "good checkpoint is kept. Lower the learning rate or enable clip_grad_norm"
                     )
-                sums["grad_norm"] = float(norm) if norm is not None else float("nan")
+                sums["grad_norm"] = host[-1]
+            elif self.accelerator.sync_gradients:
+                sums["grad_norm"] = float("nan")
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        for name, value in zip(names, values.tolist()):
+        for name, value in zip(names, host):
             key = "loss" if name == "total" else name
             sums[key] = sums.get(key, 0.0) + value
         sums["_micro"] = sums.get("_micro", 0.0) + 1
