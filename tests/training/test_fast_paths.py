@@ -127,3 +127,16 @@ def test_a_compiled_student_trains_like_the_eager_one_and_keeps_its_weight_names
     assert compiled.student._compiled_call_impl is not None  # it did run compiled
     assert list(compiled.student.state_dict()) == list(eager.student.state_dict())
     assert torch.allclose(torch.tensor(compiled_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)
+
+
+def test_a_labelled_set_and_a_transfer_set_are_fetched_whole_like_sample_by_sample():
+    from distillkit.data.transfer import ConcatDictDataset, unlabelled
+
+    labelled = TensorDictDataset(input=torch.randn(13, 3), target=torch.arange(13) % 2)
+    transfer = unlabelled(TensorDictDataset(input=torch.randn(21, 3), target=torch.zeros(21, dtype=torch.long)))
+    both = ConcatDictDataset([labelled, transfer])
+    assert both.batchable
+    fast, slow = batches(both, batch_size=8), batches(OneByOne(both), batch_size=8)
+    assert any(bool((b["target"] == -100).any() and (b["target"] != -100).any()) for b in fast)  # mixed batches
+    for a, b in zip(fast, slow, strict=True):
+        assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)

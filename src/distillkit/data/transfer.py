@@ -36,6 +36,15 @@ class _Unlabelled(Dataset[dict[str, Any]]):
         sample[self.target_key] = torch.tensor(UNLABELLED, dtype=torch.long)
         return sample
 
+    @property
+    def batchable(self) -> bool:
+        return bool(getattr(self.dataset, "batchable", False))
+
+    def get_batch(self, indices: list[int]) -> dict[str, Any]:
+        batch = self.dataset.get_batch(indices)  # type: ignore[attr-defined]
+        batch[self.target_key] = torch.full((len(indices),), UNLABELLED, dtype=torch.long)
+        return batch  # type: ignore[no-any-return]
+
     def fingerprint(self) -> str:
         return "unlabelled:" + dataset_fingerprint(self.dataset)
 
@@ -81,6 +90,32 @@ class ConcatDictDataset(Dataset[dict[str, Any]]):
                 sample["index"] = index
                 return sample
         raise IndexError(f"index {index} out of range for a dataset of {len(self)} samples")
+
+    @property
+    def batchable(self) -> bool:
+        return all(getattr(ds, "batchable", False) for ds in self.datasets)
+
+    def get_batch(self, indices: list[int]) -> dict[str, Any]:
+        """The samples ``indices`` collated, in that order: each part's rows fetched at once, then interleaved back.
+
+        Raises:
+            KeyError: the parts do not share their fields (a batch of both cannot be collated).
+        """
+        rows = torch.as_tensor(indices, dtype=torch.long)
+        part = torch.bucketize(rows, torch.as_tensor(self.offsets[1:]), right=True)
+        pieces, positions = [], []
+        for i, ds in enumerate(self.datasets):
+            where = (part == i).nonzero().flatten()
+            if len(where):
+                pieces.append(ds.get_batch((rows[where] - self.offsets[i]).tolist()))  # type: ignore[attr-defined]
+                positions.append(where)
+        keys = set(pieces[0])
+        if any(set(p) != keys for p in pieces):
+            raise KeyError(f"the parts of a ConcatDictDataset have different fields: {[sorted(p) for p in pieces]}")
+        order = torch.argsort(torch.cat(positions))
+        batch = {key: torch.cat([p[key] for p in pieces])[order] for key in keys}
+        batch["index"] = rows
+        return batch
 
     def fingerprint(self) -> str:
         return "+".join(dataset_fingerprint(ds) for ds in self.datasets)
