@@ -74,6 +74,8 @@ def crosslingual(seed: int, epochs: int) -> dict:
     results["distilled"] = cross_lingual_retrieval(student, lexicon, test, LANGUAGES)
     results["distilled en->teacher en"] = cross_lingual_retrieval(student, lexicon, test, ["en"],
                                                                   keys_model=teacher)["en"]["to_en"]
+    for name, model in (("teacher", teacher), ("distilled", student)):  # English to English, each model both sides
+        results[f"{name} en->en"] = cross_lingual_retrieval(model, lexicon, test, ["en"])["en"]["to_en"]
     names = [lexicon.names["en"][c] for c in test[:32]]
     results["cost"] = {"teacher": (count_weights(teacher), _latency(teacher, names)),
                        "student": (count_weights(student), _latency(student, names))}
@@ -193,6 +195,8 @@ def main() -> None:
                                     for code in LANGUAGES) for model in ("teacher", "distilled")))
         print(f"the distilled student's English embedding finds the teacher's of the same name: "
               f"{_mean_std([r['distilled en->teacher en'] for r in runs])}%")
+        print(f"English -> English, each model both sides: teacher {_mean_std([r['teacher en->en'] for r in runs])}%, "
+              f"distilled {_mean_std([r['distilled en->en'] for r in runs])}%")
         cost = runs[-1]["cost"]
         print(f"cost: teacher {cost['teacher'][0]:,} weights, {cost['teacher'][1]:.2f} ms a name; student "
               f"{cost['student'][0]:,} weights, {cost['student'][1]:.2f} ms a name (batch 1, CPU)")

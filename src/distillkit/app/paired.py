@@ -333,7 +333,11 @@ def _learn(config: Config, task: PairedTask, teacher: nn.Module, run: Run | None
     if not labels:
         rows["distilled"].update(_score_embeddings(distilled_student, task, reads_first=task.same_kind,
                                                    teacher=teacher))
-        if task.lexicon is not None:  # does the student's English still find the teacher's English (its space)?
+        if task.lexicon is not None:
+            for name, model in (("teacher", teacher), ("distilled", distilled_student)):  # English to English
+                rows[name]["en_to_en"] = cross_lingual_retrieval(model, task.lexicon, task.test_concepts,
+                                                                 ["en"])["en"]["to_en"]
+            # does the student's English embedding find the teacher's of the same name (does it live in its space)?
             rows["distilled"]["en_to_teacher_en"] = cross_lingual_retrieval(
                 distilled_student, task.lexicon, task.test_concepts, ["en"], keys_model=teacher)["en"]["to_en"]
     sample = task.test[0]
@@ -390,9 +394,12 @@ def _notes(task: PairedTask, rows: dict[str, dict[str, float]]) -> list[str]:
     if task.objective == "embedding" and task.lexicon is not None:
         notes.append("retrieval X -> English on held-out concepts, each model embedding both sides (top-1 %); "
                      "from_en: English -> X")
-        if "en_to_teacher_en" in rows.get("distilled", {}):
-            notes.append(f"the distilled student's English embedding finds the teacher's embedding of the same "
-                         f"name {100 * rows['distilled']['en_to_teacher_en']:.1f}% of the time")
+        distilled = rows.get("distilled", {})
+        if "en_to_teacher_en" in distilled:
+            notes.append(f"English to English retrieval (each model both sides): teacher "
+                         f"{100 * rows['teacher']['en_to_en']:.1f}%, distilled {100 * distilled['en_to_en']:.1f}%; "
+                         f"the distilled student's English embedding finds the teacher's embedding of the same name "
+                         f"{100 * distilled['en_to_teacher_en']:.1f}% of the time")
     elif task.objective == "embedding":
         notes.append("retrieval: for each test pair's second view, is its first view the nearest (top-1 %)")
     else:
