@@ -32,6 +32,24 @@ def test_report_files_and_markdown(run_folder):
         assert f"figures/{name}.png" in md
 
 
+def test_writing_a_report_leaves_the_callers_matplotlib_backend_and_figures_alone(run_folder):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from distillkit.app.report import write_report
+
+    previous = matplotlib.get_backend()
+    matplotlib.use("svg")  # a notebook's backend is another; the report must not switch it to Agg
+    try:
+        mine = plt.figure()
+        write_report(run_folder)
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == [mine.number]
+        assert (run_folder / "figures" / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    finally:
+        plt.close("all")
+        matplotlib.use(previous)
+
+
 def test_report_renders_in_headless_chromium(run_folder):
     if find_chromium() is None:
         if os.environ.get("DISTILLKIT_REQUIRE_BROWSER"):

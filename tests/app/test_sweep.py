@@ -80,3 +80,4 @@ def test_a_stopped_sweep_resumes_with_the_sizes_it_had_finished(tmp_path, monkey
     assert main(["sweep", str(config), "--widths", "0.5", "--widths", "1", "--out", str(out), "--resume"]) == 0
     assert calls == [[8]]  # only the size that had not finished
     assert len(json.loads((out / "sweep.json").read_text())["points"]) == 2
+

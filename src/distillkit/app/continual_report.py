@@ -27,11 +27,12 @@ __all__ = ["write_stream_report"]
 
 
 def _grid(count: int, width: float, height: float) -> tuple[Any, list[Any]]:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     columns = min(count, 4)
     rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    fig = Figure(figsize=(width * columns, height * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     flat = [ax for row in axes for ax in row]
     for ax in flat[count:]:
         ax.axis("off")
@@ -82,9 +83,10 @@ def _curves(results: dict[str, Any]) -> Any:
 
 
 def _costs(results: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig = Figure(figsize=(11, 3.8))
+    (left, right) = fig.subplots(1, 2)
     for title, r in results["strategies"].items():
         accuracy = 100 * r["metrics"]["average_accuracy"]
         left.scatter(r["memory_bytes"] / 1024, accuracy)
@@ -103,9 +105,6 @@ def _costs(results: dict[str, Any]) -> Any:
 
 def write_stream_report(folder: str | Path, results: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.md`` (+ ``figures/``) for a stream run's ``results``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     folder = Path(folder)
     figures = {
         "accuracy-matrices": ("Accuracy matrix of each strategy (rows: after experience i; columns: test data of "

@@ -43,9 +43,6 @@ def _records(path: Path) -> list[dict[str, Any]]:
 def figure_bytes(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -58,9 +55,10 @@ def _metrics_file(folder: Path, key: str) -> Path:
 
 
 def _loss_curves(folder: Path) -> Any:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    fig = Figure(figsize=(15, 3.6))
+    axes = fig.subplots(1, 3)
     for ax, key in zip(axes, LABELS, strict=True):
         path = _metrics_file(folder, key)
         train = [r for r in _records(path) if r.get("kind") == "train"]
@@ -86,9 +84,10 @@ def _loss_curves(folder: Path) -> Any:
 
 
 def _accuracy_curves(folder: Path) -> Any:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.subplots()
     for key, label in LABELS.items():
         evals = [r for r in _records(_metrics_file(folder, key)) if r.get("kind") == "eval"]
         if evals:
@@ -103,9 +102,10 @@ def _accuracy_curves(folder: Path) -> Any:
 
 
 def _per_model_panels(results: dict[str, Any], kind: str) -> Any:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig = Figure(figsize=(15, 4.2))
+    axes = fig.subplots(1, 3)
     for ax, key in zip(axes, LABELS, strict=True):
         quality = results["models"][key].get("quality") or {}
         ax.set_title(LABELS[key])
@@ -156,9 +156,10 @@ def _accuracy_axes(ax: Any, label: str, title: str) -> None:
 
 
 def _trade_offs(results: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    fig = Figure(figsize=(12, 3.8))
+    axes = fig.subplots(1, 2)
     for ax, (field, label) in zip(axes, (("latency_ms_p50", "latency p50, batch 1 (ms)"),
                                           ("size_mb", "size (MB)")), strict=True):
         for key, name in LABELS.items():
@@ -174,10 +175,12 @@ def _trade_offs(results: dict[str, Any]) -> Any:
 
 
 def _compression_plot(compression: dict[str, Any]) -> Any:
-    import matplotlib.pyplot as plt
+    import matplotlib
+    from matplotlib.figure import Figure
 
     variants = compression["variants"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig = Figure(figsize=(12, 4.2))
+    axes = fig.subplots(1, 2)
     for ax, (field, label) in zip(axes, (("latency_ms", "latency p50, batch 1 (ms)"), ("size_mb", "size on disk (MB)")),
                                   strict=True):
         xs = [v[field] for v in variants]
@@ -186,7 +189,7 @@ def _compression_plot(compression: dict[str, Any]) -> Any:
         for number, v in enumerate(variants):
             marker = "s" if v["runtime"] == "onnxruntime" else "o"
             ax.scatter(v[field], 100 * v["accuracy"], s=50, marker=marker, zorder=2,
-                       color=plt.cm.viridis(number / max(1, len(variants) - 1)))
+                       color=matplotlib.colormaps["viridis"](number / max(1, len(variants) - 1)))
             ax.annotate(str(number), (v[field], 100 * v["accuracy"]), fontsize=8, xytext=(4, 4),
                         textcoords="offset points")
         _accuracy_axes(ax, label, "compression: accuracy vs {} (squares: ONNX Runtime)")
@@ -260,9 +263,6 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
     Returns:
         The paths of the HTML page and the Markdown summary.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     folder = Path(folder)
     if results is None:
         file = folder / "results.json"
