@@ -140,3 +140,4 @@ def test_a_labelled_set_and_a_transfer_set_are_fetched_whole_like_sample_by_samp
     assert any(bool((b["target"] == -100).any() and (b["target"] != -100).any()) for b in fast)  # mixed batches
     for a, b in zip(fast, slow, strict=True):
         assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+

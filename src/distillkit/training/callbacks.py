@@ -93,13 +93,25 @@ class EarlyStopping(Callback):
         self.best, self.bad_evals = state.get("best"), int(state.get("bad_evals", 0))
 
 
+def in_notebook() -> bool:
+    """Running in a Jupyter kernel: stderr is no terminal there, but rich draws a live progress widget (with
+    ``ipywidgets`` installed: ``pip install 'distillkit[notebook]'``)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def progress_enabled() -> bool:
-    """A live progress bar only on an interactive terminal, never in CI or when output goes to a log."""
-    return sys.stderr.isatty() and not os.environ.get("CI") and not os.environ.get("DISTILLKIT_NO_PROGRESS")
+    """A live progress bar on an interactive terminal or in a notebook; never in CI, when output goes to a log,
+    or with ``DISTILLKIT_NO_PROGRESS`` set."""
+    if os.environ.get("CI") or os.environ.get("DISTILLKIT_NO_PROGRESS"):
+        return False
+    return sys.stderr.isatty() or in_notebook()
 
 
 class ProgressBar(Callback):
-    """A rich progress bar over optimizer steps, showing the loss; silent on non-terminals and in CI."""
+    """A rich progress bar over optimizer steps, showing the loss, on a terminal or in a Jupyter notebook; silent
+    when output goes to a log and in CI."""
 
     def __init__(self) -> None:
         self._progress: Any = None
