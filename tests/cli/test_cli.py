@@ -343,3 +343,16 @@ def test_ensemble_members_are_never_reused_across_splits(tmp_path):
     assert len([p for p in cache.iterdir() if (p / "model.safetensors").is_file()]) == 4
     run_comparison(load_config(raw={**raw, "seed": 1}), None, store=TeacherStore(cache))  # the same split: reused
     assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 4
+
+
+def test_quiet_and_verbose_set_how_much_is_logged_and_the_root_logger_stays_alone(config_file, tmp_path, capsys):
+    import logging
+
+    root_level, root_handlers = logging.getLogger().level, list(logging.getLogger().handlers)
+    assert main(["train", str(config_file), "--role", "student", "--out", str(tmp_path / "a")]) == 0
+    assert "registered" in capsys.readouterr().err  # the default: what the run does, at INFO
+    assert main(["--quiet", "train", str(config_file), "--role", "student", "--out", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    assert "registered" not in captured.err and "test accuracy" in captured.out  # the result is still printed
+    assert main(["--verbose", "--quiet", "list", "models"]) == 2
+    assert logging.getLogger().level == root_level and logging.getLogger().handlers == root_handlers

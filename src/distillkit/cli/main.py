@@ -6,6 +6,7 @@ in-process and returns the exit code, for tests and notebooks.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -80,14 +81,20 @@ ResumeFromOpt = Annotated[Optional[str], typer.Option("--resume-from", help="wit
                                                       "instead of the newest")]
 
 
+_chosen_log_level: contextvars.ContextVar[int | None] = contextvars.ContextVar("log_level", default=None)
+"""The level --verbose / --quiet chose for this invocation (set by the top-level callback, read by each command)."""
+
+
 def _setup_logging(verbose: bool = True) -> None:
+    """Log distillkit's messages (only its own logger: the root logger stays the user's) to stderr at the level
+    --verbose / --quiet chose, else INFO (WARNING for a command that is quiet by default)."""
     logger = logging.getLogger("distillkit")
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
                for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.setLevel(_chosen_log_level.get() or (logging.INFO if verbose else logging.WARNING))
     logger.propagate = False
 
 
@@ -130,8 +137,13 @@ def _main(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="print distillkit's version and exit")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="show the traceback of every error")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every detail (DEBUG)")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="log only warnings and errors")] = False,
 ) -> None:
     """Distill a large teacher into a small, fast student, and compare them."""
+    if verbose and quiet:
+        raise DistillkitError("choose --verbose or --quiet, not both")
+    _chosen_log_level.set(logging.DEBUG if verbose else logging.WARNING if quiet else None)
     # --debug is read by main() before the command runs (it decides how errors are shown)
     if version:
         console.print(f"distillkit {__version__}")
@@ -522,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    _chosen_log_level.set(None)  # each invocation starts from the default (main() may run many times in a process)
     try:
         code = app(args=args, standalone_mode=False)
     except typer.TyperException as error:  # typer's usage errors: missing argument, unknown option, bad value
