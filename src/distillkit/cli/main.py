@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
 import sys
 import traceback
 from importlib import resources
@@ -531,7 +530,6 @@ def main(argv: list[str] | None = None) -> int:
     exit code is 1. ``--debug`` shows the
     traceback of every error.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     _chosen_log_level.set(None)  # each invocation starts from the default (main() may run many times in a process)

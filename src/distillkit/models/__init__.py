@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from distillkit.models import text as _text_models  # noqa: F401  (registers the text models)
+from distillkit.models.hub import build_hf_model, build_timm_model, build_torchvision_model
 from distillkit.models.zoo import MODELS
 from distillkit.registry import DistillkitError
 from distillkit.training.checkpoint import find_latest
@@ -54,14 +55,11 @@ def build_model(
         **kwargs: the factory's own options.
     """
     if name.startswith("timm:"):
-        timm = _optional("timm", "vision")
-        return timm.create_model(name[5:], num_classes=num_classes, pretrained=False, **kwargs)
+        return build_timm_model(name[5:], num_classes, **kwargs)
     if name.startswith("torchvision:"):
-        models = _optional("torchvision.models", "vision")
-        return models.get_model(name[12:], num_classes=num_classes, **kwargs)
+        return build_torchvision_model(name[12:], num_classes, **kwargs)
     if name.startswith("hf:"):
-        transformers = _optional("transformers", "nlp")
-        return transformers.AutoModelForSequenceClassification.from_pretrained(name[3:], num_labels=num_classes, **kwargs)
+        return build_hf_model(name[3:], num_classes, **kwargs)
     if ":" in name:
         factory = _import_factory(name)
         params = inspect.signature(factory).parameters
@@ -83,13 +81,6 @@ def build_model(
     if not isinstance(model, nn.Module):
         raise DistillkitError(f"model factory {name!r} returned {type(model).__name__}, not an nn.Module")
     return model
-
-
-def _optional(module: str, extra: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise DistillkitError(f"this needs {module!r}: pip install 'distillkit[{extra}]'") from error
 
 
 def load_weights(model: nn.Module, path: str | Path, *, prefix: str | None = None) -> nn.Module:
