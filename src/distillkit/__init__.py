@@ -1,7 +1,8 @@
 """distillkit: distill large teachers into small, fast students.
 
-The top level holds the few nouns and verbs most code needs (the timm way); everything else is reached through
-its subpackage::
+The top level holds the few nouns and verbs most code needs (the timm way): ``distill(teacher, student, train,
+test=...)`` and ``compare(config)`` run a whole comparison in one call; everything else is reached through its
+subpackage::
 
     from distillkit import Distiller, Trainer, FeatureTerm, SoftTargetTerm, HardLabelTerm, schedules
     alpha = schedules.Cosine(0.9, 0.5, total=40)
@@ -19,6 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from distillkit.app.quick import compare, distill
     from distillkit.core import (
         Distiller,
         DistillOutput,
@@ -42,6 +44,7 @@ _PUBLIC = {
     "MutualLearning": "distillkit.core", "SoftTargetTerm": "distillkit.core", "schedules": "distillkit.core",
     "TensorDictDataset": "distillkit.data.base", "build_method_term": "distillkit.methods",
     "list_methods": "distillkit.methods", "TrainOptions": "distillkit.training", "Trainer": "distillkit.training",
+    "distill": "distillkit.app.quick", "compare": "distillkit.app.quick",
 }
 
 
@@ -73,6 +76,8 @@ __all__ = [
     "Trainer",
     "__version__",
     "build_method_term",
+    "compare",
+    "distill",
     "list_methods",
     "schedules",
 ]

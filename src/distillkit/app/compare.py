@@ -164,10 +164,12 @@ def final_metrics(results: dict[str, Any]) -> dict[str, float]:
 
 
 def _compare(config: Config, splits: DataSplits, student_data: Any, train_size: int, run: Run | None, *,
-             resume: bool, store: TeacherStore | None) -> dict[str, Any]:
+             resume: bool, store: TeacherStore | None, models: dict[str, nn.Module] | None = None) -> dict[str, Any]:
     teacher, alone, distilled = _train_models(config, splits, student_data, train_size, run, resume=resume,
                                               store=store)
     trained = (teacher, alone, distilled)
+    if models is not None:
+        models.update({m.name: m.model for m in trained})
     assessed = assess_models({m.name: m.model for m in trained}, splits.test, input_spec=splits.input_key)
     results: dict[str, Any] = {
         "name": config.name, "data": splits.name,
@@ -182,7 +184,7 @@ def _compare(config: Config, splits: DataSplits, student_data: Any, train_size: 
 
 
 def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherStore | None = None,
-                   splits: DataSplits | None = None) -> dict[str, Any]:
+                   splits: DataSplits | None = None, models: dict[str, nn.Module] | None = None) -> dict[str, Any]:
     """Teacher, student alone and distilled student under the same budget; returns and saves the results.
 
     Args:
@@ -190,6 +192,7 @@ def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherSt
         folder: the run folder (checked, not yet created); ``None`` writes nothing.
         store: where trained teachers are kept and reused (``None``: the teacher is trained every time).
         splits: overrides the config's data (cross-validation folds).
+        models: filled with the trained ``teacher``, ``student_alone`` and ``distilled`` models.
 
     Returns:
         ``{"name", "data", "models": {teacher, student_alone, distilled}, "distilled_minus_alone"[, "compression"]}``;
@@ -200,9 +203,10 @@ def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherSt
     student_data, train_size = _student_data(config, splits)
     check_comparison(config, splits, train_size)
     if folder is None:
-        return _compare(config, splits, student_data, train_size, None, resume=False, store=store)
+        return _compare(config, splits, student_data, train_size, None, resume=False, store=store, models=models)
     with folder.start(config) as run:
-        results = _compare(config, splits, student_data, train_size, run, resume=folder.resume, store=store)
+        results = _compare(config, splits, student_data, train_size, run, resume=folder.resume, store=store,
+                           models=models)
         (run.path / "results.json").write_text(json.dumps(results, indent=1))
         (run.path / "results.md").write_text(results_table(results))
         html_path, _ = write_report(run.path, results)
