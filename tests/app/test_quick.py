@@ -5,11 +5,11 @@ import json
 
 import pytest
 import torch
+from tests.conftest import TINY, make_blobs, make_mlp
 
 import distillkit
 from distillkit.config import load_config
 from distillkit.registry import DistillkitError
-from tests.conftest import TINY, make_blobs, make_mlp
 
 
 def trained_teacher(data):
