@@ -93,7 +93,8 @@ def _latency(model, texts) -> float:
     return 1000 * (time.perf_counter() - start) / len(texts)
 
 
-def crossmodal(seed: int, epochs: int, cache: SpeechCache, label_fraction: float = 1.0) -> dict:
+def crossmodal(seed: int, epochs: int, cache: SpeechCache, label_fraction: float = 1.0,
+               teacher_labels: str = "same") -> dict:
     lexicon = cldr_lexicon(["en"])
     train, _, test = lexicon.split(seed=seed)
     train, test = spoken_concepts(lexicon, train), spoken_concepts(lexicon, test)
@@ -105,8 +106,11 @@ def crossmodal(seed: int, epochs: int, cache: SpeechCache, label_fraction: float
         keep, _, _ = stratified_splits(labels[train].numpy(), test_size=1 - label_fraction, val_fraction=0.0,
                                        seed=seed)
         labelled = [train[i] for i in sorted(keep.tolist())]
-    names = [lexicon.names["en"][c] for c in labelled]
-    text_set = TextDataset(names, torch.as_tensor([int(labels[c]) for c in labelled]))
+    # the teacher's labels: the same fraction, or ("all") every training name, as when the text is the labelled
+    # modality and only a few recordings are labelled (SoundNet; Gupta et al. 2016)
+    taught = train if teacher_labels == "all" else labelled
+    names = [lexicon.names["en"][c] for c in taught]
+    text_set = TextDataset(names, torch.as_tensor([int(labels[c]) for c in taught]))
     torch.manual_seed(seed)
     teacher = TransformerClassifier.from_pretrained(minilm_path(), num_classes=len(lexicon.kinds))
     _fit(Distiller(None, teacher, student_input="text"), text_set,
@@ -174,6 +178,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--label-fraction", type=float, default=1.0,
                         help="cross-modal: the fraction of training names whose kind is known (1: all)")
+    parser.add_argument("--teacher-labels", choices=["same", "all"], default="same",
+                        help="cross-modal: the text teacher learns the same labelled fraction, or every training name")
     parser.add_argument("--speech-cache", type=Path, default=Path.home() / ".cache" / "distillkit" / "speech")
     args = parser.parse_args()
     logging.getLogger("distillkit").setLevel(logging.WARNING)
@@ -205,9 +211,11 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             start = time.perf_counter()
-            runs.append(crossmodal(seed, args.epochs, cache, args.label_fraction))
+            runs.append(crossmodal(seed, args.epochs, cache, args.label_fraction, args.teacher_labels))
             print(f"[crossmodal] seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
-        print("\ncross-modal: the kind of a spoken CLDR name, held-out names and held-out voices (%)")
+        print(f"\ncross-modal: the kind of a spoken CLDR name, held-out names and held-out voices (%); audio labels for "
+              f"{100 * args.label_fraction:g}% of the training names, text labels for "
+              f"{'all of them' if args.teacher_labels == 'all' else 'the same names'}")
         for key in ("teacher (text)", "audio alone", "audio distilled", "speech->text retrieval"):
             print(f"| {key} | {_mean_std([r[key] for r in runs])} | per seed: "
                   + ", ".join(f"{100 * r[key]:.1f}" for r in runs) + " |")
