@@ -28,6 +28,7 @@ from distillkit.app.build import (
     make_distiller,
     model_section,
 )
+from distillkit.app.export import save_run_student
 from distillkit.app.pipeline import check_pipeline, run_pipeline
 from distillkit.app.report import write_report
 from distillkit.app.runs import Run, RunFolder
@@ -204,13 +205,16 @@ def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherSt
     check_comparison(config, splits, train_size)
     if folder is None:
         return _compare(config, splits, student_data, train_size, None, resume=False, store=store, models=models)
+    trained: dict[str, nn.Module] = models if models is not None else {}
     with folder.start(config) as run:
         results = _compare(config, splits, student_data, train_size, run, resume=folder.resume, store=store,
-                           models=models)
+                           models=trained)
         (run.path / "results.json").write_text(json.dumps(results, indent=1))
         (run.path / "results.md").write_text(results_table(results))
         html_path, _ = write_report(run.path, results)
         log.info("report: %s", html_path)
+        if config.distill.mutual is None:  # (a cohort's student is one of several; it stays a plain weights file)
+            save_run_student(run.path, config, results, trained["distilled"], splits.num_classes, splits.input_shape)
         run.finish(final_metrics(results), {"report": run.path / "report.html", "results": run.path / "results.json",
                                             "distilled_weights": run.path / "distilled" / "model.safetensors"})
     return results

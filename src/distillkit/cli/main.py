@@ -27,6 +27,7 @@ from distillkit.app.compare import default_store, run_comparison
 from distillkit.app.continual import run_stream
 from distillkit.app.continual_report import write_stream_report
 from distillkit.app.cv import run_cross_validation
+from distillkit.app.export import export_run
 from distillkit.app.paired import paired_table, run_paired, write_paired_report
 from distillkit.app.report import write_report
 from distillkit.app.runs import RunFolder, RunInterrupted
@@ -250,6 +251,22 @@ def continual(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, r
     results = run_stream(cfg, folder)
     _print_stream(results)
     console.print(f"Run folder: {out}")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="a comparison run folder")],
+    out: Annotated[Optional[Path], typer.Option(help="where to write it (default: exports/<run folder name>)")] = None,
+    onnx: Annotated[bool, typer.Option("--onnx", help="also write model.onnx (checked against PyTorch)")] = False,
+) -> None:
+    """Write a run's distilled student as a shareable folder: weights, config.json and a model card.
+
+    distillkit.models.load_pretrained(folder) rebuilds it; huggingface_hub can upload the folder as it is.
+    Example: distillkit export runs/demo --out exports/mnist-student --onnx
+    """
+    _setup_logging()
+    folder = export_run(run, out or Path("exports") / run.name, onnx=onnx)
+    console.print(f"exported: {folder} (load it with distillkit.models.load_pretrained({str(folder)!r}))")
 
 
 @app.command()

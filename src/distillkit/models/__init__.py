@@ -18,7 +18,8 @@ from distillkit.models.zoo import MODELS
 from distillkit.registry import DistillkitError
 from distillkit.training.checkpoint import find_latest
 
-__all__ = ["MODELS", "build_model", "count_parameters", "load_weights"]
+__all__ = ["MODELS", "PretrainedModel", "build_model", "count_parameters", "load_pretrained", "load_weights",
+           "save_pretrained"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -128,3 +129,6 @@ def load_weights(model: nn.Module, path: str | Path, *, prefix: str | None = Non
             return model
     missing = sorted(own - set(state))[:5]
     raise DistillkitError(f"{path}: weights do not fit this model (missing e.g. {missing}); check the architecture")
+
+
+from distillkit.models.pretrained import PretrainedModel, load_pretrained, save_pretrained  # noqa: E402  (uses build_model)

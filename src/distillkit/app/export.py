@@ -1,0 +1,89 @@
+"""Shareable students of runs: every comparison's ``distilled/`` folder is a pretrained-model folder (weights,
+``config.json``, a model card with the teacher, the data, the table and the command), and ``distillkit export RUN``
+copies it to a folder of its own (plus ONNX when asked) that ``distillkit.models.load_pretrained`` or the Hub
+reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distillkit.app.tables import results_table
+from distillkit.compression.export import export_onnx
+from distillkit.config.schema import Config
+from distillkit.models import load_pretrained, save_pretrained
+from distillkit.registry import DistillkitError
+
+__all__ = ["export_run", "model_card", "save_run_student"]
+
+
+def model_card(config: Config, results: dict[str, Any]) -> tuple[str, str]:
+    """The title and Markdown body of a distilled student's model card."""
+    student, teacher = config.student, config.teacher
+    title = f"{config.name}: {student.model} distilled from {teacher.model}"  # type: ignore[union-attr]
+    distill = config.distill
+    body = "\n".join([
+        f"A student distilled with distillkit on **{results['data']}**: the teacher `{teacher.model}` "
+        f"{teacher.kwargs or ''} into the student `{student.model}` {student.kwargs or ''} "  # type: ignore[union-attr]
+        f"(alpha {distill.alpha}, temperature {distill.temperature}, {config.train.epochs} epochs, seed "
+        f"{config.seed}).",
+        "",
+        "## How it compares",
+        "",
+        results_table(results),
+        "",
+        "## How it was made",
+        "",
+        "```bash",
+        "distillkit compare config.yaml    # the run's resolved config, next to this folder in the run",
+        "```",
+    ])
+    return title, body
+
+
+def save_run_student(folder: Path, config: Config, results: dict[str, Any], model: torch.nn.Module,
+                     num_classes: int, input_shape: Any) -> Path:
+    """Make the run's ``distilled/`` folder a pretrained-model folder (its weights are the same)."""
+    title, body = model_card(config, results)
+    return save_pretrained(model, folder / "distilled", name=config.student.model,  # type: ignore[union-attr]
+                           num_classes=num_classes, input_shape=input_shape,
+                           kwargs=dict(config.student.kwargs), title=title, body=body)  # type: ignore[union-attr]
+
+
+def export_run(run: Path, out: Path, *, onnx: bool = False) -> Path:
+    """Copy a run's distilled student to ``out`` as a pretrained-model folder (and ``model.onnx`` with ``onnx``).
+
+    Raises:
+        DistillkitError: the run has no shareable student (a run made before they existed: rerun it), or ``out``
+            holds files distillkit did not write.
+    """
+    source = run / "distilled"
+    if not (source / "config.json").is_file():
+        raise DistillkitError(f"{run} has no shareable distilled student ({source / 'config.json'} is missing); runs "
+                              "of 'distillkit compare' write one, runs made before that do not: rerun it")
+    spec = json.loads((source / "config.json").read_text())
+    model = load_pretrained(source)
+    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise DistillkitError(f"{out} is not empty and is not an export; distillkit never writes into a folder of "
+                              "other files: choose another --out")
+    card = (source / "README.md").read_text() if (source / "README.md").is_file() else ""
+    title = next((line[2:] for line in card.splitlines() if line.startswith("# ")), None)
+    body = _card_body(card)
+    save_pretrained(model, out, name=spec["model"], num_classes=spec["num_classes"], input_shape=spec["input_shape"],
+                    kwargs=spec.get("kwargs"), title=title, body=body)
+    if onnx:
+        if spec.get("input_shape") is None:
+            raise DistillkitError("--onnx needs a model of tensor inputs; this one reads text")
+        export_onnx(model.eval(), out / "model.onnx", torch.randn(1, *spec["input_shape"]))
+    return out
+
+
+def _card_body(card: str) -> str | None:
+    """The body of a card this module wrote: between its title and its "Use it" section."""
+    if "\n# " not in card:
+        return None
+    after_title = card.split("\n# ", 1)[1].split("\n", 1)[1] if "\n" in card.split("\n# ", 1)[1] else ""
+    return after_title.split("\n## Use it")[0].strip() or None

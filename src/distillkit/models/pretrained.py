@@ -1,0 +1,140 @@
+"""Shareable models: a folder (or a Hugging Face Hub repository) that rebuilds the model with one call.
+
+``save_pretrained(model, folder, name="mlp", num_classes=10, input_shape=(1, 28, 28), kwargs={...})`` writes the
+weights (``model.safetensors``, the model's own key names), a ``config.json`` that rebuilds the architecture
+(the zoo name, ``timm:``/``hf:`` id or ``package.module:factory``, and its options) and a model card
+(``README.md``). ``load_pretrained(folder_or_repo)`` rebuilds it. Built on ``huggingface_hub``'s
+:class:`~huggingface_hub.PyTorchModelHubMixin`, so ``PretrainedModel(...).push_to_hub(repo)`` works for a user
+with a token.
+
+Example:
+    >>> save_pretrained(student, "exports/mnist-mlp", name="mlp", num_classes=10, input_shape=(1, 28, 28),
+    ...                 kwargs={"hidden": [50]})  # doctest: +SKIP
+    >>> model = load_pretrained("exports/mnist-mlp")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from safetensors.torch import save_model
+from torch import nn
+
+from distillkit.registry import DistillkitError
+
+__all__ = ["PretrainedModel", "load_pretrained", "save_pretrained"]
+
+CARD = """---
+{{ card_data }}
+---
+
+# {{ title | default("A model built with distillkit", true) }}
+
+{{ body | default("A model saved by [distillkit](https://github.com/distillkit/distillkit).", true) }}
+
+## Use it
+
+```python
+from distillkit.models import load_pretrained
+
+model = load_pretrained("{{ location | default('<this folder or repository>', true) }}")
+```
+
+`config.json` says how to rebuild the architecture; `model.safetensors` holds the weights.
+"""
+
+
+class PretrainedModel(nn.Module, PyTorchModelHubMixin, library_name="distillkit", model_card_template=CARD,
+                      tags=["distillkit", "knowledge-distillation"]):
+    """A model that distillkit can build (see :func:`distillkit.models.build_model`), with what rebuilds it.
+
+    Args:
+        model: the zoo name, ``timm:<name>``, ``torchvision:<name>``, ``hf:<id or folder>`` or
+            ``package.module:factory``.
+        num_classes: outputs.
+        input_shape: one sample's shape (``None`` for text).
+        kwargs: the model's own options.
+    """
+
+    def __init__(self, model: str, num_classes: int, input_shape: Sequence[int] | None = None,
+                 kwargs: dict[str, Any] | None = None) -> None:
+        from distillkit.models import build_model  # the package builds the models; this module is part of it
+
+        super().__init__()
+        self.model = build_model(model, num_classes=num_classes,
+                                 input_shape=tuple(input_shape) if input_shape is not None else None, **(kwargs or {}))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_model(self.model, str(save_directory / "model.safetensors"))  # the model's own key names
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None,
+                         **model_kwargs: Any) -> PretrainedModel:
+        from distillkit.models import load_weights
+
+        for key in ("map_location", "strict"):
+            model_kwargs.pop(key, None)
+        instance = cls(**model_kwargs)
+        if os.path.isdir(model_id):
+            weights = Path(model_id) / "model.safetensors"
+        else:
+            weights = Path(hf_hub_download(model_id, "model.safetensors", revision=revision, cache_dir=cache_dir,
+                                           force_download=force_download, local_files_only=local_files_only,
+                                           token=token))
+        load_weights(instance.model, weights)
+        return instance
+
+
+def save_pretrained(model: nn.Module, folder: str | Path, *, name: str, num_classes: int,
+                    input_shape: Sequence[int] | None = None, kwargs: dict[str, Any] | None = None,
+                    title: str | None = None, body: str | None = None) -> Path:
+    """Save ``model`` (built as ``name`` with these options) so that :func:`load_pretrained` rebuilds it: weights,
+    ``config.json`` and a model card with ``title`` and ``body`` (Markdown: what it is, how it was made)."""
+    shareable = PretrainedModel(name, num_classes, list(input_shape) if input_shape is not None else None,
+                                dict(kwargs or {}))
+    try:
+        shareable.model.load_state_dict(model.state_dict())
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        raise DistillkitError(f"the model does not match {name!r} with {kwargs}: {first}") from None
+    folder = Path(folder)
+    if (folder / "README.md").is_file():
+        if not _ours(folder):
+            raise DistillkitError(f"{folder} holds a README.md that distillkit did not write; choose another folder")
+        (folder / "README.md").unlink()  # an earlier export's card, written again below
+    shareable.save_pretrained(folder, model_card_kwargs={"title": title, "body": body, "location": str(folder)})
+    return folder
+
+
+def _ours(folder: Path) -> bool:
+    """An earlier export: its config.json is one :class:`PretrainedModel` wrote."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and {"model", "num_classes"} <= set(config)
+
+
+def load_pretrained(location: str | Path, **hub_options: Any) -> nn.Module:
+    """The model saved by :func:`save_pretrained` in a folder or a Hub repository (``user/name``).
+
+    Raises:
+        DistillkitError: no ``config.json`` there, or it cannot be had.
+    """
+    if os.path.isdir(location) and not (Path(location) / "config.json").is_file():
+        raise DistillkitError(f"{location} holds no config.json: it was not saved with save_pretrained (or "
+                              "'distillkit export RUN')")
+    try:
+        return PretrainedModel.from_pretrained(str(location), **hub_options).model  # type: ignore[no-any-return]
+    except (OSError, ValueError) as error:
+        raise DistillkitError(f"{location}: cannot load a pretrained model ({error})") from error

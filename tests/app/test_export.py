@@ -1,0 +1,51 @@
+"""Shareable students: a comparison's distilled/ folder rebuilds the student with load_pretrained, with a model
+card that holds the table; 'distillkit export' copies it (and ONNX) to a folder of its own and refuses other files."""
+
+import json
+
+import pytest
+import torch
+
+from distillkit.cli.main import main
+from distillkit.models import build_model, load_pretrained, load_weights
+
+
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory):
+    import yaml
+    from tests.conftest import TINY
+
+    root = tmp_path_factory.mktemp("export")
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    out = root / "runs" / "tiny"
+    assert main(["compare", str(config), "--out", str(out)]) == 0
+    return out
+
+
+def test_a_runs_distilled_student_is_a_pretrained_folder_with_a_model_card(compare_run):
+    folder = compare_run / "distilled"
+    spec = json.loads((folder / "config.json").read_text())
+    assert spec == {"model": "mlp", "num_classes": 10, "input_shape": [1, 8, 8], "kwargs": {"hidden": [8]}}
+    card = (folder / "README.md").read_text()
+    assert "distilled student" in card and "mlp distilled from mlp" in card and "distillkit compare" in card
+    model = load_pretrained(folder)
+    reference = build_model("mlp", num_classes=10, input_shape=(1, 8, 8), hidden=[8])
+    load_weights(reference, folder / "model.safetensors")
+    x = torch.randn(5, 1, 8, 8)
+    assert torch.equal(model(x), reference(x))
+
+
+def test_export_writes_a_folder_of_its_own_and_onnx(compare_run, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "exports" / "student"
+    assert main(["export", str(compare_run), "--out", str(out), "--onnx"]) == 0
+    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "README.md", "model.onnx"}
+    assert "distilled student" in (out / "README.md").read_text()
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(load_pretrained(out)(x), load_pretrained(compare_run / "distilled")(x))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["export", str(compare_run), "--out", str(tmp_path / "mine")]) == 2
+    assert "not an export" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]

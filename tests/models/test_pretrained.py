@@ -1,0 +1,44 @@
+"""Shareable models: save_pretrained writes weights, a config that rebuilds the architecture and a model card;
+load_pretrained rebuilds the same model; a folder of someone else's files is refused."""
+
+import json
+
+import pytest
+import torch
+
+from distillkit.models import build_model, load_pretrained, save_pretrained
+from distillkit.registry import DistillkitError
+
+
+def test_a_saved_model_comes_back_with_its_architecture_and_weights(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("mlp", num_classes=4, input_shape=(1, 6, 6), hidden=[12])
+    folder = save_pretrained(model, tmp_path / "student", name="mlp", num_classes=4, input_shape=(1, 6, 6),
+                             kwargs={"hidden": [12]}, title="A tiny student", body="| model | accuracy |")
+    config = json.loads((folder / "config.json").read_text())
+    assert config == {"model": "mlp", "num_classes": 4, "input_shape": [1, 6, 6], "kwargs": {"hidden": [12]}}
+    card = (folder / "README.md").read_text()
+    assert "A tiny student" in card and "| model | accuracy |" in card and "library_name: distillkit" in card
+    again = load_pretrained(folder)
+    x = torch.randn(3, 1, 6, 6)
+    assert torch.equal(again(x), model(x))
+    torch.manual_seed(1)
+    other = build_model("mlp", num_classes=4, input_shape=(1, 6, 6), hidden=[12])
+    assert not torch.equal(other(x), model(x))  # negative control: another initialisation differs
+    save_pretrained(model, folder, name="mlp", num_classes=4, input_shape=(1, 6, 6), kwargs={"hidden": [12]},
+                    title="Again")  # an earlier export is replaced
+    assert "Again" in (folder / "README.md").read_text()
+
+
+def test_bad_folders_and_mismatched_models_are_refused(tmp_path):
+    model = build_model("mlp", num_classes=4, input_shape=(1, 6, 6), hidden=[12])
+    with pytest.raises(DistillkitError, match="does not match"):
+        save_pretrained(model, tmp_path / "x", name="mlp", num_classes=4, input_shape=(1, 6, 6), kwargs={"hidden": [8]})
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "README.md").write_text("my notes")
+    with pytest.raises(DistillkitError, match="did not write"):
+        save_pretrained(model, tmp_path / "mine", name="mlp", num_classes=4, input_shape=(1, 6, 6),
+                        kwargs={"hidden": [12]})
+    assert (tmp_path / "mine" / "README.md").read_text() == "my notes"
+    with pytest.raises(DistillkitError, match="holds no config.json"):
+        load_pretrained(tmp_path / "mine")
