@@ -49,3 +49,15 @@ def test_export_writes_a_folder_of_its_own_and_onnx(compare_run, tmp_path, capsy
     assert main(["export", str(compare_run), "--out", str(tmp_path / "mine")]) == 2
     assert "not an export" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_a_fresh_process_loads_the_distilled_student_from_its_folder_alone(compare_run):
+    import subprocess
+    import sys
+
+    code = ("import torch; from distillkit.models import load_pretrained; "
+            f"model = load_pretrained({str(compare_run / 'distilled')!r}); print(tuple(model(torch.zeros(2, 1, 8, 8)).shape))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=compare_run.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "(2, 10)"

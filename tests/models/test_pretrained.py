@@ -42,3 +42,29 @@ def test_bad_folders_and_mismatched_models_are_refused(tmp_path):
     assert (tmp_path / "mine" / "README.md").read_text() == "my notes"
     with pytest.raises(DistillkitError, match="holds no config.json"):
         load_pretrained(tmp_path / "mine")
+
+
+SHAPES = {"mnist1d_cnn": (40,), "audio_cnn": (40, 101)}
+TEXT = ("transformer_encoder", "byte-cnn", "sentence-encoder")
+
+
+@pytest.mark.parametrize("name", [n for n in __import__("distillkit.models", fromlist=["MODELS"]).MODELS
+                                  if n not in TEXT and not n.startswith("text-")])
+def test_every_zoo_model_comes_back_from_its_folder_with_identical_outputs(tmp_path, name):
+    shape = SHAPES.get(name, (3, 16, 16) if "res" in name or "wrn" in name else (1, 28, 28))
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=5, input_shape=shape).eval()
+    save_pretrained(model, tmp_path / name, name=name, num_classes=5, input_shape=shape)
+    again = load_pretrained(tmp_path / name).eval()
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))
+
+
+def test_a_byte_level_text_student_comes_back_too(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("byte-cnn", num_classes=3, input_shape=None, channels=8, layers=1).eval()
+    save_pretrained(model, tmp_path / "b", name="byte-cnn", num_classes=3, kwargs={"channels": 8, "layers": 1})
+    texts = ["Allemagne", "Германия", "德国"]
+    with torch.no_grad():
+        assert torch.equal(load_pretrained(tmp_path / "b").eval()(texts), model(texts))
