@@ -85,20 +85,20 @@ def test_resume_on_the_fast_path_reproduces_the_general_path_uninterrupted(blobs
 
 
 class AccelerateBackward(Trainer):
-    """The general path: every backward through Accelerate."""
+    """The general path: every backward and optimizer step through Accelerate."""
 
     def setup(self):
         super().setup()
-        self._plain_backward = False
+        self._plain_engine = False
 
 
-def test_the_plain_backward_equals_accelerates_with_gradient_accumulation(blobs):
+def test_the_plain_backward_and_step_equal_accelerates_with_gradient_accumulation(blobs):
     teacher = make_mlp(hidden=16)
     common = dict(epochs=2, batch_size=16, lr=1e-2, progress=False, grad_accum_steps=3, seed=2)
     plain_distiller, general_distiller = make_distiller(teacher), make_distiller(teacher)
     plain = Trainer(plain_distiller, blobs, **common)
     plain_history = plain.fit()
-    assert plain._plain_backward
+    assert plain._plain_engine
     general = AccelerateBackward(general_distiller, blobs, **common)
     assert train_losses(general.fit()) == train_losses(plain_history)
     for a, b in zip(plain_distiller.state_dict().values(), general_distiller.state_dict().values(), strict=True):

@@ -278,13 +278,14 @@ class Trainer:
             self.lr_schedule, self.optimizer.optimizer, total_steps=self.total_steps, warmup_steps=self.warmup_steps
         )
         self.val_loader = self.accelerator.prepare(self._eval_loader(self.val_data)) if self.val_data is not None else None
-        # Accelerate's backward scales by the accumulation steps and then calls loss.backward(), unless DeepSpeed,
-        # Megatron, a gradient scaler (fp16) or a LOMO optimizer needs more; it checks for LOMO on every step.
+        # Accelerate's backward scales by the accumulation steps and calls loss.backward(), and its optimizer steps
+        # and zeroes the wrapped one when gradients sync, unless DeepSpeed, Megatron, XLA, a gradient scaler (fp16)
+        # or a LOMO optimizer needs more; both look for LOMO (an importlib search) on every step.
         from accelerate.utils import DistributedType
 
-        self._plain_backward = (self.accelerator.distributed_type not in (DistributedType.DEEPSPEED,
-                                                                          DistributedType.MEGATRON_LM)
-                                and self.accelerator.scaler is None and not self.accelerator.has_lomo_optimizer)
+        self._plain_engine = (self.accelerator.distributed_type not in (DistributedType.DEEPSPEED,
+                                                                        DistributedType.MEGATRON_LM, DistributedType.XLA)
+                              and self.accelerator.scaler is None and not self.accelerator.has_lomo_optimizer)
 
     # --- checkpoint state ------------------------------------------------------------------------------
     def _controllers(self) -> dict[str, AdaptiveController]:
@@ -394,10 +395,18 @@ class Trainer:
         )
 
     def _backward(self, loss: Tensor) -> None:
-        if self._plain_backward:  # what Accelerate's backward does here, without its per-step checks
+        if self._plain_engine:  # what Accelerate's backward does here, without its per-step checks
             (loss / self.grad_accum_steps).backward()
         else:
             self.accelerator.backward(loss)
+
+    def _step_optimizer(self) -> None:
+        if not self._plain_engine:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        elif self.accelerator.sync_gradients:  # what Accelerate's optimizer does here, without its per-step checks
+            self.optimizer.optimizer.step()
+            self.optimizer.optimizer.zero_grad(set_to_none=True)
 
     def _grad_norm(self) -> Tensor | None:
         if self.clip_grad_norm or self.precision == "fp16":  # fp16 gradients must be unscaled first
@@ -431,8 +440,7 @@ class Trainer:
                 sums["grad_norm"] = host[-1]
             elif self.accelerator.sync_gradients:
                 sums["grad_norm"] = float("nan")
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            self._step_optimizer()
         for name, value in zip(names, host):
             key = "loss" if name == "total" else name
             sums[key] = sums.get(key, 0.0) + value
