@@ -8,21 +8,14 @@ was tried and how to point at local weights.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from torch import nn
 
+from distillkit.data.splits import require
 from distillkit.registry import DistillkitError
 
 __all__ = ["build_hf_model", "build_timm_model", "build_torchvision_model", "replace_head"]
-
-
-def _optional(module: str, extra: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise DistillkitError(f"this needs {module!r}: pip install 'distillkit[{extra}]'") from error
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
@@ -52,7 +45,7 @@ def _cannot_fetch(source: str, error: Exception, hint: str) -> DistillkitError:
 
 def build_timm_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     """``timm.create_model(name, pretrained=..., num_classes=...)``; ``pretrained`` defaults to False."""
-    timm = _optional("timm", "vision")
+    timm = require("timm", "vision")
     pretrained = bool(kwargs.pop("pretrained", False))
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)  # type: ignore[no-any-return]
@@ -67,7 +60,7 @@ def build_timm_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 def build_torchvision_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     """``torchvision.models.get_model``; ``pretrained: true`` loads the default weights (``weights`` names others)
     and replaces their 1000-class head with one of ``num_classes``."""
-    models = _optional("torchvision.models", "vision")
+    models = require("torchvision.models", "vision")
     pretrained = bool(kwargs.pop("pretrained", False))
     weights = kwargs.pop("weights", "DEFAULT" if pretrained else None)
     if weights is None:
@@ -85,7 +78,7 @@ def build_hf_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     """A Hugging Face classifier from a folder or a Hub id, through the Auto classes: an image classifier
     (``AutoModelForImageClassification``) when its config says so, else a sequence classifier; a head of
     another size is replaced (``ignore_mismatched_sizes``)."""
-    transformers = _optional("transformers", "nlp")
+    transformers = require("transformers", "nlp")
     hint = (f"point hf: at a local folder (huggingface-cli download {name} --local-dir DIR, then hf:DIR), or unset "
             "HF_HUB_OFFLINE where a network is there")
     try:
