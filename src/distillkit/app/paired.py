@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,6 +45,7 @@ from distillkit.app.train import train_one
 from distillkit.config.schema import Config, ConfigError, PairsConfig, dump_config
 from distillkit.core.distiller import Distiller
 from distillkit.data.splits import TextDataset, stratified_splits
+from distillkit.evaluation.cost import latency_p50_ms
 from distillkit.models import count_parameters
 from distillkit.paired.data import (
     PairedDataset,
@@ -129,13 +129,13 @@ def _split_concepts(labels: Tensor, section: PairsConfig, seed: int) -> tuple[li
 
 def _split_rows(pairs: PairedDataset, view: str, fraction: float, seed: int) -> tuple[PairedDataset, PairedDataset]:
     """Pairs split by their first view: all pairs of one text fall in one split (no test text seen in training)."""
-    groups = list(dict.fromkeys(str(v) if isinstance(v, str) else i for i, v in enumerate(pairs.views[view])))
+    keys = [v if isinstance(v, str) else i for i, v in enumerate(pairs.views[view])]
+    groups = list(dict.fromkeys(keys))
     order = np.random.default_rng(seed).permutation(len(groups))
     test_count = max(1, round(fraction * len(groups)))
     if test_count >= len(groups):
         raise PairsError(f"{len(groups)} distinct pairs cannot be split into training and test data; add pairs")
     test_groups = {groups[i] for i in order[:test_count]}
-    keys = [str(v) if isinstance(v, str) else i for i, v in enumerate(pairs.views[view])]
     test = [i for i, key in enumerate(keys) if key in test_groups]
     train = [i for i, key in enumerate(keys) if key not in test_groups]
     return pairs.subset(train), pairs.subset(test)
@@ -264,20 +264,6 @@ def _score_embeddings(model: nn.Module, task: PairedTask, *, reads_first: bool, 
     return {"retrieval": retrieval_recall(queries, keys), "retrieval_back": retrieval_recall(keys, queries)}
 
 
-def _latency_ms(model: nn.Module, example: Any, repeats: int = 20) -> float:
-    """Median milliseconds for one example (batch 1) on the CPU, after a warm-up."""
-    model.eval()
-    inputs = [example] if isinstance(example, str) else example.unsqueeze(0)
-    times = []
-    with torch.no_grad():
-        for k in range(repeats + 3):
-            start = time.perf_counter()
-            model(inputs)
-            if k >= 3:
-                times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
 def _train(name: str, distiller: Distiller, data: Any, test: Any, config: Config, run: Run | None, *,
            options: Any, resume: bool) -> dict[str, float]:
     trained = train_one(name, distiller, _Splits(data, test), options, config, run.path if run is not None else None,
@@ -342,9 +328,9 @@ def _learn(config: Config, task: PairedTask, teacher: nn.Module, run: Run | None
                 distilled_student, task.lexicon, task.test_concepts, ["en"], keys_model=teacher)["en"]["to_en"]
     sample = task.test[0]
     cost = {"teacher": {"params": float(count_parameters(teacher)),
-                        "latency_ms": _latency_ms(teacher, sample[task.teacher_view])},
+                        "latency_ms": latency_p50_ms(teacher, sample[task.teacher_view])},
             "student": {"params": float(count_parameters(distilled_student)),
-                        "latency_ms": _latency_ms(distilled_student, sample[task.student_view])}}
+                        "latency_ms": latency_p50_ms(distilled_student, sample[task.student_view])}}
     return {"models": rows, "cost": cost}
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CostReport", "count_flops", "count_weights", "measure_cost", "model_size_bytes", "time_models"]
+__all__ = ["CostReport", "count_flops", "count_weights", "latency_p50_ms", "measure_cost", "model_size_bytes",
+           "time_models"]
 
 
 @dataclass
@@ -120,6 +121,21 @@ def time_models(models: list[nn.Module], example: Tensor, *, rounds: int = 5, it
             batch_seconds[number] += time.perf_counter() - start
     return [(1e3 * statistics.median(times), batch_calls * rounds * batch / seconds)
             for times, seconds in zip(samples, batch_seconds)]
+
+
+def latency_p50_ms(model: nn.Module, example: Any, *, repeats: int = 20, warmup: int = 3) -> float:
+    """Median milliseconds of ``model`` on one example at batch 1, on its device: a ``[...]`` tensor sample (a batch
+    dimension is added) or a text (passed as a one-element list), for models :func:`time_models` cannot feed."""
+    model.eval()
+    inputs = [example] if isinstance(example, str) else example.unsqueeze(0)
+    times = []
+    with torch.no_grad():
+        for k in range(warmup + repeats):
+            start = time.perf_counter()
+            model(inputs)
+            if k >= warmup:
+                times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
 
 
 def count_flops(model: nn.Module, example: Tensor) -> int:
