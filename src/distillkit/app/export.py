@@ -13,7 +13,7 @@ import torch
 
 from distillkit.app.tables import results_table
 from distillkit.compression.export import export_onnx
-from distillkit.config.schema import Config
+from distillkit.config.schema import Config, load_config
 from distillkit.models import load_pretrained, save_pretrained
 from distillkit.registry import DistillkitError
 
@@ -69,9 +69,7 @@ def export_run(run: Path, out: Path, *, onnx: bool = False) -> Path:
     if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
         raise DistillkitError(f"{out} is not empty and is not an export; distillkit never writes into a folder of "
                               "other files: choose another --out")
-    card = (source / "README.md").read_text() if (source / "README.md").is_file() else ""
-    title = next((line[2:] for line in card.splitlines() if line.startswith("# ")), None)
-    body = _card_body(card)
+    title, body = model_card(load_config(run / "config.yaml"), json.loads((run / "results.json").read_text()))
     save_pretrained(model, out, name=spec["model"], num_classes=spec["num_classes"], input_shape=spec["input_shape"],
                     kwargs=spec.get("kwargs"), title=title, body=body)
     if onnx:
@@ -80,10 +78,3 @@ def export_run(run: Path, out: Path, *, onnx: bool = False) -> Path:
         export_onnx(model.eval(), out / "model.onnx", torch.randn(1, *spec["input_shape"]))
     return out
 
-
-def _card_body(card: str) -> str | None:
-    """The body of a card this module wrote: between its title and its "Use it" section."""
-    if "\n# " not in card:
-        return None
-    after_title = card.split("\n# ", 1)[1].split("\n", 1)[1] if "\n" in card.split("\n# ", 1)[1] else ""
-    return after_title.split("\n## Use it")[0].strip() or None
