@@ -24,24 +24,13 @@ import torch
 
 os.environ.setdefault("DISTILLKIT_NO_PROGRESS", "1")
 
+from kd_epoch_cost import EpochTimer  # noqa: E402  (benchmarks/, next to this script)
+
 from distillkit import Distiller, Trainer  # noqa: E402
 from distillkit.data.base import TensorDictDataset  # noqa: E402
 from distillkit.data.builtin import mnist1d_transfer_set  # noqa: E402
 from distillkit.models import build_model, count_parameters  # noqa: E402
-from distillkit.training import Callback  # noqa: E402
 from distillkit.training.teacher_cache import TeacherCache  # noqa: E402
-
-
-class EpochTimer(Callback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self._start = 0.0
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
-        self.times.append(time.perf_counter() - self._start)
 
 
 def measure(teacher: torch.nn.Module, student: torch.nn.Module, data: TensorDictDataset, *, epochs: int,
