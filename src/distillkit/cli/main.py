@@ -287,12 +287,7 @@ def sweep(
     out = out or Path("runs") / f"{cfg.name}-sweep"
     folder = RunFolder(out, overwrite=overwrite, resume=resume)
     result = run_sweep(cfg, widths, folder, store=default_store(out))
-    table = Table(title=f"{result['name']}: student sizes ({result['data']})")
-    for column in SWEEP_COLUMNS:
-        table.add_column(column, justify="left" if column == "student" else "right")
-    for row in sweep_rows(result):
-        table.add_row(*row)
-    console.print(table)
+    _print_table(f"{result['name']}: student sizes ({result['data']})", SWEEP_COLUMNS, sweep_rows(result), "student")
     console.print(f"Run folder: {out}")
 
 
@@ -315,35 +310,31 @@ def paired(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resu
     console.print(f"Run folder: {out}")
 
 
-def _print_paired(results: dict[str, Any]) -> None:
-    header, rows = paired_table(results)
-    table = Table(title=f"{results['name']}: {results['data']} ({results['objective']}; the teacher reads "
-                        f"{results['teacher_view']!r}, the student {results['student_view']!r})")
-    for column in header:
-        table.add_column(column, justify="left" if column == "model" else "right")
+def _print_table(title: str, columns: Any, rows: list[list[str]], left: str) -> None:
+    """A rich table of ``rows`` under ``columns``, the ``left`` column aligned left and the figures right."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column == left else "right")
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+def _print_paired(results: dict[str, Any]) -> None:
+    header, rows = paired_table(results)
+    _print_table(f"{results['name']}: {results['data']} ({results['objective']}; the teacher reads "
+                 f"{results['teacher_view']!r}, the student {results['student_view']!r})", header, rows, "model")
     for note in results.get("notes", []):
         console.print(f"- {note}")
 
 
 def _print_stream(results: dict[str, Any]) -> None:
-    table = Table(title=f"{results['name']}: {results['scenario']}-incremental stream of "
-                        f"{len(results['experiences'])} experiences ({results['data']})")
-    for column in STREAM_COLUMNS:
-        table.add_column(column, justify="left" if column == "strategy" else "right")
-    for row in stream_rows(results):
-        table.add_row(*row)
-    console.print(table)
+    _print_table(f"{results['name']}: {results['scenario']}-incremental stream of {len(results['experiences'])} "
+                 f"experiences ({results['data']})", STREAM_COLUMNS, stream_rows(results), "strategy")
     students = student_rows(results)
     if students:
-        table = Table(title="the deployed student of each strategy, next to its teacher")
-        for column in STUDENT_COLUMNS:
-            table.add_column(column, justify="left" if column == "strategy" else "right")
-        for row in students:
-            table.add_row(*row)
-        console.print(table)
+        _print_table("the deployed student of each strategy, next to its teacher", STUDENT_COLUMNS, students,
+                     "strategy")
 
 
 @app.command()
