@@ -9,6 +9,7 @@ from tests.conftest import TINY
 
 from distillkit.app import RunFolder, run_comparison
 from distillkit.app.browser import find_chromium, render_report
+from distillkit.app.report import write_report
 from distillkit.config import load_config
 
 ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -35,8 +36,6 @@ def test_report_files_and_markdown(run_folder):
 def test_writing_a_report_leaves_the_callers_matplotlib_backend_and_figures_alone(run_folder):
     import matplotlib
     import matplotlib.pyplot as plt
-
-    from distillkit.app.report import write_report
 
     previous = matplotlib.get_backend()
     matplotlib.use("svg")  # a notebook's backend is another; the report must not switch it to Agg
@@ -71,3 +70,20 @@ def test_report_self_check_catches_a_broken_figure(run_folder, tmp_path):
     shutil.copy(run_folder / "config.yaml", tmp_path / "config.yaml")
     status = render_report(broken)
     assert status["broken"] == 1
+
+
+def test_without_matplotlib_the_report_keeps_its_tables_and_says_how_to_get_figures(run_folder, tmp_path,
+                                                                                     monkeypatch, caplog):
+    import importlib.util
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_folder, copy)
+    shutil.rmtree(copy / "figures")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    write_report(copy)
+    html = (copy / "report.html").read_text()
+    assert '<img class="figure"' not in html and "distilled student" in html
+    assert "figures/" not in (copy / "report.md").read_text() and not (copy / "figures").exists()
+    assert "pip install 'distillkit[report]'" in caplog.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +109,14 @@ def write_stream_report(folder: str | Path, results: dict[str, Any]) -> tuple[Pa
     folder = Path(folder)
     figures = {
         "accuracy-matrices": ("Accuracy matrix of each strategy (rows: after experience i; columns: test data of "
-                              "experience j)", _heat_maps(results)),
-        "accuracy-over-time": ("Accuracy on each experience over the stream", _curves(results)),
-        "costs": ("Average accuracy against memory and training time", _costs(results)),
+                              "experience j)", partial(_heat_maps, results)),
+        "accuracy-over-time": ("Accuracy on each experience over the stream", partial(_curves, results)),
+        "costs": ("Average accuracy against memory and training time", partial(_costs, results)),
     }
     students = student_rows(results)
     if students:
         figures["student-matrices"] = ("Accuracy matrix of each strategy's deployed student",
-                                       _heat_maps(results, "student"))
+                                       partial(_heat_maps, results, "student"))
     images = save_figures(folder, figures)
     body = [f"<p>A {html.escape(results['scenario'])}-incremental stream of {len(results['experiences'])} "
             f"experiences ({html.escape(', '.join(results['experiences']))}). Accuracy and forgetting in %, "

@@ -14,6 +14,7 @@ from distillkit.app.runs import RunFolder
 from distillkit.config.schema import Config
 from distillkit.data.base import IndexedSubset
 from distillkit.data.builtin import DataSplits
+from distillkit.data.splits import require
 from distillkit.data.transfer import ConcatDictDataset
 from distillkit.registry import DistillkitError
 
@@ -69,7 +70,7 @@ def run_cross_validation(config: Config, folds: int, folder: RunFolder | None = 
 def _folds(config: Config, folds: int, base: DataSplits, pool: Any, labels: Any) -> dict[str, Any]:
     """Every fold's comparison, and the statistics over folds."""
     from scipy import stats  # heavy, and only cross-validation needs them
-    from sklearn.model_selection import StratifiedKFold
+    StratifiedKFold = require("sklearn.model_selection", "data").StratifiedKFold  # noqa: N806 (a class)
 
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
     per_fold = []

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import io
 import json
+import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,8 @@ from distillkit.app.tables import (
 from distillkit.registry import DistillkitError
 
 __all__ = ["figure_bytes", "html_page", "save_figures", "write_report"]
+
+log = logging.getLogger("distillkit")
 
 COLOURS = {"teacher": "#1f77b4", "student_alone": "#ff7f0e", "distilled": "#2ca02c"}
 
@@ -197,10 +203,19 @@ def _compression_plot(compression: dict[str, Any]) -> Any:
     return fig
 
 
-def save_figures(folder: Path, figures: dict[str, tuple[str, Any]]) -> dict[str, tuple[str, bytes]]:
-    """Render ``name -> (title, matplotlib figure)`` to PNG, write each to ``folder/figures/<name>.png`` (the Markdown
-    summary links them) and return ``name -> (title, png bytes)`` (the HTML page embeds them)."""
-    images = {name: (title, figure_bytes(fig)) for name, (title, fig) in figures.items()}
+def save_figures(folder: Path, figures: dict[str, tuple[str, Callable[[], Any]]]) -> dict[str, tuple[str, bytes]]:
+    """Draw ``name -> (title, function returning a matplotlib figure)``, write each PNG to
+    ``folder/figures/<name>.png`` (the Markdown summary links them) and return ``name -> (title, png bytes)`` (the
+    HTML page embeds them).
+
+    Without matplotlib (it comes with ``pip install 'distillkit[report]'``) nothing is drawn: the report keeps its
+    tables, a warning says how to get the figures, and ``{}`` is returned.
+    """
+    if importlib.util.find_spec("matplotlib") is None:
+        log.warning("report of %s written without figures: matplotlib is not installed "
+                    "(pip install 'distillkit[report]')", folder)
+        return {}
+    images = {name: (title, figure_bytes(draw())) for name, (title, draw) in figures.items()}
     (folder / "figures").mkdir(exist_ok=True)
     for name, (_, png) in images.items():
         (folder / "figures" / f"{name}.png").write_bytes(png)
@@ -272,17 +287,17 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
             raise DistillkitError(f"{file}: not valid JSON ({error.msg}, line {error.lineno}); it may have been cut "
                                   "short. Rerun the comparison (--overwrite) to write it again") from None
     figures = {
-        "loss-curves": ("Training loss per term", _loss_curves(folder)),
-        "accuracy-curves": ("Validation accuracy", _accuracy_curves(folder)),
-        "roc": ("ROC curves (one-vs-rest)", _per_model_panels(results, "roc")),
-        "confusion": ("Confusion matrices (test set)", _per_model_panels(results, "confusion")),
-        "reliability": ("Reliability diagrams", _per_model_panels(results, "reliability")),
-        "trade-offs": ("Accuracy against latency and size", _trade_offs(results)),
+        "loss-curves": ("Training loss per term", partial(_loss_curves, folder)),
+        "accuracy-curves": ("Validation accuracy", partial(_accuracy_curves, folder)),
+        "roc": ("ROC curves (one-vs-rest)", partial(_per_model_panels, results, "roc")),
+        "confusion": ("Confusion matrices (test set)", partial(_per_model_panels, results, "confusion")),
+        "reliability": ("Reliability diagrams", partial(_per_model_panels, results, "reliability")),
+        "trade-offs": ("Accuracy against latency and size", partial(_trade_offs, results)),
     }
     compression = results.get("compression")
     if compression:
         figures["compression"] = ("Compression: every variant (numbers are the table's rows, from 0)",
-                                  _compression_plot(compression))
+                                  partial(_compression_plot, compression))
     images = save_figures(folder, figures)
 
     rows = comparison_rows(results)

@@ -16,6 +16,7 @@ import inspect
 import json
 import logging
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +147,12 @@ def write_sweep_report(folder: Path, result: dict[str, Any], config_text: str) -
     """``results.md``, ``report.md``, ``figures/frontier.png`` and a self-contained ``report.html``."""
     rows = sweep_rows(result)
     table = markdown_table(COLUMNS, rows)
-    images = save_figures(folder, {"frontier": ("accuracy against size and latency", _frontier_figure(result))})
+    images = save_figures(folder, {"frontier": ("accuracy against size and latency",
+                                                partial(_frontier_figure, result))})
     title = f"{result['name']}: student-size sweep ({result['data']})"
     (folder / "results.md").write_text(f"# {title}\n\n{table}\n")
-    (folder / "report.md").write_text(f"# {title}\n\n{table}\n\n![frontier](figures/frontier.png)\n")
+    figures = "".join(f"\n![{name}](figures/{name}.png)\n" for name in images)
+    (folder / "report.md").write_text(f"# {title}\n\n{table}\n{figures}")
     html_path = folder / "report.html"
     html_path.write_text(html_page(title, html_table(COLUMNS, rows), images, config_text))
     return html_path, folder / "report.md"

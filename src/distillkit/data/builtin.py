@@ -38,9 +38,7 @@ DATASETS: Registry[Callable[..., DataSplits]] = Registry("dataset")
 
 @DATASETS.register("digits", "1,797 handwritten 8x8 digits from scikit-learn, 10 classes")
 def load_digits(*, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None, **_: Any) -> DataSplits:
-    from sklearn.datasets import load_digits as sk_digits
-
-    bunch = sk_digits()
+    bunch = require("sklearn.datasets", "data").load_digits()
     x = (bunch.data.astype(np.float32) / 16.0 - 0.5).reshape(-1, 1, 8, 8) / 0.5
     return tensor_splits("digits", x, bunch.target, test_size=0.2, val_fraction=val_fraction, seed=seed,
                           class_names=[str(i) for i in range(10)], limit=limit)

@@ -71,7 +71,7 @@ def stratified_splits(
         val_fraction: fraction of the remaining samples held out for validation (0 for none).
         seed: the split seed.
     """
-    from sklearn.model_selection import train_test_split
+    train_test_split = require("sklearn.model_selection", "data").train_test_split
 
     if not 0.0 <= val_fraction < 1.0:
         raise DistillkitError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -127,7 +127,7 @@ def require(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        package = {"PIL": "pillow"}.get(module.split(".")[0], module.split(".")[0])
+        package = {"PIL": "pillow", "sklearn": "scikit-learn"}.get(module.split(".")[0], module.split(".")[0])
         raise DistillkitError(
             f"this needs the package {package!r}: pip install 'distillkit[{extra}]' (or pip install {package})"
         ) from error

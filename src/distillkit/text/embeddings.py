@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from distillkit.data.splits import require
 from distillkit.registry import DistillkitError
 
 __all__ = ["distill_static_embeddings", "linear_probe", "retrieval_recall", "sentence_embeddings"]
@@ -88,8 +89,8 @@ def retrieval_recall(queries: Tensor, keys: Tensor, *, k: int = 1) -> float:
 
 def linear_probe(train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor, *, seed: int = 0) -> float:
     """Test accuracy of a logistic regression trained on frozen embeddings (scikit-learn)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+    LogisticRegression = require("sklearn.linear_model", "nlp").LogisticRegression  # noqa: N806 (a class)
+    StandardScaler = require("sklearn.preprocessing", "nlp").StandardScaler  # noqa: N806
 
     scaler = StandardScaler().fit(train.numpy())
     probe = LogisticRegression(max_iter=2000, random_state=seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -119,6 +120,8 @@ class ProgressBar(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         if not trainer.is_main_process or not progress_enabled():
+            return
+        if importlib.util.find_spec("rich") is None:  # the library alone: no bar (pip install 'distillkit[cli]')
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
