@@ -4,8 +4,9 @@ and every extra an error message names really installs the package the message i
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI_ONLY = ("typer", "click", "rich", "matplotlib", "sklearn")
