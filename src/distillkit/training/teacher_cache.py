@@ -5,6 +5,11 @@ same every epoch, so computing them once saves the teacher's forward pass on eve
 stored per **sample index** (every distillkit sample carries one), so a shuffled loader reads exactly the
 rows of its batch. A fingerprint of the teacher's weights, the data (and its transform) and the storage
 options names the cache; anything that changes one of them makes a new cache instead of reusing a stale one.
+
+With several processes (``accelerate launch``, ``torchrun``) the pass is split: each process runs the teacher on
+every N-th batch of the same batches one process would run (so each row is computed exactly as one process
+computes it, bit for bit), the rows are gathered, and every process holds the whole cache; a disk cache is written
+once, by the main process.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 from distillkit.core.distiller import Distiller
 from distillkit.core.terms import SoftTargetTerm, TeacherOutputs
@@ -45,6 +50,13 @@ def model_fingerprint(model: nn.Module) -> str:
         digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
         digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()[:16]
+
+
+def _gather(items: list[Any]) -> list[Any]:
+    """Every process's ``items``, concatenated in process order (Accelerate's ``gather_object``)."""
+    from accelerate.utils import gather_object
+
+    return gather_object(items)  # type: ignore[no-any-return]
 
 
 class TeacherCache:
@@ -79,6 +91,7 @@ class TeacherCache:
         directory: str | os.PathLike[str] | None = None,
         dtype: torch.dtype = torch.float32,
         topk: int | None = None,
+        processes: Any = None,
     ) -> TeacherCache:
         """Run the teacher over ``dataset`` in index order and keep its outputs.
 
@@ -93,6 +106,9 @@ class TeacherCache:
             dtype: ``torch.float16`` halves the cache; KD still computes in float32.
             topk: keep only the top-k teacher probabilities (at the soft term's temperature, which must then
                 be a constant) instead of full logits.
+            processes: with several processes, their Accelerate state (an ``Accelerator`` or ``PartialState``:
+                ``process_index``, ``num_processes``, ``wait_for_everyone``); every process must call ``build``.
+                Each runs the teacher on its share of the batches and all get the whole cache.
         """
         if distiller.teacher is None:
             raise ValueError("a teacher-output cache needs a teacher")
@@ -105,15 +121,40 @@ class TeacherCache:
             json.dumps([model_fingerprint(distiller.teacher), dataset_fingerprint(dataset), repr(distiller.teacher_input),
                         str(dtype), topk, temperature, sorted(cls._layers(distiller))]).encode()
         ).hexdigest()[:16]
+        rank, world = (processes.process_index, processes.num_processes) if processes is not None else (0, 1)
         if storage == "disk":
             folder = Path(directory) / fingerprint  # type: ignore[arg-type]
-            if (folder / "meta.json").is_file():
+            found = (folder / "meta.json").is_file()
+            if world > 1:  # every process decides alike (a process may see a cache another just finished)
+                found = all(_gather([found]))
+            if found:
                 log.info("teacher cache: reusing %s", folder)
                 return cls._open(folder, fingerprint)
-        arrays = cls._compute(distiller, dataset, collate_fn, torch.device(device), batch_size, dtype, topk, temperature)
+        arrays = cls._compute(distiller, dataset, collate_fn, torch.device(device), batch_size, dtype, topk,
+                              temperature, shard=(rank, world))
+        if world > 1:
+            arrays = cls._assemble(_gather([arrays]), len(dataset))  # type: ignore[arg-type]
         if storage == "disk":
-            return cls._save(Path(directory), fingerprint, arrays)  # type: ignore[arg-type]
+            if rank == 0:
+                cls._save(Path(directory), fingerprint, arrays)  # type: ignore[arg-type]
+            if world > 1:
+                processes.wait_for_everyone()
+            return cls._open(Path(directory) / fingerprint, fingerprint)  # type: ignore[arg-type]
         return cls({k: v.to(device) for k, v in arrays.items()}, fingerprint)
+
+    @staticmethod
+    def _assemble(parts: list[dict[str, Tensor]], size: int) -> dict[str, Tensor]:
+        """The whole cache from each process's rows (their ``"rows"`` entry says which sample indices they hold)."""
+        arrays: dict[str, Tensor] = {}
+        for part in parts:
+            rows = part["rows"]
+            for key, value in part.items():
+                if key == "rows":
+                    continue
+                if key not in arrays:
+                    arrays[key] = torch.zeros((size, *value.shape[1:]), dtype=value.dtype)
+                arrays[key][rows] = value[rows]
+        return arrays
 
     @staticmethod
     def _layers(distiller: Distiller) -> list[str]:
@@ -139,14 +180,22 @@ class TeacherCache:
         dtype: torch.dtype,
         topk: int | None,
         temperature: float | None,
+        shard: tuple[int, int] = (0, 1),
     ) -> dict[str, Tensor]:
+        """The teacher's outputs for every sample index; with ``shard=(rank, world)`` only for the batches
+        ``rank, rank + world, ...`` of the one-process order, plus ``"rows"``: the sample indices filled."""
         from accelerate.utils import send_to_device
 
         size = len(dataset)  # type: ignore[arg-type]
+        rank, world = shard
+        # the batches one process runs, in order; this process runs every world-th of them
+        batches = [b for k, b in enumerate(BatchSampler(SequentialSampler(range(size)), batch_size, False))
+                   if k % world == rank]
         # A private generator: building the cache must not consume the global RNG (dropout masks would shift).
         data, collate = batched_view(dataset, collate_fn)
-        loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate, generator=torch.Generator())
+        loader = DataLoader(data, batch_sampler=batches, collate_fn=collate, generator=torch.Generator())
         arrays: dict[str, Tensor] = {}
+        filled: list[Tensor] = []
         for batch in loader:
             if "index" not in batch:
                 raise KeyError("the teacher cache needs an 'index' field in every sample")
@@ -179,6 +228,9 @@ class TeacherCache:
                         f"the teacher's {key} changes shape between batches ({tuple(arrays[key].shape[1:])} then "
                         f"{tuple(value.shape[1:])}), e.g. token features of texts padded per batch")
                 arrays[key][index] = value
+            filled.append(index.cpu())
+        if world > 1:
+            arrays["rows"] = torch.cat(filled) if filled else torch.zeros(0, dtype=torch.long)
         return arrays
 
     @classmethod

@@ -229,13 +229,13 @@ class Trainer:
 
     def _build_cache(self, storage: str) -> None:
         start = time.perf_counter()
-        with self.accelerator.main_process_first():
-            self.cache = TeacherCache.build(
-                self.distiller, self.train_data, collate_fn=self.collate_fn, device=self.device,
-                batch_size=self.eval_batch_size, storage=storage,  # type: ignore[arg-type]
-                directory=self.cache_dir or (self.checkpoint_dir.parent / "teacher-cache" if self.checkpoint_dir else None),
-                dtype=self.cache_dtype, topk=self.cache_topk,
-            )
+        # every process runs the teacher on its share of the batches; all of them get the whole cache
+        self.cache = TeacherCache.build(
+            self.distiller, self.train_data, collate_fn=self.collate_fn, device=self.device,
+            batch_size=self.eval_batch_size, storage=storage,  # type: ignore[arg-type]
+            directory=self.cache_dir or (self.checkpoint_dir.parent / "teacher-cache" if self.checkpoint_dir else None),
+            dtype=self.cache_dtype, topk=self.cache_topk, processes=self.accelerator,
+        )
         self.log.info(
             "teacher outputs cached (%d samples, %s, fingerprint %s, %.1fs): the teacher ran once and is reused "
             "every epoch", len(self.cache), storage, self.cache.fingerprint, time.perf_counter() - start,
