@@ -5,7 +5,7 @@ fine-tuned here on tweet sentiment with the plain ``transformers.Trainer``. The 
 same tokenizer, trained twice with the same arguments: once with ``Trainer`` (the student alone) and once with
 ``DistillationTrainer`` (the same line, one class name changed, plus ``teacher=`` and the KD weights).
 
-    python examples/hf_trainer_distill.py                 # the real run (about 10 minutes on 2 CPU cores)
+    python examples/hf_trainer_distill.py                 # the real run (about 10 minutes on 2 idle CPU cores)
     python examples/hf_trainer_distill.py --tiny          # a seconds-long smoke run (the test suite runs it)
 
 With a network, ``--teacher`` takes a Hub id instead of the shipped folder (``--teacher bert-base-uncased``).
@@ -55,9 +55,9 @@ def arguments(folder: Path, epochs: float, lr: float, args: argparse.Namespace) 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", default=None, help="a folder or Hub id (default: the shipped all-MiniLM-L6-v2)")
-    parser.add_argument("--train-size", type=int, default=8000)
-    parser.add_argument("--teacher-epochs", type=float, default=2)
-    parser.add_argument("--epochs", type=float, default=4)
+    parser.add_argument("--train-size", type=int, default=4000)
+    parser.add_argument("--teacher-epochs", type=float, default=1)
+    parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--max-length", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/hf-trainer-distill"))

@@ -36,11 +36,12 @@ from distillkit.app.tables import results_table
 from distillkit.app.teachers import TeacherStore, get_teacher
 from distillkit.app.train import TrainedModel, train_one
 from distillkit.config.schedules import TeacherGapSchedule
-from distillkit.config.schema import Config
+from distillkit.config.schema import Config, ConfigError
 from distillkit.core.mutual import MutualLearning
 from distillkit.data.builtin import DataSplits
 from distillkit.data.transfer import ConcatDictDataset, unlabelled
 from distillkit.evaluation import accuracy, accuracy_and_loss, assess_models, predict
+from distillkit.training import processes
 from distillkit.training.callbacks import Callback
 from distillkit.training.chains import distill_in_turn
 
@@ -95,6 +96,9 @@ def check_comparison(config: Config, splits: DataSplits, train_size: int) -> Non
     first = torch.utils.data.default_collate([splits.train[i] for i in range(min(8, len(splits.train)))])  # type: ignore[arg-type]
     probe.setup(first)
     if config.compress is not None:
+        if processes.world() > 1:
+            raise ConfigError("compress: the compression steps run in one process; run `distillkit compress` "
+                              "without a launcher, or distill on several and compress the exported student after")
         check_pipeline(probe.student, config.compress, splits)
     probe.remove_hooks()
 
@@ -209,6 +213,9 @@ def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherSt
     with folder.start(config) as run:
         results = _compare(config, splits, student_data, train_size, run, resume=folder.resume, store=store,
                            models=trained)
+        processes.barrier()  # every process has finished training and evaluating
+        if not processes.is_main():  # the main process writes the results, the report and the student
+            return results
         (run.path / "results.json").write_text(json.dumps(results, indent=1))
         (run.path / "results.md").write_text(results_table(results))
         html_path, _ = write_report(run.path, results)

@@ -23,6 +23,9 @@ What it guarantees:
   are), and a resumed run continues its record instead of registering a new one.
 - **Signals.** Inside the ``with`` block SIGINT and SIGTERM are caught: the trainer finishes its step, writes a
   checkpoint and raises :class:`RunInterrupted`; the record says ``interrupted``.
+- **Several processes** (``torchrun``, ``accelerate launch``): the main process checks, creates, locks and
+  records the folder; the others get its verdict (or its error), check that they resolved the same config, and
+  follow it without writing (a :class:`FollowerRun`); a signal stops every process after the same step.
 """
 
 from __future__ import annotations
@@ -44,9 +47,11 @@ from distillkit.registry import DistillkitError
 from distillkit.tracking import RecordsCallback, RunRecords
 from distillkit.tracking.locks import FileLock, LockHeld
 from distillkit.tracking.loggers import MLflowLogger, TensorBoardLogger, WandbLogger
+from distillkit.training import processes
 from distillkit.training.callbacks import Callback
 
-__all__ = ["LOCK", "MARKER", "RUN_ENTRIES", "Run", "RunFolder", "RunFolderError", "RunInterrupted", "StopOnSignal"]
+__all__ = ["LOCK", "MARKER", "RUN_ENTRIES", "FollowerRun", "Run", "RunFolder", "RunFolderError", "RunInterrupted",
+           "StopOnSignal"]
 
 log = logging.getLogger("distillkit")
 
@@ -133,7 +138,7 @@ class RunFolder:
             raise RunFolderError("choose --resume or --overwrite, not both")
         if resume_from is not None and not resume:
             raise RunFolderError("--resume-from continues a run: add --resume")
-        self._check()
+        processes.on_main(self._check)  # several processes: the main one judges the folder for all
 
     def _check(self) -> None:
         if self.path.exists() and not self.path.is_dir():
@@ -190,7 +195,24 @@ class RunFolder:
 
     def start(self, config: Config, *, kind: str = "compare") -> Run:
         """Lock the folder, check it again (another process may have written it since), create it (marker
-        first), write the resolved config (not on resume: the run's own stays) and open the run's record."""
+        first), write the resolved config (not on resume: the run's own stays) and open the run's record.
+
+        With several processes only the main one does this; the others check that they resolved the same config
+        and return a :class:`FollowerRun` of the same record, once the main one has started it (or raise its
+        error)."""
+        if processes.world() == 1:
+            return self._start(config, kind)
+        processes.same_everywhere(dump_config(config), "resolved config")
+        started: list[Run] = []
+
+        def start_on_main() -> str:
+            started.append(self._start(config, kind))
+            return started[0].run_id
+
+        run_id = processes.on_main(start_on_main)
+        return started[0] if started else FollowerRun(self.path, config, run_id, resume_from=self.resume_from)
+
+    def _start(self, config: Config, kind: str) -> Run:
         if self.resume:
             self._check_resumed_config(config)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -225,6 +247,8 @@ class StopOnSignal(Callback):
 
     def on_step_end(self, trainer: Any, logs: dict[str, float]) -> None:
         signum = self.run.signal_received
+        if processes.world() > 1:  # every process stops after the same step (a launcher signals each of them)
+            signum = _largest(signum or 0) or None
         if signum is None:
             return
         checkpoint = trainer.save_checkpoint() if trainer.checkpoint_dir is not None else None
@@ -232,6 +256,16 @@ class StopOnSignal(Callback):
         where = f"; checkpoint {checkpoint}" if checkpoint is not None else ""
         raise RunInterrupted(f"interrupted by {name} at step {trainer.step} of {self.model}{where}. Continue with "
                              f"the same command and --resume (--out {self.run.path})", signum)
+
+
+def _largest(value: int) -> int:
+    """The largest ``value`` of every process (one all-reduce)."""
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
 
 
 class Run:
@@ -320,4 +354,30 @@ class Run:
             self.close()
 
     def __del__(self) -> None:  # a Run dropped without its with-block still releases the log file and the lock
+        self.close()
+
+
+class FollowerRun(Run):
+    """The run as a process other than the main one sees it (several processes): the same folder, config and
+    record id, the same signal handling, and nothing written: no marker, log file, lock or record."""
+
+    def __init__(self, path: Path, config: Config, run_id: str, *, resume_from: str | int | None = None) -> None:
+        self.path, self.config, self.resume_from, self.run_id = path, config, resume_from, run_id
+        self.signal_received = None
+        self._previous_handlers = {}
+        self.finished = False
+
+    def callbacks(self, prefix: str) -> list[Callback]:
+        return [StopOnSignal(self, prefix)]
+
+    def finish(self, metrics: dict[str, float], artefacts: dict[str, Path]) -> None:
+        self.finished = True
+
+    def close(self) -> None:
+        for signum, previous in self._previous_handlers.items():
+            signal.signal(signum, previous)
+        self._previous_handlers = {}
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.close()

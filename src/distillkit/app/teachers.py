@@ -28,6 +28,7 @@ from distillkit.evaluation import accuracy_and_loss
 from distillkit.models import count_parameters, load_weights
 from distillkit.storage import save_tensors
 from distillkit.tracking.locks import exclusive
+from distillkit.training import processes
 from distillkit.training.callbacks import Callback
 
 __all__ = ["TeacherStore", "get_teacher", "measured_teacher"]
@@ -147,6 +148,6 @@ def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, na
     result = train_one(name, make_distiller(None, teacher, splits), splits, config.teacher.train or TrainConfig(),
                        config, folder, resume=resume, resume_from=resume_from,
                        batch_transform=build_augmentation(config, splits, model=config.teacher), callbacks=callbacks)
-    if store is not None:
+    if store is not None and processes.is_main():
         store.put(key, teacher, result.metrics, folder / name / "metrics.jsonl" if folder is not None else None)
     return result

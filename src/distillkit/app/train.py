@@ -18,6 +18,7 @@ from distillkit.core.distiller import Distiller
 from distillkit.data.builtin import DataSplits
 from distillkit.models import count_parameters, load_weights
 from distillkit.registry import DistillkitError
+from distillkit.training import processes
 from distillkit.training.callbacks import Callback
 from distillkit.training.checkpoint import find_latest, list_checkpoints
 
@@ -99,7 +100,7 @@ def train_one(
     if splits.test is not None:  # (an embedding student has no labels to score; its caller scores it)
         test = trainer.evaluate(splits.test)
         metrics.update({"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"]})
-    if model_folder is not None and not completed:
+    if model_folder is not None and not completed and processes.is_main():  # (several processes: one writes)
         for k, peer in enumerate(getattr(distiller, "peers", ()), start=1):  # mutual learning's other students
             save_safetensors(peer, model_folder / f"peer_{k}.safetensors")
         if any(k.startswith("terms.") for k in distiller.state_dict()):  # adapters are saved with the student

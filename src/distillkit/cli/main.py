@@ -54,6 +54,7 @@ from distillkit.methods import METHODS
 from distillkit.models import MODELS
 from distillkit.registry import DistillkitError, suggest
 from distillkit.tracking import RunRecords
+from distillkit.training import processes
 
 app = typer.Typer(
     name="distillkit",
@@ -85,6 +86,10 @@ _chosen_log_level: contextvars.ContextVar[int | None] = contextvars.ContextVar("
 """The level --verbose / --quiet chose for this invocation (set by the top-level callback, read by each command)."""
 
 
+SEVERAL_PROCESSES = frozenset({"demo", "compare", "distill", "train"})
+"""The commands that run under ``torchrun`` / ``accelerate launch`` (docs/scaling.md)."""
+
+
 def _setup_logging(verbose: bool = True) -> None:
     """Log distillkit's messages (only its own logger: the root logger stays the user's) to stderr at the level
     --verbose / --quiet chose, else INFO (WARNING for a command that is quiet by default)."""
@@ -94,7 +99,9 @@ def _setup_logging(verbose: bool = True) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(_chosen_log_level.get() or (logging.INFO if verbose else logging.WARNING))
+    level = _chosen_log_level.get() or (logging.INFO if verbose else logging.WARNING)
+    # several processes: the main one tells the story, the others only warn
+    logger.setLevel(level if processes.is_main() else max(level, logging.WARNING))
     logger.propagate = False
 
 
@@ -151,6 +158,13 @@ def _main(
     if ctx.invoked_subcommand is None:
         console.print(ctx.get_help())
         raise typer.Exit(0)
+    if processes.launched():
+        if ctx.invoked_subcommand not in SEVERAL_PROCESSES:
+            raise DistillkitError(f"`distillkit {ctx.invoked_subcommand}` runs in one process; start it without "
+                                  f"torchrun or accelerate launch (these run on several: "
+                                  f"{', '.join(sorted(SEVERAL_PROCESSES))})")
+        processes.join()
+        console.quiet = not processes.is_main()  # one table, printed by the main process
 
 
 @app.command()
