@@ -23,18 +23,23 @@ ENV = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
 SETTINGS = ["--set", "data.limit=800"]
 
 
-def launch(processes: int, port: int, *args: str) -> list[str]:
+def launch(processes: int, port: int, *args: str, launcher: str = "torchrun") -> list[str]:
     if processes == 1:
         return [sys.executable, "-m", "distillkit", *args]
+    if launcher == "accelerate":  # --multi_gpu is Accelerate's torchrun path; without a GPU its processes use gloo
+        return [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes",
+                str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "--main_process_port", str(port), "-m", "distillkit", *args]
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
             str(port), "-m", "distillkit", *args]
 
 
-def compare(root: Path, processes: int, port: int, *extra: str) -> subprocess.CompletedProcess:
+def compare(root: Path, processes: int, port: int, *extra: str, launcher: str = "torchrun"
+            ) -> subprocess.CompletedProcess:
     batch = str(64 // processes)
     return subprocess.run(launch(processes, port, "compare", str(root / "tiny.yaml"), "--out",
                                  str(root / "runs" / f"p{processes}"), *SETTINGS, "--set", f"data.batch_size={batch}",
-                                 *extra),
+                                 *extra, launcher=launcher),
                           env=ENV, capture_output=True, text=True, timeout=600, cwd=root)
 
 
@@ -42,9 +47,9 @@ def weights(folder: Path, model: str) -> dict[str, torch.Tensor]:
     return load_file(str(folder / model / "model.safetensors"))
 
 
-def test_two_processes_write_one_run_folder_record_and_report_equal_to_one_process(tmp_path):
+def test_two_processes_under_accelerate_launch_write_one_folder_record_and_report_equal_to_one_process(tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    one, two = compare(tmp_path, 1, 0), compare(tmp_path, 2, 29601)
+    one, two = compare(tmp_path, 1, 0), compare(tmp_path, 2, 29601, launcher="accelerate")
     assert one.returncode == 0, one.stderr[-3000:]
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("Distillation changed the student's test accuracy") == 1  # one table, from rank 0
