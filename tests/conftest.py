@@ -52,3 +52,15 @@ def blobs():
 def _quiet_progress(monkeypatch):
     monkeypatch.setenv("DISTILLKIT_NO_PROGRESS", "1")
     logging.getLogger("distillkit").setLevel(logging.INFO)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run only where CUDA is there (a GPU machine lent to a session: ``pytest -m gpu``)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

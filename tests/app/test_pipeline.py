@@ -97,3 +97,13 @@ def test_bad_steps_fail_before_anything_is_trained_or_written(tmp_path, capsys):
     path.write_text(yaml.safe_dump(TINY))
     assert main(["compress", str(path), "--out", str(tmp_path / "z")]) == 2
     assert "no compress section" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_recovery_then_int8_and_onnx_run_and_latency_is_measured_on_the_cpu(tmp_path):
+    """Training runs on the GPU; the pipeline brings the student back to the CPU for int8 and ONNX, and every
+    latency column is a CPU figure (the cost report says where it was measured)."""
+    results = run_comparison(_config(STEPS), RunFolder(tmp_path / "run"))
+    names = [v["name"] for v in results["compression"]["variants"]]
+    assert "5. quantize int8 dynamic" in names and "ONNX Runtime int8" in names
+    assert {m["cost"]["device"] for m in results["models"].values()} == {"cpu"}

@@ -146,6 +146,11 @@ def _recover(model: nn.Module, teacher: nn.Module | None, config: Config, splits
     trained = train_one(name, distiller, splits, train, config, folder, callbacks=callbacks,
                         batch_transform=build_augmentation(config, splits))  # as the student was trained
     distiller.remove_hooks()
+    # training ran where the Trainer put it (a GPU when there is one); the next steps (int8, ONNX) and the
+    # measurements run on the CPU, where the pipeline keeps its models
+    model.cpu()
+    if teacher is not None:
+        teacher.cpu()
     return {"epochs": step.epochs, "lr": train.lr, "teacher": teacher is not None, **overrides,
             "train_seconds": round(trained.seconds, 2)}
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from distillkit.core.distiller import InputSpec, call_model, extract_logits
-from distillkit.evaluation.cost import measure_cost
+from distillkit.evaluation.cost import CostReport, measure_cost
 from distillkit.evaluation.metrics import classification_metrics
 from distillkit.models import model_device
 
@@ -64,9 +64,21 @@ def assess_models(
         cost = None
         example = test[0].get(input_spec) if isinstance(input_spec, str) else None
         if measure and isinstance(example, Tensor):
-            cost = measure_cost(models[name], example.unsqueeze(0)).to_dict()
+            cost = cpu_cost(models[name], example.unsqueeze(0)).to_dict()
         results[name] = {"quality": quality.to_dict(), "cost": cost}
     return results
+
+
+def cpu_cost(model: nn.Module, example: Tensor) -> CostReport:
+    """:func:`measure_cost` on the CPU, whichever device ``model`` is on (it goes back there after): the latency
+    columns of every table are CPU figures, comparable across runs and machines with or without a GPU."""
+    device = model_device(model)
+    if device.type == "cpu":
+        return measure_cost(model, example)
+    try:
+        return measure_cost(model.cpu(), example.cpu())
+    finally:
+        model.to(device)
 
 
 def accuracy(logits: Tensor, targets: Tensor) -> float:
