@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from distillkit.core.distiller import Distiller, call_model
 from distillkit.core.schedules import AdaptiveController
@@ -46,7 +46,12 @@ class Trainer:
 
     Args:
         distiller: teacher, student, adapters and loss terms.
-        train_data: map-style dataset of dict samples carrying ``"index"``.
+        train_data: map-style dataset of dict samples carrying ``"index"``, or a stream (a
+            ``torch.utils.data.IterableDataset``, e.g. :class:`~distillkit.data.streams.HFStream` over a streaming
+            Hugging Face data set) for data larger than memory: then ``max_steps`` sets the budget, an epoch is
+            one pass over the stream (its own shuffling, e.g. a shuffle buffer, decides the order), the teacher
+            runs on every batch, and with several processes Accelerate reads the stream on the main process and
+            sends each process its share of every batch.
         val_data: optional dataset evaluated every ``eval_every`` steps (or every epoch).
         options: the training options (:class:`~distillkit.training.TrainOptions`: epochs, optimizer, lr,
             lr_schedule, warm-up, accumulation, clipping, precision, evaluation, early stopping, checkpoints,
@@ -104,7 +109,10 @@ class Trainer:
         options = train_options(options, **option_values)  # an unknown name or a bad value is refused by name
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if len(train_data) == 0:  # type: ignore[arg-type]
+        self.streaming = isinstance(train_data, IterableDataset)
+        if self.streaming and not options.max_steps:
+            raise ValueError("a streamed training set has no length: set max_steps (the number of optimizer steps)")
+        if not self.streaming and len(train_data) == 0:  # type: ignore[arg-type]
             raise ValueError("the training set is empty")
         self.options = options
         self.distiller, self.train_data, self.val_data = distiller, train_data, val_data
@@ -156,6 +164,8 @@ class Trainer:
 
     @property
     def epoch_float(self) -> float:
+        if self.streaming:  # a stream's length is known once it ends
+            return float(self.epoch)
         return self.epoch + self.batch_in_epoch / max(1, len(self.train_loader))
 
     # --- set-up ----------------------------------------------------------------------------------------
@@ -178,6 +188,11 @@ class Trainer:
         )
 
     def _train_loader(self) -> DataLoader[Any]:
+        if self.streaming:  # the stream orders itself; Accelerate passes set_epoch on to it
+            self.sampler = None
+            return DataLoader(self.train_data, batch_size=self.batch_size, collate_fn=self.collate_fn,
+                              num_workers=self.num_workers, drop_last=self.drop_last,
+                              pin_memory=self.device.type == "cuda")
         self.sampler = EpochSampler(len(self.train_data), shuffle=True, seed=self.seed)  # type: ignore[arg-type]
         # in-memory tensors are fetched a batch at a time (one indexing per field), in the sampler's order
         data, collate_fn = batched_view(self.train_data, self.collate_fn)
@@ -216,7 +231,9 @@ class Trainer:
         unsafe = []
         if self.batch_transform is not None:
             unsafe.append("a batch transform changes the teacher's inputs every step")
-        if not getattr(self.train_data, "deterministic", False):
+        if self.streaming:
+            unsafe.append("a streamed training set cannot be indexed by sample")
+        elif not getattr(self.train_data, "deterministic", False):
             unsafe.append("the training data is not marked deterministic (random augmentation?)")
         if "index" not in first_batch:
             unsafe.append("samples carry no 'index' field")
@@ -269,10 +286,13 @@ class Trainer:
             momentum=self.momentum,
         )
         self.model, self.optimizer, self.train_loader = self.accelerator.prepare(self.distiller, self.optimizer, loader)
-        # Accelerate also steps on the last, shorter accumulation window of an epoch: ceil, not floor.
-        self.steps_per_epoch = max(1, math.ceil(len(self.train_loader) / self.grad_accum_steps))
-        planned = self.steps_per_epoch * self.epochs
-        self.total_steps = min(planned, self.max_steps) if self.max_steps else planned
+        if self.streaming:
+            self.steps_per_epoch, self.total_steps = None, self.max_steps
+        else:
+            # Accelerate also steps on the last, shorter accumulation window of an epoch: ceil, not floor.
+            self.steps_per_epoch = max(1, math.ceil(len(self.train_loader) / self.grad_accum_steps))
+            planned = self.steps_per_epoch * self.epochs
+            self.total_steps = min(planned, self.max_steps) if self.max_steps else planned
         # The LR scheduler is stepped by hand once per optimizer step (Accelerate would step it once per process).
         self.scheduler = build_lr_scheduler(
             self.lr_schedule, self.optimizer.optimizer, total_steps=self.total_steps, warmup_steps=self.warmup_steps
@@ -510,8 +530,8 @@ class Trainer:
         return self.history
 
     def _run_epoch(self) -> None:
-        loader_len = len(self.train_loader)
-        if self.batch_in_epoch >= loader_len:
+        loader_len = None if self.streaming else len(self.train_loader)
+        if loader_len is not None and self.batch_in_epoch >= loader_len:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         self.train_loader.set_epoch(self.epoch)  # Accelerate passes it on to the EpochSampler
         for cb in self.callbacks:
@@ -521,6 +541,7 @@ class Trainer:
             loader = self.accelerator.skip_first_batches(self.train_loader, self.batch_in_epoch)
         self.model.train()
         sums: dict[str, float] = {}
+        ended = True  # the loader ran out (a stream's epoch ends there)
         for batch in loader:
             self._train_step(batch, sums)
             self.batch_in_epoch += 1
@@ -533,8 +554,11 @@ class Trainer:
             if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                 self.save_checkpoint()
             if self._done():
+                ended = False
                 break
-        epoch_finished = self.batch_in_epoch >= loader_len
+        if self.streaming and self.batch_in_epoch == 0 and ended:
+            raise ValueError("the training stream yielded no batch")
+        epoch_finished = ended if loader_len is None else self.batch_in_epoch >= loader_len
         if epoch_finished:
             for cb in self.callbacks:
                 cb.on_epoch_end(self, self.epoch)
