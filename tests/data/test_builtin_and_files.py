@@ -66,6 +66,30 @@ def test_image_folder(tmp_path):
     assert splits.input_shape == (3, 8, 8) and splits.class_names == ["circle", "square"]
 
 
+def test_a_lazy_image_folder_reads_per_batch_the_same_images_and_splits(tmp_path):
+    from PIL import Image
+
+    from distillkit.data.files import ImageFileDataset
+
+    folder = tmp_path / "images"
+    for name in ("circle", "square"):
+        (folder / name).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (8, 8), color=(i * 20, 100 if name == "square" else 0, 0)).save(folder / name / f"{i}.png")
+    whole, lazy = load_dataset(str(folder)), load_dataset(str(folder), lazy=True)
+    assert isinstance(lazy.train, ImageFileDataset) and lazy.input_shape == whole.input_shape
+    for part in ("train", "val", "test"):
+        a, b = getattr(whole, part), getattr(lazy, part)
+        indices = list(range(len(a)))
+        assert torch.equal(a.get_batch(indices)["input"], b.get_batch(indices)["input"])  # same images, same order
+        assert torch.equal(a.get_batch(indices)["target"], b.get_batch(indices)["target"])
+    Image.new("RGB", (9, 9)).save(folder / "circle" / "0.png")  # another size, found when it is read
+    reread = load_dataset(str(folder), lazy=True)
+    with pytest.raises(DistillkitError, match="set data.image_size"):
+        [reread.train[i] for i in range(len(reread.train))] + [reread.test[i] for i in range(len(reread.test))] + [
+            reread.val[i] for i in range(len(reread.val))]
+
+
 @pytest.mark.parametrize("content,suffix,options,match", [
     (None, ".csv", {}, "not found"),
     ("a,b\n1,2\n", ".csv", {}, "no label column 'label'"),

@@ -136,7 +136,12 @@ def build_schedule(value: float | ScheduleSection, *, where: str = "schedule",
 def build_splits(config: Config) -> DataSplits:
     """The config's data set, split into train / validation / test by the config's seed."""
     data = config.data
-    extra = {"limit": data.limit} if data.limit is not None else {}
+    extra: dict[str, Any] = {"limit": data.limit} if data.limit is not None else {}
+    if data.lazy:
+        if not Path(data.name).is_dir():
+            raise ConfigError(f"data.lazy reads an image folder per batch; {data.name!r} is not a folder (remove "
+                              "data.lazy: built-in sets and files are read whole)")
+        extra["lazy"] = True
     return load_dataset(
         data.name, val_fraction=data.val_fraction, seed=config.seed, transfer_size=data.transfer_size, **extra,
         target=data.target, features=data.features, text_field=data.text_field, image_size=data.image_size,

@@ -6,7 +6,8 @@
   the input columns (default: every other numeric column).
 - ``path/to/arrays.npz``: arrays ``x`` and ``y`` (names configurable with ``features`` / ``target``).
 - ``path/to/texts.jsonl``: one JSON object per line with ``text`` and ``label`` fields.
-- ``path/to/folder/``: an image folder ``folder/<class name>/<image>`` (needs Pillow).
+- ``path/to/folder/``: an image folder ``folder/<class name>/<image>`` (needs Pillow); read whole, or per batch
+  with ``lazy=True`` (``data.lazy: true``) when it is larger than memory.
 - ``torchvision:CIFAR100`` (images) / ``hf:imdb`` (text classification with ``train`` and ``test`` splits):
   those libraries' data sets; they download only with ``download=True`` and a network.
 
@@ -15,6 +16,7 @@ Labels that are strings are mapped to class indices in sorted order.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from distillkit.data.base import TensorDictDataset
 from distillkit.data.splits import DataSplits, TextDataset, limit_samples, require, stratified_splits
@@ -184,25 +187,87 @@ def _read_jsonl(path: Path, target: str, text_field: str) -> tuple[list[str], li
     return texts, labels
 
 
-def _read_image_folder(path: Path, image_size: int | None) -> tuple[np.ndarray, list[Any]]:
-    pil = require("PIL.Image", "vision")
+def _image_files(path: Path) -> tuple[list[Path], list[str]]:
+    """The image files of a ``folder/<class>/<image>`` tree and their class names, in a fixed order."""
     classes = sorted(p.name for p in path.iterdir() if p.is_dir())
     if not classes:
         raise DistillkitError(f"{path}: an image folder needs one sub-folder per class (folder/<class>/<image>)")
-    images, labels = [], []
-    for name in classes:
-        for file in sorted((path / name).iterdir()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with pil.open(file) as image:
-                    image = image.convert("RGB")
-                    if image_size:
-                        image = image.resize((image_size, image_size))
-                    images.append(np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0)
-            except OSError as error:
-                raise DistillkitError(f"{file}: cannot read image: {error}") from error
-            labels.append(name)
+    files = [(file, name) for name in classes for file in sorted((path / name).iterdir())
+             if file.suffix.lower() in IMAGE_SUFFIXES]
+    return [f for f, _ in files], [n for _, n in files]
+
+
+def read_image(file: Path, image_size: int | None) -> np.ndarray:
+    """One image as float32 ``[3, H, W]`` in [0, 1] (resized to ``image_size`` when given)."""
+    pil = require("PIL.Image", "vision")
+    try:
+        with pil.open(file) as image:
+            image = image.convert("RGB")
+            if image_size:
+                image = image.resize((image_size, image_size))
+            return np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    except OSError as error:
+        raise DistillkitError(f"{file}: cannot read image: {error}") from error
+
+
+class ImageFileDataset(Dataset[dict[str, Any]]):
+    """Images read from their files when a batch asks for them (``data.lazy: true``): an image folder larger than
+    memory. Deterministic (the same file gives the same tensor), so the teacher-output cache works on it."""
+
+    deterministic = True
+    batchable = True
+
+    def __init__(self, files: list[Path], targets: torch.Tensor, image_size: int | None,
+                 shape: tuple[int, ...]) -> None:
+        self.files, self.targets, self.image_size, self.shape = files, targets, image_size, shape
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _image(self, index: int) -> torch.Tensor:
+        image = read_image(self.files[index], self.image_size)
+        if image.shape != self.shape:
+            raise DistillkitError(f"{self.files[index]}: an image of shape {image.shape}, the others are "
+                                  f"{self.shape}; set data.image_size")
+        return torch.from_numpy(image)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"input": self._image(int(index)), "target": self.targets[index], "index": int(index)}
+
+    def get_batch(self, indices: list[int]) -> dict[str, Any]:
+        return {"input": torch.stack([self._image(int(i)) for i in indices]), "target": self.targets[indices],
+                "index": torch.as_tensor(indices, dtype=torch.long)}
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(str(self.image_size).encode())
+        for file in self.files:
+            stat = file.stat()
+            digest.update(f"{file}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        digest.update(self.targets.numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+
+def _lazy_image_folder(path: Path, image_size: int | None, *, val_fraction: float, test_fraction: float, seed: int,
+                       limit: int | None) -> DataSplits:
+    files, raw = _image_files(path)
+    if not files:
+        raise DistillkitError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
+    y, names = _encode_labels(raw, str(path))
+    keep, y = limit_samples(np.arange(len(files)), y, limit, seed=seed)
+    files = [files[i] for i in keep]
+    shape = read_image(files[0], image_size).shape
+    try:
+        train, val, test = stratified_splits(y, test_size=test_fraction, val_fraction=val_fraction, seed=seed)
+    except ValueError as error:
+        raise DistillkitError(f"{path}: cannot make stratified splits: {error}") from error
+    make = lambda idx: ImageFileDataset([files[i] for i in idx], torch.as_tensor(y[idx]), image_size, shape)  # noqa: E731
+    return DataSplits(name=path.name, train=make(train), val=make(val) if len(val) else None, test=make(test),
+                      num_classes=len(names), input_shape=tuple(shape), class_names=names)
+
+
+def _read_image_folder(path: Path, image_size: int | None) -> tuple[np.ndarray, list[Any]]:
+    files, labels = _image_files(path)
+    images = [read_image(file, image_size) for file in files]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise DistillkitError(f"{path}: images have different sizes {sorted(shapes)[:3]}...; set image_size")
@@ -272,9 +337,11 @@ def load_user_data(
     download: bool = False,
     root: str = "data",
     limit: int | None = None,
+    lazy: bool = False,
     **_: Any,
 ) -> DataSplits:
-    """Load user data into stratified splits (see the module docstring for the formats).
+    """Load user data into stratified splits (see the module docstring for the formats); with ``lazy``, an image
+    folder's images are read per batch (:class:`ImageFileDataset`) instead of all at once.
 
     Raises:
         DistillkitError: missing or unreadable file, unknown format, missing columns; the message says which.
@@ -291,6 +358,12 @@ def load_user_data(
     if not path.exists():
         raise DistillkitError(f"data file or folder not found: {path}")
     name = path.stem
+    if lazy and not path.is_dir():
+        raise DistillkitError(f"{path}: data.lazy reads image folders file by file; a {path.suffix or 'file'} is "
+                              "read whole (remove data.lazy)")
+    if path.is_dir() and lazy:
+        return _lazy_image_folder(path, image_size, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                                  limit=limit)
     if path.is_dir():
         x, raw = _read_image_folder(path, image_size)
     elif path.suffix in (".csv", ".parquet"):
