@@ -28,7 +28,8 @@ def test_a_runs_distilled_student_is_a_pretrained_folder_with_a_model_card(compa
     spec = json.loads((folder / "config.json").read_text())
     assert spec == {"model": "mlp", "num_classes": 10, "input_shape": [1, 8, 8], "kwargs": {"hidden": [8]}}
     card = (folder / "README.md").read_text()
-    assert "distilled student" in card and "mlp distilled from mlp" in card and "distillkit compare" in card
+    assert "distilled student" in card and "mlp distilled from mlp" in card
+    assert f"distillkit compare {compare_run.parent.parent / 'tiny.yaml'} --out {compare_run}" in card  # the command
     model = load_pretrained(folder)
     reference = build_model("mlp", num_classes=10, input_shape=(1, 8, 8), hidden=[8])
     load_weights(reference, folder / "model.safetensors")

@@ -6,6 +6,7 @@ reads."""
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,11 @@ from distillkit.config.schema import Config, load_config
 from distillkit.models import load_pretrained, save_pretrained
 from distillkit.registry import DistillkitError
 
-__all__ = ["export_run", "model_card", "save_run_student"]
+__all__ = ["export_run", "invocation", "model_card", "save_run_student"]
+
+
+invocation: ContextVar[str | None] = ContextVar("invocation", default=None)
+"""The command line that started this run (set by the ``distillkit`` CLI), quoted in the model card."""
 
 
 def model_card(config: Config, results: dict[str, Any]) -> tuple[str, str]:
@@ -38,7 +43,8 @@ def model_card(config: Config, results: dict[str, Any]) -> tuple[str, str]:
         "## How it was made",
         "",
         "```bash",
-        "distillkit compare config.yaml    # the run's resolved config, next to this folder in the run",
+        *([invocation.get()] if invocation.get() else []),
+        "distillkit compare config.yaml    # the same run again, from its resolved config (next to this folder)",
         "```",
     ])
     return title, body

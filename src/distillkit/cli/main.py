@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import shlex
 import sys
 import traceback
 from importlib import resources
@@ -27,7 +28,7 @@ from distillkit.app.compare import default_store, run_comparison
 from distillkit.app.continual import run_stream
 from distillkit.app.continual_report import write_stream_report
 from distillkit.app.cv import run_cross_validation
-from distillkit.app.export import export_run
+from distillkit.app.export import export_run, invocation
 from distillkit.app.paired import paired_table, run_paired, write_paired_report
 from distillkit.app.report import write_report
 from distillkit.app.runs import RunFolder, RunInterrupted
@@ -555,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     _chosen_log_level.set(None)  # each invocation starts from the default (main() may run many times in a process)
+    invocation.set(shlex.join(["distillkit", *args]))  # quoted in the model card of the run's student
     try:
         code = app(args=args, standalone_mode=False)
     except typer.TyperException as error:  # typer's usage errors: missing argument, unknown option, bad value
