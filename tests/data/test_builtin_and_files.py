@@ -134,3 +134,14 @@ def test_limit_on_a_local_file(tmp_path):
     assert len(splits.train) + len(splits.val) + len(splits.test) == 50
     with pytest.raises(DistillkitError, match="has its own splits"):
         load_dataset("torchvision:MNIST", limit=50)
+
+
+def test_data_lazy_on_a_built_in_set_is_refused_by_name():
+    from distillkit.app.build import build_splits
+    from distillkit.config import load_config
+    from distillkit.config.schema import ConfigError
+    from tests.conftest import TINY
+
+    config = load_config(raw={**TINY, "data": {**TINY["data"], "lazy": True}})
+    with pytest.raises(ConfigError, match="data.lazy reads an image folder"):
+        build_splits(config)
