@@ -138,3 +138,18 @@ def test_per_token_features_of_raw_texts_run_the_teacher_online(caplog):
     assert trainer.cache is None and "depends on each batch's padding" in caplog.text
     with pytest.raises(ValueError, match="cannot work here"):
         make("memory").fit()
+
+
+def test_a_teacher_with_batch_norm_is_fingerprinted_and_cached():
+    """BatchNorm keeps a 0-dim integer buffer (num_batches_tracked); the fingerprint reads it like any other."""
+    from torch import nn
+
+    from distillkit.training.teacher_cache import model_fingerprint
+
+    teacher = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)).eval()
+    before = model_fingerprint(teacher)
+    teacher[1].num_batches_tracked += 1  # the negative control: a change in that buffer changes the fingerprint
+    assert model_fingerprint(teacher) != before
+    trainer = Trainer(Distiller(teacher, make_mlp(hidden=4)), make_blobs(n=64), epochs=1, progress=False)
+    trainer.fit()
+    assert trainer.cache is not None

@@ -48,7 +48,8 @@ def model_fingerprint(model: nn.Module) -> str:
     for name, tensor in model.state_dict().items():
         value = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        # (reshaped: a 0-dim buffer, such as BatchNorm's num_batches_tracked, cannot be viewed as bytes)
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()[:16]
 
 
