@@ -6,8 +6,8 @@ import torch
 
 from distillkit import Distiller, Trainer
 from distillkit.data.streams import ArrowDictDataset, HFStream
-from distillkit.training import Callback
 from tests.conftest import make_blobs, make_mlp
+from tests.training.test_trainer import StopAt
 
 datasets = pytest.importorskip("datasets")
 
@@ -40,15 +40,6 @@ def test_an_arrow_table_on_disk_trains_like_the_same_data_in_memory_with_the_tea
     other = ArrowDictDataset(table(make_blobs(n=100, seed=5)), input_column="x", target_column="y")
     _, other_student = distill(other, epochs=2)  # the negative control: other rows, other weights
     assert not torch.equal(next(other_student.parameters()), next(lazy_student.parameters()))
-
-
-class StopAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, trainer, logs):
-        if trainer.step == self.step:
-            trainer.should_stop = True
 
 
 def test_a_stream_needs_max_steps_crosses_epochs_and_runs_the_teacher_online(caplog):
