@@ -248,7 +248,7 @@ class StopOnSignal(Callback):
     def on_step_end(self, trainer: Any, logs: dict[str, float]) -> None:
         signum = self.run.signal_received
         if processes.world() > 1:  # every process stops after the same step (a launcher signals each of them)
-            signum = _largest(signum or 0) or None
+            signum = processes.largest(signum or 0) or None
         if signum is None:
             return
         checkpoint = trainer.save_checkpoint() if trainer.checkpoint_dir is not None else None
@@ -256,16 +256,6 @@ class StopOnSignal(Callback):
         where = f"; checkpoint {checkpoint}" if checkpoint is not None else ""
         raise RunInterrupted(f"interrupted by {name} at step {trainer.step} of {self.model}{where}. Continue with "
                              f"the same command and --resume (--out {self.run.path})", signum)
-
-
-def _largest(value: int) -> int:
-    """The largest ``value`` of every process (one all-reduce)."""
-    import torch
-    import torch.distributed as dist
-
-    flag = torch.tensor([value], dtype=torch.int64)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return int(flag.item())
 
 
 class Run:

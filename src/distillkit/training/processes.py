@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from distillkit.registry import DistillkitError
 
-__all__ = ["barrier", "is_main", "join", "launched", "on_main", "rank", "same_everywhere", "world"]
+__all__ = ["barrier", "is_main", "join", "largest", "launched", "on_main", "rank", "same_everywhere", "world"]
 
 T = TypeVar("T")
 
@@ -72,6 +72,18 @@ def barrier() -> None:
     dist = _distributed()
     if dist is not None and world() > 1:
         dist.barrier()
+
+
+def largest(value: int) -> int:
+    """The largest ``value`` of every process (one all-reduce; ``value`` itself with one process)."""
+    dist = _distributed()
+    if dist is None or world() == 1:
+        return value
+    import torch
+
+    flag = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
 
 
 def on_main(function: Callable[[], T]) -> T:
