@@ -145,7 +145,7 @@ class TeacherCache:
 
     @staticmethod
     def _assemble(parts: list[dict[str, Tensor]], size: int) -> dict[str, Tensor]:
-        """The whole cache from each process's rows (their ``"rows"`` entry says which sample indices they hold)."""
+        """The whole cache from each process's rows (``"rows"``: the sample index of each of its rows, in order)."""
         arrays: dict[str, Tensor] = {}
         for part in parts:
             rows = part["rows"]
@@ -154,7 +154,7 @@ class TeacherCache:
                     continue
                 if key not in arrays:
                     arrays[key] = torch.zeros((size, *value.shape[1:]), dtype=value.dtype)
-                arrays[key][rows] = value[rows]
+                arrays[key][rows] = value
         return arrays
 
     @staticmethod
@@ -183,8 +183,8 @@ class TeacherCache:
         temperature: float | None,
         shard: tuple[int, int] = (0, 1),
     ) -> dict[str, Tensor]:
-        """The teacher's outputs for every sample index; with ``shard=(rank, world)`` only for the batches
-        ``rank, rank + world, ...`` of the one-process order, plus ``"rows"``: the sample indices filled."""
+        """The teacher's outputs for every sample index; with ``shard=(rank, world)`` only the rows of the batches
+        ``rank, rank + world, ...`` of the one-process order, with ``"rows"``: their sample indices."""
         from accelerate.utils import send_to_device
 
         size = len(dataset)  # type: ignore[arg-type]
@@ -230,8 +230,9 @@ class TeacherCache:
                         f"{tuple(value.shape[1:])}), e.g. token features of texts padded per batch")
                 arrays[key][index] = value
             filled.append(index.cpu())
-        if world > 1:
-            arrays["rows"] = torch.cat(filled) if filled else torch.zeros(0, dtype=torch.long)
+        if world > 1:  # only the rows this process filled travel to the others
+            rows = torch.cat(filled) if filled else torch.zeros(0, dtype=torch.long)
+            return {**{key: value[rows] for key, value in arrays.items()}, "rows": rows}
         return arrays
 
     @classmethod
