@@ -5,7 +5,7 @@ fine-tuned here on tweet sentiment with the plain ``transformers.Trainer``. The 
 same tokenizer, trained twice with the same arguments: once with ``Trainer`` (the student alone) and once with
 ``DistillationTrainer`` (the same line, one class name changed, plus ``teacher=`` and the KD weights).
 
-    python examples/hf_trainer_distill.py                 # the real run (about 10 minutes on 2 idle CPU cores)
+    python examples/hf_trainer_distill.py                 # the real run (29 minutes on 2 CPU cores shared with another job)
     python examples/hf_trainer_distill.py --tiny          # a seconds-long smoke run (the test suite runs it)
 
 With a network, ``--teacher`` takes a Hub id instead of the shipped folder (``--teacher bert-base-uncased``).
