@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 from distillkit.registry import DistillkitError
 
-__all__ = ["barrier", "is_main", "join", "largest", "launched", "on_main", "rank", "same_everywhere", "world"]
+__all__ = ["barrier", "gather", "is_main", "join", "largest", "launched", "on_main", "rank", "same_everywhere",
+           "world"]
 
 T = TypeVar("T")
 
@@ -74,6 +75,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def gather(value: Any) -> list[Any]:
+    """Every process's ``value``, in process order (``[value]`` with one process); any picklable object."""
+    dist = _distributed()
+    if dist is None or world() == 1:
+        return [value]
+    values: list[Any] = [None] * world()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def largest(value: int) -> int:
     """The largest ``value`` of every process (one all-reduce; ``value`` itself with one process)."""
     dist = _distributed()
@@ -122,8 +133,7 @@ def same_everywhere(value: Any, what: str) -> None:
     """
     if world() == 1:
         return
-    values: list[Any] = [None] * world()
-    _distributed().all_gather_object(values, value)
+    values = gather(value)
     differ = [str(k) for k, v in enumerate(values) if v != values[0]]
     if differ:
         raise DistillkitError(f"process {', '.join(differ)} has another {what} than the main process (0); every "

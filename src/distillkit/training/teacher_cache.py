@@ -32,6 +32,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 from distillkit.core.distiller import Distiller
 from distillkit.core.terms import SoftTargetTerm, TeacherOutputs
 from distillkit.data.base import batched_view, dataset_fingerprint
+from distillkit.training.processes import gather
 
 __all__ = ["TeacherCache", "TeacherCacheUnsuitable", "model_fingerprint"]
 
@@ -51,13 +52,6 @@ def model_fingerprint(model: nn.Module) -> str:
         # (reshaped: a 0-dim buffer, such as BatchNorm's num_batches_tracked, cannot be viewed as bytes)
         digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()[:16]
-
-
-def _gather(items: list[Any]) -> list[Any]:
-    """Every process's ``items``, concatenated in process order (Accelerate's ``gather_object``)."""
-    from accelerate.utils import gather_object
-
-    return gather_object(items)  # type: ignore[no-any-return]
 
 
 class TeacherCache:
@@ -127,14 +121,14 @@ class TeacherCache:
             folder = Path(directory) / fingerprint  # type: ignore[arg-type]
             found = (folder / "meta.json").is_file()
             if world > 1:  # every process decides alike (a process may see a cache another just finished)
-                found = all(_gather([found]))
+                found = all(gather(found))
             if found:
                 log.info("teacher cache: reusing %s", folder)
                 return cls._open(folder, fingerprint)
         arrays = cls._compute(distiller, dataset, collate_fn, torch.device(device), batch_size, dtype, topk,
                               temperature, shard=(rank, world))
         if world > 1:
-            arrays = cls._assemble(_gather([arrays]), len(dataset))  # type: ignore[arg-type]
+            arrays = cls._assemble(gather(arrays), len(dataset))  # type: ignore[arg-type]
         if storage == "disk":
             if rank == 0:
                 cls._save(Path(directory), fingerprint, arrays)  # type: ignore[arg-type]
