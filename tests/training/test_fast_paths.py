@@ -3,6 +3,7 @@ equal batches collated sample by sample (same order, same values), training on t
 weights, and resume stays exact; the plain backward equals Accelerate's; the teacher's outputs made under
 inference_mode train the student like before."""
 
+import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -92,9 +93,10 @@ class AccelerateBackward(Trainer):
         self._plain_engine = False
 
 
-def test_the_plain_backward_and_step_equal_accelerates_with_gradient_accumulation(blobs):
+@pytest.mark.parametrize("accumulation", [1, 3])
+def test_the_plain_backward_and_step_equal_accelerates_with_and_without_gradient_accumulation(blobs, accumulation):
     teacher = make_mlp(hidden=16)
-    common = dict(epochs=2, batch_size=16, lr=1e-2, progress=False, grad_accum_steps=3, seed=2)
+    common = dict(epochs=2, batch_size=16, lr=1e-2, progress=False, grad_accum_steps=accumulation, seed=2)
     plain_distiller, general_distiller = make_distiller(teacher), make_distiller(teacher)
     plain = Trainer(plain_distiller, blobs, **common)
     plain_history = plain.fit()
@@ -141,3 +143,42 @@ def test_a_labelled_set_and_a_transfer_set_are_fetched_whole_like_sample_by_samp
     for a, b in zip(fast, slow, strict=True):
         assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
 
+
+
+def test_the_built_in_optimizers_use_fused_kernels_and_step_like_the_default_implementation():
+    from distillkit.training.optim import build_optimizer
+
+    for name in ("sgd", "adam", "adamw"):
+        models = [make_mlp(hidden=16) for _ in range(2)]
+        models[1].load_state_dict(models[0].state_dict())
+        fused = build_optimizer(name, models[0].parameters(), lr=1e-2, weight_decay=1e-4)
+        default = build_optimizer(name, models[1].parameters(), lr=1e-2, weight_decay=1e-4)
+        for group in default.param_groups:  # the general path: PyTorch's per-parameter implementation
+            group["fused"], group["foreach"] = None, False
+        assert fused.param_groups[0]["fused"] is True, name
+        x, y = torch.randn(32, 8), torch.arange(32) % 3
+        for _ in range(5):
+            for model, optimizer in zip(models, (fused, default)):
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+            assert torch.allclose(a, b, atol=1e-6), name
+        assert not torch.equal(models[0][0].weight, make_mlp(hidden=16)[0].weight)  # they did move
+    # parameters that are not all floating point on one kind of device keep PyTorch's default
+    from distillkit.training.optim import _fused_kernels_apply
+
+    assert _fused_kernels_apply([torch.nn.Parameter(torch.zeros(2))]) is True
+    assert _fused_kernels_apply([torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2, device="meta"))]) is None
+
+
+def test_a_label_out_of_range_after_the_first_batch_stops_training_with_the_clear_message(blobs):
+    """On the CPU the per-step label check is PyTorch's own (free); its IndexError still becomes our message."""
+    fields = {k: v.clone() for k, v in blobs.fields.items()}
+    later = list(EpochSampler(len(blobs), seed=0))[100]  # in the 4th training batch, not in the first ones
+    fields["target"][later] = 7  # the set-up batch (samples 0..31) and the first training batches are fine
+    data = TensorDictDataset(**fields)
+    trainer = Trainer(Distiller(None, make_mlp(hidden=16)), data, epochs=1, batch_size=32, progress=False)
+    with pytest.raises(ValueError, match=r"labels out of range: found labels in \[7, 7\] but the student has 3"):
+        trainer.fit()
+    assert trainer.step > 0  # the bad batch was met during training, not at set-up

@@ -102,9 +102,12 @@ def test_cached_epoch_does_not_run_the_teacher(blobs):
     d = distiller()
     calls = []
     d.teacher.register_forward_hook(lambda *args: calls.append(1))
-    Trainer(d, blobs, epochs=3, batch_size=32, progress=False).fit()
-    # setup runs the teacher once, the cache pass once per 256-sample batch; no call per training step
-    assert len(calls) == 2
+    trainer = Trainer(d, blobs, epochs=3, batch_size=32, progress=False)
+    trainer.fit()
+    # setup runs the teacher once, the cache pass once per batch of the teacher pass (128 samples on the CPU);
+    # no call per training step (24 of them)
+    assert trainer.eval_batch_size == 128
+    assert len(calls) == 1 + len(blobs) // 128 == 3
 
 
 class _CharModel(torch.nn.Module):

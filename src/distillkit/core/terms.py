@@ -125,22 +125,32 @@ class HardLabelTerm(LossTerm):
         if targets is None:
             raise KeyError("the hard-label term needs targets, but the batch has none")
         classes = ctx.student_logits.shape[-1]
-        if not targets.dtype.is_floating_point:
-            valid = (targets == self.ignore_index) | ((targets >= 0) & (targets < classes))
-            if not bool(valid.all()):  # one host sync; the message is built only on failure
-                bad = targets[~valid]
-                raise ValueError(
-                    f"labels out of range: found labels in [{int(bad.min())}, {int(bad.max())}] but the "
-                    f"student has {classes} outputs (valid labels are 0..{classes - 1}, or {self.ignore_index} "
-                    "for unlabelled samples)"
-                )
-        return hard_label_loss(
-            ctx.student_logits,
-            targets,
-            label_smoothing=self.label_smoothing,
-            class_weights=self.class_weights,
-            ignore_index=self.ignore_index,
-        )
+        # On the CPU, PyTorch checks the labels itself and its IndexError is turned into ours below, so the check
+        # costs nothing per step; elsewhere (CUDA) a label out of range is a device-side assert that ends the
+        # process, so the labels are checked first (one host sync).
+        if not targets.dtype.is_floating_point and targets.device.type != "cpu":
+            self._check_labels(targets, classes)
+        try:
+            return hard_label_loss(
+                ctx.student_logits,
+                targets,
+                label_smoothing=self.label_smoothing,
+                class_weights=self.class_weights,
+                ignore_index=self.ignore_index,
+            )
+        except IndexError:
+            self._check_labels(targets, classes)
+            raise
+
+    def _check_labels(self, targets: Tensor, classes: int) -> None:
+        valid = (targets == self.ignore_index) | ((targets >= 0) & (targets < classes))
+        if not bool(valid.all()):  # the message is built only on failure
+            bad = targets[~valid]
+            raise ValueError(
+                f"labels out of range: found labels in [{int(bad.min())}, {int(bad.max())}] but the "
+                f"student has {classes} outputs (valid labels are 0..{classes - 1}, or {self.ignore_index} "
+                "for unlabelled samples)"
+            )
 
 
 class SoftTargetTerm(LossTerm):

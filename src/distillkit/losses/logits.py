@@ -50,10 +50,9 @@ def hard_label_loss(
     total = F.cross_entropy(
         logits, targets, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction="sum"
     )
-    if weight is None:
-        denominator = counted.sum()
-    else:
-        denominator = (weight[targets.clamp_min(0)] * counted).sum()
+    if weight is None:  # a count: at least 1 when any sample counts, else the total is 0 too
+        return total / counted.sum().clamp_min(1)
+    denominator = (weight[targets.clamp_min(0)] * counted).sum()
     return total / denominator.clamp_min(1e-12).to(total.dtype)
 
 

@@ -7,6 +7,7 @@ Accelerate: the same script runs on one CPU, one GPU, or several GPUs/nodes with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -57,7 +58,9 @@ class Trainer:
             lr_schedule, warm-up, accumulation, clipping, precision, evaluation, early stopping, checkpoints,
             teacher cache), e.g. a config's ``train`` section.
         batch_size: samples per process per micro-batch.
-        eval_batch_size: batch size of evaluation (default: ``max(batch_size, 256)``).
+        eval_batch_size: batch size of evaluation and of the teacher-output cache's pass (default:
+            ``max(batch_size, 256)`` on a GPU, ``max(batch_size, 128)`` on the CPU, where larger batches of a
+            convolutional network fall out of the processor's caches: ``benchmarks/speed.py`` notes).
         callbacks: :class:`~distillkit.training.callbacks.Callback` objects.
         checkpoint_dir: where checkpoints go; ``None`` writes none.
         keep_checkpoints: how many checkpoints to keep.
@@ -117,7 +120,7 @@ class Trainer:
         self.options = options
         self.distiller, self.train_data, self.val_data = distiller, train_data, val_data
         self.epochs, self.max_steps, self.batch_size = options.epochs, options.max_steps, batch_size
-        self.eval_batch_size = eval_batch_size or max(batch_size, 256)
+        self._eval_batch_size = eval_batch_size
         self.optimizer_spec, self.lr = options.optimizer, options.lr
         self.weight_decay, self.momentum = options.weight_decay, options.momentum
         self.lr_schedule, self.warmup_steps = options.lr_schedule, options.warmup_steps
@@ -153,6 +156,13 @@ class Trainer:
         """Seconds spent in :meth:`fit`, added up over every attempt of a resumed run (kept in checkpoints)."""
         running = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
         return self._seconds_before + running
+
+    @property
+    def eval_batch_size(self) -> int:
+        """Batch size of evaluation and of the teacher pass (see the class's arguments)."""
+        if self._eval_batch_size:
+            return self._eval_batch_size
+        return max(self.batch_size, 128 if self.device.type == "cpu" else 256)
 
     @property
     def is_main_process(self) -> bool:
@@ -303,6 +313,8 @@ class Trainer:
         # or a LOMO optimizer needs more; both look for LOMO (an importlib search) on every step.
         from accelerate.utils import DistributedType
 
+        self._trained = [p for p in self.model.parameters() if p.requires_grad]
+        self._adaptive = list(self._controllers().values())
         self._plain_engine = (self.accelerator.distributed_type not in (DistributedType.DEEPSPEED,
                                                                         DistributedType.MEGATRON_LM, DistributedType.XLA)
                               and self.accelerator.scaler is None and not self.accelerator.has_lomo_optimizer)
@@ -398,7 +410,7 @@ class Trainer:
         state = self.distiller.state
         state.step, state.epoch, state.losses, state.metrics = self.step, self.epoch_float, dict(raw), dict(self.metrics)
         state.evaluations = self.evaluations
-        for controller in self._controllers().values():
+        for controller in self._adaptive:
             controller.observe(state)
 
     def _check_finite(self, values: Sequence[float], names: Sequence[str]) -> None:
@@ -426,19 +438,26 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
         elif self.accelerator.sync_gradients:  # what Accelerate's optimizer does here, without its per-step checks
             self.optimizer.optimizer.step()
-            self.optimizer.optimizer.zero_grad(set_to_none=True)
+            for parameter in self._trained:  # zero_grad(set_to_none=True), without its profiler and dynamo wrappers
+                parameter.grad = None
 
     def _grad_norm(self) -> Tensor | None:
         if self.clip_grad_norm or self.precision == "fp16":  # fp16 gradients must be unscaled first
             return self.accelerator.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm or math.inf)
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        return torch.nn.utils.get_total_norm(grads) if grads else None
+        grads = [p.grad for p in self._trained if p.grad is not None]
+        if not grads:
+            return None
+        # torch.nn.utils.get_total_norm without its grouping by device and dtype: a third of its cost on a small
+        # student, where this runs every step
+        norms = torch._foreach_norm(grads)
+        return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device, torch.float32) for n in norms]))
 
     def _train_step(self, batch: Batch, sums: dict[str, float]) -> None:
         if self.batch_transform is not None:
             batch = self.batch_transform(batch)
         teacher_outputs = self.cache.lookup(batch["index"], self.device) if self.cache is not None else None
-        with self.accelerator.accumulate(self.model):
+        # (with one micro-batch per step Accelerate's accumulate context would only say "sync", as it already does)
+        with self.accelerator.accumulate(self.model) if self.grad_accum_steps > 1 else contextlib.nullcontext():
             out = self.model(batch, teacher_outputs)
             names = ["total", *out.raw, *(f"weighted/{k}" for k in out.weighted)]
             values = torch.stack([out.loss.detach().float(), *(v.float() for v in out.raw.values()),
