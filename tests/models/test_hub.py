@@ -91,7 +91,12 @@ def test_a_hugging_face_image_classifier_is_built_from_its_folder_with_a_new_hea
 
 def test_a_hub_id_that_cannot_be_had_offline_is_one_clear_line(monkeypatch):
     pytest.importorskip("transformers")
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable when it is imported (by an earlier test, maybe): without this it would
+    # try the network, which this machine does not have, for about 20 s
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(DistillkitError, match="hf:someone/no-such-model: the pretrained weights could not be had.*"
                                               "huggingface-cli download"):
         build_model("hf:someone/no-such-model", num_classes=3, input_shape=None)
