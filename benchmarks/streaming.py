@@ -7,7 +7,8 @@ allocated), the peak resident set (which also counts the pages of files it maps)
 
 - in memory: the whole file read into a TensorDictDataset (what every built-in loader does);
 - Arrow, memory-mapped: `datasets.load_dataset("parquet", ...)` viewed by ArrowDictDataset (rows read per batch);
-- stream: `load_dataset(..., streaming=True)` through HFStream with a shuffle buffer of 10,000 rows.
+- stream: `load_dataset(..., streaming=True)` through HFStream with a shuffle buffer of 10,000 rows;
+- Parquet stream: ParquetStream (PyArrow, one record batch at a time) with a shuffle buffer of 10,000 rows.
 
     python benchmarks/streaming.py                      # 50,000 and 200,000 rows (~150 and ~600 MB), 300 steps
     python benchmarks/streaming.py --rows 20000 --steps 100
@@ -76,7 +77,7 @@ def worker(path: Path, how: str, steps: int, cache: Path) -> dict[str, float]:
 
     from distillkit import Distiller, Trainer
     from distillkit.data import TensorDictDataset
-    from distillkit.data.streams import ArrowDictDataset, HFStream
+    from distillkit.data.streams import ArrowDictDataset, HFStream, ParquetStream
     from distillkit.models import build_model
 
     start = time.perf_counter()
@@ -90,6 +91,8 @@ def worker(path: Path, how: str, steps: int, cache: Path) -> dict[str, float]:
     elif how == "arrow":
         rows = datasets.load_dataset("parquet", data_files=str(path), split="train", cache_dir=str(cache))
         train = ArrowDictDataset(rows.with_format("numpy"), input_column="pixels", input_shape=(1, 28, 28))
+    elif how == "parquet":
+        train = ParquetStream([path], input_column="pixels", input_shape=(1, 28, 28), shuffle_buffer=10_000)
     else:
         rows = datasets.load_dataset("parquet", data_files=str(path), split="train", streaming=True)
         rows = rows.shuffle(buffer_size=10_000, seed=0).with_format("numpy")  # NumPy rows, not Python lists
@@ -115,15 +118,16 @@ def main() -> None:
         print(json.dumps(worker(Path(path), how, args.steps, Path(cache))))
         return
     print(f"{args.steps} steps of batch 64, teacher online; peak memory in MB, anonymous / resident (seconds)")
-    print("| rows | Parquet (MB) | as a tensor (MB) | in memory | Arrow, memory-mapped | stream (HFStream) |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| rows | Parquet (MB) | as a tensor (MB) | in memory | Arrow, memory-mapped | stream (HFStream) | "
+          "Parquet stream (ParquetStream) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     env = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1", "HF_DATASETS_OFFLINE": "1"}
     for rows in args.rows:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "pixels.parquet"
             write_parquet(path, rows)
             cells = []
-            for how in ("memory", "arrow", "stream"):
+            for how in ("memory", "arrow", "stream", "parquet"):
                 done = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--worker", str(path),
                                        how, str(Path(folder) / "cache")], env=env, capture_output=True, text=True,
                                       check=True, timeout=3600)

@@ -76,3 +76,61 @@ def test_stream_workers_read_every_row_once():
     loader = torch.utils.data.DataLoader(stream, batch_size=5, num_workers=2)
     seen = sorted(int(i) for batch in loader for i in batch["index"])
     assert seen == list(range(37))
+
+
+def write_parquet(folder, sizes, group_rows=7, width=3):
+    """Files of ``sizes`` rows; row r holds ``[r, r, r]`` (its global place) and label ``r % 3``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths, start = [], 0
+    for k, size in enumerate(sizes):
+        rows = torch.arange(start, start + size, dtype=torch.float32)
+        column = pa.FixedSizeListArray.from_arrays(pa.array(rows.repeat_interleave(width).numpy()), width)
+        path = folder / f"part-{k}.parquet"
+        pq.write_table(pa.table({"x": column, "y": (torch.arange(start, start + size) % 3).numpy()}), path,
+                       row_group_size=group_rows)
+        paths.append(path)
+        start += size
+    return paths
+
+
+def rows_of(stream, epoch=0):
+    stream.set_epoch(epoch)
+    return [(int(s["index"]), s["input"].tolist(), int(s["target"])) for s in stream]
+
+
+def test_a_parquet_stream_gives_every_row_once_with_its_place_as_index_in_an_order_drawn_per_epoch(tmp_path):
+    from distillkit.data.streams import ParquetStream
+
+    files = write_parquet(tmp_path, [30, 17])
+    ordered = rows_of(ParquetStream(files, input_column="x", target_column="y", shuffle_buffer=0))
+    assert ordered == [(r, [float(r)] * 3, r % 3) for r in range(47)]  # file after file, row group after row group
+    stream = ParquetStream(files, input_column="x", target_column="y", shuffle_buffer=10, read_rows=4, seed=3)
+    first, again, second = rows_of(stream, 0), rows_of(stream, 0), rows_of(stream, 1)
+    assert sorted(first) == ordered and sorted(second) == ordered  # every row once, index = its place
+    assert first == again and first != second and first != ordered  # drawn from (seed, epoch), and shuffled
+    loader = torch.utils.data.DataLoader(stream, batch_size=5, num_workers=2)
+    assert sorted(int(i) for batch in loader for i in batch["index"]) == list(range(47))  # workers split it
+    shaped = ParquetStream(files, input_column="x", target_column="y", input_shape=(3, 1), shuffle_buffer=0)
+    assert next(iter(shaped))["input"].shape == (3, 1)
+
+
+def test_a_parquet_stream_trains_with_max_steps_and_bad_columns_or_files_are_named(tmp_path):
+    from distillkit.data.streams import ParquetStream
+
+    data = make_blobs(n=100)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    column = pa.FixedSizeListArray.from_arrays(pa.array(data.fields["input"].reshape(-1).numpy()), 8)
+    pq.write_table(pa.table({"x": column, "y": data.fields["target"].numpy()}), tmp_path / "blobs.parquet",
+                   row_group_size=25)
+    stream = ParquetStream([tmp_path / "blobs.parquet"], input_column="x", target_column="y", shuffle_buffer=50)
+    trainer, _ = distill(stream, max_steps=20)
+    assert trainer.step == 20 and trainer.epoch == 2
+    assert trainer.history[-1]["loss"] < trainer.history[0]["loss"]
+    with pytest.raises(KeyError, match=r"has no column 'pixels'; its columns: \['x', 'y'\]"):
+        ParquetStream([tmp_path / "blobs.parquet"], input_column="pixels", target_column="y")
+    with pytest.raises(FileNotFoundError, match="nothing.parquet"):
+        ParquetStream([tmp_path / "nothing.parquet"])
