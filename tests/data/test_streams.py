@@ -55,8 +55,25 @@ def test_a_stream_needs_max_steps_crosses_epochs_and_runs_the_teacher_online(cap
         distill(stream, max_steps=2, teacher_cache="memory")
 
 
-def test_a_stopped_stream_run_resumes_to_the_uninterrupted_weights(tmp_path):
-    stream = HFStream(table(make_blobs(n=100)).to_iterable_dataset(), input_column="x", target_column="y")
+def blobs_parquet(folder):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = make_blobs(n=100)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(data.fields["input"].reshape(-1).numpy()), 8)
+    pq.write_table(pa.table({"x": column, "y": data.fields["target"].numpy()}), folder / "blobs.parquet",
+                   row_group_size=25)
+    return folder / "blobs.parquet"
+
+
+@pytest.mark.parametrize("kind", ["datasets stream", "parquet stream"])
+def test_a_stopped_stream_run_resumes_to_the_uninterrupted_weights(tmp_path, kind):
+    if kind == "parquet stream":
+        from distillkit.data.streams import ParquetStream
+
+        stream = ParquetStream([blobs_parquet(tmp_path)], input_column="x", target_column="y", shuffle_buffer=30)
+    else:
+        stream = HFStream(table(make_blobs(n=100)).to_iterable_dataset(), input_column="x", target_column="y")
     _, whole = distill(stream, max_steps=18)
     stopped, _ = distill(stream, max_steps=18, checkpoint_dir=tmp_path / "ckpt", checkpoint_every=5,
                          callbacks=[StopAt(10)])
@@ -119,14 +136,7 @@ def test_a_parquet_stream_gives_every_row_once_with_its_place_as_index_in_an_ord
 def test_a_parquet_stream_trains_with_max_steps_and_bad_columns_or_files_are_named(tmp_path):
     from distillkit.data.streams import ParquetStream
 
-    data = make_blobs(n=100)
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    column = pa.FixedSizeListArray.from_arrays(pa.array(data.fields["input"].reshape(-1).numpy()), 8)
-    pq.write_table(pa.table({"x": column, "y": data.fields["target"].numpy()}), tmp_path / "blobs.parquet",
-                   row_group_size=25)
-    stream = ParquetStream([tmp_path / "blobs.parquet"], input_column="x", target_column="y", shuffle_buffer=50)
+    stream = ParquetStream([blobs_parquet(tmp_path)], input_column="x", target_column="y", shuffle_buffer=50)
     trainer, _ = distill(stream, max_steps=20)
     assert trainer.step == 20 and trainer.epoch == 2
     assert trainer.history[-1]["loss"] < trainer.history[0]["loss"]
