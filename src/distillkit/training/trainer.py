@@ -164,6 +164,10 @@ class Trainer:
             return self._eval_batch_size
         return max(self.batch_size, 128 if self.device.type == "cpu" else 256)
 
+    @eval_batch_size.setter
+    def eval_batch_size(self, value: int | None) -> None:
+        self._eval_batch_size = value
+
     @property
     def is_main_process(self) -> bool:
         return self.accelerator is None or self.accelerator.is_main_process
