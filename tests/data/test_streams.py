@@ -55,11 +55,12 @@ def test_a_stream_needs_max_steps_crosses_epochs_and_runs_the_teacher_online(cap
         distill(stream, max_steps=2, teacher_cache="memory")
 
 
-def blobs_parquet(folder):
+def blobs_parquet(folder, n=100):
+    """``make_blobs(n)`` as a Parquet file of row groups of 25 rows (columns ``x``: 8 floats, ``y``: the label)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    data = make_blobs(n=100)
+    data = make_blobs(n=n)
     column = pa.FixedSizeListArray.from_arrays(pa.array(data.fields["input"].reshape(-1).numpy()), 8)
     pq.write_table(pa.table({"x": column, "y": data.fields["target"].numpy()}), folder / "blobs.parquet",
                    row_group_size=25)

@@ -1,6 +1,7 @@
 """A small deterministic training run used by the kill/resume and distributed tests (run as a subprocess).
 
 Usage: python train_script.py OUT_DIR [--resume] [--sleep S] [--crash-in-save STEP] [--batch-size B] [--steps N]
+       [--dropout P] [--stream FILE.parquet]
 """
 
 import argparse
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--stream", default=None, help="train on this Parquet file of blobs as a ParquetStream")
     args = parser.parse_args()
     out = Path(args.out)
 
@@ -56,8 +58,13 @@ def main() -> None:
     teacher = make_mlp(hidden=64)
     student = make_mlp(dropout=args.dropout)
     distiller = Distiller(teacher, student, feature_pairs={"1": "1"})
+    train = make_blobs()
+    if args.stream is not None:  # the same rows, read as a stream (the teacher then runs online)
+        from distillkit.data.streams import ParquetStream
+
+        train = ParquetStream([args.stream], input_column="x", target_column="y", shuffle_buffer=20, seed=3)
     trainer = Trainer(
-        distiller, make_blobs(), epochs=3, max_steps=args.steps, batch_size=args.batch_size, lr=1e-2,
+        distiller, train, epochs=3, max_steps=args.steps, batch_size=args.batch_size, lr=1e-2,
         progress=False, checkpoint_dir=out / "ckpt", checkpoint_every=1, keep_checkpoints=3, seed=3,
         callbacks=[Sleep(args.sleep)] if args.sleep else [], cpu=True, teacher_cache="off",
     )
