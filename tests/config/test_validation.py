@@ -24,6 +24,8 @@ from tests.conftest import TINY
     ("teacher.model=cnnn", "teacher.model: unknown model 'cnnn'"),
     ("data.name=mnist5", "data.name: unknown dataset 'mnist5'. Did you mean: mnist5k"),
     ("distill.mutual={peers: 2, weight: -0.5}", "distill.mutual.weight: the mutual weight must be >= 0"),
+    ("train.sharding=fsdp", "train.sharding: 'fsdp' is in the Python API only for now"),
+    ("train.sharding=zero3", "train.sharding: Input should be 'none' or 'fsdp'"),
 ])
 def test_bad_values_are_refused_with_the_key_path(override, message):
     with pytest.raises(ConfigError) as caught:

@@ -1,7 +1,7 @@
 """A small deterministic training run used by the kill/resume and distributed tests (run as a subprocess).
 
 Usage: python train_script.py OUT_DIR [--resume] [--sleep S] [--crash-in-save STEP] [--batch-size B] [--steps N]
-       [--dropout P] [--stream FILE.parquet]
+       [--dropout P] [--stream FILE.parquet] [--fsdp] [--clip C]
 """
 
 import argparse
@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--dropout", type=float, default=0.2)
     parser.add_argument("--stream", default=None, help="train on this Parquet file of blobs as a ParquetStream")
+    parser.add_argument("--fsdp", action="store_true", help="shard the student (sharding='fsdp')")
+    parser.add_argument("--clip", type=float, default=None, help="clip_grad_norm")
     args = parser.parse_args()
     out = Path(args.out)
 
@@ -67,16 +69,21 @@ def main() -> None:
         distiller, train, epochs=3, max_steps=args.steps, batch_size=args.batch_size, lr=1e-2,
         progress=False, checkpoint_dir=out / "ckpt", checkpoint_every=1, keep_checkpoints=3, seed=3,
         callbacks=[Sleep(args.sleep)] if args.sleep else [], cpu=True, teacher_cache="off",
+        sharding="fsdp" if args.fsdp else "none", clip_grad_norm=args.clip,
     )
     trainer.fit(resume="latest" if args.resume else None)
     # 101 evaluation samples: with two processes the last batch is padded, and the padding must not count.
     metrics = trainer.evaluate(make_blobs(n=101, seed=11))
+    state = trainer.consolidated_state_dict()  # (sharded: every process takes part; the main one gets it)
     if trainer.is_main_process:
         import json
 
         (out / "eval.json").write_text(json.dumps(metrics))
-        save_file({k: v.contiguous() for k, v in distiller.state_dict().items()}, str(out / "final.safetensors"))
+        save_file({k: v.contiguous() for k, v in state.items()}, str(out / "final.safetensors"))
         (out / "world.txt").write_text(f"{trainer.accelerator.num_processes} {trainer.step}")
+        weight = next(distiller.student.parameters())  # sharded: a DTensor of which this process holds a part
+        local = weight.to_local() if hasattr(weight, "to_local") else weight
+        (out / "weight.txt").write_text(f"{type(weight).__name__} {local.numel()} {weight.numel()}")
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

@@ -419,6 +419,16 @@ class Config(_Strict):
     stream: StreamConfig | None = Field(None, description="a stream of experiences (distillkit continual)")
 
     @model_validator(mode="after")
+    def _no_sharding_yet(self) -> Config:
+        sections = {"train": self.train, "teacher.train": getattr(self.teacher, "train", None)}
+        for where, options in sections.items():
+            if options is not None and options.sharding != "none":
+                raise ValueError(f"{where}.sharding: {options.sharding!r} is in the Python API only for now "
+                                 "(Trainer(..., sharding='fsdp')): the command line does not yet hand a sharded "
+                                 "student on to its evaluation and files; remove the key")
+        return self
+
+    @model_validator(mode="after")
     def _one_student(self) -> Config:
         if self.student is None:
             if self.stream is None:

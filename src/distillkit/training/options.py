@@ -50,6 +50,9 @@ class TrainOptions(BaseModel):
     checkpoint_every: int | None = Field(None, ge=1, description="checkpoint every N steps (default: every epoch)")
     teacher_cache: Literal["auto", "memory", "disk", "off"] = Field(
         "auto", description="cache the teacher's outputs: auto (when safe), memory, disk, or off")
+    sharding: Literal["none", "fsdp"] = Field(
+        "none", description="fsdp: shard the student's weights, gradients and optimizer state across processes with "
+        "PyTorch's FSDP2 (fully_shard); the frozen teacher stays whole on every process. Python API for now")
     compile: bool = Field(False, description="torch.compile the student (in place: its weights keep their names); "
                           "pays a compilation of seconds to minutes up front, so it helps long runs of large models")
 

@@ -56,7 +56,9 @@ class Trainer:
         val_data: optional dataset evaluated every ``eval_every`` steps (or every epoch).
         options: the training options (:class:`~distillkit.training.TrainOptions`: epochs, optimizer, lr,
             lr_schedule, warm-up, accumulation, clipping, precision, evaluation, early stopping, checkpoints,
-            teacher cache), e.g. a config's ``train`` section.
+            teacher cache, sharding), e.g. a config's ``train`` section. With ``sharding="fsdp"`` under several
+            processes the student is sharded with FSDP2 (``docs/scaling.md``); take its trained weights with
+            :meth:`consolidated_state_dict`.
         batch_size: samples per process per micro-batch.
         eval_batch_size: batch size of evaluation and of the teacher-output cache's pass (default:
             ``max(batch_size, 256)`` on a GPU, ``max(batch_size, 128)`` on the CPU, where larger batches of a
@@ -145,6 +147,7 @@ class Trainer:
         self.metrics: dict[str, float] = {}
         self.evaluations = 0
         self.cache: TeacherCache | None = None
+        self._sharded = False  # FSDP over several processes (options.sharding), decided at set-up
         self.accelerator: Any = None
         self._last_saved_step = -1
         self._seconds_before = 0.0  # training time of earlier attempts of this run (restored from a checkpoint)
@@ -295,11 +298,21 @@ class Trainer:
                 self.log.info("teacher cache off (teacher runs every step): %s", error)
                 self.cache = None
         loader = self._train_loader()
+        self._sharded = self.options.sharding == "fsdp" and self.accelerator.num_processes > 1
+        if self.options.sharding == "fsdp" and not self._sharded:
+            self.log.info("sharding: one process, nothing to shard (the student trains whole)")
+        if self._sharded:
+            self._shard()  # before the optimizer: it must see the sharded parameters
         self.optimizer = build_optimizer(
             self.optimizer_spec, self.distiller.parameters(), lr=self.lr, weight_decay=self.weight_decay,
             momentum=self.momentum,
         )
-        self.model, self.optimizer, self.train_loader = self.accelerator.prepare(self.distiller, self.optimizer, loader)
+        if self._sharded:  # FSDP does the gradient synchronisation: Accelerate must not wrap the model in DDP
+            self.model = self.distiller
+            self.optimizer, self.train_loader = self.accelerator.prepare(self.optimizer, loader)
+        else:
+            self.model, self.optimizer, self.train_loader = self.accelerator.prepare(self.distiller, self.optimizer,
+                                                                                     loader)
         if self.streaming:
             self.steps_per_epoch, self.total_steps = None, self.max_steps
         else:
@@ -322,6 +335,43 @@ class Trainer:
         self._plain_engine = (self.accelerator.distributed_type not in (DistributedType.DEEPSPEED,
                                                                         DistributedType.MEGATRON_LM, DistributedType.XLA)
                               and self.accelerator.scaler is None and not self.accelerator.has_lomo_optimizer)
+
+    def _shard(self) -> None:
+        """FSDP2 over the student: each child that holds trained weights is one unit (its weights gathered for its
+        own forward and backward only), and the distiller is the root unit (the student's other weights, adapters,
+        learned loss parameters). The teacher is not a submodule: it stays whole on every process."""
+        if self.grad_accum_steps > 1:
+            raise ValueError("sharding='fsdp' with grad_accum_steps > 1 is not supported yet; use a larger batch")
+        if self.options.compile:
+            raise ValueError("sharding='fsdp' with compile=True is not supported yet; choose one")
+        if self.precision != "no":
+            raise ValueError("sharding='fsdp' with mixed precision is not supported yet; use precision='no'")
+        from torch.distributed.fsdp import fully_shard
+
+        for child in self.distiller.student.children():
+            if any(p.requires_grad for p in child.parameters()):
+                fully_shard(child)
+        fully_shard(self.distiller)
+        self.log.info("sharding: the student's weights are split across %d processes (FSDP2)",
+                      self.accelerator.num_processes)
+
+    def _full_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The model's and the optimizer's whole state on the main process (empty dicts elsewhere); every process
+        must call it when sharded."""
+        if self._sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+            return get_state_dict(self.distiller, self.optimizer.optimizer,
+                                  options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if not self.is_main_process:
+            return {}, {}
+        return self.accelerator.unwrap_model(self.model).state_dict(), self.optimizer.optimizer.state_dict()
+
+    def consolidated_state_dict(self) -> dict[str, Tensor]:
+        """The distiller's whole state (student, adapters) as ordinary tensors on the main process, also when the
+        student is sharded (``sharding='fsdp'``: every process must call it; the others get ``{}``). Load its
+        ``student.*`` entries into an unsharded copy of the student to use the trained model elsewhere."""
+        return self._full_state()[0]
 
     # --- checkpoint state ------------------------------------------------------------------------------
     def _controllers(self) -> dict[str, AdaptiveController]:
@@ -355,13 +405,12 @@ class Trainer:
         if torch.cuda.is_available() and self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         rng_states = dict(gather_object([(self.accelerator.process_index, rng)]))
+        model_state, optimizer_state = self._full_state()  # (sharded: a collective of every process)
         path = None
         if self.is_main_process:
-            unwrapped = self.accelerator.unwrap_model(self.model)
             path = save_checkpoint(
-                self.checkpoint_dir, self.step, model_state=unwrapped.state_dict(),
-                optimizer_state={"optimizer": self.optimizer.optimizer.state_dict(),
-                                 "scheduler": self.scheduler.state_dict()},
+                self.checkpoint_dir, self.step, model_state=model_state,
+                optimizer_state={"optimizer": optimizer_state, "scheduler": self.scheduler.state_dict()},
                 trainer_state=self._trainer_state(), rng_states=rng_states, keep=self.keep_checkpoints,
             )
             self.log.debug("checkpoint written: %s", path)
@@ -384,11 +433,20 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         state = load_checkpoint(path, rank=self.accelerator.process_index)
-        unwrapped = self.accelerator.unwrap_model(self.model)
-        unwrapped.load_state_dict(state["model"])
-        if state["optimizer"] is not None:
-            self.optimizer.optimizer.load_state_dict(state["optimizer"]["optimizer"])
+        if self._sharded:  # every process read the whole state; each keeps its shard
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+            if state["optimizer"] is None:
+                raise CheckpointError(f"{path} holds no optimizer state, which a sharded run needs to resume")
+            set_state_dict(self.distiller, self.optimizer.optimizer, model_state_dict=state["model"],
+                           optim_state_dict=state["optimizer"]["optimizer"],
+                           options=StateDictOptions(full_state_dict=True))
             self.scheduler.load_state_dict(state["optimizer"]["scheduler"])
+        else:
+            self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
+            if state["optimizer"] is not None:
+                self.optimizer.optimizer.load_state_dict(state["optimizer"]["optimizer"])
+                self.scheduler.load_state_dict(state["optimizer"]["scheduler"])
         trainer = state["trainer"]
         self.step, self.epoch, self.batch_in_epoch = trainer["step"], trainer["epoch"], trainer["batch_in_epoch"]
         self.metrics, self.history, self.evaluations = trainer["metrics"], trainer["history"], trainer["evaluations"]
@@ -446,6 +504,17 @@ class Trainer:
                 parameter.grad = None
 
     def _grad_norm(self) -> Tensor | None:
+        if self._sharded:  # sharded gradients: PyTorch's norm of DTensors, then the one global value
+            from torch.distributed.tensor import DTensor
+
+            grads = [p.grad for p in self._trained if p.grad is not None]
+            if not grads:
+                return None
+            norm = torch.nn.utils.get_total_norm(grads)
+            norm = norm.full_tensor() if isinstance(norm, DTensor) else norm
+            if self.clip_grad_norm:
+                torch.nn.utils.clip_grads_with_norm_(self._trained, self.clip_grad_norm, norm)
+            return norm
         if self.clip_grad_norm or self.precision == "fp16":  # fp16 gradients must be unscaled first
             return self.accelerator.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm or math.inf)
         grads = [p.grad for p in self._trained if p.grad is not None]

@@ -1,0 +1,97 @@
+"""Sharded training (sharding='fsdp', PyTorch FSDP2) on two CPU processes (gloo, torchrun): the weights and the
+evaluation of one process on the same global batches, the student's weights really split while training, the
+gradient clipped on the global norm, and a run killed on one process resumed from the checkpoint of consolidated
+state to the weights of an uninterrupted sharded run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from distillkit import Distiller, Trainer
+from distillkit.training import find_latest
+from tests.conftest import make_blobs, make_mlp
+
+SCRIPT = Path(__file__).with_name("train_script.py")
+ENV = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def one(out, *args):
+    subprocess.run([sys.executable, str(SCRIPT), str(out), "--batch-size", "16", *args], env=ENV, check=True,
+                   capture_output=True, timeout=300)
+
+
+def two(out, port, *args, wait=True):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+               str(SCRIPT), str(out), "--batch-size", "8", "--fsdp", *args]
+    if not wait:
+        return subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def close(a: Path, b: Path, atol=1e-6):
+    wa, wb = load_file(str(a / "final.safetensors")), load_file(str(b / "final.safetensors"))
+    assert wa.keys() == wb.keys() and any(k.startswith("student.") for k in wa)
+    return all(torch.allclose(wa[k], wb[k], rtol=1e-5, atol=atol) for k in wa)
+
+
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_two_sharded_processes_match_one_process_on_the_same_global_batches(tmp_path, clip):
+    extra = ["--dropout", "0", "--steps", "12"] + (["--clip", str(clip)] if clip else [])
+    one(tmp_path / "one", *extra)
+    two(tmp_path / "two", 29591 + (clip is not None), *extra)
+    assert (tmp_path / "two" / "world.txt").read_text() == "2 12"
+    kind, local, whole = (tmp_path / "two" / "weight.txt").read_text().split()
+    assert kind == "DTensor" and int(local) == int(whole) // 2  # each process held half of the first layer
+    assert (tmp_path / "one" / "weight.txt").read_text().split()[0] == "Parameter"
+    assert close(tmp_path / "one", tmp_path / "two")
+    evaluations = [json.loads((tmp_path / k / "eval.json").read_text()) for k in ("one", "two")]
+    assert evaluations[0]["val/accuracy"] == evaluations[1]["val/accuracy"]
+    assert evaluations[0]["val/loss"] == pytest.approx(evaluations[1]["val/loss"], abs=1e-5)
+    if clip:  # the control: without clipping the weights end elsewhere, so the clip did act on the global norm
+        one(tmp_path / "unclipped", "--dropout", "0", "--steps", "12")
+        assert not close(tmp_path / "unclipped", tmp_path / "two")
+
+
+def test_a_sharded_run_killed_on_one_process_resumes_to_the_uninterrupted_weights(tmp_path):
+    two(tmp_path / "straight", 29593, "--steps", "24")
+    victim = two(tmp_path / "killed", 29594, "--steps", "24", "--sleep", "0.2", wait=False)
+    ckpt = tmp_path / "killed" / "ckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        latest = find_latest(ckpt)
+        if latest is not None and int(latest.name.split("-")[1]) >= 6:
+            break
+        time.sleep(0.02)
+    import psutil
+
+    ranks = [c for c in psutil.Process(victim.pid).children(recursive=True) if "train_script" in " ".join(c.cmdline())]
+    assert len(ranks) == 2
+    ranks[-1].send_signal(signal.SIGKILL)
+    victim.communicate(timeout=120)
+    assert victim.returncode != 0
+    survived = find_latest(ckpt)
+    assert survived is not None and int(survived.name.split("-")[1]) < 24  # it really died mid-run
+    assert not (tmp_path / "killed" / "final.safetensors").exists()
+    two(tmp_path / "killed", 29595, "--steps", "24", "--resume")
+    assert close(tmp_path / "straight", tmp_path / "killed", atol=0)
+
+
+def test_on_one_process_sharding_trains_the_whole_student_and_says_so(caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, "distillkit")
+    trainer = Trainer(Distiller(None, make_mlp()), make_blobs(), epochs=1, progress=False, sharding="fsdp")
+    trainer.fit()
+    assert "one process, nothing to shard" in caplog.text and not trainer._sharded
+    with pytest.raises(ValueError, match="sharding"):
+        Trainer(Distiller(None, make_mlp()), make_blobs(), sharding="zero3")
