@@ -23,9 +23,8 @@ from pathlib import Path
 
 def worker(out: Path, sharding: str, hidden: int, layers: int, steps: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from streaming import PeakMemory
-
     import torch
+    from streaming import PeakMemory
     from torch import nn
 
     from distillkit import Distiller, Trainer
