@@ -1,4 +1,4 @@
-"""What sharding the student changes per process: the state it holds and its peak memory, DDP against FSDP2
+"""What sharding the student changes per process: the state it holds and its peak memory, DDP against FSDP2.
 
 Two CPU processes (gloo, started by this script through torchrun) train the same MLP student (784 -> 8 hidden layers
 of 2048 -> 10: 35M parameters; each linear layer is one FSDP unit) from a small teacher for a few steps with AdamW,
