@@ -91,7 +91,11 @@ def test_on_one_process_sharding_trains_the_whole_student_and_says_so(caplog):
 
     caplog.set_level(logging.INFO, "distillkit")
     trainer = Trainer(Distiller(None, make_mlp()), make_blobs(), epochs=1, progress=False, sharding="fsdp")
+    untrained = {k: v.clone() for k, v in trainer.consolidated_state_dict().items()}  # before set-up: as it is
+    assert set(untrained) == {k for k in trainer.distiller.state_dict()}
     trainer.fit()
+    trained = trainer.consolidated_state_dict()
+    assert not torch.equal(trained["student.0.weight"], untrained["student.0.weight"])  # it trained, and says so
     assert "one process, nothing to shard" in caplog.text and not trainer._sharded
     with pytest.raises(ValueError, match="sharding"):
         Trainer(Distiller(None, make_mlp()), make_blobs(), sharding="zero3")

@@ -363,6 +363,8 @@ class Trainer:
 
             return get_state_dict(self.distiller, self.optimizer.optimizer,
                                   options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.accelerator is None:  # not set up yet: the distiller as it is, no optimizer
+            return self.distiller.state_dict(), {}
         if not self.is_main_process:
             return {}, {}
         return self.accelerator.unwrap_model(self.model).state_dict(), self.optimizer.optimizer.state_dict()
