@@ -4,10 +4,7 @@ gradient clipped on the global norm, and a run killed on one process resumed fro
 state to the weights of an uninterrupted sharded run."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,24 +15,13 @@ from safetensors.torch import load_file
 from distillkit import Distiller, Trainer
 from distillkit.training import find_latest
 from tests.conftest import make_blobs, make_mlp
-
-SCRIPT = Path(__file__).with_name("train_script.py")
-ENV = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-
-
-def one(out, *args):
-    subprocess.run([sys.executable, str(SCRIPT), str(out), "--batch-size", "16", *args], env=ENV, check=True,
-                   capture_output=True, timeout=300)
+from tests.training.test_distributed import one
+from tests.training.test_distributed import two as two_processes
 
 
 def two(out, port, *args, wait=True):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-               str(SCRIPT), str(out), "--batch-size", "8", "--fsdp", *args]
-    if not wait:
-        return subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+    """Two sharded processes (train_script.py --fsdp)."""
+    return two_processes(out, port, "--fsdp", *args, wait=wait)
 
 
 def close(a: Path, b: Path, atol=1e-6):

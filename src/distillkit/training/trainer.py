@@ -506,22 +506,19 @@ class Trainer:
                 parameter.grad = None
 
     def _grad_norm(self) -> Tensor | None:
+        if not self._sharded and (self.clip_grad_norm or self.precision == "fp16"):  # fp16: unscaled first
+            return self.accelerator.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm or math.inf)
+        grads = [p.grad for p in self._trained if p.grad is not None]
+        if not grads:
+            return None
         if self._sharded:  # sharded gradients: PyTorch's norm of DTensors, then the one global value
             from torch.distributed.tensor import DTensor
 
-            grads = [p.grad for p in self._trained if p.grad is not None]
-            if not grads:
-                return None
             norm = torch.nn.utils.get_total_norm(grads)
             norm = norm.full_tensor() if isinstance(norm, DTensor) else norm
             if self.clip_grad_norm:
                 torch.nn.utils.clip_grads_with_norm_(self._trained, self.clip_grad_norm, norm)
             return norm
-        if self.clip_grad_norm or self.precision == "fp16":  # fp16 gradients must be unscaled first
-            return self.accelerator.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm or math.inf)
-        grads = [p.grad for p in self._trained if p.grad is not None]
-        if not grads:
-            return None
         # torch.nn.utils.get_total_norm without its grouping by device and dtype: a third of its cost on a small
         # student, where this runs every step
         norms = torch._foreach_norm(grads)
