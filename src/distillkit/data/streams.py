@@ -6,13 +6,13 @@
 - :class:`HFStream`: a ``torch.utils.data.IterableDataset`` over any iterable of rows, such as a streaming
   ``datasets.IterableDataset`` (``load_dataset(..., streaming=True)``). Our side holds a batch (and the stream's
   own shuffle buffer); the :class:`~distillkit.Trainer` takes ``max_steps`` for it and runs the teacher on every
-  batch (a stream cannot be indexed, so there is no cache). What the stream's reader holds is its own: the
-  ``datasets`` Parquet reader held 1.5 GB to give the first 30,000 rows of a 640 MB file (``docs/benchmarks.md``).
+  batch (a stream cannot be indexed, so there is no cache). What the stream's reader holds is its own: with the
+  ``datasets`` Parquet reader, a run's memory grew with the file (``python benchmarks/streaming.py``).
 - :class:`ParquetStream`: Parquet files (the format of the Hugging Face Hub's data sets) read one record batch at
   a time with PyArrow, through a shuffle buffer: memory bounded by the buffer and one batch, whatever the files'
   size, and each sample's ``index`` is its row's place in the files.
 
-Both turn a row ``{input_column: ..., target_column: ...}`` into distillkit's sample
+Each turns a row ``{input_column: ..., target_column: ...}`` into distillkit's sample
 ``{"input": tensor, "target": tensor, "index": i}``.
 
 Example:

@@ -61,8 +61,8 @@ class Trainer:
             :meth:`consolidated_state_dict`.
         batch_size: samples per process per micro-batch.
         eval_batch_size: batch size of evaluation and of the teacher-output cache's pass (default:
-            ``max(batch_size, 256)`` on a GPU, ``max(batch_size, 128)`` on the CPU, where larger batches of a
-            convolutional network fall out of the processor's caches: ``benchmarks/speed.py`` notes).
+            ``max(batch_size, 256)`` on a GPU, ``max(batch_size, 128)`` on the CPU, where larger batches of
+            ResNet-20 were slower: ``benchmarks/step_parts.py``).
         callbacks: :class:`~distillkit.training.callbacks.Callback` objects.
         checkpoint_dir: where checkpoints go; ``None`` writes none.
         keep_checkpoints: how many checkpoints to keep.
