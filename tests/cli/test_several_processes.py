@@ -70,6 +70,27 @@ def test_two_processes_under_accelerate_launch_write_one_folder_record_and_repor
     assert not all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)
 
 
+def test_a_student_sharded_on_two_processes_is_saved_and_scored_as_one_unsharded_process_would(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    one, two = compare(tmp_path, 1, 0), compare(tmp_path, 2, 29606, "--set", "train.sharding=fsdp")
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "sharding: the student's weights are split across 2 processes" in two.stderr  # it did shard
+    folders = tmp_path / "runs" / "p1", tmp_path / "runs" / "p2"
+    assert {p.name for p in folders[0].iterdir()} == {p.name for p in folders[1].iterdir()}
+    results = [json.loads((f / "results.json").read_text())["models"] for f in folders]
+    for model in ("student_alone", "distilled"):
+        assert results[0][model]["test/accuracy"] == results[1][model]["test/accuracy"], model
+        assert results[0][model]["params"] == results[1][model]["params"], model
+        a, b = weights(folders[0], model), weights(folders[1], model)
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), model
+    # the distilled student's adapter (the feature term's projection) is consolidated too
+    a, b = (load_file(str(f / "distilled" / "distiller.safetensors")) for f in folders)
+    assert any(k.startswith("terms.") for k in a) and a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert (folders[1] / "report.html").is_file() and (folders[1] / "distilled" / "README.md").is_file()
+
+
 def test_commands_that_run_in_one_process_say_so_under_a_launcher(tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     done = subprocess.run(launch(2, 29603, "cv", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "cv")),

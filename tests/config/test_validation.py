@@ -24,7 +24,8 @@ from tests.conftest import TINY
     ("teacher.model=cnnn", "teacher.model: unknown model 'cnnn'"),
     ("data.name=mnist5", "data.name: unknown dataset 'mnist5'. Did you mean: mnist5k"),
     ("distill.mutual={peers: 2, weight: -0.5}", "distill.mutual.weight: the mutual weight must be >= 0"),
-    ("train.sharding=fsdp", "train.sharding: 'fsdp' is in the Python API only for now"),
+    ("train={sharding: fsdp, grad_accum_steps: 2}", "train: sharding='fsdp' with grad_accum_steps > 1 is not supported"),
+    ("teacher.train={sharding: fsdp, precision: bf16}", "teacher.train: sharding='fsdp' with mixed precision is not"),
     ("train.sharding=zero3", "train.sharding: Input should be 'none' or 'fsdp'"),
 ])
 def test_bad_values_are_refused_with_the_key_path(override, message):
@@ -32,6 +33,12 @@ def test_bad_values_are_refused_with_the_key_path(override, message):
         load_config(raw=TINY, overrides=[override])
     assert message in str(caught.value)
     assert "Value error" not in str(caught.value)
+
+
+def test_a_sharded_cohort_of_students_is_refused_and_a_sharded_student_accepted():
+    with pytest.raises(ConfigError, match="train.sharding: fsdp cannot shard a cohort of students"):
+        load_config(raw=TINY, overrides=["train.sharding=fsdp", "distill.mutual={peers: 2}"])
+    assert load_config(raw=TINY, overrides=["train.sharding=fsdp"]).train.sharding == "fsdp"  # the control
 
 
 def test_good_edge_values_are_accepted():

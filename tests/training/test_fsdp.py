@@ -43,6 +43,16 @@ def test_two_sharded_processes_match_one_process_on_the_same_global_batches_with
     evaluations = [json.loads((tmp_path / k / "eval.json").read_text()) for k in ("one", "two")]
     assert evaluations[0]["val/accuracy"] == evaluations[1]["val/accuracy"]
     assert evaluations[0]["val/loss"] == pytest.approx(evaluations[1]["val/loss"], abs=1e-5)
+    # unsharded_student(): an ordinary module with the trained weights, used by the main process alone; sharded,
+    # a new module without the distiller's feature tap (unsharded, the student itself, with the tap: the control)
+    for folder, taps in (("one", 1), ("two", 0)):
+        plain = json.loads((tmp_path / folder / "plain.json").read_text())
+        assert plain["kind"] == "Parameter" and plain["hooks"] == taps
+        assert plain["accuracy"] == evaluations[0]["val/accuracy"]
+        student = load_file(str(tmp_path / folder / "plain.safetensors"))
+        state = load_file(str(tmp_path / folder / "final.safetensors"))
+        assert student.keys() == {k.removeprefix("student.") for k in state if k.startswith("student.")}
+        assert all(torch.equal(v, state[f"student.{k}"]) for k, v in student.items())
     # the control: without clipping the weights end elsewhere, so the clip did act
     one(tmp_path / "unclipped", "--dropout", "0", "--steps", "12")
     assert not close(tmp_path / "unclipped", tmp_path / "two")

@@ -75,8 +75,19 @@ def main() -> None:
     # 101 evaluation samples: with two processes the last batch is padded, and the padding must not count.
     metrics = trainer.evaluate(make_blobs(n=101, seed=11))
     state = trainer.consolidated_state_dict()  # (sharded: every process takes part; the main one gets it)
+    plain = trainer.unsharded_student()  # (sharded: every process takes part; every one gets the whole student)
     if trainer.is_main_process:
         import json
+
+        # the unsharded student used by the main process alone (a sharded forward would wait for the others)
+        held_out = make_blobs(n=101, seed=11)
+        with torch.no_grad():
+            predicted = plain.eval()(held_out.fields["input"]).argmax(1)
+        accuracy = (predicted == held_out.fields["target"]).float().mean().item()
+        hooks = sum(len(m._forward_hooks) for m in plain.modules())
+        first = next(plain.parameters())
+        (out / "plain.json").write_text(json.dumps({"accuracy": accuracy, "hooks": hooks, "kind": type(first).__name__}))
+        save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, str(out / "plain.safetensors"))
 
         (out / "eval.json").write_text(json.dumps(metrics))
         save_file({k: v.contiguous() for k, v in state.items()}, str(out / "final.safetensors"))

@@ -149,5 +149,5 @@ def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, na
                        config, folder, resume=resume, resume_from=resume_from,
                        batch_transform=build_augmentation(config, splits, model=config.teacher), callbacks=callbacks)
     if store is not None and processes.is_main():
-        store.put(key, teacher, result.metrics, folder / name / "metrics.jsonl" if folder is not None else None)
+        store.put(key, result.model, result.metrics, folder / name / "metrics.jsonl" if folder is not None else None)
     return result

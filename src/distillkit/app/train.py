@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from distillkit.app.build import build_trainer
 from distillkit.compression.export import save_safetensors
@@ -18,6 +18,7 @@ from distillkit.core.distiller import Distiller
 from distillkit.data.builtin import DataSplits
 from distillkit.models import count_parameters, load_weights
 from distillkit.registry import DistillkitError
+from distillkit.storage import save_tensors
 from distillkit.training import processes
 from distillkit.training.callbacks import Callback
 from distillkit.training.checkpoint import find_latest, list_checkpoints
@@ -96,15 +97,21 @@ def train_one(
     else:
         trainer.fit(resume=resume_point(model_folder, resume, resume_from))
         seconds = trainer.train_seconds
-    metrics = {**trainer.metrics, "params": float(count_parameters(distiller.student)), "train_seconds": seconds}
+    # sharded (train.sharding: fsdp on several processes): the student gathered into an ordinary module on every
+    # process, for what one process does next (measure, save, compress); otherwise the student itself
+    student = trainer.unsharded_student()
+    metrics = {**trainer.metrics, "params": float(count_parameters(student)), "train_seconds": seconds}
     if splits.test is not None:  # (an embedding student has no labels to score; its caller scores it)
         test = trainer.evaluate(splits.test)
         metrics.update({"test/accuracy": test["val/accuracy"], "test/loss": test["val/loss"]})
-    if model_folder is not None and not completed and processes.is_main():  # (several processes: one writes)
-        for k, peer in enumerate(getattr(distiller, "peers", ()), start=1):  # mutual learning's other students
-            save_safetensors(peer, model_folder / f"peer_{k}.safetensors")
-        if any(k.startswith("terms.") for k in distiller.state_dict()):  # adapters are saved with the student
-            save_safetensors(distiller, model_folder / "distiller.safetensors")
-        (model_folder / TRAINING_RECORD).write_text(json.dumps({"train_seconds": seconds}))
-        save_safetensors(distiller.student, model_folder / "model.safetensors")  # last: it marks the step done
-    return TrainedModel(name, distiller.student, metrics, seconds)
+    if model_folder is not None and not completed:
+        adapters = any(k.startswith("terms.") for k in distiller.state_dict())
+        whole = trainer.consolidated_state_dict() if adapters else {}  # (a collective when sharded)
+        if processes.is_main():  # (several processes: one writes)
+            for k, peer in enumerate(getattr(distiller, "peers", ()), start=1):  # mutual learning's other students
+                save_safetensors(peer, model_folder / f"peer_{k}.safetensors")
+            if adapters:  # adapters are saved with the student
+                save_tensors({k: v for k, v in whole.items() if isinstance(v, Tensor)}, model_folder / "distiller.safetensors")
+            (model_folder / TRAINING_RECORD).write_text(json.dumps({"train_seconds": seconds}))
+            save_safetensors(student, model_folder / "model.safetensors")  # last: it marks the step done
+    return TrainedModel(name, student, metrics, seconds)

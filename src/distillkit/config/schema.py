@@ -419,13 +419,10 @@ class Config(_Strict):
     stream: StreamConfig | None = Field(None, description="a stream of experiences (distillkit continual)")
 
     @model_validator(mode="after")
-    def _no_sharding_yet(self) -> Config:
-        sections = {"train": self.train, "teacher.train": getattr(self.teacher, "train", None)}
-        for where, options in sections.items():
-            if options is not None and options.sharding != "none":
-                raise ValueError(f"{where}.sharding: {options.sharding!r} is in the Python API only for now "
-                                 "(Trainer(..., sharding='fsdp')): the command line does not yet hand a sharded "
-                                 "student on to its evaluation and files; remove the key")
+    def _sharding_one_student(self) -> Config:
+        if self.train.sharding != "none" and self.distill.mutual is not None:
+            raise ValueError("train.sharding: fsdp cannot shard a cohort of students (distill.mutual) yet; remove "
+                             "one of them")
         return self
 
     @model_validator(mode="after")

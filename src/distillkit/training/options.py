@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from distillkit.registry import suggest
 
@@ -52,9 +52,20 @@ class TrainOptions(BaseModel):
         "auto", description="cache the teacher's outputs: auto (when safe), memory, disk, or off")
     sharding: Literal["none", "fsdp"] = Field(
         "none", description="fsdp: shard the student's weights, gradients and optimizer state across processes with "
-        "PyTorch's FSDP2 (fully_shard); the frozen teacher stays whole on every process. Python API for now")
+        "PyTorch's FSDP2 (fully_shard); the frozen teacher stays whole on every process")
     compile: bool = Field(False, description="torch.compile the student (in place: its weights keep their names); "
                           "pays a compilation of seconds to minutes up front, so it helps long runs of large models")
+
+    @model_validator(mode="after")
+    def _sharding_alone(self) -> TrainOptions:
+        if self.sharding == "fsdp":
+            if self.grad_accum_steps > 1:
+                raise ValueError("sharding='fsdp' with grad_accum_steps > 1 is not supported yet; use a larger batch")
+            if self.compile:
+                raise ValueError("sharding='fsdp' with compile=True is not supported yet; choose one")
+            if self.precision != "no":
+                raise ValueError("sharding='fsdp' with mixed precision is not supported yet; use precision='no'")
+        return self
 
 
 def train_options(options: TrainOptions | None = None, **values: Any) -> TrainOptions:
@@ -71,8 +82,9 @@ def train_options(options: TrainOptions | None = None, **values: Any) -> TrainOp
     except ValidationError as error:
         first: dict[str, Any] = {}
         for item in error.errors():
-            first.setdefault(str(item["loc"][0]), item)
+            first.setdefault(str(item["loc"][0]) if item["loc"] else "", item)  # "": a rule across options
         known = list(TrainOptions.model_fields)
         problems = [f"unknown option {key!r}.{suggest(key, known)}" if item["type"] == "extra_forbidden"
-                    else f"{key}={item['input']!r}: {item['msg']}" for key, item in first.items()]
+                    else f"{key}={item['input']!r}: {item['msg']}" if key
+                    else item["msg"].removeprefix("Value error, ") for key, item in first.items()]
         raise ValueError("training options: " + "; ".join(problems)) from None

@@ -8,6 +8,7 @@ Accelerate: the same script runs on one CPU, one GPU, or several GPUs/nodes with
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -20,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from distillkit.core.distiller import Distiller, call_model
 from distillkit.core.schedules import AdaptiveController
+from distillkit.core.taps import FeatureTaps
 from distillkit.data.base import UNLABELLED, EpochSampler, batched_view
 from distillkit.registry import DistillkitError
 from distillkit.training.callbacks import Callback, EarlyStopping, ProgressBar
@@ -57,8 +59,8 @@ class Trainer:
         options: the training options (:class:`~distillkit.training.TrainOptions`: epochs, optimizer, lr,
             lr_schedule, warm-up, accumulation, clipping, precision, evaluation, early stopping, checkpoints,
             teacher cache, sharding), e.g. a config's ``train`` section. With ``sharding="fsdp"`` under several
-            processes the student is sharded with FSDP2 (``docs/scaling.md``); take its trained weights with
-            :meth:`consolidated_state_dict`.
+            processes the student is sharded with FSDP2 (``docs/scaling.md``); take the trained student with
+            :meth:`unsharded_student` (an ordinary module) or :meth:`consolidated_state_dict`.
         batch_size: samples per process per micro-batch.
         eval_batch_size: batch size of evaluation and of the teacher-output cache's pass (default:
             ``max(batch_size, 256)`` on a GPU, ``max(batch_size, 128)`` on the CPU, where larger batches of
@@ -340,13 +342,14 @@ class Trainer:
         """FSDP2 over the student: each child that holds trained weights is one unit (its weights gathered for its
         own forward and backward only), and the distiller is the root unit (the student's other weights, adapters,
         learned loss parameters). The teacher is not a submodule: it stays whole on every process."""
-        if self.grad_accum_steps > 1:
-            raise ValueError("sharding='fsdp' with grad_accum_steps > 1 is not supported yet; use a larger batch")
-        if self.options.compile:
-            raise ValueError("sharding='fsdp' with compile=True is not supported yet; choose one")
-        if self.precision != "no":
-            raise ValueError("sharding='fsdp' with mixed precision is not supported yet; use precision='no'")
+        # (grad_accum_steps > 1, compile and mixed precision with sharding are refused by TrainOptions)
+        if getattr(self.distiller, "peers", None):
+            raise ValueError("sharding='fsdp' with mutual learning (several students) is not supported yet")
         from torch.distributed.fsdp import fully_shard
+
+        # An unsharded twin of the student with its weights on the meta device (no memory): unsharded_student()
+        # fills it with the trained weights. FSDP changes the modules it shards in place and cannot copy them.
+        self._student_twin = _meta_twin(self.distiller.student, getattr(self.distiller, "_student_taps", None))
 
         for child in self.distiller.student.children():
             if any(p.requires_grad for p in child.parameters()):
@@ -368,6 +371,27 @@ class Trainer:
         if not self.is_main_process:
             return {}, {}
         return self.accelerator.unwrap_model(self.model).state_dict(), self.optimizer.optimizer.state_dict()
+
+    def unsharded_student(self) -> nn.Module:
+        """The trained student as an ordinary module on every process.
+
+        Without sharding, the distiller's student itself. With ``sharding='fsdp'`` on several processes (every
+        process must call it), a new module of the student's class holding the whole trained weights, on this
+        process's device: use it to evaluate, measure or save the student in one process. The sharded student
+        stays as it was (its forward is a collective of every process); the distiller's feature taps are not on
+        the new module.
+        """
+        if not self._sharded:
+            return self.distiller.student
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        whole = get_model_state_dict(self.distiller, options=StateDictOptions(full_state_dict=True))
+        student = {k.removeprefix("student."): v.detach().clone() for k, v in whole.items()
+                   if k.startswith("student.")}
+        twin = copy.deepcopy(self._student_twin)  # each call gives its own module
+        twin.load_state_dict(student, assign=True)  # the meta weights replaced by the gathered ones
+        twin.train(self.distiller.student.training)
+        return twin
 
     def consolidated_state_dict(self) -> dict[str, Tensor]:
         """The distiller's whole state (student, adapters) as ordinary tensors on the main process, also when the
@@ -701,4 +725,18 @@ class Trainer:
             "val/loss": float(F.cross_entropy(logits, targets)),
             "val/accuracy": float((logits.argmax(-1) == targets).float().mean()),
         }
+
+
+def _meta_twin(module: nn.Module, taps: FeatureTaps | None) -> nn.Module:
+    """A copy of ``module`` whose parameters are on the meta device (they take no memory; buffers are copied),
+    without the hooks that ``taps`` put on it."""
+    memo: dict[int, Any] = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+                            for p in module.parameters()}
+    twin = copy.deepcopy(module, memo)
+    ids = [handle.id for handle in (taps._handles if taps is not None else [])]
+    for part in twin.modules():
+        for hooks in (part._forward_hooks, part._forward_hooks_with_kwargs, part._forward_hooks_always_called):
+            for hook_id in ids:
+                hooks.pop(hook_id, None)
+    return twin
 
