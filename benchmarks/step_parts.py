@@ -3,8 +3,9 @@
 - 1,260 steps (20 epochs of MNIST-5k at batch 64) of the demo's 39,760-parameter MLP: PyTorch's per-parameter
   Adam against the fused one that ``build_optimizer`` now picks;
 - the gradient norm of that MLP: ``torch.nn.utils.get_total_norm`` against one ``_foreach_norm`` (the Trainer's);
-- the teacher's single pass (the cache) at batch 64, 128, 256 and 512: the demo's CNN over 4,000 digits and the
-  zoo's ResNet-20 over 2,000 CIFAR-sized inputs (random weights and inputs: the cost, not the outputs, matters);
+- the teacher's single pass (the cache) at batch 64, 128, 256 and 512, with the weights in the default layout and in
+  the channels-last layout the cache pass uses on the CPU: the demo's CNN over 4,000 digits and the zoo's ResNet-20
+  over 2,000 CIFAR-sized inputs (random weights and inputs: the cost, not the outputs, matters);
 - the KD loss's forward and backward at 256 x 10 logits, eager against ``torch.compile``;
 - the student alone for 20 epochs: a hand-written loop (batched slicing, fused Adam, no logging or checks)
   against the distillkit ``Trainer`` with the same evaluation.
@@ -28,6 +29,7 @@ from distillkit import Distiller, Trainer  # noqa: E402
 from distillkit.data.builtin import load_dataset  # noqa: E402
 from distillkit.losses.logits import kd_loss  # noqa: E402
 from distillkit.models import build_model  # noqa: E402
+from distillkit.training.teacher_cache import channels_last_on_cpu  # noqa: E402
 
 
 def best(repeats: int, run: Callable[[], object]) -> float:
@@ -95,8 +97,11 @@ def main() -> None:
                     for i in range(0, len(inputs), batch):
                         teacher(inputs[i:i + batch])
 
-            cells.append(f"{batch}: {best(args.repeats, teacher_pass):.2f} s")
-        print(f"teacher pass, {name}: " + ", ".join(cells))
+            default = best(args.repeats, teacher_pass)
+            with channels_last_on_cpu(teacher, torch.device("cpu")):  # what the Trainer's cache pass does
+                channels_last = best(args.repeats, teacher_pass)
+            cells.append(f"{batch}: {default:.2f} / {channels_last:.2f} s")
+        print(f"teacher pass, {name} (default layout / channels-last): " + ", ".join(cells))
 
     student_logits = torch.randn(256, 10, requires_grad=True)
     teacher_logits = torch.randn(256, 10)

@@ -8,7 +8,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from distillkit import Distiller, Trainer
-from distillkit.data.base import BatchedView, EpochSampler, IndexedSubset, TensorDictDataset, batched_view
+from distillkit.data.base import (
+    BatchedView,
+    EpochSampler,
+    IndexedSubset,
+    InMemoryBatches,
+    TensorDictDataset,
+    batched_view,
+)
 from distillkit.training import find_latest
 from tests.conftest import make_blobs, make_mlp
 from tests.training.test_trainer import StopAt, make_distiller, train_losses
@@ -52,6 +59,25 @@ def test_batches_fetched_whole_equal_batches_collated_sample_by_sample():
     assert not torch.equal(batches(data, epoch=1)[0]["index"], batches(data, epoch=2)[0]["index"])  # shuffled
 
 
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_batches_without_a_dataloader_equal_the_dataloaders_also_after_skipping(drop_last):
+    data = TensorDictDataset(input=torch.randn(37, 4), target=torch.arange(37) % 3)
+    sampler = EpochSampler(len(data), seed=3)
+    sampler.set_epoch(2)
+    loader = list(DataLoader(BatchedView(data), batch_size=10, sampler=sampler, collate_fn=lambda b: b,
+                             drop_last=drop_last))
+    direct = InMemoryBatches(data, EpochSampler(len(data), seed=3), 10, drop_last=drop_last)
+    direct.set_epoch(2)
+    assert len(direct) == len(loader) == (3 if drop_last else 4)
+    for skip in (0, 2):
+        got = list(direct.skip_first_batches(skip)) if skip else list(direct)
+        assert len(got) == len(loader) - skip
+        for a, b in zip(got, loader[skip:], strict=True):
+            assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+    direct.set_epoch(3)
+    assert not torch.equal(next(iter(direct))["index"], loader[0]["index"])  # the epoch changes the order
+
+
 def test_a_per_sample_transform_or_a_custom_collate_keeps_the_general_path():
     data = TensorDictDataset(input=torch.randn(8, 2), transform=lambda sample: sample)
     assert not data.batchable and batched_view(data, None) == (data, None)
@@ -68,8 +94,8 @@ def test_training_on_batches_fetched_whole_gives_the_same_losses_and_weights(blo
         distiller = make_distiller(teacher)
         trainer = Trainer(distiller, data, **common)
         runs.append((trainer.fit(), distiller.student.state_dict()))
-        paths.append(isinstance(trainer.train_loader.dataset, BatchedView))
-    assert paths == [True, False]  # the two runs did take the two paths
+        paths.append(isinstance(trainer.train_loader, InMemoryBatches))
+    assert paths == [True, False]  # the two runs did take the two paths (no DataLoader / a DataLoader of samples)
     assert train_losses(runs[0][0]) == train_losses(runs[1][0])
     for a, b in zip(runs[0][1].values(), runs[1][1].values(), strict=True):
         assert torch.equal(a, b)
@@ -182,3 +208,54 @@ def test_a_label_out_of_range_after_the_first_batch_stops_training_with_the_clea
     with pytest.raises(ValueError, match=r"labels out of range: found labels in \[7, 7\] but the student has 3"):
         trainer.fit()
     assert trainer.step > 0  # the bad batch was met during training, not at set-up
+
+
+def test_the_cache_pass_in_channels_last_gives_the_default_layouts_outputs_and_puts_the_layout_back():
+    from torch import nn
+
+    from distillkit.training.teacher_cache import TeacherCache, channels_last_on_cpu
+
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                            nn.Linear(64, 3)).eval()
+    data = TensorDictDataset(input=torch.randn(40, 2, 8, 8), target=torch.arange(40) % 3)
+    parameters = list(teacher.parameters())
+    with channels_last_on_cpu(teacher, torch.device("cpu")):
+        weight = teacher[0].weight
+        assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()  # it changed
+    assert all(a is b for a, b in zip(parameters, teacher.parameters()))  # the same parameters ...
+    assert all(p.is_contiguous() for p in teacher.parameters())  # ... in their layout again
+    cache = TeacherCache.build(Distiller(teacher, nn.Sequential(nn.Flatten(), nn.Linear(128, 3))), data, batch_size=16)
+    with torch.no_grad():
+        expected = teacher(data.fields["input"])
+    got = cache.lookup(torch.arange(40), "cpu").logits
+    assert torch.allclose(got, expected, atol=1e-5)
+    # a model without convolutions, or a GPU: nothing changes
+    mlp = make_mlp()
+    with channels_last_on_cpu(mlp, torch.device("cpu")):
+        assert all(p.is_contiguous() for p in mlp.parameters())
+    with channels_last_on_cpu(teacher, torch.device("meta")):
+        assert teacher[0].weight.is_contiguous()
+
+
+def test_an_online_teacher_runs_in_channels_last_during_fit_and_gets_its_layout_back():
+    from torch import nn
+
+    from distillkit.training import Callback
+
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                            nn.Linear(64, 3)).eval()
+    data = TensorDictDataset(input=torch.randn(40, 2, 8, 8), target=torch.arange(40) % 3)
+    seen = []
+
+    class Layout(Callback):
+        def on_step_end(self, trainer, logs):
+            seen.append(teacher[0].weight.is_contiguous(memory_format=torch.channels_last)
+                        and not teacher[0].weight.is_contiguous())
+
+    student = nn.Sequential(nn.Flatten(), nn.Linear(128, 3))
+    Trainer(Distiller(teacher, student), data, epochs=1, batch_size=16, teacher_cache="off", progress=False,
+            callbacks=[Layout()]).fit()
+    assert seen == [True] * 3
+    assert all(p.is_contiguous() for p in teacher.parameters())

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["BatchedView", "EpochSampler", "IndexedSubset", "TensorDictDataset", "UNLABELLED", "already_collated",
+__all__ = ["BatchedView", "EpochSampler", "InMemoryBatches", "IndexedSubset", "TensorDictDataset", "UNLABELLED", "already_collated",
            "batched_view", "dataset_fingerprint", "fingerprint_tensors"]
 
 UNLABELLED = -100
@@ -101,7 +101,9 @@ class TensorDictDataset(Dataset[dict[str, Any]]):
         """The samples ``indices`` already collated: ``{name: tensor[indices], "index": [B]}``, equal to PyTorch's
         default collate of ``[self[i] for i in indices]``, in one indexing operation per field."""
         rows = torch.as_tensor(indices, dtype=torch.long)
-        batch: dict[str, Any] = {name: value[rows] for name, value in self.fields.items()}
+        # (index_select: the same rows as value[rows], in a third of the time for a batch of images)
+        batch: dict[str, Any] = {name: value.index_select(0, rows) if isinstance(value, Tensor) else value[rows]
+                                 for name, value in self.fields.items()}
         batch["index"] = rows
         return batch
 
@@ -126,11 +128,15 @@ class EpochSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[int]:
+    def order(self) -> Tensor:
+        """This epoch's order of the indices, as one tensor."""
         if not self.shuffle:
-            return iter(range(self.size))
+            return torch.arange(self.size)
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        return torch.randperm(self.size, generator=generator)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order().tolist())
 
     def __len__(self) -> int:
         return self.size
@@ -184,6 +190,43 @@ class BatchedView(Dataset[dict[str, Any]]):
 
     def __getitems__(self, indices: list[int]) -> dict[str, Any]:
         return self.dataset.get_batch(list(indices))  # type: ignore[no-any-return]
+
+
+class InMemoryBatches:
+    """The batches of an in-memory data set (``batchable``: it has ``get_batch``) in the order of an
+    :class:`EpochSampler`, fetched without a DataLoader, for training in one process.
+
+    It gives the batches a ``DataLoader(BatchedView(dataset), batch_size, sampler=sampler)`` gives (the same
+    indices in the same order, the same tensors), without the loader's per-batch work (iterator state, a profiler
+    range, and Accelerate's prefetching wrapper), which costs about as much as a step of a small model. ``skip``
+    starts an epoch after its first batches (exact resume).
+
+    Example:
+        >>> data = TensorDictDataset(x=torch.arange(10.0))
+        >>> [b["index"].tolist() for b in InMemoryBatches(data, EpochSampler(10, shuffle=False), 4)]
+        [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    """
+
+    def __init__(self, dataset: Any, sampler: EpochSampler, batch_size: int, *, drop_last: bool = False,
+                 skip: int = 0) -> None:
+        self.dataset, self.sampler, self.batch_size, self.drop_last = dataset, sampler, batch_size, drop_last
+        self.skip = skip
+
+    def __len__(self) -> int:
+        size = len(self.sampler)
+        return size // self.batch_size if self.drop_last else -(-size // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def skip_first_batches(self, count: int) -> InMemoryBatches:
+        """The same batches from the ``count``-th on (this epoch's order)."""
+        return InMemoryBatches(self.dataset, self.sampler, self.batch_size, drop_last=self.drop_last, skip=count)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        order = self.sampler.order()
+        for k in range(self.skip, len(self)):
+            yield self.dataset.get_batch(order[k * self.batch_size:(k + 1) * self.batch_size].tolist())
 
 
 def already_collated(batch: dict[str, Any]) -> dict[str, Any]:

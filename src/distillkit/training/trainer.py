@@ -27,13 +27,13 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from distillkit.core.distiller import Distiller, call_model
 from distillkit.core.schedules import AdaptiveController
 from distillkit.core.taps import FeatureTaps
-from distillkit.data.base import UNLABELLED, EpochSampler, batched_view
+from distillkit.data.base import UNLABELLED, EpochSampler, InMemoryBatches, already_collated, batched_view
 from distillkit.registry import DistillkitError
 from distillkit.training.callbacks import Callback, EarlyStopping, ProgressBar
 from distillkit.training.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
 from distillkit.training.optim import build_lr_scheduler, build_optimizer
 from distillkit.training.options import TrainOptions, train_options
-from distillkit.training.teacher_cache import TeacherCache, TeacherCacheUnsuitable
+from distillkit.training.teacher_cache import TeacherCache, TeacherCacheUnsuitable, channels_last_on_cpu
 
 __all__ = ["NonFiniteLossError", "Trainer"]
 
@@ -206,15 +206,20 @@ class Trainer:
             dataloader_config=DataLoaderConfiguration(non_blocking=on_gpu),
         )
 
-    def _train_loader(self) -> DataLoader[Any]:
+    def _train_loader(self) -> DataLoader[Any] | InMemoryBatches:
         if self.streaming:  # the stream orders itself; Accelerate passes set_epoch on to it
             self.sampler = None
             return DataLoader(self.train_data, batch_size=self.batch_size, collate_fn=self.collate_fn,
                               num_workers=self.num_workers, drop_last=self.drop_last,
                               pin_memory=self.device.type == "cuda")
         self.sampler = EpochSampler(len(self.train_data), shuffle=True, seed=self.seed)  # type: ignore[arg-type]
-        # in-memory tensors are fetched a batch at a time (one indexing per field), in the sampler's order
+        # in-memory tensors are fetched a batch at a time (one indexing per field), in the sampler's order; in one
+        # CPU process with nothing for a loader to do (no workers, no collate function, no accumulation windows
+        # for Accelerate to track), without a DataLoader at all
         data, collate_fn = batched_view(self.train_data, self.collate_fn)
+        if (collate_fn is already_collated and self.num_workers == 0 and self.grad_accum_steps == 1
+                and self.device.type == "cpu" and self.accelerator.num_processes == 1):
+            return InMemoryBatches(self.train_data, self.sampler, self.batch_size, drop_last=self.drop_last)
         return DataLoader(
             data, batch_size=self.batch_size, sampler=self.sampler, collate_fn=collate_fn,
             num_workers=self.num_workers, drop_last=self.drop_last, pin_memory=self.device.type == "cuda",
@@ -309,12 +314,14 @@ class Trainer:
             self.optimizer_spec, self.distiller.parameters(), lr=self.lr, weight_decay=self.weight_decay,
             momentum=self.momentum,
         )
-        if self._sharded:  # FSDP does the gradient synchronisation: Accelerate must not wrap the model in DDP
-            self.model = self.distiller
-            self.optimizer, self.train_loader = self.accelerator.prepare(self.optimizer, loader)
-        else:
-            self.model, self.optimizer, self.train_loader = self.accelerator.prepare(self.distiller, self.optimizer,
-                                                                                     loader)
+        # (sharded: FSDP does the gradient synchronisation, so Accelerate must not wrap the model in DDP; batches
+        # fetched without a DataLoader need nothing from Accelerate)
+        model = () if self._sharded else (self.distiller,)
+        batches = () if isinstance(loader, InMemoryBatches) else (loader,)
+        prepared = list(self.accelerator.prepare(*model, self.optimizer, *batches))
+        self.model = prepared.pop(0) if model else self.distiller
+        self.optimizer = prepared.pop(0)
+        self.train_loader = prepared.pop(0) if batches else loader
         if self.streaming:
             self.steps_per_epoch, self.total_steps = None, self.max_steps
         else:
@@ -633,9 +640,12 @@ class Trainer:
         self._fit_started = time.perf_counter()
         for cb in self.callbacks:
             cb.on_fit_start(self)
+        # a teacher that runs every step runs it in the faster layout too (the cache pass does it itself)
+        online_teacher = getattr(self.distiller, "teacher", None) if self.cache is None else None
         try:
-            while not self._done():
-                self._run_epoch()
+            with channels_last_on_cpu(online_teacher, self.device):
+                while not self._done():
+                    self._run_epoch()
             if self.checkpoint_dir is not None:
                 self.save_checkpoint()
         finally:
@@ -653,7 +663,9 @@ class Trainer:
             cb.on_epoch_start(self, self.epoch)
         loader = self.train_loader
         if self.batch_in_epoch:
-            loader = self.accelerator.skip_first_batches(self.train_loader, self.batch_in_epoch)
+            loader = (self.train_loader.skip_first_batches(self.batch_in_epoch)
+                      if isinstance(self.train_loader, InMemoryBatches)
+                      else self.accelerator.skip_first_batches(self.train_loader, self.batch_in_epoch))
         self.model.train()
         sums: dict[str, float] = {}
         ended = True  # the loader ran out (a stream's epoch ends there)
