@@ -143,5 +143,5 @@ def test_data_lazy_on_a_built_in_set_is_refused_by_name():
     from tests.conftest import TINY
 
     config = load_config(raw={**TINY, "data": {**TINY["data"], "lazy": True}})
-    with pytest.raises(ConfigError, match="data.lazy reads an image folder"):
+    with pytest.raises(ConfigError, match="data.lazy reads an image folder, a .csv or a .parquet table"):
         build_splits(config)

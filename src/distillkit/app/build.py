@@ -138,9 +138,10 @@ def build_splits(config: Config) -> DataSplits:
     data = config.data
     extra: dict[str, Any] = {"limit": data.limit} if data.limit is not None else {}
     if data.lazy:
-        if not Path(data.name).is_dir():
-            raise ConfigError(f"data.lazy reads an image folder per batch; {data.name!r} is not a folder (remove "
-                              "data.lazy: built-in sets and files are read whole)")
+        source = Path(data.name)
+        if not (source.is_dir() or source.suffix in (".csv", ".parquet")):
+            raise ConfigError(f"data.lazy reads an image folder, a .csv or a .parquet table per batch; {data.name!r} "
+                              "is none of them (remove data.lazy: built-in sets and other files are read whole)")
         extra["lazy"] = True
     return load_dataset(
         data.name, val_fraction=data.val_fraction, seed=config.seed, transfer_size=data.transfer_size, **extra,

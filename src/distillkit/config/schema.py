@@ -133,8 +133,9 @@ class DataConfig(AugmentConfig):
     features: list[str] | None = None
     text_field: str = "text"
     image_size: int | None = None
-    lazy: bool = Field(False, description="read an image folder's images per batch instead of all at load (a folder "
-                       "larger than memory); the teacher-output cache still works")
+    lazy: bool = Field(False, description="read an image folder's images, or a .csv / .parquet table's rows, per "
+                       "batch instead of all at load (data larger than memory; a table is converted once to a "
+                       "memory-mapped Arrow file in ~/.cache/distillkit/tables); the teacher-output cache still works")
     download: bool = False
     pairs: PairsConfig | None = Field(None, description="paired views for distillkit paired: the teacher reads one "
                                       "view, the student the other (translation, speech, table, folders)")
