@@ -135,3 +135,14 @@ def test_a_lazy_table_reads_a_vector_column_as_that_many_inputs(tmp_path):
     rows = torch.cat([s.get_batch(list(range(len(s))))["input"] for s in (splits.train, splits.val, splits.test)])
     expected = torch.cat([torch.from_numpy(pixels), torch.arange(60, dtype=torch.float32)[:, None]], dim=1)
     assert sorted(map(tuple, rows.tolist())) == sorted(map(tuple, expected.tolist()))  # every row, its 4 + 1 values
+
+
+def test_rows_spread_over_several_record_batches_of_the_copy_are_read_in_the_asked_order(tmp_path):
+    path = write_table(tmp_path / "big.parquet", rows=20_000)  # read and copied 8,192 rows at a time: 3 batches
+    lazy = load_user_data(str(path), lazy=True, table_cache=tmp_path / "cache", val_fraction=0.0)
+    whole = load_user_data(str(path), val_fraction=0.0)
+    asked = torch.randperm(len(lazy.train), generator=torch.Generator().manual_seed(0))[:500].tolist()
+    got = lazy.train.get_batch(asked)
+    assert len(lazy.train.dataset._views) == 3  # the copy really has several record batches
+    assert torch.equal(got["input"], whole.train.fields["input"][asked])
+    assert torch.equal(got["target"], whole.train.fields["target"][asked])

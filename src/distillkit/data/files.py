@@ -288,7 +288,11 @@ class ArrowTableDataset(Dataset[dict[str, Any]]):
     def __init__(self, path: Path, targets: torch.Tensor) -> None:
         pa = require("pyarrow", "data")
         self.path, self.targets = path, targets
-        self.inputs = pa.ipc.open_file(pa.memory_map(str(path))).read_all().column("input")  # mapped, not read
+        chunks = pa.ipc.open_file(pa.memory_map(str(path))).read_all().column("input").chunks  # mapped, not read
+        # a read-only NumPy view of each record batch's rows over the mapped file: a batch copies only its rows
+        # (Arrow's take on the whole column would first join its chunks into one array in memory)
+        self._views = [c.flatten().to_numpy(zero_copy_only=True).reshape(len(c), -1) for c in chunks if len(c)]
+        self._starts = np.cumsum([0] + [len(v) for v in self._views])
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -299,9 +303,13 @@ class ArrowTableDataset(Dataset[dict[str, Any]]):
 
     def get_batch(self, indices: list[int]) -> dict[str, Any]:
         rows = torch.as_tensor(indices, dtype=torch.long)
-        values = self.inputs.take(rows.numpy()).combine_chunks().flatten().to_numpy()
-        return {"input": torch.tensor(values).reshape(len(rows), -1), "target": self.targets.index_select(0, rows),
-                "index": rows}
+        wanted = rows.numpy()
+        chunk = np.searchsorted(self._starts, wanted, side="right") - 1
+        inputs = np.empty((len(wanted), self._views[0].shape[1]), dtype=np.float32)
+        for k in np.unique(chunk):
+            here = chunk == k
+            inputs[here] = self._views[k][wanted[here] - self._starts[k]]
+        return {"input": torch.from_numpy(inputs), "target": self.targets.index_select(0, rows), "index": rows}
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256(self.path.name.encode())  # (the name holds the source file's version)
