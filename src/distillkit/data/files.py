@@ -322,7 +322,12 @@ def _table_batches(path: Path, columns: list[str] | None) -> Any:
     if path.suffix == ".parquet":
         pq = require("pyarrow.parquet", "data")
         file = pq.ParquetFile(path)
-        return file.schema_arrow, file.iter_batches(batch_size=8192, columns=columns)
+        # one row group at a time: PyArrow's iter_batches over the whole file keeps what it read until the end
+        # (its allocations grew with the file, streaming.py)
+        groups = range(file.metadata.num_row_groups)
+        return file.schema_arrow, (batch for group in groups
+                                   for batch in file.iter_batches(batch_size=8192, row_groups=[group],
+                                                                  columns=columns))
     csv = require("pyarrow.csv", "data")
     reader = csv.open_csv(path)
     return reader.schema, iter(reader)
