@@ -8,7 +8,10 @@
   over 2,000 CIFAR-sized inputs (random weights and inputs: the cost, not the outputs, matters);
 - the KD loss's forward and backward at 256 x 10 logits, eager against ``torch.compile``;
 - the student alone for 20 epochs: a hand-written loop (batched slicing, fused Adam, no logging or checks)
-  against the distillkit ``Trainer`` with the same evaluation.
+  against the distillkit ``Trainer`` with the same evaluation, with its batches without a DataLoader (the default
+  in one CPU process) and through a DataLoader (the general path);
+- the KD loss's forward and backward at 64 and 256 x 10: PyTorch's autograd against one ``autograd.Function``
+  with the closed-form gradient.
 
 Run: ``python benchmarks/step_parts.py [--repeats 5]``
 """
@@ -26,9 +29,11 @@ import torch.nn.functional as F
 os.environ.setdefault("DISTILLKIT_NO_PROGRESS", "1")
 
 from distillkit import Distiller, Trainer  # noqa: E402
+from distillkit.data.base import InMemoryBatches, already_collated  # noqa: E402
 from distillkit.data.builtin import load_dataset  # noqa: E402
 from distillkit.losses.logits import kd_loss  # noqa: E402
 from distillkit.models import build_model  # noqa: E402
+from distillkit.training import trainer as trainer_module  # noqa: E402
 from distillkit.training.teacher_cache import channels_last_on_cpu  # noqa: E402
 
 
@@ -134,12 +139,56 @@ def main() -> None:
                 optimizer.zero_grad(set_to_none=True)
             evaluate(model)
 
-    def trainer_loop() -> None:
-        Trainer(Distiller(None, mlp()), splits.train, splits.test, epochs=20, batch_size=64, lr=1e-3,
-                optimizer="adam", lr_schedule="constant", progress=False, cpu=True).fit()
+    def trainer_loop(dataloader: bool = False) -> None:
+        trainer = Trainer(Distiller(None, mlp()), splits.train, splits.test, epochs=20, batch_size=64, lr=1e-3,
+                          optimizer="adam", lr_schedule="constant", progress=False, cpu=True)
+        if dataloader:  # the general path: a DataLoader over the batched view, prepared by Accelerate
+            trainer_module.already_collated = None
+        try:
+            trainer.fit()
+        finally:
+            trainer_module.already_collated = already_collated
+        assert isinstance(trainer.train_loader, InMemoryBatches) != dataloader
 
     print(f"student alone, 20 epochs: hand-written loop {best(args.repeats, lean_loop):.2f} s, "
-          f"distillkit Trainer {best(args.repeats, trainer_loop):.2f} s")
+          f"distillkit Trainer {best(args.repeats, trainer_loop):.2f} s, "
+          f"the Trainer through a DataLoader {best(args.repeats, lambda: trainer_loop(dataloader=True)):.2f} s")
+
+    class ClosedFormKD(torch.autograd.Function):
+        """The soft-label loss with its gradient written out, (softmax(z_s / T) - p_t) * T / B: one node."""
+
+        @staticmethod
+        def forward(ctx, student, teacher, temperature):  # noqa: ANN001, ANN205
+            log_p_s = torch.log_softmax(student / temperature, -1)
+            log_p_t = torch.log_softmax(teacher / temperature, -1)
+            p_t = log_p_t.exp()
+            ctx.save_for_backward(student, p_t)
+            ctx.temperature = temperature
+            return (p_t * (log_p_t - log_p_s)).sum() * (temperature ** 2 / student.shape[0])
+
+        @staticmethod
+        def backward(ctx, grad):  # noqa: ANN001, ANN205
+            student, p_t = ctx.saved_tensors
+            t = ctx.temperature
+            return (torch.softmax(student / t, -1) - p_t) * (grad * t / student.shape[0]), None, None
+
+    for rows in (64, 256):
+        student_logits = torch.randn(rows, 10, requires_grad=True)
+        teacher_logits = torch.randn(rows, 10)
+        assert torch.allclose(ClosedFormKD.apply(student_logits, teacher_logits, 4.0),
+                              kd_loss(student_logits, teacher_logits, temperature=4.0), atol=1e-6)
+
+        def autograd_kd(s=student_logits, t=teacher_logits) -> None:  # noqa: ANN001
+            for _ in range(2000):
+                kd_loss(s, t, temperature=4.0).backward()
+
+        def closed_form_kd(s=student_logits, t=teacher_logits) -> None:  # noqa: ANN001
+            for _ in range(2000):
+                ClosedFormKD.apply(s, t, 4.0).backward()
+
+        print(f"KD loss forward + backward at {rows} x 10: autograd {best(args.repeats, autograd_kd) / 2000 * 1e6:.0f}"
+              f" us, one autograd.Function with the closed-form gradient "
+              f"{best(args.repeats, closed_form_kd) / 2000 * 1e6:.0f} us")
 
 
 if __name__ == "__main__":
