@@ -146,3 +146,14 @@ def test_rows_spread_over_several_record_batches_of_the_copy_are_read_in_the_ask
     assert len(lazy.train.dataset._views) == 3  # the copy really has several record batches
     assert torch.equal(got["input"], whole.train.fields["input"][asked])
     assert torch.equal(got["target"], whole.train.fields["target"][asked])
+
+
+def test_integer_labels_of_a_lazy_table_are_checked_like_those_of_the_table_read_whole(tmp_path):
+    frame = pd.DataFrame({"a": np.arange(40, dtype=np.float32), "label": np.arange(40) % 4})
+    frame.to_parquet(tmp_path / "ok.parquet")
+    lazy = load_user_data(str(tmp_path / "ok.parquet"), lazy=True, table_cache=tmp_path / "cache")
+    assert lazy.class_names == load_user_data(str(tmp_path / "ok.parquet")).class_names == ["0", "1", "2", "3"]
+    frame.assign(label=(np.arange(40) % 4) * 1000).to_parquet(tmp_path / "gaps.parquet")  # 0, 1000, 2000, 3000
+    for lazy_read in (False, True):
+        with pytest.raises(DistillkitError, match="integer labels must be the class indices 0..K-1"):
+            load_user_data(str(tmp_path / "gaps.parquet"), lazy=lazy_read, table_cache=tmp_path / "cache")

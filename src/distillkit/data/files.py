@@ -50,6 +50,9 @@ def _encode_labels(raw: list[Any] | np.ndarray, where: str) -> tuple[np.ndarray,
     (the names are kept as the class names). Anything else is refused: a missing (NaN) label, a fractional one,
     labels that skip classes (0, 1000, 2000 would make a 2001-class model), or fewer than two classes.
     """
+    if isinstance(raw, np.ndarray) and np.issubdtype(raw.dtype, np.integer) and len(raw):  # a column of integers
+        labels = raw.astype(np.int64)
+        return labels, _integer_classes(labels, where)
     values = list(raw)
     if not values:
         raise DistillkitError(f"{where}: no samples found")
@@ -64,16 +67,7 @@ def _encode_labels(raw: list[Any] | np.ndarray, where: str) -> tuple[np.ndarray,
             raise DistillkitError(f"{where}: labels must be class indices or names; row {_rows(fractional, 1)} has "
                                   f"{values[fractional[0]]!r}")
         labels = np.asarray([int(v) for v in values], dtype=np.int64)
-        classes = np.unique(labels)
-        if len(classes) < 2:
-            raise DistillkitError(f"{where}: every sample has the label '{classes[0]}'; a classifier needs at least "
-                                  "two classes")
-        if not np.array_equal(classes, np.arange(len(classes))):
-            shown = ", ".join(str(c) for c in classes[:6]) + (", ..." if len(classes) > 6 else "")
-            raise DistillkitError(f"{where}: integer labels must be the class indices 0..K-1, and these are {shown} "
-                                  f"({len(classes)} classes); renumber them 0..{len(classes) - 1}, or write them as "
-                                  "strings to have them mapped")
-        names = [str(i) for i in range(len(classes))]
+        names = _integer_classes(labels, where)
     elif numeric:
         first = next(i for i, v in enumerate(values) if not isinstance(v, type(numeric[0])))
         raise DistillkitError(f"{where}: labels mix numbers and text (row {_rows([first], 1)}: {values[first]!r}); "
@@ -86,6 +80,20 @@ def _encode_labels(raw: list[Any] | np.ndarray, where: str) -> tuple[np.ndarray,
         raise DistillkitError(f"{where}: every sample has the label {names[0]!r}; a classifier needs at least two "
                               "classes")
     return labels, names
+
+
+def _integer_classes(labels: np.ndarray, where: str) -> list[str]:
+    """The class names ``"0" .. "K-1"`` of integer labels, which must be those indices (and at least two)."""
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise DistillkitError(f"{where}: every sample has the label '{classes[0]}'; a classifier needs at least "
+                              "two classes")
+    if not np.array_equal(classes, np.arange(len(classes))):
+        shown = ", ".join(str(c) for c in classes[:6]) + (", ..." if len(classes) > 6 else "")
+        raise DistillkitError(f"{where}: integer labels must be the class indices 0..K-1, and these are {shown} "
+                              f"({len(classes)} classes); renumber them 0..{len(classes) - 1}, or write them as "
+                              "strings to have them mapped")
+    return [str(i) for i in range(len(classes))]
 
 
 def _check_finite(x: np.ndarray, where: str, columns: list[str] | None = None, first_row: int = 0) -> None:
@@ -392,7 +400,10 @@ def _lazy_table(path: Path, target: str, features: list[str] | None, *, val_frac
                 seed: int, limit: int | None, cache_dir: str | os.PathLike[str] | None) -> DataSplits:
     pa = require("pyarrow", "data")
     copy, features = _arrow_copy(path, target, features, Path(cache_dir) if cache_dir is not None else TABLE_CACHE)
-    raw = pa.ipc.open_file(pa.memory_map(str(copy))).read_all().column("target").to_pylist()
+    column = pa.ipc.open_file(pa.memory_map(str(copy))).read_all().column("target")
+    # integer labels as one NumPy array (a Python object per row would cost far more than the labels themselves)
+    whole = pa.types.is_integer(column.type) and column.null_count == 0
+    raw = column.to_numpy() if whole else column.to_pylist()
     labels, names = _encode_labels(raw, str(path))
     keep, y = limit_samples(np.arange(len(labels)), labels, limit, seed=seed)
     table = ArrowTableDataset(copy, torch.as_tensor(labels, dtype=torch.long))
