@@ -135,6 +135,8 @@ def test_a_lazy_table_reads_a_vector_column_as_that_many_inputs(tmp_path):
     rows = torch.cat([s.get_batch(list(range(len(s))))["input"] for s in (splits.train, splits.val, splits.test)])
     expected = torch.cat([torch.from_numpy(pixels), torch.arange(60, dtype=torch.float32)[:, None]], dim=1)
     assert sorted(map(tuple, rows.tolist())) == sorted(map(tuple, expected.tolist()))  # every row, its 4 + 1 values
+    again = load_user_data(str(tmp_path / "v.parquet"), lazy=True, table_cache=tmp_path / "cache", seed=0)
+    assert again.input_shape == (5,)  # the copy reused, its width the same
 
 
 def test_rows_spread_over_several_record_batches_of_the_copy_are_read_in_the_asked_order(tmp_path):

@@ -373,7 +373,7 @@ def _arrow_copy(path: Path, target: str, features: list[str] | None, cache: Path
     key = hashlib.sha256(json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, target, features]).encode())
     final = cache / f"{path.stem}-{key.hexdigest()[:16]}.arrow"
     if final.is_file():
-        return final, features
+        return final, names_out
     cache.mkdir(parents=True, exist_ok=True)
     partial = cache / f".{final.name}.{os.getpid()}.partial"
     out_schema = pa.schema([("input", pa.list_(pa.float32(), len(names_out))), ("target", schema.field(target).type)])
