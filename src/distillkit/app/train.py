@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
 from distillkit.app.build import build_trainer
 from distillkit.compression.export import save_safetensors
@@ -18,7 +18,6 @@ from distillkit.core.distiller import Distiller
 from distillkit.data.builtin import DataSplits
 from distillkit.models import count_parameters, load_weights
 from distillkit.registry import DistillkitError
-from distillkit.storage import save_tensors
 from distillkit.training import processes
 from distillkit.training.callbacks import Callback
 from distillkit.training.checkpoint import find_latest, list_checkpoints
@@ -111,7 +110,7 @@ def train_one(
             for k, peer in enumerate(getattr(distiller, "peers", ()), start=1):  # mutual learning's other students
                 save_safetensors(peer, model_folder / f"peer_{k}.safetensors")
             if adapters:  # adapters are saved with the student
-                save_tensors({k: v for k, v in whole.items() if isinstance(v, Tensor)}, model_folder / "distiller.safetensors")
+                save_safetensors(whole, model_folder / "distiller.safetensors")
             (model_folder / TRAINING_RECORD).write_text(json.dumps({"train_seconds": seconds}))
             save_safetensors(student, model_folder / "model.safetensors")  # last: it marks the step done
     return TrainedModel(name, student, metrics, seconds)

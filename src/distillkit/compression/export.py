@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -46,10 +46,11 @@ def _ort() -> Any:
     return onnxruntime
 
 
-def save_safetensors(model: nn.Module, path: str | os.PathLike[str]) -> Path:
-    """Write ``model``'s weights to ``path`` atomically, with the umask's permissions
-    (:func:`distillkit.storage.save_tensors`)."""
-    return save_tensors({k: v for k, v in model.state_dict().items() if isinstance(v, Tensor)}, path)
+def save_safetensors(model: nn.Module | Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``model``'s weights (or the tensors of a state dict) to ``path`` atomically, with the umask's
+    permissions (:func:`distillkit.storage.save_tensors`)."""
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    return save_tensors({k: v for k, v in state.items() if isinstance(v, Tensor)}, path)
 
 
 @dataclass(frozen=True)

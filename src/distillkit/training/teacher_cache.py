@@ -166,9 +166,8 @@ class TeacherCache:
             )
         return float(soft[0].temperature)
 
-    @classmethod
+    @staticmethod
     def _compute(
-        cls,
         distiller: Distiller,
         dataset: Dataset[Any],
         collate_fn: Callable[[list[Any]], Any] | None,
@@ -181,6 +180,8 @@ class TeacherCache:
     ) -> dict[str, Tensor]:
         """The teacher's outputs for every sample index; with ``shard=(rank, world)`` only the rows of the batches
         ``rank, rank + world, ...`` of the one-process order, with ``"rows"``: their sample indices."""
+        from accelerate.utils import send_to_device
+
         size = len(dataset)  # type: ignore[arg-type]
         rank, world = shard
         # the batches one process runs, in order; this process runs every world-th of them
@@ -191,52 +192,44 @@ class TeacherCache:
         loader = DataLoader(data, batch_sampler=batches, collate_fn=collate, generator=torch.Generator())
         arrays: dict[str, Tensor] = {}
         filled: list[Tensor] = []
-        with channels_last_on_cpu(getattr(distiller, "teacher", None), device):
-            cls._fill(distiller, loader, device, arrays, filled, size, dtype, topk, temperature)
+        with channels_last_on_cpu(getattr(distiller, "teacher", None), device):  # (faster on the CPU)
+            for batch in loader:
+                if "index" not in batch:
+                    raise KeyError("the teacher cache needs an 'index' field in every sample")
+                index = batch["index"].long()
+                outputs = distiller.teacher_outputs(send_to_device(batch, device))
+                if outputs.logits is None:
+                    raise RuntimeError("the teacher produced no logits")
+                rows: dict[str, Tensor] = {f"feature/{k}": v for k, v in outputs.features.items()}
+                spec = getattr(distiller, "teacher_input", None)
+                if isinstance(spec, str) and not isinstance(batch.get(spec), Tensor):
+                    tokens = [k for k, v in outputs.features.items() if v.dim() >= 3]
+                    if tokens:  # a model that tokenizes its own input pads to each batch's longest text
+                        raise TeacherCacheUnsuitable(
+                            f"the teacher reads raw '{spec}' values and its features {tokens} are per token, whose "
+                            "length depends on each batch's padding")
+                if topk:
+                    probs = torch.softmax(outputs.logits.float() / float(temperature), dim=-1)  # type: ignore[arg-type]
+                    values, indices = probs.topk(topk, dim=-1)
+                    rows["topk_probs"], rows["topk_indices"] = values, indices
+                else:
+                    rows["logits"] = outputs.logits
+                for key, value in rows.items():
+                    value = value.detach().to("cpu")
+                    if value.dtype.is_floating_point:
+                        value = value.to(dtype)
+                    if key not in arrays:
+                        arrays[key] = torch.zeros((size, *value.shape[1:]), dtype=value.dtype)
+                    elif arrays[key].shape[1:] != value.shape[1:]:
+                        raise TeacherCacheUnsuitable(
+                            f"the teacher's {key} changes shape between batches ({tuple(arrays[key].shape[1:])} then "
+                            f"{tuple(value.shape[1:])}), e.g. token features of texts padded per batch")
+                    arrays[key][index] = value
+                filled.append(index.cpu())
         if world > 1:  # only the rows this process filled travel to the others
             rows = torch.cat(filled) if filled else torch.zeros(0, dtype=torch.long)
             return {**{key: value[rows] for key, value in arrays.items()}, "rows": rows}
         return arrays
-
-    @staticmethod
-    def _fill(distiller: Distiller, loader: DataLoader, device: torch.device, arrays: dict[str, Tensor],
-              filled: list[Tensor], size: int, dtype: torch.dtype, topk: int | None, temperature: float | None) -> None:
-        """Run the teacher on every batch of ``loader`` and write its rows into ``arrays`` (made at the first)."""
-        from accelerate.utils import send_to_device
-
-        for batch in loader:
-            if "index" not in batch:
-                raise KeyError("the teacher cache needs an 'index' field in every sample")
-            index = batch["index"].long()
-            outputs = distiller.teacher_outputs(send_to_device(batch, device))
-            if outputs.logits is None:
-                raise RuntimeError("the teacher produced no logits")
-            rows: dict[str, Tensor] = {f"feature/{k}": v for k, v in outputs.features.items()}
-            spec = getattr(distiller, "teacher_input", None)
-            if isinstance(spec, str) and not isinstance(batch.get(spec), Tensor):
-                tokens = [k for k, v in outputs.features.items() if v.dim() >= 3]
-                if tokens:  # a model that tokenizes its own input pads to each batch's longest text
-                    raise TeacherCacheUnsuitable(
-                        f"the teacher reads raw '{spec}' values and its features {tokens} are per token, whose "
-                        "length depends on each batch's padding")
-            if topk:
-                probs = torch.softmax(outputs.logits.float() / float(temperature), dim=-1)  # type: ignore[arg-type]
-                values, indices = probs.topk(topk, dim=-1)
-                rows["topk_probs"], rows["topk_indices"] = values, indices
-            else:
-                rows["logits"] = outputs.logits
-            for key, value in rows.items():
-                value = value.detach().to("cpu")
-                if value.dtype.is_floating_point:
-                    value = value.to(dtype)
-                if key not in arrays:
-                    arrays[key] = torch.zeros((size, *value.shape[1:]), dtype=value.dtype)
-                elif arrays[key].shape[1:] != value.shape[1:]:
-                    raise TeacherCacheUnsuitable(
-                        f"the teacher's {key} changes shape between batches ({tuple(arrays[key].shape[1:])} then "
-                        f"{tuple(value.shape[1:])}), e.g. token features of texts padded per batch")
-                arrays[key][index] = value
-            filled.append(index.cpu())
 
     @classmethod
     def _save(cls, root: Path, fingerprint: str, arrays: Mapping[str, Tensor]) -> TeacherCache:
