@@ -83,6 +83,26 @@ def test_a_run_stopped_while_distilling_resumes_to_the_same_results(crosslingual
         (crosslingual_run / "distilled" / "model.safetensors").read_bytes()
 
 
+def test_a_student_with_a_vocabulary_gets_the_characters_of_its_training_names(tmp_path):
+    """A student initialised from the teacher (one of its layers) reads Chinese names: the characters its English
+    vocabulary reads as [UNK] become tokens of its own, and the weights saved are those of the larger vocabulary."""
+    from safetensors.torch import load_file
+
+    raw = {**CROSSLINGUAL, "data": {"batch_size": 32, "pairs": {"kind": "translation", "languages": ["zh"],
+                                                                "concepts": 30}},
+           "student": {"model": "sentence-encoder", "kwargs": {"layers": [0]}},
+           "train": {"epochs": 1, "lr": 0.0001, "optimizer": "adamw"}}
+    out = tmp_path / "runs" / "zh"
+    assert main(["paired", str(_write(tmp_path, raw)), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {"teacher", "student_alone", "distilled"}
+    rows = {name: load_file(str(out / name / "model.safetensors"))["model.encoder.embeddings.word_embeddings.weight"]
+            .shape[0] for name in ("student_alone", "distilled")}
+    teacher_rows = 30522  # all-MiniLM-L6-v2's vocabulary
+    assert rows["student_alone"] == rows["distilled"] > teacher_rows
+    assert results["cost"]["student"]["params"] < results["cost"]["teacher"]["params"]
+
+
 def _folders(root, seconds=0.4):
     """Texts and their 'speech': a tone whose pitch depends on the text's class (low or high)."""
     (root / "text").mkdir()

@@ -15,6 +15,7 @@ from distillkit.data.builtin import TextDataset  # noqa: E402
 from distillkit.registry import DistillkitError  # noqa: E402
 from distillkit.text import (  # noqa: E402
     BiLSTMClassifier,
+    SentenceEncoder,
     StaticEmbeddingClassifier,
     TransformerClassifier,
     freeze_,
@@ -67,6 +68,35 @@ def test_layer_subset_student_keeps_the_chosen_layers(teacher):
     assert student.tokenizer is not None and student(TEXTS[:2]).shape == (2, 3)
     with pytest.raises(DistillkitError, match="indices"):
         layer_subset_student(teacher, [6])
+
+
+def test_a_sentence_encoder_student_keeps_the_chosen_layers_and_is_trainable():
+    teacher = SentenceEncoder().eval()
+    student = layer_subset_student(teacher, [0, 2, 4]).eval()
+    assert isinstance(student, SentenceEncoder) and len(student.model.encoder.encoder.layer) == 3
+    torch.testing.assert_close(student.model.encoder.encoder.layer[2].output.dense.weight,
+                               teacher.model.encoder.encoder.layer[4].output.dense.weight)
+    assert all(p.requires_grad for p in student.parameters())
+    assert len(teacher.model.encoder.encoder.layer) == 6  # the teacher is not changed
+    embeddings = student(TEXTS[:2])
+    assert embeddings.shape == (2, 384)
+    torch.testing.assert_close(embeddings.norm(dim=-1), torch.ones(2))
+
+
+def test_cover_characters_gives_unknown_characters_tokens_of_their_own(teacher):
+    student = layer_subset_student(teacher, [0]).eval()
+    names = ["巴西", "德国", "Brasil"]  # the English vocabulary reads 巴 as [UNK], has 德 国 西, and all of "Brasil"
+    unknown = student.tokenizer.unk_token
+    assert unknown in student.tokenizer.tokenize("巴西")  # the negative control: without covering, [UNK]
+    before = student.encode(names)
+    rows = student.encoder.get_input_embeddings().weight.shape[0]
+    assert student.cover_characters(names) == ["巴"]
+    assert unknown not in student.tokenizer.tokenize("巴西")
+    assert student.encoder.get_input_embeddings().weight.shape[0] == rows + 1
+    # the new row starts as the unknown token's, so every text reads exactly as before until training moves it
+    torch.testing.assert_close(student.encode(names), before)
+    assert student.cover_characters(names) == []  # nothing more to add
+    assert unknown in teacher.tokenizer.tokenize("巴西")  # the teacher's tokenizer is its own
 
 
 def test_save_pretrained_round_trip(teacher, tmp_path):

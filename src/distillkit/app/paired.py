@@ -218,7 +218,16 @@ def _build(config: Config, task: PairedTask, role: str) -> nn.Module:
     example = task.train[0][task.teacher_view if role == "teacher" else task.student_view]
     shape = None if isinstance(example, str) else tuple(example.shape)
     width = task.embedding_width if role != "teacher" and task.objective == "embedding" else task.num_classes
-    return build_model_from(spec, SimpleNamespace(num_classes=width, input_shape=shape), role=role, seed=config.seed)
+    model = build_model_from(spec, SimpleNamespace(num_classes=width, input_shape=shape), role=role, seed=config.seed)
+    if role != "teacher" and shape is None and hasattr(model, "cover_characters"):
+        # a student with a vocabulary reads every character of its training texts as a token of its own (an
+        # English tokenizer would read most Chinese characters as [UNK]); characters seen only in test texts stay
+        # unknown, as they would for any vocabulary built from the training data
+        added = model.cover_characters(list(task.train.views[task.student_view]))
+        if added:
+            log.info("student vocabulary: %d characters of the training texts that its tokenizer read as unknown "
+                     "added as tokens of their own (e.g. %s)", len(added), " ".join(added[:8]))
+    return model
 
 
 def check_pairs(config: Config) -> tuple[PairedTask, nn.Module]:

@@ -59,8 +59,10 @@ def byte_cnn(num_classes: int, input_shape: Sequence[int] | None = None, **kwarg
     return ByteCNNEncoder(num_classes, **kwargs)
 
 
-@MODELS.register("sentence-encoder", "a frozen sentence-transformers model as strings -> L2-normalised embeddings "
-                 "(the embedding teacher); path=<folder> (default all-MiniLM-L6-v2), max_length=64")
+@MODELS.register("sentence-encoder", "a sentence-transformers model as strings -> L2-normalised embeddings (the "
+                 "embedding teacher); path=<folder> (default all-MiniLM-L6-v2), layers=[i, ...] keeps those layers "
+                 "(a student initialised from the teacher), max_length=64")
 def sentence_encoder(num_classes: int | None = None, input_shape: Sequence[int] | None = None, *,
-                     path: str | None = None, **kwargs: Any) -> nn.Module:
-    return SentenceEncoder(path, **kwargs)  # its width is the model's own: num_classes does not apply
+                     path: str | None = None, layers: Sequence[int] | None = None, **kwargs: Any) -> nn.Module:
+    model = SentenceEncoder(path, **kwargs)  # its width is the model's own: num_classes does not apply
+    return layer_subset_student(model, list(layers)) if layers is not None else model

@@ -20,7 +20,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -151,6 +151,32 @@ class TransformerClassifier(_TextModel):
             {"num_classes": self.num_classes, "pooling": self.pooling, "max_length": self.max_length}))
         return folder
 
+    def cover_characters(self, texts: list[str]) -> list[str]:
+        """Add to the vocabulary every character of ``texts`` that the tokenizer can only read as its unknown
+        token, so that a student of a script its teacher's vocabulary lacks (Chinese names for an English BERT
+        tokenizer) reads those characters as their own tokens. Each new embedding row starts as a copy of the
+        unknown token's, so every text is encoded exactly as before until training moves the new rows.
+
+        Returns:
+            The characters added, in order (none for a tokenizer without an unknown token).
+        """
+        unknown = getattr(self.tokenizer, "unk_token", None)
+        if unknown is None:
+            return []
+        vocabulary = self.tokenizer.get_vocab()
+        seen = dict.fromkeys(character for text in texts for character in text if not character.isspace())
+        new = [c for c in seen if c not in vocabulary and self.tokenizer.tokenize(c) == [unknown]]
+        if not new:
+            return []
+        self.tokenizer.add_tokens(new)
+        table = self.encoder.get_input_embeddings()  # type: ignore[operator]
+        before = table.weight.shape[0]
+        self.encoder.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)  # type: ignore[operator]
+        with torch.no_grad():
+            weights = self.encoder.get_input_embeddings().weight  # type: ignore[operator]
+            weights[before:] = weights[self.tokenizer.unk_token_id]
+        return new
+
     def embed(self, tokens: dict[str, Tensor]) -> Tensor:
         hidden = self.encoder(**tokens).last_hidden_state  # [B, T, H]
         if self.pooling == "cls":
@@ -193,17 +219,20 @@ def _encoder_layers(model: nn.Module) -> list[str]:
     raise DistillkitError("this model has no list of transformer layers (a ModuleList named '...layer')")
 
 
-def layer_subset_student(teacher: TransformerClassifier, layers: list[int]) -> TransformerClassifier:
+def layer_subset_student(teacher: _Layered, layers: list[int]) -> _Layered:
     """A smaller transformer initialised from some of the teacher's layers (DistilBERT: every other one).
 
-    The student keeps the teacher's embeddings, tokenizer and head and the listed blocks, in order.
+    The student keeps the teacher's embeddings, tokenizer and head (or, for a :class:`SentenceEncoder`, its pooling
+    and normalisation) and the listed blocks, in order; every weight of it is trainable.
     """
-    blocks = teacher.encoder.encoder.layer  # type: ignore[union-attr]
+    classifier = teacher.model if isinstance(teacher, SentenceEncoder) else teacher
+    blocks = classifier.encoder.encoder.layer  # type: ignore[union-attr]
     if not layers or any(not 0 <= i < len(blocks) for i in layers):
         raise DistillkitError(f"layers must be indices of the teacher's {len(blocks)} layers, got {layers}")
     student = copy.deepcopy(teacher)
-    student.encoder.encoder.layer = nn.ModuleList([copy.deepcopy(blocks[i]) for i in layers])  # type: ignore[union-attr]
-    student.encoder.config.num_hidden_layers = len(layers)  # type: ignore[union-attr]
+    encoder = (student.model if isinstance(student, SentenceEncoder) else student).encoder
+    encoder.encoder.layer = nn.ModuleList([copy.deepcopy(blocks[i]) for i in layers])  # type: ignore[union-attr]
+    encoder.config.num_hidden_layers = len(layers)  # type: ignore[union-attr]
     for parameter in student.parameters():
         parameter.requires_grad_(True)
     return student
@@ -354,9 +383,16 @@ class SentenceEncoder(nn.Module):
         self.model, self.normalize = model, normalize
         self.embedding_dim = int(model.encoder.config.hidden_size)  # type: ignore[union-attr]
 
+    def cover_characters(self, texts: list[str]) -> list[str]:
+        """See :meth:`TransformerClassifier.cover_characters` (for a student that reads other scripts)."""
+        return self.model.cover_characters(texts)
+
     def encode(self, texts: list[str]) -> Tensor:
         pooled = self.model.encode(texts)
         return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def forward(self, texts: list[str]) -> Tensor:
         return self.encode(texts)
+
+
+_Layered = TypeVar("_Layered", TransformerClassifier, SentenceEncoder)
