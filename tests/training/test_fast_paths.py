@@ -146,13 +146,28 @@ def test_teacher_outputs_made_in_inference_mode_are_ordinary_tensors_the_student
     assert any(p.grad is not None for p in distiller.student.parameters())
 
 
-def test_a_compiled_student_trains_like_the_eager_one_and_keeps_its_weight_names(blobs):
+def test_compiling_traces_the_student_and_its_loss_terms_as_one_graph_and_trains_like_eager(blobs):
     teacher = make_mlp(hidden=16)
     common = dict(epochs=1, max_steps=4, batch_size=32, lr=1e-2, progress=False, seed=4)
     eager, compiled = make_distiller(teacher, dropout=0.0), make_distiller(teacher, dropout=0.0)
     eager_losses = train_losses(Trainer(eager, blobs, **common).fit())
     compiled_losses = train_losses(Trainer(compiled, blobs, compile=True, **common).fit())
-    assert compiled.student._compiled_call_impl is not None  # it did run compiled
+    assert compiled._compiled_call_impl is not None  # the distiller's forward: student, soft, hard and feature terms
+    assert eager._compiled_call_impl is None  # the negative control
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    assert torch.allclose(torch.tensor(compiled_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)
+
+
+def test_with_a_scheduled_term_only_the_student_is_compiled_and_it_trains_like_eager(blobs):
+    from distillkit.core.schedules import Cosine
+
+    teacher = make_mlp(hidden=16)
+    common = dict(epochs=1, max_steps=4, batch_size=32, lr=1e-2, progress=False, seed=4)
+    schedule = dict(alpha=Cosine(0.9, 0.1, total=4, unit="step"))  # a value that changes every step
+    eager, compiled = make_distiller(teacher, dropout=0.0, **schedule), make_distiller(teacher, dropout=0.0, **schedule)
+    eager_losses = train_losses(Trainer(eager, blobs, **common).fit())
+    compiled_losses = train_losses(Trainer(compiled, blobs, compile=True, **common).fit())
+    assert compiled._compiled_call_impl is None and compiled.student._compiled_call_impl is not None
     assert list(compiled.student.state_dict()) == list(eager.student.state_dict())
     assert torch.allclose(torch.tensor(compiled_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)
 

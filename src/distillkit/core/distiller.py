@@ -301,6 +301,23 @@ class Distiller(nn.Module):
                              hyperparameters=hyperparameters, student_logits=ctx.student_logits,
                              student_output=ctx.student_raw)
 
+    def compile_for_training(self) -> str:
+        """``torch.compile`` in place for training (``nn.Module.compile``: the state dict keeps its names); returns
+        what was compiled, for the log.
+
+        The student and the loss terms become one graph, so Inductor fuses the student's forward, the terms and their
+        backward, when every term is traceable and none follows a schedule (a value that changes every step would
+        recompile the graph every step). Otherwise the student alone is compiled and the terms stay eager.
+        """
+        eager = [term.name for term in self.terms if not term.traceable or term.scheduled()]
+        if type(self) is Distiller and not eager:
+            self.compile()
+            return "the student and its loss terms, as one graph"
+        self.student.compile()
+        reason = (f"{', '.join(eager)} follow a schedule or cannot be traced" if eager
+                  else f"{type(self).__name__} runs its students its own way")
+        return f"the student alone (the loss terms stay eager: {reason})"
+
     def remove_hooks(self) -> None:
         """Detach the feature taps from teacher and student (for reusing the models elsewhere)."""
         for taps in (self._teacher_taps, self._student_taps):

@@ -69,6 +69,9 @@ class LossTerm(nn.Module):
     needs_teacher: bool = True
     needs_targets: bool = False
     reruns_student: bool = False
+    traceable: bool = False
+    """Whether ``torch.compile`` may trace the term into one graph with the student (pure tensor work, no Python
+    state that changes between steps other than its schedules; see :meth:`scheduled`)."""
 
     def __init__(self, name: str, weight: ScheduleLike) -> None:
         super().__init__()
@@ -79,6 +82,10 @@ class LossTerm(nn.Module):
 
     def current_weight(self, state: TrainingState) -> float:
         return schedule_value(self.weight, state)
+
+    def scheduled(self) -> bool:
+        """Whether a value of the term follows a schedule (changes from step to step)."""
+        return callable(self.weight)
 
     def hyperparameters(self, state: TrainingState) -> dict[str, float]:
         """Current values of scheduled hyper-parameters other than the weight, for logging."""
@@ -103,6 +110,7 @@ class HardLabelTerm(LossTerm):
 
     needs_teacher = False
     needs_targets = True
+    traceable = True
 
     def __init__(
         self,
@@ -174,8 +182,13 @@ class SoftTargetTerm(LossTerm):
         self.sample_weights = sample_weights
         self.needs_targets = sample_weights == "correctness"
 
+    traceable = True
+
     def current_temperature(self, state: TrainingState) -> float:
         return schedule_value(self.temperature, state)
+
+    def scheduled(self) -> bool:
+        return callable(self.weight) or callable(self.temperature)
 
     def hyperparameters(self, state: TrainingState) -> dict[str, float]:
         return {"temperature": self.current_temperature(state)}
@@ -229,6 +242,8 @@ class FeatureTerm(LossTerm):
             so students with other tokenizers or sequence lengths can be matched.
         layout: for rank-3 features, whether they are ``"tokens"`` or ``"channels"`` (default: inferred).
     """
+
+    traceable = True
 
     def __init__(
         self,

@@ -53,8 +53,9 @@ class TrainOptions(BaseModel):
     sharding: Literal["none", "fsdp"] = Field(
         "none", description="fsdp: shard the student's weights, gradients and optimizer state across processes with "
         "PyTorch's FSDP2 (fully_shard); the frozen teacher stays whole on every process")
-    compile: bool = Field(False, description="torch.compile the student (in place: its weights keep their names); "
-                          "pays a compilation of seconds to minutes up front, so it helps long runs of large models")
+    compile: bool = Field(False, description="torch.compile the student and the loss terms as one graph (the student "
+                          "alone when a term follows a schedule); in place, so the weights keep their names; pays a "
+                          "compilation of seconds to minutes up front, so it helps long runs")
 
     @model_validator(mode="after")
     def _sharding_alone(self) -> TrainOptions:

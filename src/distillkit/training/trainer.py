@@ -290,9 +290,8 @@ class Trainer:
         self.accelerator = self._make_accelerator()
         self.distiller.to(self.device)
         if self.options.compile:
-            # in place (nn.Module.compile): the state dict keeps its names, so checkpoints and saved weights are
-            # those of the eager model; the loss terms stay eager (their schedules change every step)
-            self.distiller.student.compile()
+            # in place: the state dict keeps its names, so checkpoints and saved weights are those of the eager model
+            self.log.info("torch.compile: %s", self.distiller.compile_for_training())
         first_batch = self._first_batch()
         self.distiller.setup(first_batch)
         storage = self._cache_decision(first_batch)
