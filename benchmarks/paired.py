@@ -1,8 +1,10 @@
 """Cross-lingual and cross-modal distillation (issue 16): the teacher reads one view, the student another.
 
-Cross-lingual: the bundled English all-MiniLM-L6-v2 is the teacher; a byte-level CNN student (every script) learns
-on CLDR names of the training concepts (Reimers & Gurevych 2020: the student's embedding of the English name and
-of its translation both match the teacher's embedding of the English name). Retrieval X -> English on held-out
+Cross-lingual: the bundled English all-MiniLM-L6-v2 is the teacher; the student (``--student minilm-3``: the
+teacher's layers 0, 2 and 4, its vocabulary extended by the characters of the training names it reads as [UNK];
+or ``byte-cnn``: a byte-level CNN) learns on CLDR names of the training concepts (Reimers & Gurevych 2020: the
+student's embedding of the English name and of its translation both match the teacher's embedding of the English
+name). Retrieval X -> English on held-out
 concepts (no test concept is seen in training, in any language), for (a) the teacher itself, (b) the same student
 trained on the same pairs without a teacher (contrastive, InfoNCE), (c) the distilled student.
 
@@ -17,6 +19,7 @@ Usage (about 30 minutes on 2 CPU cores, speech synthesized once into ~/.cache/di
 
     python benchmarks/paired.py                          # seeds 0 1 2, both parts
     python benchmarks/paired.py --parts crosslingual --seeds 0
+    python benchmarks/paired.py --parts crosslingual --student byte-cnn
 """
 
 from __future__ import annotations
@@ -43,7 +46,14 @@ from distillkit.paired import (
     translation_pairs,
 )
 from distillkit.paired.speech import SpeechCache, Synthesizer, Voice, spoken_concepts, spoken_names
-from distillkit.text import ByteCNNEncoder, SentenceEncoder, TransformerClassifier, minilm_path, retrieval_recall
+from distillkit.text import (
+    ByteCNNEncoder,
+    SentenceEncoder,
+    TransformerClassifier,
+    layer_subset_student,
+    minilm_path,
+    retrieval_recall,
+)
 from distillkit.training.options import TrainOptions
 from distillkit.training.trainer import Trainer
 
@@ -56,19 +66,34 @@ def _fit(distiller: Distiller, data, options: TrainOptions, seed: int, batch_siz
     Trainer(distiller, data, None, options, batch_size=batch_size, seed=seed, progress=False).fit()
 
 
-def crosslingual(seed: int, epochs: int) -> dict:
+# the two cross-lingual students and the settings each was tuned with (epochs, learning rate)
+CROSSLINGUAL_STUDENTS = {"minilm-3": (12, 6e-4), "byte-cnn": (20, 3e-3)}
+
+
+def _crosslingual_student(kind: str, teacher: SentenceEncoder, train_texts: list[str]) -> torch.nn.Module:
+    if kind == "byte-cnn":
+        return ByteCNNEncoder(teacher.embedding_dim, channels=128, layers=3)
+    # the teacher's layers 0, 2 and 4 (DistilBERT's initialisation), its vocabulary extended by the characters of
+    # the training names it reads as [UNK] (most Chinese ones)
+    student = layer_subset_student(teacher, [0, 2, 4])
+    student.cover_characters(train_texts)
+    return student
+
+
+def crosslingual(seed: int, epochs: int | None, kind: str = "minilm-3") -> dict:
     lexicon = cldr_lexicon(["en", *LANGUAGES])
     train, _, test = lexicon.split(seed=seed)
     teacher = SentenceEncoder()
     pairs = translation_pairs(lexicon, train, LANGUAGES)
-    options = TrainOptions(epochs=epochs, lr=3e-3, optimizer="adamw", lr_schedule="cosine")
+    default_epochs, lr = CROSSLINGUAL_STUDENTS[kind]
+    options = TrainOptions(epochs=epochs or default_epochs, lr=lr, optimizer="adamw", lr_schedule="cosine")
     results = {"teacher": cross_lingual_retrieval(teacher, lexicon, test, LANGUAGES)}
     torch.manual_seed(seed)
-    alone = ByteCNNEncoder(teacher.embedding_dim, channels=128, layers=3)
+    alone = _crosslingual_student(kind, teacher, pairs.views["translation"])
     _fit(Distiller(None, alone, [ContrastivePairTerm("source")], student_input="translation"), pairs, options, seed)
     results["student alone"] = cross_lingual_retrieval(alone, lexicon, test, LANGUAGES)
     torch.manual_seed(seed)
-    student = ByteCNNEncoder(teacher.embedding_dim, channels=128, layers=3)
+    student = _crosslingual_student(kind, teacher, pairs.views["translation"])
     _fit(Distiller(teacher, student, [EmbeddingDistillTerm(loss="cosine")], teacher_input="source",
                    student_input="translation"), pairs, options, seed)
     results["distilled"] = cross_lingual_retrieval(student, lexicon, test, LANGUAGES)
@@ -175,7 +200,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--parts", nargs="+", choices=["crosslingual", "crossmodal"],
                         default=["crosslingual", "crossmodal"])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs (default: 20 cross-modal; cross-lingual, the student's own: "
+                        + ", ".join(f"{k} {v[0]}" for k, v in CROSSLINGUAL_STUDENTS.items()) + ")")
+    parser.add_argument("--student", choices=list(CROSSLINGUAL_STUDENTS), default="minilm-3",
+                        help="cross-lingual student: the teacher's layers 0, 2, 4 with its vocabulary extended to the "
+                        "training names' characters (minilm-3), or a byte-level CNN (byte-cnn)")
     parser.add_argument("--label-fraction", type=float, default=1.0,
                         help="cross-modal: the fraction of training names whose kind is known (1: all)")
     parser.add_argument("--teacher-labels", choices=["same", "all"], default="same",
@@ -187,9 +217,10 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             start = time.perf_counter()
-            runs.append(crosslingual(seed, args.epochs))
+            runs.append(crosslingual(seed, args.epochs, args.student))
             print(f"[crosslingual] seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
-        print("\ncross-lingual retrieval X -> English on held-out concepts (top-1 %, mean +/- std over seeds)")
+        print(f"\ncross-lingual retrieval X -> English on held-out concepts (top-1 %, mean +/- std over seeds; student "
+              f"{args.student})")
         print("| model | " + " | ".join(LANGUAGES) + " | mean |")
         print("|---|" + "---:|" * (len(LANGUAGES) + 1))
         for model in ("teacher", "student alone", "distilled"):
@@ -200,7 +231,8 @@ def main() -> None:
             f"{model} " + ", ".join(f"{code} {_mean_std([r[model][code]['from_en'] for r in runs])}"
                                     for code in LANGUAGES) for model in ("teacher", "distilled")))
         print(f"the distilled student's English embedding finds the teacher's of the same name: "
-              f"{_mean_std([r['distilled en->teacher en'] for r in runs])}%")
+              f"{_mean_std([r['distilled en->teacher en'] for r in runs])}% (per seed: "
+              + ", ".join(f"{100 * r['distilled en->teacher en']:.1f}" for r in runs) + ")")
         print(f"English -> English, each model both sides: teacher {_mean_std([r['teacher en->en'] for r in runs])}%, "
               f"distilled {_mean_std([r['distilled en->en'] for r in runs])}%")
         cost = runs[-1]["cost"]
@@ -211,7 +243,7 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             start = time.perf_counter()
-            runs.append(crossmodal(seed, args.epochs, cache, args.label_fraction, args.teacher_labels))
+            runs.append(crossmodal(seed, args.epochs or 20, cache, args.label_fraction, args.teacher_labels))
             print(f"[crossmodal] seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
         print(f"\ncross-modal: the kind of a spoken CLDR name, held-out names and held-out voices (%); audio labels for "
               f"{100 * args.label_fraction:g}% of the training names, text labels for "
