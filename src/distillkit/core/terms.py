@@ -173,6 +173,8 @@ class SoftTargetTerm(LossTerm):
             acts as a per-sample multiplier in ``[0, 1]``.
     """
 
+    traceable = True
+
     def __init__(self, weight: ScheduleLike = 0.9, *, temperature: ScheduleLike = 4.0,
                  sample_weights: Literal["confidence", "correctness"] | None = None, name: str = "soft") -> None:
         super().__init__(name, weight)
@@ -181,8 +183,6 @@ class SoftTargetTerm(LossTerm):
             raise ValueError(f"sample_weights must be None, 'confidence' or 'correctness', got {sample_weights!r}")
         self.sample_weights = sample_weights
         self.needs_targets = sample_weights == "correctness"
-
-    traceable = True
 
     def current_temperature(self, state: TrainingState) -> float:
         return schedule_value(self.temperature, state)

@@ -169,8 +169,7 @@ class TransformerClassifier(_TextModel):
         if not new:
             return []
         self.tokenizer.add_tokens(new)
-        table = self.encoder.get_input_embeddings()  # type: ignore[operator]
-        before = table.weight.shape[0]
+        before = self.encoder.get_input_embeddings().weight.shape[0]  # type: ignore[operator]
         self.encoder.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)  # type: ignore[operator]
         with torch.no_grad():
             weights = self.encoder.get_input_embeddings().weight  # type: ignore[operator]
