@@ -4,9 +4,9 @@ Cross-lingual: the bundled English all-MiniLM-L6-v2 is the teacher; the student 
 teacher's layers 0, 2 and 4, its vocabulary extended by the characters of the training names it reads as [UNK];
 or ``byte-cnn``: a byte-level CNN) learns on CLDR names of the training concepts (Reimers & Gurevych 2020: the
 student's embedding of the English name and of its translation both match the teacher's embedding of the English
-name). Retrieval X -> English on held-out
-concepts (no test concept is seen in training, in any language), for (a) the teacher itself, (b) the same student
-trained on the same pairs without a teacher (contrastive, InfoNCE), (c) the distilled student.
+name). Retrieval X -> English on held-out concepts (no test concept is seen in training, in any language), for (a)
+the teacher itself, (b) the same student trained on the same pairs without a teacher (contrastive, InfoNCE), (c) the
+distilled student.
 
 Cross-modal: the teacher is MiniLM fine-tuned on the English names of the training concepts to tell their kind
 (territory, language, currency, script); an audio CNN learns the same task from the names spoken by eSpeak NG
