@@ -172,6 +172,24 @@ def test_with_a_scheduled_term_only_the_student_is_compiled_and_it_trains_like_e
     assert torch.allclose(torch.tensor(compiled_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)
 
 
+def test_in_memory_tensors_are_compiled_with_static_shapes_and_other_data_with_pytorchs_automatic_choice(
+        blobs, monkeypatch):
+    asked = []
+
+    def record(self, *, dynamic=None):  # what the Trainer asks for (nothing is compiled here)
+        asked.append(dynamic)
+        return "recorded"
+
+    monkeypatch.setattr(Distiller, "compile_for_training", record)
+    common = dict(epochs=1, max_steps=1, batch_size=32, progress=False)
+    Trainer(make_distiller(make_mlp(hidden=16)), blobs, compile=True, **common).fit()
+    transformed = make_blobs(transform=lambda sample: sample)  # the same samples, fetched one by one
+    assert blobs.batchable and not transformed.batchable
+    Trainer(make_distiller(make_mlp(hidden=16)), transformed, compile=True, **common).fit()
+    Trainer(make_distiller(make_mlp(hidden=16)), blobs, **common).fit()  # the negative control: no compile asked
+    assert asked == [False, None]
+
+
 def test_a_labelled_set_and_a_transfer_set_are_fetched_whole_like_sample_by_sample():
     from distillkit.data.transfer import ConcatDictDataset, unlabelled
 

@@ -301,19 +301,25 @@ class Distiller(nn.Module):
                              hyperparameters=hyperparameters, student_logits=ctx.student_logits,
                              student_output=ctx.student_raw)
 
-    def compile_for_training(self) -> str:
+    def compile_for_training(self, *, dynamic: bool | None = None) -> str:
         """``torch.compile`` in place for training (``nn.Module.compile``: the state dict keeps its names); returns
         what was compiled, for the log.
 
         The student and the loss terms become one graph, so Inductor fuses the student's forward, the terms and their
         backward, when every term is traceable and none follows a schedule (a value that changes every step would
         recompile the graph every step). Otherwise the student alone is compiled and the terms stay eager.
+
+        Args:
+            dynamic: ``torch.compile``'s own argument. ``False`` compiles one graph per input shape, the fastest
+                code when the batches have fixed shapes (in-memory tensors: the full batches and the last one);
+                ``None`` lets PyTorch make a dimension dynamic once it sees it change (token sequences of
+                varying length).
         """
         eager = [term.name for term in self.terms if not term.traceable or term.scheduled()]
         if type(self) is Distiller and not eager:
-            self.compile()
+            self.compile(dynamic=dynamic)
             return "the student and its loss terms, as one graph"
-        self.student.compile()
+        self.student.compile(dynamic=dynamic)
         reason = (f"{', '.join(eager)} follow a schedule or cannot be traced" if eager
                   else f"{type(self).__name__} runs its students its own way")
         return f"the student alone (the loss terms stay eager: {reason})"
