@@ -25,7 +25,7 @@ def rows_with(label_of, n=60):
 ])
 def test_bad_labels_are_refused(tmp_path, label_of, message):
     path = table(tmp_path, ["a", "b", "label"], rows_with(label_of))
-    with pytest.raises(DistillkitError, match="") as caught:
+    with pytest.raises(DistillkitError) as caught:  # the message is checked below, as a substring
         load_dataset(path)
     assert message in str(caught.value)
 
