@@ -172,7 +172,7 @@ def test_with_a_scheduled_term_only_the_student_is_compiled_and_it_trains_like_e
     assert torch.allclose(torch.tensor(compiled_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)
 
 
-def test_in_memory_tensors_are_compiled_with_static_shapes_and_other_data_with_pytorchs_automatic_choice(
+def test_batches_fetched_whole_are_compiled_with_static_shapes_and_other_data_with_pytorchs_automatic_choice(
         blobs, monkeypatch):
     asked = []
 
@@ -188,6 +188,10 @@ def test_in_memory_tensors_are_compiled_with_static_shapes_and_other_data_with_p
     Trainer(make_distiller(make_mlp(hidden=16)), transformed, compile=True, **common).fit()
     Trainer(make_distiller(make_mlp(hidden=16)), blobs, **common).fit()  # the negative control: no compile asked
     assert asked == [False, None]
+    # a collate function of the user's sees samples and may shape batches its own way: PyTorch's choice too
+    Trainer(make_distiller(make_mlp(hidden=16)), blobs, collate_fn=torch.utils.data.default_collate, compile=True,
+            **common).fit()
+    assert asked[2:] == [None]
 
 
 def test_a_labelled_set_and_a_transfer_set_are_fetched_whole_like_sample_by_sample():

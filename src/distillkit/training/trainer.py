@@ -291,11 +291,11 @@ class Trainer:
         self.distiller.to(self.device)
         if self.options.compile:
             # In place: the state dict keeps its names, so checkpoints and saved weights are those of the eager model.
-            # In-memory tensors come in batches of one shape (and the last one): static graphs. PyTorch's automatic
-            # choice would make the batch dimension dynamic on seeing the last batch, and it remembers that in the
-            # process, so a second training in it (a pipeline, a sweep) would run dynamic graphs from its first step,
-            # slower ones (benchmarks/kd_epoch_cost.py --compile).
-            static = bool(getattr(self.train_data, "batchable", False))
+            # Batches fetched whole from in-memory tensors (no collate function of the user's) have one shape (and
+            # the last one): static graphs. PyTorch's automatic choice would make the batch dimension dynamic on
+            # seeing the last batch, and it remembers that in the process, so a second training in it (a pipeline, a
+            # sweep) would run dynamic graphs from its first step, slower ones (benchmarks/kd_epoch_cost.py --compile).
+            static = batched_view(self.train_data, self.collate_fn)[1] is already_collated
             self.log.info("torch.compile (%s shapes): %s", "static" if static else "automatic",
                           self.distiller.compile_for_training(dynamic=False if static else None))
         first_batch = self._first_batch()
