@@ -11,11 +11,16 @@ import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["file_mode", "save_tensors"]
+__all__ = ["UnsafeFileError", "file_mode", "load_tensors_only", "save_tensors"]
+
+
+class UnsafeFileError(Exception):
+    """A ``.pt`` file that cannot be read as tensors only (damaged, or holding pickled objects)."""
 
 
 def file_mode() -> int:
@@ -38,3 +43,19 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[st
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def load_tensors_only(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors, numbers and containers, never an arbitrary object.
+
+    Raises:
+        UnsafeFileError: the file is damaged or holds pickled objects. Its message is the last word: PyTorch's own
+            suggests ``weights_only=False``, which would run whatever code the file holds, so it is not repeated.
+    """
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ... for such files
+        raise UnsafeFileError(
+            f"{path}: cannot read it as tensors only: it is damaged, or it holds pickled objects, which distillkit "
+            "never unpickles (they can run code); remove the file (or the checkpoint that holds it) to start that "
+            "part again") from None

@@ -9,6 +9,7 @@ disk. Schedules are built by type: each schedule config class has one builder, r
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +49,7 @@ __all__ = [
     "build_chain",
     "build_distilled_distiller",
     "build_model_from",
+    "trust_code",
     "build_schedule",
     "build_splits",
     "build_teacher_probe",
@@ -253,8 +255,16 @@ def model_section(config: Config, role: str) -> ModelConfig:
     return section
 
 
+trust_code: ContextVar[bool] = ContextVar("trust_code", default=False)
+"""The caller's choice to let models run their repository's code (``hf:`` remote code; ``distillkit --trust-code``).
+Never read from a config: see :mod:`distillkit.models.trust`."""
+
+
 def build_model_from(model_config: ModelConfig, splits: Any, *, role: str, seed: int | None = None) -> nn.Module:
     """Build (and load ``weights`` into) a model of the config; with ``seed``, its initial weights are reproducible.
+
+    A ``package.module:factory`` of the config imports its module (the config is the user's own); ``hf:`` remote
+    code runs only when :data:`trust_code` is set by the caller.
 
     ``weights`` may be a safetensors file, a training checkpoint (folder), a model's folder in a run, or a run
     folder (:func:`resolve_weights` picks the model of ``role`` in it).
@@ -263,7 +273,7 @@ def build_model_from(model_config: ModelConfig, splits: Any, *, role: str, seed:
         torch.manual_seed(seed)
     try:
         model = build_model(model_config.model, num_classes=splits.num_classes, input_shape=splits.input_shape,
-                            **model_config.kwargs)
+                            trust_code=trust_code.get(), **model_config.kwargs)
     except (ValueError, TypeError) as error:
         raise DistillkitError(f"{role} model {model_config.model!r}: {error}") from error
     if model_config.weights:

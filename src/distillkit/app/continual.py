@@ -45,7 +45,8 @@ from distillkit.continual.streams import (
 )
 from distillkit.data.builtin import load_dataset
 from distillkit.data.files import load_table_in_time
-from distillkit.storage import file_mode
+from distillkit.registry import DistillkitError
+from distillkit.storage import UnsafeFileError, file_mode, load_tensors_only
 
 __all__ = ["STATE_FILE", "build_stream", "check_stream", "run_stream", "stream_metrics_flat", "stream_section"]
 
@@ -164,6 +165,13 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        return load_tensors_only(path)  # type: ignore[no-any-return]
+    except UnsafeFileError as error:
+        raise DistillkitError(str(error)) from None
+
+
 def _learn(config: Config, stream: Stream, entry: StrategyConfig, run: Run | None, *, resume: bool) -> dict[str, Any]:
     folder = run.path / "strategies" / entry.title if run is not None else None
     if folder is not None and resume and (folder / "result.json").is_file():
@@ -174,7 +182,7 @@ def _learn(config: Config, stream: Stream, entry: StrategyConfig, run: Run | Non
         folder.mkdir(parents=True, exist_ok=True)
         state_file = folder / STATE_FILE
         if resume and state_file.is_file():
-            learner.load_state_dict(torch.load(state_file, weights_only=True))
+            learner.load_state_dict(_read_state(state_file))
             log.info("%s: resuming after experience %d of %d", entry.title, learner.done, len(stream))
 
     def checkpoint(current: ContinualLearner) -> None:

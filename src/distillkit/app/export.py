@@ -59,7 +59,7 @@ def save_run_student(folder: Path, config: Config, results: dict[str, Any], mode
                            kwargs=dict(config.student.kwargs), title=title, body=body)  # type: ignore[union-attr]
 
 
-def export_run(run: Path, out: Path, *, onnx: bool = False) -> Path:
+def export_run(run: Path, out: Path, *, onnx: bool = False, trust_code: bool = False) -> Path:
     """Copy a run's distilled student to ``out`` as a pretrained-model folder (and ``model.onnx`` with ``onnx``).
 
     Raises:
@@ -71,7 +71,7 @@ def export_run(run: Path, out: Path, *, onnx: bool = False) -> Path:
         raise DistillkitError(f"{run} has no shareable distilled student ({source / 'config.json'} is missing); runs "
                               "of 'distillkit compare' write one, runs made before that do not: rerun it")
     spec = json.loads((source / "config.json").read_text())
-    model = load_pretrained(source)
+    model = load_pretrained(source, trust_code=trust_code)  # a run folder may come from someone else
     if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
         raise DistillkitError(f"{out} is not empty and is not an export; distillkit never writes into a folder of "
                               "other files: choose another --out")

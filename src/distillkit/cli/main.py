@@ -24,6 +24,7 @@ from rich.text import Text
 
 from distillkit import __version__
 from distillkit.app.browser import render_report
+from distillkit.app.build import trust_code
 from distillkit.app.compare import default_store, run_comparison
 from distillkit.app.continual import run_stream
 from distillkit.app.continual_report import write_stream_report
@@ -147,10 +148,13 @@ def _main(
     debug: Annotated[bool, typer.Option("--debug", help="show the traceback of every error")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every detail (DEBUG)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="log only warnings and errors")] = False,
+    trust: Annotated[bool, typer.Option("--trust-code", help="let models run code they name: a factory in a shared "
+                                        "model folder, Hugging Face remote code (only for authors you trust)")] = False,
 ) -> None:
     """Distill a large teacher into a small, fast student, and compare them."""
     if verbose and quiet:
         raise DistillkitError("choose --verbose or --quiet, not both")
+    trust_code.set(trust)
     _chosen_log_level.set(logging.DEBUG if verbose else logging.WARNING if quiet else None)
     # --debug is read by main() before the command runs (it decides how errors are shown)
     if version:
@@ -280,7 +284,7 @@ def export(
     Example: distillkit export runs/demo --out exports/mnist-student --onnx
     """
     _setup_logging()
-    folder = export_run(run, out or Path("exports") / run.name, onnx=onnx)
+    folder = export_run(run, out or Path("exports") / run.name, onnx=onnx, trust_code=trust_code.get())
     console.print(f"exported: {folder} (load it with distillkit.models.load_pretrained({str(folder)!r}))")
 
 
@@ -555,7 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if "--trust-code" in args:  # a global option, taken wherever it stands: `distillkit export RUN --trust-code`
+        args = ["--trust-code", *(arg for arg in args if arg != "--trust-code")]
     _chosen_log_level.set(None)  # each invocation starts from the default (main() may run many times in a process)
+    trust_code.set(False)
     invocation.set(shlex.join(["distillkit", *args]))  # quoted in the model card of the run's student
     try:
         code = app(args=args, standalone_mode=False)

@@ -19,6 +19,7 @@ from distillkit.continual.strategies import create_strategy
 from distillkit.data.builtin import DATASETS
 from distillkit.methods import METHODS
 from distillkit.models import MODELS
+from distillkit.models.trust import check_model_options
 from distillkit.paired.data import CLDR_KINDS
 from distillkit.registry import DistillkitError, UnknownNameError, suggest
 from distillkit.training.options import TrainOptions
@@ -185,6 +186,15 @@ class ModelConfig(_Strict):
     @classmethod
     def _model_exists(cls, value: str) -> str:
         return value if ":" in value else _known(MODELS, value)  # factories and timm:/hf: are checked when built
+
+    @field_validator("kwargs")
+    @classmethod
+    def _no_trust_in_files(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:  # running a repository's code is the caller's choice (--trust-code), never a file's
+            check_model_options(value, where="kwargs")
+        except DistillkitError as error:
+            raise ValueError(str(error).removeprefix("kwargs: ")) from None
+        return value
 
 
 class FeaturePairConfig(_Strict):

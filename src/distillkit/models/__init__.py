@@ -14,8 +14,10 @@ from torch import nn
 
 from distillkit.models import text as _text_models  # noqa: F401  (registers the text models)
 from distillkit.models.hub import build_hf_model, build_timm_model, build_torchvision_model
+from distillkit.models.trust import check_model_options
 from distillkit.models.zoo import MODELS
 from distillkit.registry import DistillkitError
+from distillkit.storage import UnsafeFileError, load_tensors_only
 from distillkit.training.checkpoint import find_latest
 
 __all__ = ["MODELS", "PretrainedModel", "build_model", "count_parameters", "load_pretrained", "load_weights",
@@ -44,23 +46,27 @@ def _import_factory(spec: str) -> Any:
 
 
 def build_model(
-    name: str, *, num_classes: int, input_shape: Sequence[int] | None, **kwargs: Any
+    name: str, *, num_classes: int, input_shape: Sequence[int] | None, trust_code: bool = False, **kwargs: Any
 ) -> nn.Module:
     """Build a model by zoo name, ``package.module:factory``, ``timm:<name>`` or ``hf:<folder or id>``.
 
     Args:
         name: see above. User factories are called as ``factory(**kwargs)`` (they get ``num_classes`` too when
-            their signature accepts it).
+            their signature accepts it): naming one is the caller's choice to import it (see
+            :mod:`distillkit.models.trust` for models read from a shared folder).
         num_classes: number of outputs.
         input_shape: one sample's shape (``None`` for text).
-        **kwargs: the factory's own options.
+        trust_code: let an ``hf:`` model run the code of its repository (``trust_remote_code``); only ever the
+            caller's choice, never an option read from a file.
+        **kwargs: the factory's own options (``trust_remote_code`` is refused here: use ``trust_code``).
     """
+    check_model_options(kwargs, where=f"model {name!r}")
     if name.startswith("timm:"):
         return build_timm_model(name[5:], num_classes, **kwargs)
     if name.startswith("torchvision:"):
         return build_torchvision_model(name[12:], num_classes, **kwargs)
     if name.startswith("hf:"):
-        return build_hf_model(name[3:], num_classes, **kwargs)
+        return build_hf_model(name[3:], num_classes, trust_remote_code=trust_code, **kwargs)
     if ":" in name:
         factory = _import_factory(name)
         params = inspect.signature(factory).parameters
@@ -106,17 +112,17 @@ def load_weights(model: nn.Module, path: str | Path, *, prefix: str | None = Non
             path = latest / "model.safetensors"
     if not path.is_file():
         raise DistillkitError(f"weights file not found: {path}")
-    try:
-        state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, weights_only=True)
-    except Exception as error:  # safetensors and torch raise several types for a damaged file
-        if path.suffix == ".safetensors":
+    if path.suffix != ".safetensors":
+        try:
+            state = load_tensors_only(path)
+        except UnsafeFileError as error:
+            raise DistillkitError(f"{error}. Save the weights as safetensors (safetensors.torch.save_file("
+                                  "model.state_dict(), 'model.safetensors')) and load that") from None
+    else:
+        try:
+            state = load_file(str(path))
+        except Exception as error:  # safetensors raises several types for a damaged file
             raise DistillkitError(f"{path}: cannot read weights: {error}") from None
-        # PyTorch's own message suggests weights_only=False, which would run whatever code the file holds:
-        # distillkit never does that, and never suggests it.
-        raise DistillkitError(f"{path}: cannot read it as tensors only (it is damaged, or it holds pickled objects, "
-                              "which distillkit never unpickles: they can run code). Save the weights as safetensors "
-                              "(safetensors.torch.save_file(model.state_dict(), 'model.safetensors')) and load "
-                              "that") from None
     own = set(model.state_dict())
     for strip in ([prefix] if prefix else ["", "student."]):
         candidate = {k[len(strip):]: v for k, v in state.items() if k.startswith(strip)}

@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from distillkit.data.splits import require
+from distillkit.models.trust import OPT_IN, UntrustedCodeError
 from distillkit.registry import DistillkitError
 
 __all__ = ["build_hf_model", "build_timm_model", "build_torchvision_model", "replace_head"]
@@ -74,21 +75,24 @@ def build_torchvision_model(name: str, num_classes: int, **kwargs: Any) -> nn.Mo
     return replace_head(model, num_classes)
 
 
-def build_hf_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+def build_hf_model(name: str, num_classes: int, *, trust_remote_code: bool = False, **kwargs: Any) -> nn.Module:
     """A Hugging Face classifier from a folder or a Hub id, through the Auto classes: an image classifier
     (``AutoModelForImageClassification``) when its config says so, else a sequence classifier; a head of
-    another size is replaced (``ignore_mismatched_sizes``)."""
+    another size is replaced (``ignore_mismatched_sizes``). ``trust_remote_code`` is the caller's choice only."""
     transformers = require("transformers", "nlp")
     hint = (f"point hf: at a local folder (huggingface-cli download {name} --local-dir DIR, then hf:DIR), or unset "
             "HF_HUB_OFFLINE where a network is there")
     try:
-        config = transformers.AutoConfig.from_pretrained(name)
+        config = transformers.AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
+        if "trust_remote_code" in str(error):
+            raise UntrustedCodeError(f"hf:{name} needs the code of its repository to build the model; {OPT_IN}") from None
         raise _cannot_fetch(f"hf:{name}", error, hint) from error
     image = any(a.endswith("ForImageClassification") for a in (config.architectures or []))
     auto = transformers.AutoModelForImageClassification if image else transformers.AutoModelForSequenceClassification
     kwargs.setdefault("ignore_mismatched_sizes", getattr(config, "num_labels", num_classes) != num_classes)
     try:
-        return auto.from_pretrained(name, num_labels=num_classes, **kwargs)  # type: ignore[no-any-return]
+        return auto.from_pretrained(name, num_labels=num_classes, trust_remote_code=trust_remote_code,  # type: ignore[no-any-return]
+                                    **kwargs)
     except (OSError, ValueError) as error:
         raise _cannot_fetch(f"hf:{name}", error, hint) from error

@@ -24,6 +24,7 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from safetensors.torch import save_model
 from torch import nn
 
+from distillkit.models.trust import check_shared_model
 from distillkit.registry import DistillkitError
 
 __all__ = ["PretrainedModel", "load_pretrained", "save_pretrained"]
@@ -58,15 +59,26 @@ class PretrainedModel(nn.Module, PyTorchModelHubMixin, library_name="distillkit"
         num_classes: outputs.
         input_shape: one sample's shape (``None`` for text).
         kwargs: the model's own options.
+        trust_code: the caller's choice (never saved, never read from ``config.json``) to let the model run code:
+            a ``package.module:factory`` spec or an ``hf:`` model's remote code (see :mod:`distillkit.models.trust`).
     """
 
     def __init__(self, model: str, num_classes: int, input_shape: Sequence[int] | None = None,
-                 kwargs: dict[str, Any] | None = None) -> None:
+                 kwargs: dict[str, Any] | None = None, *, trust_code: bool = False) -> None:
         from distillkit.models import build_model  # the package builds the models; this module is part of it
 
         super().__init__()
-        self.model = build_model(model, num_classes=num_classes,
+        if isinstance(self._hub_mixin_config, dict):
+            self._hub_mixin_config.pop("trust_code", None)  # the caller's choice, not the model's: never saved
+        self.model = build_model(model, num_classes=num_classes, trust_code=trust_code,
                                  input_shape=tuple(input_shape) if input_shape is not None else None, **(kwargs or {}))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *,  # type: ignore[override]
+                        trust_code: bool = False, **kwargs: Any) -> PretrainedModel:
+        """The mixin's ``from_pretrained``, with ``trust_code`` always the caller's (a ``config.json`` that sets
+        it is not read for it) and the folder's ``config.json`` checked before anything is built."""
+        return super().from_pretrained(pretrained_model_name_or_path, trust_code=trust_code, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
@@ -82,6 +94,9 @@ class PretrainedModel(nn.Module, PyTorchModelHubMixin, library_name="distillkit"
 
         for key in ("map_location", "strict"):
             model_kwargs.pop(key, None)
+        shared = {key: model_kwargs[key] for key in ("model", "num_classes", "input_shape", "kwargs")
+                  if key in model_kwargs}
+        check_shared_model(shared, where=f"{model_id}/config.json", trust_code=bool(model_kwargs.get("trust_code")))
         instance = cls(**model_kwargs)
         if os.path.isdir(model_id):
             weights = Path(model_id) / "model.safetensors"
@@ -125,16 +140,22 @@ def _ours(folder: Path) -> bool:
     return isinstance(config, dict) and {"model", "num_classes"} <= set(config)
 
 
-def load_pretrained(location: str | Path, **hub_options: Any) -> nn.Module:
+def load_pretrained(location: str | Path, *, trust_code: bool = False, **hub_options: Any) -> nn.Module:
     """The model saved by :func:`save_pretrained` in a folder or a Hub repository (``user/name``).
 
+    Loading never runs code the folder names unless ``trust_code=True``: zoo names, registered models, ``timm:``,
+    ``torchvision:`` and ``hf:`` models (without remote code) load; a ``package.module:factory`` in its
+    ``config.json`` is refused, and ``trust_remote_code`` is never read from it.
+
     Raises:
+        UntrustedCodeError: the folder would run code and ``trust_code`` is False.
         DistillkitError: no ``config.json`` there, or it cannot be had.
     """
     if os.path.isdir(location) and not (Path(location) / "config.json").is_file():
         raise DistillkitError(f"{location} holds no config.json: it was not saved with save_pretrained (or "
                               "'distillkit export RUN')")
     try:
-        return PretrainedModel.from_pretrained(str(location), **hub_options).model  # type: ignore[no-any-return]
+        return PretrainedModel.from_pretrained(str(location), trust_code=trust_code,  # type: ignore[no-any-return]
+                                               **hub_options).model
     except (OSError, ValueError) as error:
         raise DistillkitError(f"{location}: cannot load a pretrained model ({error})") from error

@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file
 
 from distillkit.registry import DistillkitError
-from distillkit.storage import save_tensors
+from distillkit.storage import UnsafeFileError, load_tensors_only, save_tensors
 
 __all__ = [
     "CheckpointError",
@@ -215,7 +215,14 @@ def load_checkpoint(path: str | os.PathLike[str], *, rank: int = 0) -> dict[str,
     rng_path = folder / f"rng-{rank}.pt"
     return {
         "model": load_file(str(folder / "model.safetensors")),
-        "optimizer": torch.load(optimizer_path, weights_only=True) if optimizer_path.exists() else None,
+        "optimizer": _tensors_only(optimizer_path) if optimizer_path.exists() else None,
         "trainer": json.loads((folder / "trainer_state.json").read_text()),
-        "rng": torch.load(rng_path, weights_only=True) if rng_path.exists() else None,
+        "rng": _tensors_only(rng_path) if rng_path.exists() else None,
     }
+
+
+def _tensors_only(path: Path) -> Any:
+    try:
+        return load_tensors_only(path)
+    except UnsafeFileError as error:
+        raise CheckpointError(str(error)) from None
