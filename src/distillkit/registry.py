@@ -9,13 +9,11 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from distillkit.errors import DistillkitError
+
 __all__ = ["DistillkitError", "Registry", "UnknownNameError", "suggest"]
 
 T = TypeVar("T")
-
-
-class DistillkitError(Exception):
-    """An error a user can fix: the CLI prints its message on one line and exits non-zero."""
 
 
 class UnknownNameError(DistillkitError, KeyError):

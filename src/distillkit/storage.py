@@ -7,7 +7,9 @@ the common umask 022) and replaces the target only once the new file is complete
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,11 +18,31 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["UnsafeFileError", "file_mode", "load_tensors_only", "save_tensors"]
+from distillkit.errors import DistillkitError
+
+__all__ = ["DiskFullError", "UnsafeFileError", "disk_full", "file_mode", "load_tensors_only", "save_tensors",
+           "write_text_atomic"]
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
-class UnsafeFileError(Exception):
+class UnsafeFileError(DistillkitError):
     """A ``.pt`` file that cannot be read as tensors only (damaged, or holding pickled objects)."""
+
+
+class DiskFullError(DistillkitError):
+    """A write failed for want of space; the message names the path and the space the write needed."""
+
+
+def disk_full(path: str | os.PathLike[str], needed: int | None = None) -> DiskFullError:
+    """The one-line error for a full disk at ``path`` (with the free space there and, if known, what was needed)."""
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free if folder.exists() else 0
+    wanted = f" it needed {needed / 1e6:.1f} MB," if needed else ""
+    return DiskFullError(f"no space left on the disk of {path}:{wanted} {free / 1e6:.1f} MB are free there; free "
+                         "some space or choose another folder (--out, or the cache: DISTILLKIT_CACHE)")
 
 
 def file_mode() -> int:
@@ -40,6 +62,36 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[st
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         os.chmod(tmp, file_mode())
         tmp.replace(path)
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise disk_full(path, sum(t.numel() * t.element_size() for t in tensors.values())) from None
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str | bytes) -> Path:
+    """Write ``text`` (UTF-8, or bytes as they are) to ``path`` whole or not at all: a temporary file beside it (the umask's mode), flushed to
+    disk, then renamed over ``path``. A kill or a full disk leaves the earlier file (or none), never half of one.
+
+    Raises:
+        DiskFullError: no space for it (the earlier file stays).
+    """
+    path = Path(path)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp, file_mode())
+        tmp.replace(path)
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise disk_full(path, len(data)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -61,7 +61,7 @@ def test_a_stopped_sweep_resumes_with_the_sizes_it_had_finished(tmp_path, monkey
     config = tmp_path / "tiny.yaml"
     config.write_text(json.dumps(TINY))
     out = tmp_path / "runs" / "sweep"
-    original = sweep_app.run_comparison
+    original = sweep_app.compare_part
     calls = []
 
     def stop_at_the_second_size(cfg, *args, **kwargs):
@@ -70,12 +70,12 @@ def test_a_stopped_sweep_resumes_with_the_sizes_it_had_finished(tmp_path, monkey
             raise KeyboardInterrupt
         return original(cfg, *args, **kwargs)
 
-    monkeypatch.setattr(sweep_app, "run_comparison", stop_at_the_second_size)
+    monkeypatch.setattr(sweep_app, "compare_part", stop_at_the_second_size)
     assert main(["sweep", str(config), "--widths", "0.5", "--widths", "1", "--out", str(out)]) == 130
     assert (out / "sweep" / "x0.5.json").is_file() and not (out / "sweep.json").exists()
-    monkeypatch.setattr(sweep_app, "run_comparison", original)
+    monkeypatch.setattr(sweep_app, "compare_part", original)
     calls.clear()
-    monkeypatch.setattr(sweep_app, "run_comparison", lambda cfg, *a, **k: (calls.append(cfg.student.kwargs["hidden"]),
+    monkeypatch.setattr(sweep_app, "compare_part", lambda cfg, *a, **k: (calls.append(cfg.student.kwargs["hidden"]),
                                                                           original(cfg, *a, **k))[1])
     assert main(["sweep", str(config), "--widths", "0.5", "--widths", "1", "--out", str(out), "--resume"]) == 0
     assert calls == [[8]]  # only the size that had not finished

@@ -31,7 +31,7 @@ from distillkit.app.build import (
 from distillkit.app.export import save_run_student
 from distillkit.app.pipeline import check_pipeline, run_pipeline
 from distillkit.app.report import write_report
-from distillkit.app.runs import Run, RunFolder
+from distillkit.app.runs import Run, RunFolder, RunPart
 from distillkit.app.tables import results_table
 from distillkit.app.teachers import TeacherStore, get_teacher
 from distillkit.app.train import TrainedModel, train_one
@@ -41,11 +41,12 @@ from distillkit.core.mutual import MutualLearning
 from distillkit.data.builtin import DataSplits
 from distillkit.data.transfer import ConcatDictDataset, unlabelled
 from distillkit.evaluation import accuracy, accuracy_and_loss, assess_models, predict
+from distillkit.storage import write_text_atomic
 from distillkit.training import processes
 from distillkit.training.callbacks import Callback
 from distillkit.training.chains import distill_in_turn
 
-__all__ = ["check_comparison", "cohort_accuracy", "default_store", "final_metrics", "run_comparison"]
+__all__ = ["check_comparison", "cohort_accuracy", "compare_part", "default_store", "final_metrics", "run_comparison"]
 
 log = logging.getLogger("distillkit")
 
@@ -103,7 +104,7 @@ def check_comparison(config: Config, splits: DataSplits, train_size: int) -> Non
     probe.remove_hooks()
 
 
-def _train_models(config: Config, splits: DataSplits, student_data: Any, train_size: int, run: Run | None, *,
+def _train_models(config: Config, splits: DataSplits, student_data: Any, train_size: int, run: Run | RunPart | None, *,
                   resume: bool, store: TeacherStore | None) -> tuple[TrainedModel, TrainedModel, TrainedModel]:
     """Train (or reuse) the teacher, the student alone, the chain and the distilled student."""
     path = run.path if run is not None else None
@@ -168,7 +169,7 @@ def final_metrics(results: dict[str, Any]) -> dict[str, float]:
     return final
 
 
-def _compare(config: Config, splits: DataSplits, student_data: Any, train_size: int, run: Run | None, *,
+def _compare(config: Config, splits: DataSplits, student_data: Any, train_size: int, run: Run | RunPart | None, *,
              resume: bool, store: TeacherStore | None, models: dict[str, nn.Module] | None = None) -> dict[str, Any]:
     teacher, alone, distilled = _train_models(config, splits, student_data, train_size, run, resume=resume,
                                               store=store)
@@ -186,6 +187,16 @@ def _compare(config: Config, splits: DataSplits, student_data: Any, train_size: 
         results["compression"] = run_pipeline(source.model, teacher.model, config, splits,
                                               run.path if run is not None else None)
     return results
+
+
+def compare_part(config: Config, part: RunPart, splits: DataSplits, *, resume: bool,
+                 store: TeacherStore | None = None) -> dict[str, Any]:
+    """The comparison of ``config`` on ``splits`` as one part of a larger run (a fold, a sweep size): trained under
+    ``part.path`` with the run's signal stop, continued from its checkpoints with ``resume``; writes no results
+    (the larger run does)."""
+    student_data, train_size = _student_data(config, splits)
+    check_comparison(config, splits, train_size)
+    return _compare(config, splits, student_data, train_size, part, resume=resume, store=store)
 
 
 def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherStore | None = None,
@@ -216,8 +227,8 @@ def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherSt
         processes.barrier()  # every process has finished training and evaluating
         if not processes.is_main():  # the main process writes the results, the report and the student
             return results
-        (run.path / "results.json").write_text(json.dumps(results, indent=1))
-        (run.path / "results.md").write_text(results_table(results))
+        write_text_atomic(run.path / "results.json", json.dumps(results, indent=1))
+        write_text_atomic(run.path / "results.md", results_table(results))
         html_path, _ = write_report(run.path, results)
         log.info("report: %s", html_path)
         if config.distill.mutual is None:  # (a cohort's student is one of several; it stays a plain weights file)

@@ -23,6 +23,7 @@ from distillkit.app.tables import (
     stream_table,
     student_rows,
 )
+from distillkit.storage import write_text_atomic
 
 __all__ = ["write_stream_report"]
 
@@ -129,10 +130,10 @@ def write_stream_report(folder: str | Path, results: dict[str, Any]) -> tuple[Pa
                  html_table(("", *results["experiences"]), matrix_rows(r, results["experiences"]))]
     config_text = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
     html_path = folder / "report.html"
-    html_path.write_text(html_page(f"distillkit: {results['name']} ({results['data']})", "\n".join(body), images,
+    write_text_atomic(html_path, html_page(f"distillkit: {results['name']} ({results['data']})", "\n".join(body), images,
                                    config_text))
     md = [stream_table(results), ""] + [f"## {title}\n\n![{title}](figures/{name}.png)\n"
                                         for name, (title, _) in images.items()]
     md_path = folder / "report.md"
-    md_path.write_text("\n".join(md))
+    write_text_atomic(md_path, "\n".join(md))
     return html_path, md_path

@@ -9,14 +9,15 @@ from typing import Any
 import numpy as np
 
 from distillkit.app.build import build_splits
-from distillkit.app.compare import run_comparison
-from distillkit.app.runs import RunFolder
+from distillkit.app.compare import compare_part, run_comparison
+from distillkit.app.runs import Run, RunFolder, RunPart
 from distillkit.config.schema import Config
 from distillkit.data.base import IndexedSubset
 from distillkit.data.builtin import DataSplits
-from distillkit.data.splits import require
 from distillkit.data.transfer import ConcatDictDataset
+from distillkit.errors import require
 from distillkit.registry import DistillkitError
+from distillkit.storage import write_text_atomic
 
 __all__ = ["run_cross_validation"]
 
@@ -37,9 +38,10 @@ def run_cross_validation(config: Config, folds: int, folder: RunFolder | None = 
     """Stratified K-fold cross-validation of the whole comparison.
 
     With a ``folder`` (checked when it was made, e.g. refusing a folder of other files) the run holds the
-    folder's lock and its record like any run, and the results go to ``cv.json``, written only once every fold
-    has finished (to a temporary file, then renamed), so a failed or interrupted run leaves earlier results in
-    place (``overwrite`` keeps an earlier ``cv.json`` until then).
+    folder's lock and its record like any run: SIGINT / SIGTERM stop it after the current step with a checkpoint,
+    ``--resume`` (a ``folder`` made with ``resume=True``) keeps the finished folds and continues the unfinished
+    one, and the results go to ``cv.json``, written whole only once every fold has finished (``overwrite`` keeps
+    an earlier ``cv.json`` until then).
 
     The train, validation and test splits are pooled; each fold trains the teacher, the student alone and the
     distilled student on K-1 parts and evaluates them on the held-out part. Returns every fold's metrics,
@@ -55,20 +57,38 @@ def run_cross_validation(config: Config, folds: int, folder: RunFolder | None = 
     if np.bincount(labels).min() < folds:
         raise DistillkitError(f"a class has fewer than {folds} samples; use fewer folds")
     if folder is None:
-        return _folds(config, folds, base, pool, labels)
+        return _folds(config, folds, base, pool, labels, None)
     with folder.start(config, kind="cv") as run:
-        result = _folds(config, folds, base, pool, labels)
-        tmp = run.path / "cv.json.tmp"
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(run.path / "cv.json")
+        result = _folds(config, folds, base, pool, labels, run, resume=folder.resume)
+        write_text_atomic(run.path / "cv.json", json.dumps(result, indent=1))
         means = {f"{name}/test/accuracy": values["test/accuracy"]["mean"] for name, values in result["summary"].items()}
         run.finish({**means, "distilled_minus_alone": result["distilled_minus_alone"]["mean"]},
                    {"cv": run.path / "cv.json"})
     return result
 
 
-def _folds(config: Config, folds: int, base: DataSplits, pool: Any, labels: Any) -> dict[str, Any]:
-    """Every fold's comparison, and the statistics over folds."""
+def _fold(config: Config, splits: DataSplits, part: RunPart | None, resume: bool) -> dict[str, Any]:
+    """One fold's test figures per model; a fold done before a resume is read back, not trained again."""
+    done = part.path / "result.json" if part is not None else None
+    if done is not None and resume and done.is_file():
+        log.info("cross-validation: %s was done before, reusing %s", part.name, done)  # type: ignore[union-attr]
+        return json.loads(done.read_text())  # type: ignore[no-any-return]
+    if part is None:
+        results = run_comparison(config, None, splits=splits)
+    else:
+        results = compare_part(config, part, splits, resume=resume)
+    figures = {name: {"test/accuracy": m["test/accuracy"], "test/loss": m["test/loss"],
+                      **m.get("quality", {}).get("scalars", {})} for name, m in results["models"].items()}
+    if part is not None:
+        part.run.stop_if_signalled("evaluating a fold")
+        write_text_atomic(done, json.dumps(figures, indent=1))  # type: ignore[arg-type]
+    return figures
+
+
+def _folds(config: Config, folds: int, base: DataSplits, pool: Any, labels: Any, run: Run | None, *,
+           resume: bool = False) -> dict[str, Any]:
+    """Every fold's comparison, and the statistics over folds. In a run, fold ``k`` trains in ``fold-k/`` (its
+    checkpoints continue on resume) and its figures are kept in ``fold-k/result.json`` once it is done."""
     from scipy import stats  # heavy, and only cross-validation needs them
     StratifiedKFold = require("sklearn.model_selection", "data").StratifiedKFold  # noqa: N806 (a class)
 
@@ -80,9 +100,7 @@ def _folds(config: Config, folds: int, base: DataSplits, pool: Any, labels: Any)
         splits = DataSplits(name=f"{base.name}-fold{fold}", train=IndexedSubset(pool, train_idx), val=None,
                             test=IndexedSubset(pool, test_idx), num_classes=base.num_classes,
                             input_shape=base.input_shape, class_names=base.class_names, input_key=base.input_key)
-        results = run_comparison(config, None, splits=splits)
-        per_fold.append({name: {"test/accuracy": m["test/accuracy"], "test/loss": m["test/loss"],
-                                **m.get("quality", {}).get("scalars", {})} for name, m in results["models"].items()})
+        per_fold.append(_fold(config, splits, RunPart(run, f"fold-{fold}") if run is not None else None, resume))
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for name in per_fold[0]:
         for key in per_fold[0][name]:

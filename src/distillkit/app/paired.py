@@ -59,6 +59,7 @@ from distillkit.paired.evaluate import cross_lingual_retrieval
 from distillkit.paired.files import load_pair_folders, load_pairs
 from distillkit.paired.speech import SpeechCache, Synthesizer, Voice, spoken_concepts, spoken_names
 from distillkit.paired.terms import ContrastivePairTerm, EmbeddingDistillTerm
+from distillkit.storage import write_text_atomic
 from distillkit.text.embeddings import retrieval_recall
 
 __all__ = ["PairedTask", "build_pairs", "check_pairs", "paired_table", "pairs_section", "run_paired",
@@ -374,13 +375,13 @@ def write_paired_report(folder: Path, results: dict[str, Any], config_text: str)
     summary = (f"# {results['name']}: paired distillation ({results['objective']})\n\n{results['data']}; the "
                f"teacher reads {results['teacher_view']!r}, the student {results['student_view']!r}.\n\n{table}\n"
                + "".join(f"\n- {note}" for note in notes) + "\n")
-    (folder / "results.md").write_text(summary)
-    (folder / "report.md").write_text(summary)
+    write_text_atomic(folder / "results.md", summary)
+    write_text_atomic(folder / "report.md", summary)
     body = (f"<p>{results['data']}; the teacher reads <code>{results['teacher_view']}</code>, the student "
             f"<code>{results['student_view']}</code>.</p>" + html_table(header, rows)
             + "".join(f"<p>{note}</p>" for note in notes))
     html_path = folder / "report.html"
-    html_path.write_text(html_page(f"{results['name']}: paired distillation", body, {}, config_text))
+    write_text_atomic(html_path, html_page(f"{results['name']}: paired distillation", body, {}, config_text))
     return html_path, folder / "report.md"
 
 
@@ -424,7 +425,7 @@ def run_paired(config: Config, folder: RunFolder | None) -> dict[str, Any]:
     with folder.start(config, kind="paired") as run:
         results.update(_learn(config, task, teacher, run, resume=folder.resume))
         results["notes"] = _notes(task, results["models"])
-        (run.path / "results.json").write_text(json.dumps(results, indent=1))
+        write_text_atomic(run.path / "results.json", json.dumps(results, indent=1))
         html_path, _ = write_paired_report(run.path, results, dump_config(config))
         log.info("report: %s", html_path)
         flat = {f"{name}/{key}": value for name, metrics in results["models"].items()

@@ -65,6 +65,7 @@ from distillkit.config.schema import (
 from distillkit.data.builtin import DataSplits
 from distillkit.evaluation import accuracy_and_loss, count_weights, model_size_bytes, time_models
 from distillkit.models import count_parameters
+from distillkit.storage import write_text_atomic
 
 __all__ = ["PipelineState", "Variant", "check_pipeline", "layer_filter", "measure_variant", "register_step_handler",
            "run_pipeline"]
@@ -378,8 +379,8 @@ def run_pipeline(student: nn.Module, teacher: nn.Module | None, config: Config, 
         variant.latency_ms, variant.throughput = latency, throughput
     result = {"source": compress.source, "variants": [v.to_dict() for v in variants], "exports": state.exports}
     if out is not None:
-        (out / "compression.json").write_text(json.dumps(result, indent=1))
-        (out / "compression.md").write_text(compression_table(result))
+        write_text_atomic(out / "compression.json", json.dumps(result, indent=1))
+        write_text_atomic(out / "compression.md", compression_table(result))
     return result
 
 

@@ -33,6 +33,7 @@ from distillkit.core.terms import LossTerm
 from distillkit.evaluation.assess import accuracy_and_loss
 from distillkit.models import count_parameters
 from distillkit.registry import DistillkitError
+from distillkit.storage import write_text_atomic
 from distillkit.training.options import train_options
 from distillkit.training.trainer import Trainer
 
@@ -146,8 +147,8 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
         for key, model in (("student_alone", alone_student), ("distilled", student)):
             (run.path / key).mkdir(exist_ok=True)
             save_safetensors(model, run.path / key / "model.safetensors")
-        (run.path / "results.json").write_text(json.dumps({"name": name, "kind": "distill", "rows": rows}, indent=1))
-        (run.path / "results.md").write_text(str(result) + "\n")
+        write_text_atomic(run.path / "results.json", json.dumps({"name": name, "kind": "distill", "rows": rows}, indent=1))
+        write_text_atomic(run.path / "results.md", str(result) + "\n")
         run.finish({f"{r['model']}/test/accuracy": r["test accuracy"] for r in rows},
                    {"results": run.path / "results.json", "distilled_weights": run.path / "distilled" / "model.safetensors"})
     result.run_folder = Path(out)  # type: ignore[arg-type]

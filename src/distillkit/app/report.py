@@ -32,6 +32,8 @@ from distillkit.app.tables import (
     other_accuracies,
 )
 from distillkit.registry import DistillkitError
+from distillkit.storage import write_text_atomic
+from distillkit.training.callbacks import read_json_lines
 
 __all__ = ["figure_bytes", "html_page", "save_figures", "write_report"]
 
@@ -43,7 +45,7 @@ COLOURS = {"teacher": "#1f77b4", "student_alone": "#ff7f0e", "distilled": "#2ca0
 def _records(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_json_lines(path)
 
 
 def figure_bytes(fig: Any) -> bytes:
@@ -218,7 +220,7 @@ def save_figures(folder: Path, figures: dict[str, tuple[str, Callable[[], Any]]]
     images = {name: (title, figure_bytes(draw())) for name, (title, draw) in figures.items()}
     (folder / "figures").mkdir(exist_ok=True)
     for name, (_, png) in images.items():
-        (folder / "figures" / f"{name}.png").write_bytes(png)
+        write_text_atomic(folder / "figures" / f"{name}.png", png)
     return images
 
 
@@ -317,7 +319,7 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
     page = html_page(f"distillkit: {results['name']} ({results['data']})", intro + table_html + other_html
                      + compression_html, images, config_text)
     html_path = folder / "report.html"
-    html_path.write_text(page)
+    write_text_atomic(html_path, page)
     md = [f"# distillkit: {results['name']} ({results['data']})", "",
           markdown_table(COLUMNS, rows), gain_sentence(results), ""]
     if others:
@@ -326,5 +328,5 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
         md += ["## Compression pipeline", "", compression_table(compression)]
     md += [f"## {title}\n\n![{title}](figures/{name}.png)\n" for name, (title, _) in images.items()]
     md_path = folder / "report.md"
-    md_path.write_text("\n".join(md))
+    write_text_atomic(md_path, "\n".join(md))
     return html_path, md_path

@@ -44,13 +44,14 @@ import yaml
 
 from distillkit.config.schema import Config, dump_config
 from distillkit.registry import DistillkitError
+from distillkit.storage import write_text_atomic
 from distillkit.tracking import RecordsCallback, RunRecords
 from distillkit.tracking.locks import FileLock, LockHeld
 from distillkit.tracking.loggers import MLflowLogger, TensorBoardLogger, WandbLogger
 from distillkit.training import processes
 from distillkit.training.callbacks import Callback
 
-__all__ = ["LOCK", "MARKER", "RUN_ENTRIES", "FollowerRun", "Run", "RunFolder", "RunFolderError", "RunInterrupted",
+__all__ = ["LOCK", "MARKER", "RUN_ENTRIES", "FollowerRun", "Run", "RunFolder", "RunPart", "RunFolderError", "RunInterrupted",
            "StopOnSignal"]
 
 log = logging.getLogger("distillkit")
@@ -63,7 +64,7 @@ LOCK = ".distillkit-lock"
 
 RUN_ENTRIES = (MARKER, LOCK, "config.yaml", "log.txt", "results.json", "results.md", "report.html", "report.md",
                "figures", "teacher", "teacher_*", "student", "student_alone", "distilled", "assistant_*",
-               "generation_*", "compression", "cv.json", "cv.json.tmp", "strategies", "sweep", "sweep.json")
+               "generation_*", "compression", "cv.json", "cv.json.tmp", "fold-*", "strategies", "sweep", "sweep.json")
 """Glob patterns of what a run writes into its folder: all that ``overwrite`` may remove."""
 
 
@@ -85,23 +86,27 @@ class RunInterrupted(DistillkitError):
 
 
 def _is_run(path: Path) -> bool:
-    """Ours: the marker, or (runs written before the marker existed) a resolved config next to a run log, or
-    cross-validation results."""
-    return ((path / MARKER).is_file() or ((path / "config.yaml").is_file() and (path / "log.txt").is_file())
-            or (path / "cv.json").is_file())
+    """Ours: the folder holds distillkit's marker. Nothing else makes a folder a run (a ``config.yaml`` next to a
+    ``log.txt`` may well be a user's own)."""
+    return (path / MARKER).is_file()
 
 
 def _marker(path: Path) -> dict[str, Any]:
+    """The marker's content; ``{}`` for an empty one (written first, before the record) or an unreadable one."""
     try:
-        return json.loads((path / MARKER).read_text() or "{}")
+        content = json.loads((path / MARKER).read_text() or "{}")
     except (OSError, ValueError):
         return {}
+    return content if isinstance(content, dict) else {}
+
+
+def _write_marker(path: Path, content: dict[str, Any]) -> None:
+    write_text_atomic(path / MARKER, json.dumps(content))
 
 
 def _finished(path: Path) -> bool:
-    """A run that finished: its marker says so, or (runs written before that) its results are there."""
-    return (bool(_marker(path).get("finished")) or (path / "results.json").is_file() or (path / "cv.json").is_file()
-            or (path / "sweep.json").is_file())
+    """A run that finished: its marker says so, written only after every file of the run is complete."""
+    return _marker(path).get("finished") is True
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -166,11 +171,17 @@ class RunFolder:
 
     def _check_resumed_config(self, config: Config) -> None:
         """A resume continues the run as it was configured: a config that differs (say an override that would
-        change its results) is refused, naming the keys."""
+        change its results) is refused, naming the keys; so is a run whose config is gone or damaged (nothing
+        would say what its checkpoints were trained with)."""
         file = self.path / "config.yaml"
-        if not file.is_file():
-            return
-        recorded = yaml.safe_load(file.read_text())
+        try:
+            recorded = yaml.safe_load(file.read_text())
+        except (OSError, yaml.YAMLError):
+            recorded = None
+        if not isinstance(recorded, dict):
+            raise RunFolderError(f"cannot resume {self.path}: its config.yaml is missing or damaged, so nothing says "
+                                 "what its checkpoints were trained with; pass --overwrite to start it again, or "
+                                 "choose another --out")
         differences = _differences(recorded, config.model_dump(mode="json"))
         if differences:
             raise RunFolderError(f"--resume continues {self.path} as it was configured, and this config differs: "
@@ -215,6 +226,8 @@ class RunFolder:
     def _start(self, config: Config, kind: str) -> Run:
         if self.resume:
             self._check_resumed_config(config)
+        records = RunRecords(self.path.parent / "runs.db")  # a database that cannot be used fails before any file
+        new = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.path / LOCK)
         try:
@@ -222,19 +235,33 @@ class RunFolder:
         except LockHeld:
             raise RunFolderError(f"{self.path} is in use by another distillkit process (it holds {LOCK}); wait for "
                                  "it to finish, or choose another --out") from None
+        created: list[Path] = []
         try:
             self._check()
             record = None
             if self.resume:
-                record = _marker(self.path).get("run_id")
+                record = _marker(self.path).get("run_id") or records.latest_for_folder(self.path.resolve())
             if self.overwrite:
                 self.clear()
-            (self.path / MARKER).touch()
-            if not self.resume or not (self.path / "config.yaml").is_file():
-                (self.path / "config.yaml").write_text(dump_config(config))
-            return Run(self.path, config, kind=kind, lock=lock, resumed_record=record, resume_from=self.resume_from)
+            if not (self.path / MARKER).is_file():
+                (self.path / MARKER).touch()
+                created.append(self.path / MARKER)
+            if not self.resume:
+                write_text_atomic(self.path / "config.yaml", dump_config(config))
+                created.append(self.path / "config.yaml")
+            return Run(self.path, config, kind=kind, lock=lock, records=records, resumed_record=record,
+                       resume_from=self.resume_from)
         except BaseException:
+            if new:  # a failed start leaves no half-made folder behind to block a plain rerun
+                for path in (*created, self.path / "log.txt"):
+                    path.unlink(missing_ok=True)
             lock.release()
+            if new:
+                (self.path / LOCK).unlink(missing_ok=True)
+                try:
+                    self.path.rmdir()
+                except OSError:
+                    pass  # something else was written there meanwhile: it stays
             raise
 
 
@@ -261,15 +288,15 @@ class StopOnSignal(Callback):
 class Run:
     """A started run: its folder, config, records, log file and lock. Use it as a context manager."""
 
-    def __init__(self, path: Path, config: Config, *, kind: str, lock: FileLock, resumed_record: str | None = None,
-                 resume_from: str | int | None = None) -> None:
+    def __init__(self, path: Path, config: Config, *, kind: str, lock: FileLock, records: RunRecords,
+                 resumed_record: str | None = None, resume_from: str | int | None = None) -> None:
         self.path, self.config, self.lock, self.resume_from = path, config, lock, resume_from
         self.signal_received: int | None = None
         self._previous_handlers: dict[int, Any] = {}
         self._handler: logging.Handler | None = logging.FileHandler(path / "log.txt")
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logging.getLogger("distillkit").addHandler(self._handler)
-        self.records = RunRecords(path.parent / "runs.db")
+        self.records = records
         if resumed_record is not None and self.records.reopen(resumed_record):
             self.run_id = resumed_record
             log.info("run %s resumed (its record in %s continues)", self.run_id, self.records.path)
@@ -277,7 +304,7 @@ class Run:
             self.run_id = self.records.start(config.name, kind=kind, config=config.model_dump(mode="json"),
                                              folder=path.resolve())
             log.info("run %s registered in %s", self.run_id, self.records.path)
-        (path / MARKER).write_text(json.dumps({"run_id": self.run_id}))
+        _write_marker(path, {"run_id": self.run_id})
         self.finished = False
 
     def callbacks(self, prefix: str) -> list[Callback]:
@@ -295,13 +322,23 @@ class Run:
                                      config=config.model_dump(mode="json"), every=tracking.every))
         return found
 
+    def stop_if_signalled(self, doing: str = "writing its results") -> None:
+        """Raise :class:`RunInterrupted` if SIGINT or SIGTERM arrived (outside training, where no step ends to
+        stop after: evaluation, reports, conversions)."""
+        if self.signal_received is not None:
+            name = signal.Signals(self.signal_received).name
+            raise RunInterrupted(f"interrupted by {name} while {doing}; the run is not finished. Continue with the "
+                                 f"same command and --resume (--out {self.path})", self.signal_received)
+
     def finish(self, metrics: dict[str, float], artefacts: dict[str, Path]) -> None:
-        """Record the final metrics and artefacts and mark the run finished."""
+        """Record the final metrics and artefacts and mark the run finished: call it once every file of the run is
+        written whole. A signal that arrived since the last training step stops the run here, unfinished."""
+        self.stop_if_signalled()
         self.records.log_metrics(self.run_id, metrics)
         for name, path in artefacts.items():
             self.records.log_artefact(self.run_id, name, path)
+        _write_marker(self.path, {"run_id": self.run_id, "finished": True})  # the marker first: it is the truth
         self.records.finish(self.run_id)
-        (self.path / MARKER).write_text(json.dumps({"run_id": self.run_id, "finished": True}))
         self.finished = True
 
     def close(self) -> None:
@@ -339,12 +376,30 @@ class Run:
                 self.records.finish(self.run_id, status="interrupted" if stopped else "failed",
                                     error=f"{type(error).__name__}: {error}")
             elif not self.finished:
+                if self.signal_received is not None:
+                    self.records.finish(self.run_id, status="interrupted", error="stopped by a signal")
+                    self.stop_if_signalled("finishing")
                 self.records.finish(self.run_id)
         finally:
             self.close()
 
     def __del__(self) -> None:  # a Run dropped without its with-block still releases the log file and the lock
         self.close()
+
+
+class RunPart:
+    """One part of a run trained in a sub-folder of it (a cross-validation fold, a sweep size): the run's signal
+    stop, records and loggers, with checkpoints under ``run.path / name`` so that ``--resume`` continues the part
+    where it stopped. What :func:`~distillkit.app.compare.compare_part` needs of a run."""
+
+    def __init__(self, run: Run, name: str) -> None:
+        self.run, self.name = run, name
+        self.path = run.path / name
+        self.resume_from: str | int | None = None
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def callbacks(self, prefix: str) -> list[Callback]:
+        return self.run.callbacks(f"{self.name}/{prefix}")
 
 
 class FollowerRun(Run):

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from distillkit.app.build import build_splits
-from distillkit.app.compare import check_comparison, run_comparison
+from distillkit.app.compare import check_comparison, compare_part, run_comparison
 from distillkit.app.report import html_page, save_figures
-from distillkit.app.runs import RunFolder
+from distillkit.app.runs import Run, RunFolder, RunPart
 from distillkit.app.tables import html_table, markdown_table
 from distillkit.app.teachers import TeacherStore
 from distillkit.config.schema import Config, ConfigError, dump_config
 from distillkit.models import MODELS, build_model
+from distillkit.storage import write_text_atomic
 
 __all__ = ["WIDTH_OPTIONS", "run_sweep", "scaled_student", "sweep_rows", "write_sweep_report"]
 
@@ -150,11 +151,11 @@ def write_sweep_report(folder: Path, result: dict[str, Any], config_text: str) -
     images = save_figures(folder, {"frontier": ("accuracy against size and latency",
                                                 partial(_frontier_figure, result))})
     title = f"{result['name']}: student-size sweep ({result['data']})"
-    (folder / "results.md").write_text(f"# {title}\n\n{table}\n")
+    write_text_atomic(folder / "results.md", f"# {title}\n\n{table}\n")
     figures = "".join(f"\n![{name}](figures/{name}.png)\n" for name in images)
-    (folder / "report.md").write_text(f"# {title}\n\n{table}\n{figures}")
+    write_text_atomic(folder / "report.md", f"# {title}\n\n{table}\n{figures}")
     html_path = folder / "report.html"
-    html_path.write_text(html_page(title, html_table(COLUMNS, rows), images, config_text))
+    write_text_atomic(html_path, html_page(title, html_table(COLUMNS, rows), images, config_text))
     return html_path, folder / "report.md"
 
 
@@ -181,18 +182,21 @@ def run_sweep(config: Config, widths: list[float], folder: RunFolder | None, *,
         check_comparison(scaled, splits, len(splits.train))  # every size is built and checked before training
     result: dict[str, Any] = {"kind": "sweep", "name": config.name, "data": splits.name, "points": []}
 
-    def measure(w: float, parts: Path | None) -> dict[str, Any]:
-        done = parts / f"{_label(w)}.json" if parts is not None else None
+    def measure(w: float, run: Run | None) -> dict[str, Any]:
+        done = run.path / "sweep" / f"{_label(w)}.json" if run is not None else None
         if done is not None and done.is_file():
             log.info("sweep %s: done earlier, reusing %s", _label(w), done)
             return json.loads(done.read_text())  # type: ignore[no-any-return]
         log.info("sweep %s: student %s %s", _label(w), config.student.model, configs[w].student.kwargs)  # type: ignore[union-attr]
-        point = _point(run_comparison(configs[w], None, store=store, splits=splits), w,
-                       configs[w].student.kwargs)  # type: ignore[union-attr]
+        if run is None:
+            compared = run_comparison(configs[w], None, store=store, splits=splits)
+        else:  # trained in sweep/<size>/ with the run's signal stop; --resume continues it from its checkpoints
+            compared = compare_part(configs[w], RunPart(run, f"sweep/{_label(w)}"), splits, resume=folder.resume,
+                                    store=store)
+            run.stop_if_signalled(f"measuring size {_label(w)}")
+        point = _point(compared, w, configs[w].student.kwargs)  # type: ignore[union-attr]
         if done is not None:
-            tmp = done.with_suffix(".tmp")
-            tmp.write_text(json.dumps(point, indent=1))
-            tmp.replace(done)
+            write_text_atomic(done, json.dumps(point, indent=1))
         return point
 
     if folder is None:
@@ -201,10 +205,9 @@ def run_sweep(config: Config, widths: list[float], folder: RunFolder | None, *,
             result["points"] = [measure(w, None) for w in widths]
         return result
     with folder.start(config, kind="sweep") as run:
-        parts = run.path / "sweep"
-        parts.mkdir(exist_ok=True)
-        result["points"] = [measure(w, parts) for w in widths]
-        (run.path / "sweep.json").write_text(json.dumps(result, indent=1))
+        (run.path / "sweep").mkdir(exist_ok=True)
+        result["points"] = [measure(w, run) for w in widths]
+        write_text_atomic(run.path / "sweep.json", json.dumps(result, indent=1))
         html_path, _ = write_sweep_report(run.path, result, dump_config(config))
         log.info("report: %s", html_path)
         flat = {f"{_label(p['width'])}/{k}": float(p[k]) for p in result["points"] for k in ("alone", "distilled",

@@ -26,7 +26,7 @@ from distillkit.core.multi_teacher import MultiTeacher
 from distillkit.data.builtin import DataSplits
 from distillkit.evaluation import accuracy_and_loss
 from distillkit.models import count_parameters, load_weights
-from distillkit.storage import save_tensors
+from distillkit.storage import save_tensors, write_text_atomic
 from distillkit.tracking.locks import exclusive
 from distillkit.training import processes
 from distillkit.training.callbacks import Callback
@@ -86,7 +86,7 @@ class TeacherStore:
         tmp.mkdir(parents=True)
         try:
             save_tensors(teacher.state_dict(), tmp / "model.safetensors")
-            (tmp / "metrics.json").write_text(json.dumps(metrics))
+            write_text_atomic(tmp / "metrics.json", json.dumps(metrics))
             if curves is not None and curves.is_file():
                 shutil.copy(curves, tmp / "metrics.jsonl")
             with self._lock(key):

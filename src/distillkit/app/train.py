@@ -18,6 +18,7 @@ from distillkit.core.distiller import Distiller
 from distillkit.data.builtin import DataSplits
 from distillkit.models import count_parameters, load_weights
 from distillkit.registry import DistillkitError
+from distillkit.storage import write_text_atomic
 from distillkit.training import processes
 from distillkit.training.callbacks import Callback
 from distillkit.training.checkpoint import find_latest, list_checkpoints
@@ -111,6 +112,6 @@ def train_one(
                 save_safetensors(peer, model_folder / f"peer_{k}.safetensors")
             if adapters:  # adapters are saved with the student
                 save_safetensors(whole, model_folder / "distiller.safetensors")
-            (model_folder / TRAINING_RECORD).write_text(json.dumps({"train_seconds": seconds}))
+            write_text_atomic(model_folder / TRAINING_RECORD, json.dumps({"train_seconds": seconds}))
             save_safetensors(student, model_folder / "model.safetensors")  # last: it marks the step done
     return TrainedModel(name, student, metrics, seconds)

@@ -55,6 +55,7 @@ from distillkit.data.builtin import DATASETS
 from distillkit.methods import METHODS
 from distillkit.models import MODELS
 from distillkit.registry import DistillkitError, suggest
+from distillkit.storage import NO_SPACE, disk_full
 from distillkit.tracking import RunRecords
 from distillkit.training import processes
 
@@ -92,13 +93,26 @@ SEVERAL_PROCESSES = frozenset({"demo", "compare", "distill", "train"})
 """The commands that run under ``torchrun`` / ``accelerate launch`` (docs/scaling.md)."""
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler that writes to whatever ``sys.stderr`` is now (``main()`` may run many times in one process, each
+    time under another stderr: a notebook's, a test's capture), not to the stream it found when it was made."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging(verbose: bool = True) -> None:
     """Log distillkit's messages (only its own logger: the root logger stays the user's) to stderr at the level
     --verbose / --quiet chose, else INFO (WARNING for a command that is quiet by default)."""
     logger = logging.getLogger("distillkit")
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
                for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     level = _chosen_log_level.get() or (logging.INFO if verbose else logging.WARNING)
@@ -226,7 +240,7 @@ def compress(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, re
 def cv(
     config: ConfigArg,
     folds: Annotated[int, typer.Option(help="number of stratified folds")] = 5,
-    overrides: SetOpt = None, out: OutOpt = None, overwrite: OverwriteOpt = False,
+    overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
 ) -> None:
     """Cross-validate the comparison: teacher, student alone and distilled student on every fold.
 
@@ -236,7 +250,7 @@ def cv(
     _setup_logging()
     cfg = _load(config, overrides)
     out = out or Path("runs") / f"{cfg.name}-cv{folds}"
-    folder = RunFolder(out, overwrite=overwrite)  # refuses a folder that holds a run, or other files
+    folder = RunFolder(out, overwrite=overwrite, resume=resume)  # refuses a folder that holds a run, or other files
     result = run_cross_validation(cfg, folds, folder)  # writes cv.json when every fold is done
     table = Table(title=f"{cfg.name}: {folds}-fold cross-validation ({result['data']})")
     keys = ("test/accuracy", "f1_macro", "ece", "test/loss")
@@ -587,16 +601,26 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.exit_code or 0)
     except SystemExit as done:
         return int(done.code or 0) if isinstance(done.code, int) or done.code is None else 1
+    except OSError as error:
+        if error.errno not in NO_SPACE:
+            return _unexpected(error)
+        _error(str(disk_full(error.filename or Path.cwd() / "?")))  # a write that did not go through the writers
+        return 2
     except Exception as error:  # noqa: BLE001 - not a user's mistake: a bug, shown with its traceback
-        traceback.print_exc()
-        _error(f"{type(error).__name__}: {error}. This is an unexpected error, not a mistake distillkit knows how "
-               "to explain: the traceback above shows where it came from (if that is in distillkit, it is a bug: "
-               "please report it).")
-        return 1
+        return _unexpected(error)
     code = int(code) if isinstance(code, int) else 0
     if code == 130:  # typer turned a Ctrl-C outside a run (loading, checking) into this code
         _error("interrupted")
     return code
+
+
+def _unexpected(error: BaseException) -> int:
+    """A bug here or in the user's code: its traceback, a line saying so, exit code 1."""
+    traceback.print_exc()
+    _error(f"{type(error).__name__}: {error}. This is an unexpected error, not a mistake distillkit knows how "
+           "to explain: the traceback above shows where it came from (if that is in distillkit, it is a bug: "
+           "please report it).")
+    return 1
 
 
 def _error(message: str) -> None:

@@ -29,7 +29,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from distillkit.data.base import IndexedSubset, TensorDictDataset
-from distillkit.data.splits import DataSplits, require, stratified_splits
+from distillkit.data.splits import DataSplits, stratified_splits
+from distillkit.errors import require
 from distillkit.registry import DistillkitError
 
 __all__ = ["Experience", "Scenario", "Stream", "StreamError", "drifting_mnist1d", "rotated_stream",

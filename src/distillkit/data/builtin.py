@@ -27,7 +27,8 @@ import torch
 
 from distillkit.data.base import UNLABELLED, TensorDictDataset
 from distillkit.data.files import load_user_data
-from distillkit.data.splits import DataSplits, TextDataset, require, stratified_splits, tensor_splits
+from distillkit.data.splits import DataSplits, TextDataset, stratified_splits, tensor_splits
+from distillkit.errors import require
 from distillkit.registry import DistillkitError, Registry
 
 __all__ = ["DATASETS", "DataSplits", "TextDataset", "load_dataset", "stratified_splits"]

@@ -29,7 +29,8 @@ import torch
 from torch.utils.data import Dataset
 
 from distillkit.data.base import IndexedSubset, TensorDictDataset
-from distillkit.data.splits import DataSplits, TextDataset, limit_samples, require, stratified_splits
+from distillkit.data.splits import DataSplits, TextDataset, limit_samples, stratified_splits
+from distillkit.errors import require
 from distillkit.registry import DistillkitError
 
 __all__ = ["ArrowTableDataset", "load_table_in_time", "load_user_data"]

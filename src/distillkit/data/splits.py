@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +11,10 @@ import torch
 from torch.utils.data import Dataset
 
 from distillkit.data.base import TensorDictDataset
+from distillkit.errors import require
 from distillkit.registry import DistillkitError
 
-__all__ = ["DataSplits", "TextDataset", "limit_samples", "require", "stratified_splits", "tensor_splits"]
+__all__ = ["DataSplits", "TextDataset", "limit_samples", "stratified_splits", "tensor_splits"]
 
 
 @dataclass
@@ -121,13 +121,3 @@ def tensor_splits(
         test=make(x_test, y_test), num_classes=len(class_names), input_shape=tuple(x.shape[1:]),
         class_names=class_names,
     )
-
-
-def require(module: str, extra: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        package = {"PIL": "pillow", "sklearn": "scikit-learn"}.get(module.split(".")[0], module.split(".")[0])
-        raise DistillkitError(
-            f"this needs the package {package!r}: pip install 'distillkit[{extra}]' (or pip install {package})"
-        ) from error

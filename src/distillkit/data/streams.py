@@ -119,7 +119,7 @@ class HFStream(IterableDataset[Sample]):
 
 
 def _parquet() -> Any:
-    from distillkit.data.splits import require
+    from distillkit.errors import require
 
     return require("pyarrow.parquet", "data")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from distillkit.data.splits import require
+from distillkit.errors import require
 from distillkit.models.trust import OPT_IN, UntrustedCodeError
 from distillkit.registry import DistillkitError
 

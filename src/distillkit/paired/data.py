@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from distillkit.data.splits import require
+from distillkit.errors import require
 from distillkit.registry import DistillkitError
 
 __all__ = ["CLDR_KINDS", "PairedDataset", "ParallelLexicon", "PairsError", "cldr_lexicon", "iso_lexicon",

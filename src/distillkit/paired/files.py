@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distillkit.data.splits import require
+from distillkit.errors import require
 from distillkit.paired.data import PairedDataset, PairsError
 from distillkit.paired.speech import log_mel, pad_frames
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distillkit.data.splits import require
+from distillkit.errors import require
 from distillkit.paired.data import PairedDataset, PairsError, ParallelLexicon
 
 __all__ = ["SpeechCache", "Synthesizer", "Voice", "log_mel", "mel_filterbank", "pad_frames", "spoken_concepts",

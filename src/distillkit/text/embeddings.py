@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from distillkit.data.splits import require
+from distillkit.errors import require
 from distillkit.registry import DistillkitError
 
 __all__ = ["distill_static_embeddings", "linear_probe", "retrieval_recall", "sentence_embeddings"]

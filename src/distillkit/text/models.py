@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from distillkit.registry import DistillkitError
-from distillkit.storage import save_tensors
+from distillkit.storage import save_tensors, write_text_atomic
 
 __all__ = [
     "BiLSTMClassifier",
@@ -147,7 +147,7 @@ class TransformerClassifier(_TextModel):
         self.encoder.save_pretrained(folder)  # type: ignore[operator]
         self.tokenizer.save_pretrained(folder)
         save_tensors(self.head.state_dict(), folder / "distillkit_head.safetensors")
-        (folder / "distillkit_head.json").write_text(json.dumps(
+        write_text_atomic(folder / "distillkit_head.json", json.dumps(
             {"num_classes": self.num_classes, "pooling": self.pooling, "max_length": self.max_length}))
         return folder
 

@@ -8,26 +8,18 @@ Enable them from the config::
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distillkit.registry import DistillkitError
+from distillkit.errors import require
 from distillkit.training.callbacks import Callback
 
 if TYPE_CHECKING:
     from distillkit.training.trainer import Trainer
 
 __all__ = ["MLflowLogger", "TensorBoardLogger", "WandbLogger"]
-
-
-def _require(module: str, package: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise DistillkitError(f"this logger needs {package!r}: pip install 'distillkit[track]'") from error
 
 
 def _numbers(logs: dict[str, Any]) -> dict[str, float]:
@@ -57,7 +49,7 @@ class TensorBoardLogger(_StepLogger):
 
     def __init__(self, log_dir: str | os.PathLike[str], *, every: int = 10) -> None:
         super().__init__(every)
-        _require("tensorboard", "tensorboard")
+        require("tensorboard", "track")
         self.log_dir = Path(log_dir)
         self._writer: Any = None
 
@@ -91,7 +83,7 @@ class MLflowLogger(_StepLogger):
     def __init__(self, tracking_uri: str, *, experiment: str, run_name: str, params: dict[str, Any] | None = None,
                  every: int = 10) -> None:
         super().__init__(every)
-        self.mlflow = _require("mlflow", "mlflow")
+        self.mlflow = require("mlflow", "track")
         self.tracking_uri, self.experiment, self.run_name = tracking_uri, experiment, run_name
         self.params = params or {}
         self.run_id: str | None = None
@@ -123,7 +115,7 @@ class WandbLogger(_StepLogger):
     def __init__(self, directory: str | os.PathLike[str], *, project: str, run_name: str,
                  config: dict[str, Any] | None = None, every: int = 10) -> None:
         super().__init__(every)
-        self.wandb = _require("wandb", "wandb")
+        self.wandb = require("wandb", "track")
         self.directory, self.project, self.run_name, self.config = Path(directory), project, run_name, config or {}
         self._run: Any = None
 

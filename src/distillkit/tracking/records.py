@@ -9,6 +9,7 @@ processes may write at once: the database is in WAL mode, every write is one tra
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -25,6 +26,8 @@ from distillkit.registry import DistillkitError, suggest
 from distillkit.tracking.locks import exclusive
 
 __all__ = ["RunRecords", "code_version"]
+
+log = logging.getLogger("distillkit")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -101,16 +104,42 @@ class RunRecords:
         # (two processes creating the database together: "database is locked"); one process at a time does it,
         # under an OS lock beside the database, and every later connection finds it ready.
         with exclusive(self.path.with_name(self.path.name + ".lock")):
-            with self._connect() as conn:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version < SCHEMA_VERSION:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.executescript(SCHEMA)
-                    columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
-                    for name, kind in ADDED_COLUMNS.items():
-                        if name not in columns:
-                            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            try:
+                self._create()
+            except sqlite3.DatabaseError as error:  # not a database, or a damaged one
+                kept = self._set_aside()
+                log.warning("%s could not be read (%s); it is kept as %s and a new database is started", self.path,
+                            error, kept.name)
+                self._create()
+
+    def _set_aside(self) -> Path:
+        """Rename a damaged database (and its WAL files) out of the way; never delete it."""
+        kept = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(str(self.path) + suffix)
+            if source.exists():
+                source.rename(Path(str(kept) + suffix))
+        return kept
+
+    def _create(self) -> None:
+        """Create the tables (or add what an older schema lacks); check the file is a whole database."""
+        with self._connect() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise DistillkitError(f"{self.path} was written by a newer distillkit (record schema {version}, "
+                                      f"this one reads up to {SCHEMA_VERSION}); upgrade distillkit, or use "
+                                      "another runs folder")
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {check}")
+            if version < SCHEMA_VERSION:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+                for name, kind in ADDED_COLUMNS.items():
+                    if name not in columns:
+                        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -166,6 +195,13 @@ class RunRecords:
         with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO artefacts (run_id, name, path) VALUES (?, ?, ?)",
                          (run_id, name, str(path)))
+
+    def latest_for_folder(self, folder: str | os.PathLike[str]) -> str | None:
+        """The newest run recorded for ``folder`` (a resume whose marker was damaged continues that record)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT id FROM runs WHERE folder = ? ORDER BY created DESC LIMIT 1",
+                               (str(folder),)).fetchone()
+        return row["id"] if row is not None else None
 
     def reopen(self, run_id: str) -> bool:
         """Mark a recorded run running again, in this process (a resumed run continues its record); ``False`` when

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from distillkit.storage import write_text_atomic
+
 if TYPE_CHECKING:
     from distillkit.training.trainer import Trainer
 
-__all__ = ["Callback", "EarlyStopping", "MetricsFile", "ProgressBar"]
+__all__ = ["Callback", "EarlyStopping", "MetricsFile", "ProgressBar", "read_json_lines"]
+
+log = logging.getLogger("distillkit")
 
 
 class Callback:
@@ -142,11 +147,29 @@ class ProgressBar(Callback):
             self._progress = None
 
 
+def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file, without a line a kill or a full disk cut short (there is at most one: the
+    last one written), which is logged and skipped instead of failing every later reader."""
+    records = []
+    for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            log.warning("%s: line %d is incomplete (cut short by a stop); it is left out", path, number)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 class MetricsFile(Callback):
     """Append every step's logs and every evaluation to ``path`` as JSON lines (main process only).
 
     When training starts (fresh, or resumed from a checkpoint at step S), records of a previous attempt past the
-    starting step are dropped, so a resumed run's file holds each step once.
+    starting step are dropped, so a resumed run's file holds each step once, and a line cut short by a kill is
+    dropped with them.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, every: int = 1) -> None:
@@ -155,11 +178,8 @@ class MetricsFile(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         if not trainer.is_main_process or not self.path.is_file():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= trainer.step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(self.path)
+        kept = [record for record in read_json_lines(self.path) if record.get("step", 0) <= trainer.step]
+        write_text_atomic(self.path, "".join(json.dumps(record) + "\n" for record in kept))
 
     def _write(self, trainer: Trainer, record: dict[str, Any]) -> None:
         if not trainer.is_main_process:
