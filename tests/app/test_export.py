@@ -48,7 +48,7 @@ def test_export_writes_a_folder_of_its_own_and_onnx(compare_run, tmp_path, capsy
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert main(["export", str(compare_run), "--out", str(tmp_path / "mine")]) == 2
-    assert "not an export" in capsys.readouterr().err
+    assert "not a model folder distillkit wrote" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
@@ -62,3 +62,46 @@ def test_a_fresh_process_loads_the_distilled_student_from_its_folder_alone(compa
                           cwd=compare_run.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "(2, 10)"
+
+
+def test_export_never_overwrites_a_users_model_folder(compare_run, tmp_path, capsys):
+    hf_folder = tmp_path / "my-hf-model"  # a Hugging Face model folder: config.json and weights of the user's
+    hf_folder.mkdir()
+    (hf_folder / "config.json").write_text('{"architectures": ["BertModel"], "hidden_size": 32}')
+    (hf_folder / "model.safetensors").write_bytes(b"user weights")
+    before = {p.name: p.read_bytes() for p in hf_folder.iterdir()}
+    assert main(["export", str(compare_run), "--out", str(hf_folder)]) == 2
+    assert "not a model folder distillkit wrote" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in hf_folder.iterdir()} == before
+    # negative control: an earlier export of distillkit is replaced
+    ours = tmp_path / "ours"
+    assert main(["export", str(compare_run), "--out", str(ours)]) == 0
+    assert main(["export", str(compare_run), "--out", str(ours)]) == 0
+
+
+def test_export_checks_the_onnx_extra_before_writing(compare_run, tmp_path, capsys, monkeypatch):
+    import distillkit.app.export as export_app
+    from distillkit.registry import DistillkitError
+
+    def missing(module, extra):
+        raise DistillkitError(f"this needs the package {module!r}: pip install 'distillkit[{extra}]'")
+
+    monkeypatch.setattr(export_app, "require", missing)
+    out = tmp_path / "student"
+    assert main(["export", str(compare_run), "--out", str(out), "--onnx"]) == 2
+    assert "pip install 'distillkit[compress]'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_every_file_of_a_shared_model_follows_the_umask(compare_run, tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "student"
+    old = os.umask(0o022)
+    try:
+        assert main(["export", str(compare_run), "--out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir() if p.is_file()}
+    assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}, modes

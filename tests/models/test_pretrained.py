@@ -36,7 +36,7 @@ def test_bad_folders_and_mismatched_models_are_refused(tmp_path):
         save_pretrained(model, tmp_path / "x", name="mlp", num_classes=4, input_shape=(1, 6, 6), kwargs={"hidden": [8]})
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "README.md").write_text("my notes")
-    with pytest.raises(DistillkitError, match="did not write"):
+    with pytest.raises(DistillkitError, match="not a model folder distillkit wrote"):
         save_pretrained(model, tmp_path / "mine", name="mlp", num_classes=4, input_shape=(1, 6, 6),
                         kwargs={"hidden": [12]})
     assert (tmp_path / "mine" / "README.md").read_text() == "my notes"

@@ -15,7 +15,9 @@ import torch
 from distillkit.app.tables import results_table
 from distillkit.compression.export import export_onnx
 from distillkit.config.schema import Config, load_config
+from distillkit.errors import require
 from distillkit.models import load_pretrained, save_pretrained
+from distillkit.models.pretrained import MODEL_MARKER, check_model_folder
 from distillkit.registry import DistillkitError
 
 __all__ = ["export_run", "invocation", "model_card", "save_run_student"]
@@ -54,6 +56,8 @@ def save_run_student(folder: Path, config: Config, results: dict[str, Any], mode
                      num_classes: int, input_shape: Any) -> Path:
     """Make the run's ``distilled/`` folder a pretrained-model folder (its weights are the same)."""
     title, body = model_card(config, results)
+    (folder / "distilled").mkdir(parents=True, exist_ok=True)
+    (folder / "distilled" / MODEL_MARKER).touch()  # a folder of the run: distillkit's own
     return save_pretrained(model, folder / "distilled", name=config.student.model,  # type: ignore[union-attr]
                            num_classes=num_classes, input_shape=input_shape,
                            kwargs=dict(config.student.kwargs), title=title, body=body)  # type: ignore[union-attr]
@@ -71,16 +75,17 @@ def export_run(run: Path, out: Path, *, onnx: bool = False, trust_code: bool = F
         raise DistillkitError(f"{run} has no shareable distilled student ({source / 'config.json'} is missing); runs "
                               "of 'distillkit compare' write one, runs made before that do not: rerun it")
     spec = json.loads((source / "config.json").read_text())
+    check_model_folder(out)  # before anything is loaded or written
+    if onnx:
+        if spec.get("input_shape") is None:
+            raise DistillkitError("--onnx needs a model of tensor inputs; this one reads text")
+        require("onnxruntime", "compress")
+        require("onnxscript", "compress")
     model = load_pretrained(source, trust_code=trust_code)  # a run folder may come from someone else
-    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
-        raise DistillkitError(f"{out} is not empty and is not an export; distillkit never writes into a folder of "
-                              "other files: choose another --out")
     title, body = model_card(load_config(run / "config.yaml"), json.loads((run / "results.json").read_text()))
     save_pretrained(model, out, name=spec["model"], num_classes=spec["num_classes"], input_shape=spec["input_shape"],
                     kwargs=spec.get("kwargs"), title=title, body=body)
     if onnx:
-        if spec.get("input_shape") is None:
-            raise DistillkitError("--onnx needs a model of tensor inputs; this one reads text")
         export_onnx(model.eval(), out / "model.onnx", torch.randn(1, *spec["input_shape"]))
     return out
 

@@ -26,8 +26,12 @@ from torch import nn
 
 from distillkit.models.trust import check_shared_model
 from distillkit.registry import DistillkitError
+from distillkit.storage import file_mode
 
-__all__ = ["PretrainedModel", "load_pretrained", "save_pretrained"]
+__all__ = ["MODEL_MARKER", "PretrainedModel", "check_model_folder", "load_pretrained", "save_pretrained"]
+
+MODEL_MARKER = ".distillkit-model"
+"""The file that marks a folder as a model distillkit saved (and so may replace)."""
 
 CARD = """---
 {{ card_data }}
@@ -121,23 +125,34 @@ def save_pretrained(model: nn.Module, folder: str | Path, *, name: str, num_clas
         first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
         raise DistillkitError(f"the model does not match {name!r} with {kwargs}: {first}") from None
     folder = Path(folder)
-    if (folder / "README.md").is_file():
-        if not _ours(folder):
-            raise DistillkitError(f"{folder} holds a README.md that distillkit did not write; choose another folder")
-        (folder / "README.md").unlink()  # an earlier export's card, written again below
+    check_model_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MODEL_MARKER).touch()  # first: whatever follows, the folder is known to be distillkit's
+    (folder / "README.md").unlink(missing_ok=True)  # an earlier export's card (the mixin keeps an existing one)
     shareable.save_pretrained(folder, model_card_kwargs={"title": title, "body": body, "location": str(folder)})
+    for written in ("config.json", "README.md", "model.safetensors"):
+        if (folder / written).is_file():
+            os.chmod(folder / written, file_mode())  # the umask's mode, as every file distillkit writes
     return folder
 
 
-def _ours(folder: Path) -> bool:
-    """An earlier export: its config.json is one :class:`PretrainedModel` wrote."""
-    import json
+def check_model_folder(folder: str | Path) -> None:
+    """Refuse to write a model into ``folder`` unless it is new, empty, or a model folder distillkit wrote (it
+    holds :data:`MODEL_MARKER`): a user's own model folder (a Hugging Face one with its ``config.json``) is never
+    overwritten.
 
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and {"model", "num_classes"} <= set(config)
+    Raises:
+        DistillkitError: naming the folder and what to do instead.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise DistillkitError(f"{folder} is a file; choose a folder to write the model into")
+    if any(folder.iterdir()) and not (folder / MODEL_MARKER).is_file():
+        raise DistillkitError(f"{folder} is not empty and is not a model folder distillkit wrote (no {MODEL_MARKER}); "
+                              "distillkit writes a model only into a new or empty folder or over its own earlier "
+                              "export: choose another folder")
 
 
 def load_pretrained(location: str | Path, *, trust_code: bool = False, **hub_options: Any) -> nn.Module:
