@@ -40,8 +40,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-import yaml
-
+from distillkit.config.reading import YamlLimitError, read_yaml
 from distillkit.config.schema import Config, dump_config
 from distillkit.registry import DistillkitError
 from distillkit.storage import write_text_atomic
@@ -175,8 +174,8 @@ class RunFolder:
         would say what its checkpoints were trained with)."""
         file = self.path / "config.yaml"
         try:
-            recorded = yaml.safe_load(file.read_text())
-        except (OSError, yaml.YAMLError):
+            recorded = read_yaml(file.read_text(), str(file))
+        except (OSError, YamlLimitError):
             recorded = None
         if not isinstance(recorded, dict):
             raise RunFolderError(f"cannot resume {self.path}: its config.yaml is missing or damaged, so nothing says "

@@ -16,7 +16,7 @@ __all__ = ["ConstantSchedule", "CosineSchedule", "ScheduleSection", "LinearSched
 
 
 class ScheduleSection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every number finite
 
     """A schedule for a weight or the temperature (see :mod:`distillkit.core.schedules`); ``kind`` picks one."""
 

@@ -7,6 +7,7 @@ types are rejected with the key's path and a "did you mean". See ``configs/demo.
 from __future__ import annotations
 
 import copy
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -14,11 +15,12 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from distillkit.config.reading import YamlLimitError, read_yaml
 from distillkit.config.schedules import Scalar, ScheduleConfig, in_range, parse_schedule
 from distillkit.continual.strategies import create_strategy
 from distillkit.data.builtin import DATASETS
 from distillkit.methods import METHODS
-from distillkit.models import MODELS
+from distillkit.models import MODELS, check_sizes
 from distillkit.models.trust import check_model_options
 from distillkit.paired.data import CLDR_KINDS
 from distillkit.registry import DistillkitError, UnknownNameError, suggest
@@ -49,7 +51,7 @@ class ConfigError(DistillkitError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)  # every number finite
 
 
 class AugmentConfig(_Strict):
@@ -195,6 +197,15 @@ class ModelConfig(_Strict):
         except DistillkitError as error:
             raise ValueError(str(error).removeprefix("kwargs: ")) from None
         return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ModelConfig:
+        if ":" not in self.model:  # a zoo model: its sizes are checked before anything is built
+            try:
+                check_sizes(self.model, self.kwargs)
+            except DistillkitError as error:
+                raise ValueError(str(error)) from None
+        return self
 
 
 class FeaturePairConfig(_Strict):
@@ -415,9 +426,26 @@ class StreamConfig(_Strict):
         return self
 
 
+def _not_finite(value: Any, where: str = "") -> tuple[str, float] | None:
+    """The first NaN or infinite number in a nested structure, with its key path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = _not_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
 class Config(_Strict):
-    name: str = "run"
-    seed: int = 0
+    name: str = Field("run", min_length=1, max_length=100, pattern=r"^[^/\\\x00.][^/\\\x00]*$",
+                      description="the run's name (its default folder under runs/): at most 100 characters, no "
+                                  "slashes, not starting with a dot")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds every random choice (0 to 2**32 - 1)")
+    cache: str | None = Field(None, description="where reusable files are kept: trained teachers (<cache>/teachers) "
+                                                "and Arrow copies of lazy tables (<cache>/tables); default "
+                                                "$DISTILLKIT_CACHE, else <runs>/.teachers and ~/.cache/distillkit")
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: ModelConfig = Field(..., description="the teacher; in a stream (distillkit continual) the model that "
                                                   "learns the stream")
@@ -428,6 +456,15 @@ class Config(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compress: CompressConfig | None = Field(None, description="compression steps after distillation")
     stream: StreamConfig | None = Field(None, description="a stream of experiences (distillkit continual)")
+
+    @model_validator(mode="after")
+    def _finite_everywhere(self) -> Config:
+        """Every number finite, also inside free-form options (model kwargs, strategy options) that the fields'
+        own checks do not see."""
+        bad = _not_finite(self.model_dump(mode="python"))
+        if bad:
+            raise ValueError(f"{bad[0]} is {bad[1]!r}: every number must be finite")
+        return self
 
     @model_validator(mode="after")
     def _sharding_one_student(self) -> Config:
@@ -513,8 +550,8 @@ def _format_errors(error: ValidationError, source: str) -> str:
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return read_yaml(text)
+    except YamlLimitError:
         return text
 
 
@@ -621,11 +658,11 @@ def load_config(path: str | Path | None = None, *, overrides: list[str] | None =
         if not file.is_file():
             raise ConfigError(f"config file not found: {file}")
         try:
-            raw = yaml.safe_load(file.read_text())
+            raw = read_yaml(file.read_text(), str(file))
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"{file}: cannot read: {error}") from error
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{file}: not valid YAML: {str(error).splitlines()[0]}") from error
+        except YamlLimitError as error:
+            raise ConfigError(str(error)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a config must be a YAML mapping of sections (data, teacher, student, ...)")
     if path is not None:

@@ -34,6 +34,27 @@ def model_device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
+SIZE_OPTIONS = ("hidden", "channels", "d_model", "heads", "vocab_size", "widen", "width")
+"""Options of the zoo's models that are sizes: whole numbers from 1 to :data:`LARGEST_SIZE`."""
+LARGEST_SIZE = 1 << 20
+
+
+def check_sizes(name: str, options: dict[str, Any]) -> None:
+    """Refuse a zoo model's size options that are not positive whole numbers of a sane size (``hidden: [0]``,
+    ``[-4]``, ``[1e8]``), and a dropout outside [0, 1), before anything is allocated."""
+    for key in SIZE_OPTIONS:
+        if key not in options:
+            continue
+        values = options[key] if isinstance(options[key], (list, tuple)) else [options[key]]
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= LARGEST_SIZE:
+                raise DistillkitError(f"model {name!r}: {key} must be whole numbers from 1 to {LARGEST_SIZE:,}, "
+                                      f"got {options[key]!r}")
+    dropout = options.get("dropout", 0.0)
+    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise DistillkitError(f"model {name!r}: dropout must be in [0, 1), got {dropout!r}")
+
+
 def _import_factory(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
     try:
@@ -77,8 +98,11 @@ def build_model(
         model = factory(**kwargs)
     else:
         factory = MODELS.get(name)
+        check_sizes(name, kwargs)
         try:
             model = factory(num_classes=num_classes, input_shape=input_shape, **kwargs)
+        except RuntimeError as error:  # the weights do not fit in memory
+            raise DistillkitError(f"model {name!r} with {kwargs} cannot be built: {str(error).splitlines()[0]}") from None
         except TypeError as error:
             if input_shape is None:  # a model that reads shaped tensors, given text
                 text_models = ", ".join(n for n in MODELS if n.startswith("text-"))

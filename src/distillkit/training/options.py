@@ -29,7 +29,7 @@ class TrainOptions(BaseModel):
     ``(optimizer, total_steps) -> scheduler``); a YAML config names them.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)  # finite numbers
 
     epochs: int = Field(10, ge=1, description="passes over the training set")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (if fewer)")
