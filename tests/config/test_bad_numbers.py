@@ -2,11 +2,11 @@
 config is read, in one line, before a folder is made or a model trained."""
 
 import pytest
-from tests.conftest import TINY
 
 from distillkit.cli.main import main
 from distillkit.config import load_config
 from distillkit.config.schema import ConfigError
+from tests.conftest import TINY
 
 
 @pytest.mark.parametrize("override,message", [
