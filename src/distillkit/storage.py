@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from distillkit.errors import DistillkitError
 
-__all__ = ["DiskFullError", "UnsafeFileError", "disk_full", "file_mode", "load_tensors_only", "save_tensors",
+__all__ = ["DiskFullError", "process_alive", "UnsafeFileError", "disk_full", "file_mode", "load_tensors_only", "save_tensors",
            "write_text_atomic"]
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -111,3 +111,15 @@ def load_tensors_only(path: str | os.PathLike[str]) -> Any:
             f"{path}: cannot read it as tensors only: it is damaged, or it holds pickled objects, which distillkit "
             "never unpickles (they can run code); remove the file (or the checkpoint that holds it) to start that "
             "part again") from None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (someone else's process counts as running): a file or folder
+    named after a writer that is gone was left by a kill and may be removed."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -145,6 +145,8 @@ def build_splits(config: Config) -> DataSplits:
             raise ConfigError(f"data.lazy reads an image folder, a .csv or a .parquet table per batch; {data.name!r} "
                               "is none of them (remove data.lazy: built-in sets and other files are read whole)")
         extra["lazy"] = True
+        if config.cache is not None:
+            extra["table_cache"] = Path(config.cache) / "tables"
     return load_dataset(
         data.name, val_fraction=data.val_fraction, seed=config.seed, transfer_size=data.transfer_size, **extra,
         target=data.target, features=data.features, text_field=data.text_field, image_size=data.image_size,

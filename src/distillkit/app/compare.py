@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +239,8 @@ def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherSt
     return results
 
 
-def default_store(out: Path) -> TeacherStore:
-    """The teacher store of the runs folder that holds ``out`` (``<runs>/.teachers``)."""
-    return TeacherStore(out.parent / ".teachers")
+def default_store(out: Path, cache: str | None = None) -> TeacherStore:
+    """Where trained teachers are kept: ``<cache>/teachers`` for the config's ``cache`` (or ``$DISTILLKIT_CACHE``),
+    else the runs folder's ``<runs>/.teachers`` beside ``out``."""
+    root = cache or os.environ.get("DISTILLKIT_CACHE")
+    return TeacherStore(Path(root) / "teachers" if root else out.parent / ".teachers")

@@ -162,7 +162,7 @@ def compare(config: Config | str | Path, *, out: str | Path | None = None, overw
     cfg = config if isinstance(config, Config) else load_config(config, overrides=overrides)
     folder = RunFolder(out, overwrite=overwrite) if out is not None else None
     models: dict[str, nn.Module] = {}
-    results = run_comparison(cfg, folder, store=default_store(Path(out)) if out is not None else None, models=models)
+    results = run_comparison(cfg, folder, store=default_store(Path(out), cfg.cache) if out is not None else None, models=models)
     rows = [{"model": ROW_LABELS[key], "params": int(m["params"]), "test accuracy": m["test/accuracy"],
              "test loss": m["test/loss"], "train seconds": m.get("train_seconds", float("nan"))}
             for key, m in ((k, results["models"][k]) for k in ROW_LABELS)]

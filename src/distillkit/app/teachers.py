@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +23,13 @@ from torch import nn
 
 from distillkit.app.build import build_augmentation, build_model_from, make_distiller
 from distillkit.app.train import TrainedModel, train_one
-from distillkit.config.schema import Config, TrainConfig
+from distillkit.config.schema import Config, TrainConfig, looks_like_a_path
 from distillkit.core.multi_teacher import MultiTeacher
 from distillkit.data.builtin import DataSplits
+from distillkit.data.fingerprint import source_fingerprint
 from distillkit.evaluation import accuracy_and_loss
 from distillkit.models import count_parameters, load_weights
-from distillkit.storage import save_tensors, write_text_atomic
+from distillkit.storage import process_alive, save_tensors, write_text_atomic
 from distillkit.tracking.locks import exclusive
 from distillkit.training import processes
 from distillkit.training.callbacks import Callback
@@ -49,11 +52,15 @@ class TeacherStore:
 
     @staticmethod
     def key(config: Config, split_seed: int) -> str:
-        """The teacher's config, the data config, its own seed (initial weights and data order) and the seed that
-        drew the train/val/test split it was trained on (an ensemble member's own seed differs from the split's,
-        and a member trained on another split may have seen this split's test data)."""
+        """The teacher's config, the data config and what the data files hold (their content, not only their
+        names: a file regenerated under the same name is new data), its own seed (initial weights and data order)
+        and the seed that drew the train/val/test split it was trained on (an ensemble member's own seed differs
+        from the split's, and a member trained on another split may have seen this split's test data)."""
         data = config.data.model_dump(mode="json", exclude={"views"})  # the students' views do not touch the teacher
-        blob = json.dumps([config.teacher.model_dump(mode="json"), data, config.seed, split_seed], sort_keys=True)
+        source = Path(config.data.name)
+        content = source_fingerprint(source) if looks_like_a_path(config.data.name) and source.exists() else None
+        blob = json.dumps([config.teacher.model_dump(mode="json"), data, content, config.seed, split_seed],
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _lock(self, key: str) -> Any:
@@ -69,6 +76,12 @@ class TeacherStore:
         with self._lock(key):
             if not (folder / "model.safetensors").is_file():
                 return None
+            if not self._intact(folder):
+                kept = folder.with_name(f"{folder.name}.damaged-{uuid.uuid4().hex[:6]}")
+                folder.rename(kept)
+                log.warning("teacher store: %s is damaged (its weights do not match its manifest); kept aside as %s, "
+                            "the teacher is trained again", folder, kept.name)
+                return None
             load_weights(teacher, folder / "model.safetensors")
             metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
             if copy_to is not None:
@@ -79,13 +92,41 @@ class TeacherStore:
         log.info("teacher: reusing the one trained earlier with this config (%s)", folder)
         return metrics
 
+    @staticmethod
+    def _intact(folder: Path) -> bool:
+        """The entry's weights are the bytes its manifest names (an entry without one, from before manifests, is
+        trusted as it was)."""
+        manifest = folder / "manifest.json"
+        if not manifest.is_file():
+            return True
+        try:
+            expected = json.loads(manifest.read_text())["model.safetensors"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return bool(_sha256(folder / "model.safetensors") == expected)
+
+    def _clean_orphans(self) -> None:
+        """Remove temporary entries whose writer is gone (killed mid-write): ``<key>.<pid>.<hex>.tmp`` of a process
+        that no longer runs, and older ``<key>.<hex>.tmp`` folders a day old."""
+        for tmp in self.root.glob("*.tmp"):
+            parts = tmp.name.split(".")
+            pid = int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
+            stale = not process_alive(pid) if pid is not None else time.time() - tmp.stat().st_mtime > 86_400
+            if stale and tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+                log.info("teacher store: removed %s, left by a process that was stopped while writing it", tmp.name)
+
     def put(self, key: str, teacher: nn.Module, metrics: dict[str, Any], curves: Path | None) -> Path:
-        """Store a trained teacher (and its training curves, ``metrics.jsonl``, when given)."""
+        """Store a trained teacher (and its training curves, ``metrics.jsonl``, when given) with a manifest of its
+        weights' hash, so a damaged entry is found and trained again instead of used."""
         folder = self.root / key
-        tmp = folder.with_name(f"{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._clean_orphans()
+        tmp = folder.with_name(f"{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         tmp.mkdir(parents=True)
         try:
             save_tensors(teacher.state_dict(), tmp / "model.safetensors")
+            write_text_atomic(tmp / "manifest.json", json.dumps({"model.safetensors": _sha256(tmp / "model.safetensors")}))
             write_text_atomic(tmp / "metrics.json", json.dumps(metrics))
             if curves is not None and curves.is_file():
                 shutil.copy(curves, tmp / "metrics.jsonl")
@@ -97,6 +138,15 @@ class TeacherStore:
             if tmp.exists():
                 shutil.rmtree(tmp)
         return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 
 def measured_teacher(teacher: nn.Module, splits: DataSplits, metrics: dict[str, Any]) -> TrainedModel:

@@ -150,7 +150,7 @@ def _compare(config: Config, out: Path | None, resume: bool, overwrite: bool, re
     out = out or Path("runs") / config.name
     # checked before anything is built or written
     folder = RunFolder(out, overwrite=overwrite, resume=resume, resume_from=resume_from)
-    results = run_comparison(config, folder, store=default_store(out))
+    results = run_comparison(config, folder, store=default_store(out, config.cache))
     _print_results(results)
     console.print(f"Run folder: {out}")
 
@@ -319,7 +319,7 @@ def sweep(
     cfg = _load(config, overrides)
     out = out or Path("runs") / f"{cfg.name}-sweep"
     folder = RunFolder(out, overwrite=overwrite, resume=resume)
-    result = run_sweep(cfg, widths, folder, store=default_store(out))
+    result = run_sweep(cfg, widths, folder, store=default_store(out, cfg.cache))
     _print_table(f"{result['name']}: student sizes ({result['data']})", SWEEP_COLUMNS, sweep_rows(result), "student")
     console.print(f"Run folder: {out}")
 

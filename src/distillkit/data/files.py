@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,15 @@ import torch
 from torch.utils.data import Dataset
 
 from distillkit.data.base import IndexedSubset, TensorDictDataset
+from distillkit.data.fingerprint import source_fingerprint
 from distillkit.data.splits import DataSplits, TextDataset, limit_samples, stratified_splits
 from distillkit.errors import require
 from distillkit.registry import DistillkitError
+from distillkit.storage import process_alive
 
 __all__ = ["ArrowTableDataset", "load_table_in_time", "load_user_data"]
+
+log = logging.getLogger("distillkit")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -277,7 +282,14 @@ def _lazy_image_folder(path: Path, image_size: int | None, *, val_fraction: floa
 
 
 TABLE_CACHE = Path.home() / ".cache" / "distillkit" / "tables"
-"""Where ``data.lazy`` keeps the Arrow copies of CSV and Parquet tables (one per file version and columns)."""
+"""Where ``data.lazy`` keeps the Arrow copies of CSV and Parquet tables (one per file content and columns), unless
+the config's ``cache`` or ``$DISTILLKIT_CACHE`` names another root (then ``<root>/tables``)."""
+
+
+def table_cache() -> Path:
+    """The default folder of the Arrow copies: ``$DISTILLKIT_CACHE/tables``, else :data:`TABLE_CACHE`."""
+    root = os.environ.get("DISTILLKIT_CACHE")
+    return Path(root) / "tables" if root else TABLE_CACHE
 
 
 class ArrowTableDataset(Dataset[dict[str, Any]]):
@@ -370,12 +382,12 @@ def _arrow_copy(path: Path, target: str, features: list[str] | None, cache: Path
             raise DistillkitError(f"{path}: column {column!r} is not numeric ({kind}); encode it as numbers first, or "
                                   "leave it out by listing the feature columns in data.features")
     names_out = [f"{c}[{k}]" if w else c for c, w in zip(features, widths) for k in range(max(w, 1))]
-    stat = path.stat()
-    key = hashlib.sha256(json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, target, features]).encode())
+    key = hashlib.sha256(json.dumps([source_fingerprint(path), target, features]).encode())
     final = cache / f"{path.stem}-{key.hexdigest()[:16]}.arrow"
     if final.is_file():
         return final, names_out
     cache.mkdir(parents=True, exist_ok=True)
+    _remove_orphan_copies(cache)
     partial = cache / f".{final.name}.{os.getpid()}.partial"
     out_schema = pa.schema([("input", pa.list_(pa.float32(), len(names_out))), ("target", schema.field(target).type)])
     try:
@@ -397,10 +409,20 @@ def _arrow_copy(path: Path, target: str, features: list[str] | None, cache: Path
     return final, names_out
 
 
+def _remove_orphan_copies(cache: Path) -> None:
+    """Remove ``.<name>.<pid>.partial`` files of conversions whose process is gone (killed mid-way)."""
+    for partial in cache.glob(".*.partial"):
+        pid = partial.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not process_alive(int(pid)):
+            partial.unlink(missing_ok=True)
+            log.info("removed %s, left by a conversion that was stopped", partial)
+
+
+
 def _lazy_table(path: Path, target: str, features: list[str] | None, *, val_fraction: float, test_fraction: float,
                 seed: int, limit: int | None, cache_dir: str | os.PathLike[str] | None) -> DataSplits:
     pa = require("pyarrow", "data")
-    copy, features = _arrow_copy(path, target, features, Path(cache_dir) if cache_dir is not None else TABLE_CACHE)
+    copy, features = _arrow_copy(path, target, features, Path(cache_dir) if cache_dir is not None else table_cache())
     column = pa.ipc.open_file(pa.memory_map(str(copy))).read_all().column("target")
     # integer labels as one NumPy array (a Python object per row would cost far more than the labels themselves)
     whole = pa.types.is_integer(column.type) and column.null_count == 0

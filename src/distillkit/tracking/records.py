@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from distillkit.registry import DistillkitError, suggest
+from distillkit.storage import process_alive
 from distillkit.tracking.locks import exclusive
 
 __all__ = ["RunRecords", "code_version"]
@@ -70,13 +71,7 @@ def _alive(pid: int | None, host: str | None) -> bool:
     """Whether the process that recorded a run is still running (unknown processes, or other hosts: assumed so)."""
     if pid is None or host != socket.gethostname():
         return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
+    return process_alive(int(pid))
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
