@@ -67,3 +67,30 @@ def test_optimizer_file_is_loaded_without_unpickling_objects(tmp_path):
     # distillkit's message is the last word: PyTorch's suggestion to load with weights_only=False is not chained
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
     assert "weights_only=False" not in str(raised.value)
+
+
+def test_a_latest_pointer_into_another_models_folder_is_not_followed(tmp_path):
+    save(tmp_path / "teacher" / "checkpoints", 50, value=9.0)
+    own = save(tmp_path / "student" / "checkpoints", 3, value=1.0)
+    pointer = tmp_path / "student" / "checkpoints" / "latest"
+    pointer.write_text("../../teacher/checkpoints/step-00000050")
+    assert find_latest(tmp_path / "student" / "checkpoints") == own
+    pointer.write_text("step-00000003")  # negative control: its own pointer is read
+    assert find_latest(tmp_path / "student" / "checkpoints") == own
+
+
+def test_a_checkpoint_of_another_model_is_refused_in_one_line(tmp_path):
+    from torch import nn
+
+    from distillkit.core.distiller import Distiller
+    from distillkit.data import TensorDictDataset
+    from distillkit.training.trainer import Trainer
+
+    data = TensorDictDataset(input=torch.randn(32, 4), target=torch.arange(32) % 2)
+    big = Trainer(Distiller(None, nn.Linear(4, 2)), data, epochs=1, batch_size=8,
+                  checkpoint_dir=tmp_path / "big", progress=False)
+    big.fit()
+    other = Trainer(Distiller(None, nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))), data, epochs=1, batch_size=8,
+                    checkpoint_dir=tmp_path / "small", progress=False)
+    with pytest.raises(CheckpointError, match="is not a checkpoint of this model"):
+        other.fit(resume=find_latest(tmp_path / "big"))

@@ -61,7 +61,8 @@ def resume_point(model_folder: Path | None, resume: bool, resume_from: str | int
         return None  # a model that had not started: --resume-from is for the one that was training
     text = str(resume_from)
     candidate = checkpoints / f"step-{int(text):08d}" if text.isdigit() else Path(text)
-    if candidate.is_dir() and candidate in list_checkpoints(candidate.parent):
+    if candidate.is_dir() and candidate.resolve().parent == checkpoints.resolve() and candidate in list_checkpoints(
+            candidate.parent):
         return candidate
     available = ", ".join(str(int(c.name.split("-")[1])) for c in list_checkpoints(checkpoints)) or "none"
     raise DistillkitError(f"--resume-from {resume_from}: no complete checkpoint {candidate}; the complete ones of "

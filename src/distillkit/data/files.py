@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from distillkit.data.base import IndexedSubset, TensorDictDataset
 from distillkit.data.fingerprint import source_fingerprint
+from distillkit.data.labels import encode_labels, rows_text
 from distillkit.data.splits import DataSplits, TextDataset, limit_samples, stratified_splits
 from distillkit.errors import require
 from distillkit.registry import DistillkitError
@@ -41,65 +42,6 @@ __all__ = ["ArrowTableDataset", "load_table_in_time", "load_user_data"]
 log = logging.getLogger("distillkit")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-
-
-def _rows(indices: Any, limit: int = 5) -> str:
-    """Row numbers for a message, counting data rows from 1 (a table's header excluded)."""
-    numbers = [str(int(i) + 1) for i in list(indices)[:limit]]
-    return ", ".join(numbers) + (", ..." if len(indices) > limit else "")
-
-
-def _encode_labels(raw: list[Any] | np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
-    """Labels as class indices 0..K-1 and the class names.
-
-    Integer labels must already be 0..K-1 (an index per class); strings are mapped to indices in sorted order
-    (the names are kept as the class names). Anything else is refused: a missing (NaN) label, a fractional one,
-    labels that skip classes (0, 1000, 2000 would make a 2001-class model), or fewer than two classes.
-    """
-    if isinstance(raw, np.ndarray) and np.issubdtype(raw.dtype, np.integer) and len(raw):  # a column of integers
-        labels = raw.astype(np.int64)
-        return labels, _integer_classes(labels, where)
-    values = list(raw)
-    if not values:
-        raise DistillkitError(f"{where}: no samples found")
-    missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v))]
-    if missing:
-        raise DistillkitError(f"{where}: {len(missing)} missing (NaN) labels, at rows {_rows(missing)}; drop those "
-                              "rows or give them a label")
-    numeric = [v for v in values if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)]
-    if len(numeric) == len(values):
-        fractional = [i for i, v in enumerate(values) if float(v) != int(v)]
-        if fractional:
-            raise DistillkitError(f"{where}: labels must be class indices or names; row {_rows(fractional, 1)} has "
-                                  f"{values[fractional[0]]!r}")
-        labels = np.asarray([int(v) for v in values], dtype=np.int64)
-        names = _integer_classes(labels, where)
-    elif numeric:
-        first = next(i for i, v in enumerate(values) if not isinstance(v, type(numeric[0])))
-        raise DistillkitError(f"{where}: labels mix numbers and text (row {_rows([first], 1)}: {values[first]!r}); "
-                              "use one or the other")
-    else:
-        names = sorted({str(v) for v in values})
-        index = {name: i for i, name in enumerate(names)}
-        labels = np.asarray([index[str(v)] for v in values], dtype=np.int64)
-    if len(names) < 2:
-        raise DistillkitError(f"{where}: every sample has the label {names[0]!r}; a classifier needs at least two "
-                              "classes")
-    return labels, names
-
-
-def _integer_classes(labels: np.ndarray, where: str) -> list[str]:
-    """The class names ``"0" .. "K-1"`` of integer labels, which must be those indices (and at least two)."""
-    classes = np.unique(labels)
-    if len(classes) < 2:
-        raise DistillkitError(f"{where}: every sample has the label '{classes[0]}'; a classifier needs at least "
-                              "two classes")
-    if not np.array_equal(classes, np.arange(len(classes))):
-        shown = ", ".join(str(c) for c in classes[:6]) + (", ..." if len(classes) > 6 else "")
-        raise DistillkitError(f"{where}: integer labels must be the class indices 0..K-1, and these are {shown} "
-                              f"({len(classes)} classes); renumber them 0..{len(classes) - 1}, or write them as "
-                              "strings to have them mapped")
-    return [str(i) for i in range(len(classes))]
 
 
 def _check_finite(x: np.ndarray, where: str, columns: list[str] | None = None, first_row: int = 0) -> None:
@@ -138,13 +80,15 @@ def _read_table(path: Path, target: str, features: list[str] | None,
         raise DistillkitError(f"{path}: cannot read as {path.suffix[1:].upper()}: {error}") from error
     if target not in frame.columns:
         raise DistillkitError(f"{path}: no label column {target!r}; columns are {list(frame.columns)} (set target)")
+    if frame.empty:
+        raise DistillkitError(f"{path}: the table has a header but no rows; it holds no samples")
     if order_by is not None:
         if order_by not in frame.columns:
             raise DistillkitError(f"{path}: no column {order_by!r} to order the rows in time; columns are "
                                   f"{list(frame.columns)} (set stream.time_column)")
         if frame[order_by].isna().any():
             rows = [int(i) for i in np.flatnonzero(frame[order_by].isna().to_numpy())]
-            raise DistillkitError(f"{path}: column {order_by!r} has no value at rows {_rows(rows)}; every row needs "
+            raise DistillkitError(f"{path}: column {order_by!r} has no value at rows {rows_text(rows)}; every row needs "
                                   "its time")
         frame = frame.sort_values(order_by, kind="stable").reset_index(drop=True)
     if features is None:  # every other column is a feature: none is dropped without being asked
@@ -183,7 +127,26 @@ def _read_npz(path: Path, target: str, features: list[str] | None) -> tuple[np.n
         raise DistillkitError(f"{path}: array {x_key!r} holds {x.dtype}, not numbers")
     x = x.astype(np.float32)
     _check_finite(x, f"{path} ({x_key!r})")
+    if y.ndim == 2:
+        y = _from_one_hot(y, f"{path} ({target!r})")
+    elif y.ndim != 1:
+        raise DistillkitError(f"{path}: labels {target!r} have shape {y.shape}; give one class index (or name) per "
+                              "row, or one one-hot row per sample")
     return x, y.tolist()
+
+
+def _from_one_hot(y: np.ndarray, where: str) -> np.ndarray:
+    """Class indices of one-hot rows ``[N, K]`` (exactly one 1 per row, the rest 0); anything else is refused,
+    never guessed."""
+    if y.shape[1] == 1:
+        return y[:, 0]
+    ones, zeros = (y == 1).sum(axis=1), (y == 0).sum(axis=1)
+    bad = np.flatnonzero((ones != 1) | (ones + zeros != y.shape[1]))
+    if len(bad):
+        raise DistillkitError(f"{where}: labels of shape {y.shape} are not one-hot (row {int(bad[0]) + 1}: "
+                              f"{y[bad[0]].tolist()[:8]}); give one class index per row, or rows with exactly one 1")
+    log.info("%s: one-hot labels of %d classes read as class indices", where, y.shape[1])
+    return y.argmax(axis=1).astype(np.int64)
 
 
 def _read_jsonl(path: Path, target: str, text_field: str) -> tuple[list[str], list[Any]]:
@@ -196,6 +159,9 @@ def _read_jsonl(path: Path, target: str, text_field: str) -> tuple[list[str], li
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise DistillkitError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+            if not isinstance(record, dict):
+                raise DistillkitError(f"{path}:{number}: a line must be a JSON object with {text_field!r} and "
+                                      f"{target!r} fields, not {type(record).__name__} {line.strip()[:40]!r}")
             if text_field not in record or target not in record:
                 raise DistillkitError(f"{path}:{number}: each line needs {text_field!r} and {target!r} fields")
             texts.append(str(record[text_field]))
@@ -205,11 +171,19 @@ def _read_jsonl(path: Path, target: str, text_field: str) -> tuple[list[str], li
 
 def _image_files(path: Path) -> tuple[list[Path], list[str]]:
     """The image files of a ``folder/<class>/<image>`` tree and their class names, in a fixed order."""
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    folders = sorted(p.name for p in path.iterdir() if p.is_dir())
+    hidden = [name for name in folders if name.startswith(".")]  # .ipynb_checkpoints, .git: never classes
+    if hidden:
+        log.info("%s: hidden folders are not classes, left out: %s", path, ", ".join(hidden))
+    classes = [name for name in folders if not name.startswith(".")]
     if not classes:
         raise DistillkitError(f"{path}: an image folder needs one sub-folder per class (folder/<class>/<image>)")
     files = [(file, name) for name in classes for file in sorted((path / name).iterdir())
-             if file.suffix.lower() in IMAGE_SUFFIXES]
+             if file.suffix.lower() in IMAGE_SUFFIXES and not file.name.startswith(".")]
+    empty = [name for name in classes if not any(n == name for _, n in files)]
+    if empty:
+        raise DistillkitError(f"{path}: class folders without images ({', '.join(IMAGE_SUFFIXES)}): "
+                              f"{', '.join(empty[:5])}; put images in them or remove them")
     return [f for f, _ in files], [n for _, n in files]
 
 
@@ -268,7 +242,7 @@ def _lazy_image_folder(path: Path, image_size: int | None, *, val_fraction: floa
     files, raw = _image_files(path)
     if not files:
         raise DistillkitError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
-    y, names = _encode_labels(raw, str(path))
+    y, names = encode_labels(raw, str(path))
     keep, y = limit_samples(np.arange(len(files)), y, limit, seed=seed)
     files = [files[i] for i in keep]
     shape = read_image(files[0], image_size).shape
@@ -427,7 +401,7 @@ def _lazy_table(path: Path, target: str, features: list[str] | None, *, val_frac
     # integer labels as one NumPy array (a Python object per row would cost far more than the labels themselves)
     whole = pa.types.is_integer(column.type) and column.null_count == 0
     raw = column.to_numpy() if whole else column.to_pylist()
-    labels, names = _encode_labels(raw, str(path))
+    labels, names = encode_labels(raw, str(path))
     keep, y = limit_samples(np.arange(len(labels)), labels, limit, seed=seed)
     table = ArrowTableDataset(copy, torch.as_tensor(labels, dtype=torch.long))
     rows = table if len(keep) == len(labels) else IndexedSubset(table, keep)  # data.limit: the kept rows
@@ -486,7 +460,7 @@ def _hf_text(name: str, *, target: str, text_field: str, val_fraction: float, se
     for column in (text_field, target):
         if column not in raw["train"].column_names:
             raise DistillkitError(f"hf:{name}: no column {column!r}; columns are {raw['train'].column_names}")
-    y_all, names = _encode_labels(list(raw["train"][target]) + list(raw["test"][target]), f"hf:{name}")
+    y_all, names = encode_labels(list(raw["train"][target]) + list(raw["test"][target]), f"hf:{name}")
     y, y_test = y_all[: len(raw["train"])], y_all[len(raw["train"]):]
     texts, test_texts = list(raw["train"][text_field]), list(raw["test"][text_field])
     if val_fraction:
@@ -534,40 +508,45 @@ def load_user_data(
     path = Path(source)
     if not path.exists():
         raise DistillkitError(f"data file or folder not found: {path}")
-    name = path.stem
-    if lazy and path.suffix in (".csv", ".parquet"):
-        return _lazy_table(path, target, features, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-                           limit=limit, cache_dir=table_cache)
-    if lazy and not path.is_dir():
-        raise DistillkitError(f"{path}: data.lazy reads image folders file by file and CSV or Parquet tables row by "
-                              f"row; a {path.suffix or 'file'} is read whole (remove data.lazy)")
-    if path.is_dir() and lazy:
-        return _lazy_image_folder(path, image_size, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-                                  limit=limit)
-    if path.is_dir():
-        x, raw = _read_image_folder(path, image_size)
-    elif path.suffix in (".csv", ".parquet"):
-        x, raw = _read_table(path, target, features)
-    elif path.suffix == ".npz":
-        x, raw = _read_npz(path, target if target != "label" else "y", features)
-    elif path.suffix == ".jsonl":
-        texts, raw = _read_jsonl(path, target, text_field)
-        y, names = _encode_labels(raw, str(path))
-        texts, y = limit_samples(texts, y, limit, seed=seed)
-        train, val, test = stratified_splits(y, test_size=test_fraction, val_fraction=val_fraction, seed=seed)
-        make = lambda idx: TextDataset([texts[i] for i in idx], torch.as_tensor(y[idx]))  # noqa: E731
-        return DataSplits(name=name, train=make(train), val=make(val) if len(val) else None, test=make(test),
-                          num_classes=len(names), input_shape=None, class_names=names, input_key="text")
-    else:
-        raise DistillkitError(
-            f"{path}: unknown data format {path.suffix!r}; use .csv, .parquet, .npz, .jsonl or an image folder"
-        )
-    y, names = _encode_labels(raw, str(path))
-    x, y = limit_samples(x, y, limit, seed=seed)
-    try:
-        return _split_arrays(name, x, y, names, val_fraction=val_fraction, seed=seed, test_fraction=test_fraction)
-    except ValueError as error:  # scikit-learn: a class with too few members to stratify
-        raise DistillkitError(f"{path}: cannot make stratified splits: {error}") from error
+    try:  # a system folder, a procfs entry, a file that cannot be read: one line, not a traceback
+        name = path.stem
+        if lazy and path.suffix in (".csv", ".parquet"):
+            return _lazy_table(path, target, features, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                               limit=limit, cache_dir=table_cache)
+        if lazy and not path.is_dir():
+            raise DistillkitError(f"{path}: data.lazy reads image folders file by file and CSV or Parquet tables row by "
+                                  f"row; a {path.suffix or 'file'} is read whole (remove data.lazy)")
+        if path.is_dir() and lazy:
+            return _lazy_image_folder(path, image_size, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                                      limit=limit)
+        if path.is_dir():
+            x, raw = _read_image_folder(path, image_size)
+        elif path.suffix in (".csv", ".parquet"):
+            x, raw = _read_table(path, target, features)
+        elif path.suffix == ".npz":
+            x, raw = _read_npz(path, target if target != "label" else "y", features)
+        elif path.suffix == ".jsonl":
+            texts, raw = _read_jsonl(path, target, text_field)
+            y, names = encode_labels(raw, str(path))
+            texts, y = limit_samples(texts, y, limit, seed=seed)
+            train, val, test = stratified_splits(y, test_size=test_fraction, val_fraction=val_fraction, seed=seed)
+            make = lambda idx: TextDataset([texts[i] for i in idx], torch.as_tensor(y[idx]))  # noqa: E731
+            return DataSplits(name=name, train=make(train), val=make(val) if len(val) else None, test=make(test),
+                              num_classes=len(names), input_shape=None, class_names=names, input_key="text")
+        else:
+            raise DistillkitError(
+                f"{path}: unknown data format {path.suffix!r}; use .csv, .parquet, .npz, .jsonl or an image folder"
+            )
+        y, names = encode_labels(raw, str(path))
+        x, y = limit_samples(x, y, limit, seed=seed)
+        try:
+            return _split_arrays(name, x, y, names, val_fraction=val_fraction, seed=seed, test_fraction=test_fraction)
+        except ValueError as error:  # scikit-learn: a class with too few members to stratify
+            raise DistillkitError(f"{path}: cannot make stratified splits: {error}") from error
+    except OSError as error:
+        where = error.filename or path
+        raise DistillkitError(f"{where}: cannot read it as data ({error.strerror or error}); name a data file or an "
+                              "image folder of your own") from None
 
 
 def load_table_in_time(source: str, time_column: str, parts: int, *, target: str = "label",
@@ -586,7 +565,7 @@ def load_table_in_time(source: str, time_column: str, parts: int, *, target: str
     if path.suffix not in (".csv", ".parquet") or not path.is_file():
         raise DistillkitError(f"{path}: a stream ordered by a time column reads a .csv or .parquet file")
     x, raw = _read_table(path, target, features, order_by=time_column)
-    y, names = _encode_labels(raw, str(path))
+    y, names = encode_labels(raw, str(path))
     if len(y) < 5 * parts:
         raise DistillkitError(f"{path}: {len(y)} rows are too few for {parts} periods (at least 5 rows each)")
     found = []

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from distillkit.errors import require
+from distillkit.data.labels import encode_labels
+from distillkit.errors import DistillkitError, require
 from distillkit.paired.data import PairedDataset, PairsError
 from distillkit.paired.speech import log_mel, pad_frames
 
@@ -41,7 +42,7 @@ def load_pairs(path: str | Any, *, first: str, second: str, label: str | None = 
         raise PairsError(f"pairs file not found: {file}")
     try:
         if file.suffix == ".jsonl":
-            frame = pandas.read_json(file, lines=True)
+            frame = pandas.read_json(file, lines=True, dtype=False)  # "10" stays the name it is
         elif file.suffix == ".parquet":
             frame = pandas.read_parquet(file)
         else:
@@ -60,10 +61,18 @@ def load_pairs(path: str | Any, *, first: str, second: str, label: str | None = 
             raise PairsError(f"{file}: column {column!r} is empty at rows {empty[:5]}; every pair needs both views")
     targets = None
     if label:
-        names = sorted({str(v) for v in frame[label].tolist()})
-        targets = [names.index(str(v)) for v in frame[label].tolist()]
+        targets = _targets(frame[label].tolist(), f"{file} (column {label!r})")
     return PairedDataset({first: [str(v) for v in frame[first]], second: [str(v) for v in frame[second]]},
                          targets=targets)
+
+
+def _targets(labels: list[Any], where: str) -> list[int]:
+    """Class indices of paired labels, read as every run kind reads labels (:func:`encode_labels`)."""
+    try:
+        encoded, _ = encode_labels(labels, where)
+    except DistillkitError as error:
+        raise PairsError(str(error)) from None
+    return [int(v) for v in encoded]
 
 
 def read_wav(path: Path) -> tuple[Tensor, int]:
@@ -169,6 +178,5 @@ def load_pair_folders(first: str | Path, second: str | Path, *, labels: str | Pa
         unlabelled = [stem for stem in stems if stem not in by_name]
         if unlabelled:
             raise PairsError(f"{table_path}: no label for {', '.join(unlabelled[:3])}")
-        classes = sorted({by_name[stem] for stem in stems})
-        targets = [classes.index(by_name[stem]) for stem in stems]
+        targets = _targets([by_name[stem] for stem in stems], f"{table_path} (column 'label')")
     return PairedDataset(views, targets=targets, extra={"name": stems})

@@ -180,14 +180,15 @@ def list_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
 def find_latest(directory: str | os.PathLike[str]) -> Path | None:
     """The newest complete checkpoint under ``directory``, or ``None``.
 
-    Reads the ``latest`` pointer, and falls back to scanning when the pointer is missing or names a folder
-    that is not complete.
+    Reads the ``latest`` pointer, and falls back to scanning when the pointer is missing, names a folder that is
+    not complete, or names anything but a checkpoint folder of ``directory`` itself (``../other/step-...``).
     """
     root = Path(directory)
     pointer = root / LATEST
     if pointer.is_file():
-        candidate = root / pointer.read_text().strip()
-        if _STEP_DIR.match(candidate.name) and _is_complete(candidate):
+        name = pointer.read_text(errors="replace").strip()
+        candidate = root / name
+        if _STEP_DIR.match(name) and _is_complete(candidate):
             return candidate
     complete = list_checkpoints(root)
     return complete[-1] if complete else None

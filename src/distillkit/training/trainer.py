@@ -481,7 +481,12 @@ class Trainer:
                            options=StateDictOptions(full_state_dict=True))
             self.scheduler.load_state_dict(state["optimizer"]["scheduler"])
         else:
-            self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
+            try:
+                self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
+            except RuntimeError as error:  # keys or shapes of another model
+                first = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))
+                raise CheckpointError(f"{path} is not a checkpoint of this model ({first[:160]}); resume from one of "
+                                      "its own checkpoints") from None
             if state["optimizer"] is not None:
                 self.optimizer.optimizer.load_state_dict(state["optimizer"]["optimizer"])
                 self.scheduler.load_state_dict(state["optimizer"]["scheduler"])
