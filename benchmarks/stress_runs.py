@@ -12,10 +12,17 @@ What it does, with the real ``distillkit`` executable:
 3. Resumes every killed run (``--resume``; a run killed before its folder existed is started again) until it
    finishes.
 
+4. Kills one more run at each write point (``--write-points``, on by default): while it writes ``config.yaml``,
+   the run marker (its record id, then "finished"), a model's weights, the teacher store's manifest, a line of
+   ``metrics.jsonl``, ``results.json``, ``results.md`` and the report. The kill comes from inside the process
+   (SIGKILL after half the bytes are written, injected by a ``sitecustomize`` module on the child's
+   ``PYTHONPATH``: distillkit itself has no such hook), all of them at once, then each is resumed.
+
 Then it checks, and prints: every finished run's three test accuracies and losses equal the reference's; every
 record's status is right (one ``finished`` record per run folder, no ``running`` or ``interrupted`` left); the
 records database passes ``PRAGMA integrity_check``; the second process on the shared folder was refused (or
-waited) and never interleaved its log; and no file outside the run folders changed (a user's file in the runs
+waited) and never interleaved its log; no half-written file is left in any run folder or the teacher store; and no
+file outside the run folders changed (a user's file in the runs
 root and in the working directory stay byte for byte). It exits non-zero on any mismatch.
 """
 
@@ -46,10 +53,63 @@ CONFIG = {
     "train": {"epochs": 12, "lr": 0.005, "checkpoint_every": 5},
 }
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
+WRITE_POINTS = [("config.yaml", 1), (".distillkit-run", 1), (".distillkit-run", 2), ("model.safetensors", 1),
+                ("model.safetensors", 3), ("manifest.json", 1), ("metrics.jsonl", 40), ("results.json", 1),
+                ("results.md", 1), ("report.html", 1)]
+"""(file name, which write of it) at which a run kills itself mid-write."""
+
+KILLER = '''"""Loaded at start-up by the stress benchmark's children: SIGKILL the process half-way through the N-th write of
+one file, as a kill or a power cut would. Set by DISTILLKIT_STRESS_KILL_AT=name:N."""
+import os
+import signal
+
+_point = os.environ.get("DISTILLKIT_STRESS_KILL_AT")
+if _point:
+    import distillkit.storage as storage
+    from distillkit.training import callbacks
+
+    _name, _nth = _point.rsplit(":", 1)
+    _count = [0]
+
+    def _half_then_die(path, data):
+        _count[0] += 1
+        if _count[0] < int(_nth):
+            return False
+        data = data.encode() if isinstance(data, str) else data
+        with open(os.path.join(os.path.dirname(str(path)), "." + os.path.basename(str(path)) + ".deadbeef.tmp"),
+                  "wb") as file:
+            file.write(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    _text, _tensors, _line = storage.write_text_atomic, storage.save_tensors, callbacks.MetricsFile._write
+
+    def write_text_atomic(path, text):
+        if os.path.basename(str(path)) != _name or not _half_then_die(path, text):
+            return _text(path, text)
+
+    def save_tensors(tensors, path):
+        if os.path.basename(str(path)) != _name or not _half_then_die(path, b"x" * 1000):
+            return _tensors(tensors, path)
+
+    def _write(self, trainer, record):
+        if self.path.name == _name:
+            _count[0] += 1
+            if _count[0] >= int(_nth):
+                with open(self.path, "a") as handle:
+                    handle.write('{"kind": "train", "step": 1, "lo')
+                os.kill(os.getpid(), signal.SIGKILL)
+        return _line(self, trainer, record)
+
+    storage.write_text_atomic, storage.save_tensors, callbacks.MetricsFile._write = write_text_atomic, save_tensors, _write
+'''
 
 
-def start(config: Path, out: Path, *extra: str) -> subprocess.Popen:
+def start(config: Path, out: Path, *extra: str, kill_at: str | None = None, hooks: Path | None = None
+          ) -> subprocess.Popen:
     env = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1"}
+    if kill_at is not None and hooks is not None:
+        env["DISTILLKIT_STRESS_KILL_AT"] = kill_at
+        env["PYTHONPATH"] = os.pathsep.join([str(hooks), env.get("PYTHONPATH", "")])
     return subprocess.Popen([EXECUTABLE, "compare", str(config), "--out", str(out), *extra], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=as_in_a_terminal)
@@ -80,6 +140,8 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
+    parser.add_argument("--no-write-points", dest="write_points", action="store_false",
+                        help="skip the kills at write points")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = args.keep or Path(tempfile.mkdtemp(prefix="distillkit-stress-"))
@@ -142,6 +204,29 @@ def main() -> int:
                 print(f"resume of {out.name} failed: {message.strip()[-300:]}")
         codes[k] = 0
 
+    write_folders, write_killed = [], 0
+    if args.write_points:
+        hooks = work / "hooks"
+        hooks.mkdir(exist_ok=True)
+        (hooks / "sitecustomize.py").write_text(KILLER)
+        write_folders = [root / f"write-{name.strip('.')}-{nth}" for name, nth in WRITE_POINTS]
+        # a teacher store of its own for each, so that each trains and stores its teacher (the manifest's write)
+        own_store = {out: ["--set", f"cache={work / 'caches' / out.name}"] for out in write_folders}
+        victims_at = [start(config, out, *own_store[out], kill_at=f"{name}:{nth}", hooks=hooks)
+                      for out, (name, nth) in zip(write_folders, WRITE_POINTS)]
+        for out, proc, (name, nth) in zip(write_folders, victims_at, WRITE_POINTS):
+            code = proc.wait()
+            write_killed += code == -signal.SIGKILL
+            print(f"{out.name}: killed while writing {name} (write {nth}) -> exit {code}")
+        for out in write_folders:
+            resumes += 1
+            again = start(config, out, "--resume", *own_store[out])
+            if again.wait() != 0:
+                message = again.stderr.read().strip()
+                if "holds a finished run" not in message:
+                    print(f"resume of {out.name} failed: {message[-300:]}")
+        folders += write_folders
+
     mismatches = []
     for out in sorted(set(folders)):
         if not (out / "results.json").is_file():
@@ -165,17 +250,22 @@ def main() -> int:
             mismatches.append(f"{out.name}: records {statuses}")
     if integrity != "ok":
         mismatches.append(f"runs.db: integrity_check {integrity}")
+    half_written = [p for p in [*root.rglob("*.tmp"), *root.rglob("*.partial"), *(work / "caches").rglob("*.tmp")]
+                    if p.name != "runs.db.lock"]
+    if half_written:
+        mismatches.append(f"half-written files left: {[str(p.relative_to(root)) for p in half_written][:5]}")
     outside = snapshot(root, {*set(folders), root / ".teachers", root / "runs.db", root / "runs.db-wal",
                               root / "runs.db-shm", root / "runs.db.lock"})
     if outside != {"notes.txt": b"the user's own file in the runs root"}:
         mismatches.append(f"files outside the run folders: {sorted(outside)}")
     if (work / "cwd-file.txt").read_text() != "the user's own file in the working directory":
         mismatches.append("the user's file in the working directory changed")
-    shared = [codes_before[k] for k, out in enumerate(folders) if out == root / "run0"]
+    shared = [codes_before[k] for k, out in enumerate(folders[:args.runs]) if out == root / "run0"]
     shared_note = ("one refused" if 2 in shared else "one waited its turn" if shared.count(0) == 2
                    else f"exits {shared}")
-    print(f"runs: {args.runs} ({len(set(folders))} folders; the 2 processes on run0: {shared_note}), "
-          f"kills: {kills}, resumes: {resumes}, "
+    print(f"runs: {args.runs} ({len(set(folders)) - len(write_folders)} folders; the 2 processes on run0: "
+          f"{shared_note}), kills: {kills}, write-point kills: {write_killed} of {len(write_folders)}, "
+          f"resumes: {resumes}, "
           f"records: {len(rows)}, integrity_check: {integrity}, mismatches: {len(mismatches)}, "
           f"{time.perf_counter() - started:.0f} s in all")
     for line in mismatches:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from safetensors.torch import save_file
 
 from distillkit.errors import DistillkitError
 
-__all__ = ["DiskFullError", "process_alive", "UnsafeFileError", "disk_full", "file_mode", "load_tensors_only", "save_tensors",
+__all__ = ["DiskFullError", "process_alive", "remove_partial_writes", "UnsafeFileError", "disk_full", "file_mode", "load_tensors_only", "save_tensors",
            "write_text_atomic"]
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -34,8 +35,13 @@ class DiskFullError(DistillkitError):
     """A write failed for want of space; the message names the path and the space the write needed."""
 
 
-def disk_full(path: str | os.PathLike[str], needed: int | None = None) -> DiskFullError:
-    """The one-line error for a full disk at ``path`` (with the free space there and, if known, what was needed)."""
+def disk_full(path: str | os.PathLike[str] | None, needed: int | None = None) -> DiskFullError:
+    """The one-line error for a full disk at ``path`` (with the free space there and, if known, what was needed);
+    ``None`` when the failed write did not say where."""
+    if path is None:
+        return DiskFullError("no space left on a disk this command writes to (the run folder, the records database "
+                             "beside it, or the cache); free some space or choose another folder (--out, or the "
+                             "cache: DISTILLKIT_CACHE)")
     folder = Path(path).parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -123,3 +129,18 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_PARTIAL = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+
+def remove_partial_writes(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that :func:`write_text_atomic` and :func:`save_tensors` leave when killed
+    mid-write (``.<name>.<8 hex>.tmp``) anywhere under ``folder``; call it only while no process writes there (a
+    run folder under its lock). Returns what was removed."""
+    removed = []
+    for path in Path(folder).rglob(".*.tmp"):
+        if path.is_file() and _PARTIAL.match(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -229,3 +229,36 @@ def test_any_full_disk_error_reaches_the_user_as_one_line(config_file, tmp_path,
     assert main(["compare", str(config_file), "--out", str(tmp_path / "runs" / "x")]) == 2
     err = capsys.readouterr().err
     assert "no space left on the disk of" in err and "log.txt" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A mount point for a size-limited tmpfs (root only; skipped where mounting is not allowed)."""
+    mounts = []
+
+    def mount(size: str) -> Path:
+        point = tmp_path / f"disk-{size}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                              capture_output=True)
+        if done.returncode != 0:
+            pytest.skip("cannot mount a small tmpfs here (needs root)")
+        mounts.append(point)
+        return point
+
+    yield mount
+    for point in mounts:
+        subprocess.run(["umount", str(point)], capture_output=True)
+
+
+@pytest.mark.parametrize("size", ["60k", "130k", "150k", "200k", "800k"])
+def test_a_real_full_disk_ends_in_one_line_and_loses_nothing(size, small_disk, config_file):
+    disk = small_disk(size)
+    (disk / "runs").mkdir()
+    (disk / "runs" / "notes.txt").write_text("mine")
+    done = subprocess.run([EXECUTABLE, "compare", str(config_file), "--out", str(disk / "runs" / "x")], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "no space left on" in done.stderr.strip().splitlines()[-1] and "Traceback" not in done.stderr
+    assert (disk / "runs" / "notes.txt").read_text() == "mine"
+    assert not [p.name for p in (disk / "runs").iterdir() if "damaged" in p.name]  # a full disk is not damage

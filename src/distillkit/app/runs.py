@@ -43,7 +43,7 @@ from typing import Any
 from distillkit.config.reading import YamlLimitError, read_yaml
 from distillkit.config.schema import Config, dump_config
 from distillkit.registry import DistillkitError
-from distillkit.storage import write_text_atomic
+from distillkit.storage import remove_partial_writes, write_text_atomic
 from distillkit.tracking import RecordsCallback, RunRecords
 from distillkit.tracking.locks import FileLock, LockHeld
 from distillkit.tracking.loggers import MLflowLogger, TensorBoardLogger, WandbLogger
@@ -222,8 +222,15 @@ class RunFolder:
         run_id = processes.on_main(start_on_main)
         return started[0] if started else FollowerRun(self.path, config, run_id, resume_from=self.resume_from)
 
+    def _never_started(self) -> bool:
+        """A run killed while it was being set up: its marker is still the empty one written first and it has no
+        config yet, so nothing was trained; resuming it starts it."""
+        marker = self.path / MARKER
+        return marker.is_file() and marker.stat().st_size == 0 and not (self.path / "config.yaml").exists()
+
     def _start(self, config: Config, kind: str) -> Run:
-        if self.resume:
+        fresh = not self.resume or self._never_started()
+        if not fresh:
             self._check_resumed_config(config)
         records = RunRecords(self.path.parent / "runs.db")  # a database that cannot be used fails before any file
         new = not self.path.exists()
@@ -242,10 +249,13 @@ class RunFolder:
                 record = _marker(self.path).get("run_id") or records.latest_for_folder(self.path.resolve())
             if self.overwrite:
                 self.clear()
+            if self.resume:
+                for partial in remove_partial_writes(self.path):  # files a killed writer left half-written
+                    log.info("removed %s, left half-written when the run was stopped", partial)
             if not (self.path / MARKER).is_file():
                 (self.path / MARKER).touch()
                 created.append(self.path / MARKER)
-            if not self.resume:
+            if fresh:
                 write_text_atomic(self.path / "config.yaml", dump_config(config))
                 created.append(self.path / "config.yaml")
             return Run(self.path, config, kind=kind, lock=lock, records=records, resumed_record=record,

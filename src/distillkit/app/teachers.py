@@ -71,6 +71,8 @@ class TeacherStore:
         """Load a stored teacher's weights into ``teacher`` (and copy its files into ``copy_to``); returns its
         recorded metrics, or ``None`` when the store has no complete entry for ``key``."""
         folder = self.root / key
+        if self.root.is_dir():
+            self._clean_orphans()
         if not (folder / "model.safetensors").is_file():
             return None
         with self._lock(key):

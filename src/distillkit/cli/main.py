@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         if error.errno not in NO_SPACE:
             return _unexpected(error)
-        _error(str(disk_full(error.filename or Path.cwd() / "?")))  # a write that did not go through the writers
+        _error(str(disk_full(error.filename)))  # a write that did not go through distillkit's own writers
         return 2
     except Exception as error:  # noqa: BLE001 - not a user's mistake: a bug, shown with its traceback
         return _unexpected(error)

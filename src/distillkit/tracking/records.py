@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from distillkit.registry import DistillkitError, suggest
-from distillkit.storage import process_alive
+from distillkit.storage import disk_full, process_alive
 from distillkit.tracking.locks import exclusive
 
 __all__ = ["RunRecords", "code_version"]
@@ -74,6 +75,11 @@ def _alive(pid: int | None, host: str | None) -> bool:
     return process_alive(int(pid))
 
 
+def _disk_is_full(error: sqlite3.OperationalError, path: Path) -> bool:
+    """SQLite says "database or disk is full", or "disk I/O error" when its journal cannot grow."""
+    return ("full" in str(error) or "disk I/O" in str(error)) and shutil.disk_usage(path.parent).free < 1 << 20
+
+
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
     if isinstance(value, Mapping):
         for key, item in value.items():
@@ -101,6 +107,10 @@ class RunRecords:
         with exclusive(self.path.with_name(self.path.name + ".lock")):
             try:
                 self._create()
+            except sqlite3.OperationalError as error:  # locked, full, unwritable: the file itself may be fine
+                if _disk_is_full(error, self.path):
+                    raise disk_full(self.path) from None
+                raise
             except sqlite3.DatabaseError as error:  # not a database, or a damaged one
                 kept = self._set_aside()
                 log.warning("%s could not be read (%s); it is kept as %s and a new database is started", self.path,
@@ -149,14 +159,22 @@ class RunRecords:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")  # take the write lock now, not half-way through
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        try:
+            with self._connect() as conn:
+                conn.execute("BEGIN IMMEDIATE")  # take the write lock now, not half-way through
+                try:
+                    yield conn
+                except BaseException:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.OperationalError:  # nothing to roll back (the failed write ended it)
+                        pass
+                    raise
+                conn.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if _disk_is_full(error, self.path):
+                raise disk_full(self.path) from None
+            raise
 
     # --- writing ---------------------------------------------------------------------------------------
     def start(self, name: str, *, kind: str, config: Mapping[str, Any] | None = None,

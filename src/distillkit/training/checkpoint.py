@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file
 
 from distillkit.registry import DistillkitError
-from distillkit.storage import UnsafeFileError, load_tensors_only, save_tensors
+from distillkit.storage import NO_SPACE, UnsafeFileError, disk_full, load_tensors_only, save_tensors
 
 __all__ = [
     "CheckpointError",
@@ -143,6 +143,11 @@ def save_checkpoint(
         else:
             os.replace(tmp, final)
         _fsync_dir(root)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if error.errno in NO_SPACE:
+            raise disk_full(final) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
