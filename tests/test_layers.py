@@ -31,3 +31,34 @@ def test_the_checker_catches_an_upward_import(tmp_path):
     done = lint(config)
     assert done.returncode != 0 and "BROKEN" in done.stdout
     assert "distillkit.app" in done.stdout and "distillkit.registry" in done.stdout
+
+
+def package_cycles(package: str) -> list[tuple[str, str]]:
+    """Runtime cycles between a package and its own modules: a module that imports its package (at module level
+    or inside a function) while the package's ``__init__`` imports that module, directly or through others.
+    import-linter's contracts look between siblings and layers; this looks up and down inside a package."""
+    import grimp
+
+    graph = grimp.build_graph(package, cache_dir=None)
+    found = []
+    for parent in sorted(graph.modules):
+        for module in sorted(graph.find_descendants(parent)) if graph.find_children(parent) else []:
+            if graph.direct_import_exists(importer=module, imported=parent) and graph.find_shortest_chain(
+                    importer=parent, imported=module):
+                found.append((module, parent))
+    return found
+
+
+def test_no_package_imports_a_module_that_imports_the_package():
+    assert package_cycles("distillkit") == []
+
+
+def test_the_package_cycle_check_finds_a_function_level_cycle(tmp_path, monkeypatch):
+    # negative control: the shape the models package had (its __init__ imported pretrained, which imported the
+    # package's build_model inside a function)
+    package = tmp_path / "cyclic"
+    package.mkdir()
+    (package / "__init__.py").write_text("from cyclic.pretrained import load\n\ndef build():\n    return 1\n")
+    (package / "pretrained.py").write_text("def load():\n    from cyclic import build\n    return build()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert package_cycles("cyclic") == [("cyclic.pretrained", "cyclic")]

@@ -40,7 +40,7 @@ from distillkit.data.builtin import DataSplits, load_dataset
 from distillkit.methods import build_method_term
 from distillkit.models import build_model, load_weights
 from distillkit.registry import DistillkitError
-from distillkit.training.callbacks import Callback, EarlyStopping, MetricsFile
+from distillkit.training.callbacks import Callback, MetricsFile
 from distillkit.training.trainer import Trainer
 
 __all__ = [
@@ -361,9 +361,7 @@ def build_trainer(distiller: Distiller, train_data: Any, val_data: Any, train: T
                   batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Trainer:
     """A :class:`~distillkit.Trainer` with the ``train`` section's options (passed in whole, spelled once), the data
     section's batch size, the run's seed, and, with a ``folder``, checkpoints and a ``metrics.jsonl`` there."""
-    found: list[Callback] = list(callbacks or [])
-    if train.early_stopping_patience:
-        found.append(EarlyStopping("val/accuracy", mode="max", patience=train.early_stopping_patience))
+    found: list[Callback] = list(callbacks or [])  # (early stopping: the Trainer adds it from the options)
     if folder is not None:
         found.append(MetricsFile(folder / "metrics.jsonl"))
     return Trainer(distiller, train_data, val_data, options=train, batch_size=config.data.batch_size, seed=config.seed,

@@ -31,9 +31,10 @@ from distillkit.compression.pruning import (
     cubic_sparsity,
     make_pruning_permanent,
     prune_,
+    register_prune_handler,
     sparsity_report,
 )
-from distillkit.compression.quantization import DynamicInt8Config, Int8QATConfig, quantize_
+from distillkit.compression.quantization import DynamicInt8Config, Int8QATConfig, quantize_, register_quantize_handler
 
 __all__ = [
     "ChannelPruningConfig",
@@ -55,6 +56,8 @@ __all__ = [
     "prune_",
     "quantize_",
     "quantize_onnx",
+    "register_prune_handler",
+    "register_quantize_handler",
     "save_safetensors",
     "sparsity_report",
 ]

@@ -24,6 +24,7 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from safetensors.torch import save_model
 from torch import nn
 
+from distillkit.models.build import build_model, load_weights
 from distillkit.models.trust import check_shared_model
 from distillkit.registry import DistillkitError
 from distillkit.storage import file_mode
@@ -69,8 +70,6 @@ class PretrainedModel(nn.Module, PyTorchModelHubMixin, library_name="distillkit"
 
     def __init__(self, model: str, num_classes: int, input_shape: Sequence[int] | None = None,
                  kwargs: dict[str, Any] | None = None, *, trust_code: bool = False) -> None:
-        from distillkit.models import build_model  # the package builds the models; this module is part of it
-
         super().__init__()
         if isinstance(self._hub_mixin_config, dict):
             self._hub_mixin_config.pop("trust_code", None)  # the caller's choice, not the model's: never saved
@@ -94,8 +93,6 @@ class PretrainedModel(nn.Module, PyTorchModelHubMixin, library_name="distillkit"
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
                          force_download: bool, local_files_only: bool, token: str | bool | None,
                          **model_kwargs: Any) -> PretrainedModel:
-        from distillkit.models import load_weights
-
         for key in ("map_location", "strict"):
             model_kwargs.pop(key, None)
         shared = {key: model_kwargs[key] for key in ("model", "num_classes", "input_shape", "kwargs")

@@ -35,7 +35,12 @@ from distillkit.training.optim import build_lr_scheduler, build_optimizer
 from distillkit.training.options import TrainOptions, train_options
 from distillkit.training.teacher_cache import TeacherCache, TeacherCacheUnsuitable, channels_last_on_cpu
 
-__all__ = ["NonFiniteLossError", "Trainer"]
+__all__ = ["NonFiniteLossError", "Trainer", "UnsupportedOption"]
+
+
+class UnsupportedOption(DistillkitError, ValueError):
+    """A training option this machine cannot honour (fp16 without a CUDA GPU): one line at the command line."""
+
 
 Batch = dict[str, Any]
 
@@ -193,7 +198,7 @@ class Trainer:
         from accelerate.state import AcceleratorState
 
         if self.precision == "fp16" and (self.cpu or not torch.cuda.is_available()):
-            raise ValueError("precision='fp16' needs a CUDA GPU; use precision='bf16' or 'no' on the CPU")
+            raise UnsupportedOption("train.precision: fp16 needs a CUDA GPU; use bf16 or no on the CPU")
         # Accelerate keeps precision settings in a process-wide singleton; reset it (but not the process group)
         # so several trainers in one process (teacher, baseline, distilled student) may use different settings.
         AcceleratorState._reset_state(reset_partial_state=False)
