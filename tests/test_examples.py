@@ -26,7 +26,7 @@ def test_the_quickstart_notebook_runs_and_saves_a_loadable_student(tmp_path, mon
                      for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
     assert "distilled student" in text and "distillation changed the student's test accuracy by" in text
     assert {p.name for p in (tmp_path / "runs" / "quickstart" / "student").iterdir()} == {
-        "README.md", "config.json", "model.safetensors"}
+        "README.md", "config.json", "model.safetensors", ".distillkit-model"}  # the marker: distillkit's own folder
     assert json.loads((tmp_path / "runs" / "quickstart" / "results.json").read_text())["kind"] == "distill"
 
 

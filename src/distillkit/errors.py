@@ -17,7 +17,7 @@ def require(module: str, extra: str) -> Any:
     """Import an optional dependency, or say which extra installs it.
 
     Raises:
-        DistillkitError: the module is not installed; the message names ``pip install 'distillkit[extra]'``.
+        DistillkitError: the module is not installed; the message names the pip command of the extra.
     """
     try:
         return importlib.import_module(module)
