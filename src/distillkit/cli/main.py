@@ -7,6 +7,7 @@ in-process and returns the exit code, for tests and notebooks.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import json
 import logging
 import shlex
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -25,30 +25,12 @@ from rich.text import Text
 from distillkit import __version__
 from distillkit.app.browser import render_report
 from distillkit.app.build import trust_code
-from distillkit.app.compare import default_store, run_comparison
-from distillkit.app.continual import run_stream
-from distillkit.app.continual_report import write_stream_report
-from distillkit.app.cv import run_cross_validation
 from distillkit.app.export import export_run, invocation
-from distillkit.app.paired import paired_table, run_paired, write_paired_report
-from distillkit.app.report import write_report
+from distillkit.app.kinds import Printout, RunKind, load_kinds
 from distillkit.app.runs import RunFolder, RunInterrupted
-from distillkit.app.single import evaluate_weights, train_alone
-from distillkit.app.sweep import COLUMNS as SWEEP_COLUMNS
-from distillkit.app.sweep import run_sweep, sweep_rows, write_sweep_report
-from distillkit.app.tables import (
-    COLUMNS,
-    COMPRESSION_COLUMNS,
-    LABELS,
-    STREAM_COLUMNS,
-    STUDENT_COLUMNS,
-    comparison_rows,
-    compression_rows,
-    other_accuracies,
-    stream_rows,
-    student_rows,
-)
+from distillkit.app.single import evaluate_weights
 from distillkit.config import Config, dump_config, load_config
+from distillkit.config.reading import read_yaml
 from distillkit.config.schema import presets
 from distillkit.continual.strategies import STRATEGIES, strategy_options
 from distillkit.data.builtin import DATASETS
@@ -89,7 +71,11 @@ _chosen_log_level: contextvars.ContextVar[int | None] = contextvars.ContextVar("
 """The level --verbose / --quiet chose for this invocation (set by the top-level callback, read by each command)."""
 
 
-SEVERAL_PROCESSES = frozenset({"demo", "compare", "distill", "train"})
+RUN_KINDS = load_kinds()
+"""Every kind of run; each is a command of its own (``distillkit compare``, ``distillkit cv``, ...)."""
+
+SEVERAL_PROCESSES = frozenset(name for kind in map(RUN_KINDS.get, RUN_KINDS) if kind.several_processes
+                              for name in (kind.name, *kind.aliases))
 """The commands that run under ``torchrun`` / ``accelerate launch`` (docs/scaling.md)."""
 
 
@@ -125,36 +111,6 @@ def _load(config: Path, overrides: list[str] | None) -> Config:
     return load_config(config, overrides=overrides or [])
 
 
-def _print_results(results: dict[str, Any]) -> None:
-    table = Table(title=f"{results['name']}: teacher vs student alone vs distilled student ({results['data']})")
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for row in comparison_rows(results):
-        table.add_row(*row)
-    console.print(table)
-    console.print(f"Distillation changed the student's test accuracy by "
-                  f"[bold]{100 * results['distilled_minus_alone']:+.2f}[/bold] points.")
-    others = other_accuracies(results)
-    if others:
-        console.print(others)
-    if results.get("compression"):
-        table = Table(title=f"compression of the {results['compression']['source']} student, step by step")
-        for column in ("#", *COMPRESSION_COLUMNS):
-            table.add_column(column, justify="left" if column in ("variant", "runtime") else "right")
-        for number, row in enumerate(compression_rows(results["compression"])):
-            table.add_row(str(number), *row)
-        console.print(table)
-
-
-def _compare(config: Config, out: Path | None, resume: bool, overwrite: bool, resume_from: str | None = None) -> None:
-    out = out or Path("runs") / config.name
-    # checked before anything is built or written
-    folder = RunFolder(out, overwrite=overwrite, resume=resume, resume_from=resume_from)
-    results = run_comparison(config, folder, store=default_store(out, config.cache))
-    _print_results(results)
-    console.print(f"Run folder: {out}")
-
-
 @app.callback(invoke_without_command=True)
 def _main(
     ctx: typer.Context,
@@ -186,104 +142,68 @@ def _main(
         console.quiet = not processes.is_main()  # one table, printed by the main process
 
 
-@app.command()
-def demo(
-    out: OutOpt = None,
-    overrides: SetOpt = None,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
-    resume_from: ResumeFromOpt = None,
-) -> None:
-    """Distill a CNN teacher into a small MLP on MNIST-5k and compare it with the MLP trained alone.
-
-    Example: distillkit demo --out runs/demo
-    """
-    _setup_logging()
-    text = (resources.files("distillkit") / "configs" / "demo.yaml").read_text()
-    config = load_config(raw=yaml.safe_load(text), overrides=overrides or [])
-    _compare(config, out or Path("runs/demo"), resume, overwrite, resume_from)
+def _print(printout: Printout) -> None:
+    """Print a run's tables and lines."""
+    for item in printout:
+        if isinstance(item, str):
+            console.print(item)
+            continue
+        table = Table(title=item.title)
+        for column in item.columns:
+            table.add_column(column, justify="left" if column in item.left else "right")
+        for row in item.rows:
+            table.add_row(*row)
+        console.print(table)
 
 
-@app.command()
-def compare(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
-            overwrite: OverwriteOpt = False, resume_from: ResumeFromOpt = None) -> None:
-    """Distill the teacher into the student, next to the student trained alone under the same budget.
+def _run_command(kind: RunKind) -> Any:
+    """The command of one kind of run: its config (or its packaged one), ``--set``, ``--out``, ``--resume``,
+    ``--overwrite`` (``--resume-from`` where it applies) and its own options; it checks the folder before anything
+    is built, runs, and prints the kind's tables."""
 
-    Trains the teacher first if it has no weights (or reuses one trained earlier with the same config), and
-    prints teacher, student alone and distilled student in one table. `distill` is the same command.
-    Example: distillkit compare configs/mnist5k.yaml --set train.epochs=5
-    """
-    _setup_logging()
-    _compare(_load(config, overrides), out, resume, overwrite, resume_from)
+    def command(**given: Any) -> None:
+        _setup_logging()
+        options = {option.name: given[option.name] for option in kind.options}
+        if kind.builtin_config is not None:
+            text = (resources.files("distillkit") / "configs" / kind.builtin_config).read_text()
+            config = load_config(raw=read_yaml(text, kind.builtin_config), overrides=given["overrides"] or [])
+            source = kind.builtin_config
+        else:
+            config, source = _load(given["config"], given["overrides"]), str(given["config"])
+        if kind.check is not None:
+            kind.check(config, source)
+        out = given["out"] or kind.default_folder(config, options)
+        # checked before anything is built or written
+        folder = RunFolder(out, overwrite=given["overwrite"], resume=given["resume"],
+                           resume_from=given.get("resume_from"))
+        _print(kind.printout(kind.run(config, folder, options), options))
+        console.print(f"Run folder: {out}")
 
-
-app.command("distill", help="Same as `compare`: distill the teacher into the student and compare it with the "
-            "student trained alone.\n\nExample: distillkit distill configs/mnist5k.yaml --out runs/kd")(compare)
-
-
-@app.command()
-def compress(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
-             overwrite: OverwriteOpt = False, resume_from: ResumeFromOpt = None) -> None:
-    """Distill, then run the config's compress steps (prune, recover, factorize, quantize, export) on the student.
-
-    Every step is measured: accuracy, size and latency, in the printed table and the report.
-    Example: distillkit compress configs/mnist5k_compress.yaml --out runs/compress
-    """
-    _setup_logging()
-    cfg = _load(config, overrides)
-    if cfg.compress is None:
-        raise DistillkitError(f"{config}: no compress section; add compress.steps (see docs/compression.md)")
-    _compare(cfg, out, resume, overwrite, resume_from)
-
-
-@app.command()
-def cv(
-    config: ConfigArg,
-    folds: Annotated[int, typer.Option(help="number of stratified folds")] = 5,
-    overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
-) -> None:
-    """Cross-validate the comparison: teacher, student alone and distilled student on every fold.
-
-    Prints mean +/- std of each metric and the paired difference distilled - alone with a 95% interval.
-    Example: distillkit cv configs/mnist5k.yaml --folds 5
-    """
-    _setup_logging()
-    cfg = _load(config, overrides)
-    out = out or Path("runs") / f"{cfg.name}-cv{folds}"
-    folder = RunFolder(out, overwrite=overwrite, resume=resume)  # refuses a folder that holds a run, or other files
-    result = run_cross_validation(cfg, folds, folder)  # writes cv.json when every fold is done
-    table = Table(title=f"{cfg.name}: {folds}-fold cross-validation ({result['data']})")
-    keys = ("test/accuracy", "f1_macro", "ece", "test/loss")
-    table.add_column("model")
-    for key in keys:
-        table.add_column(key, justify="right")
-    for name, label in LABELS.items():
-        table.add_row(label, *(f"{result['summary'][name][k]['mean']:.4f} +/- {result['summary'][name][k]['std']:.4f}"
-                               for k in keys))
-    console.print(table)
-    paired = result["distilled_minus_alone"]
-    low, high = paired["ci95"]
-    console.print(f"distilled - alone accuracy: {100 * paired['mean']:+.2f} points, 95% CI "
-                  f"[{100 * low:+.2f}, {100 * high:+.2f}] over {folds} folds; details in {out / 'cv.json'}")
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [] if kind.builtin_config is not None else [inspect.Parameter("config", keyword, annotation=ConfigArg)]
+    for option in kind.options:
+        default = inspect.Parameter.empty if option.default is ... else option.default
+        flag = typer.Option(f"--{option.name.replace('_', '-')}", help=option.help)
+        parameters.append(inspect.Parameter(option.name, keyword, annotation=Annotated[option.kind, flag],
+                                            default=default))
+    parameters += [inspect.Parameter("overrides", keyword, annotation=SetOpt, default=None),
+                   inspect.Parameter("out", keyword, annotation=OutOpt, default=None),
+                   inspect.Parameter("resume", keyword, annotation=ResumeOpt, default=False),
+                   inspect.Parameter("overwrite", keyword, annotation=OverwriteOpt, default=False)]
+    if kind.resume_from:
+        parameters.append(inspect.Parameter("resume_from", keyword, annotation=ResumeFromOpt, default=None))
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = kind.help
+    command.__name__ = kind.name
+    return command
 
 
-@app.command()
-def continual(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
-              overwrite: OverwriteOpt = False) -> None:
-    """Learn the config's stream of experiences with each strategy of its stream section, and compare them.
-
-    The teacher section's model learns the experiences one after another (new classes, or drifting inputs);
-    prints average accuracy, forgetting, transfer, time and memory of every strategy and writes each accuracy
-    matrix to the report. With stream.student the student section's model is refreshed after each experience.
-    Example: distillkit continual configs/continual/split-mnist5k.yaml --out runs/split-mnist
-    """
-    _setup_logging()
-    cfg = _load(config, overrides)
-    out = out or Path("runs") / cfg.name
-    folder = RunFolder(out, overwrite=overwrite, resume=resume)  # checked before anything is built or written
-    results = run_stream(cfg, folder)
-    _print_stream(results)
-    console.print(f"Run folder: {out}")
+for _name in RUN_KINDS:
+    _kind = RUN_KINDS.get(_name)
+    for _command_name in (_kind.name, *_kind.aliases):
+        app.command(_command_name, help=_kind.help if _command_name == _kind.name else
+                    f"Same as `{_kind.name}`.\n\n{_kind.help}")(_run_command(_kind))
 
 
 @app.command()
@@ -300,94 +220,6 @@ def export(
     _setup_logging()
     folder = export_run(run, out or Path("exports") / run.name, onnx=onnx, trust_code=trust_code.get())
     console.print(f"exported: {folder} (load it with distillkit.models.load_pretrained({str(folder)!r}))")
-
-
-@app.command()
-def sweep(
-    config: ConfigArg,
-    widths: Annotated[list[float], typer.Option("--widths", help="multipliers of the student's width (hidden, "
-                                                 "channels, ...), e.g. --widths 0.25 --widths 0.5 --widths 1")],
-    overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
-) -> None:
-    """The same comparison for several student sizes: accuracy alone and distilled against size and latency.
-
-    The teacher is trained once and reused; every size gets the student alone and the distilled student with the
-    same initial weights and budget. Writes the frontier table and plot to the report.
-    Example: distillkit sweep configs/mnist5k.yaml --widths 0.125 --widths 0.25 --widths 0.5 --widths 1
-    """
-    _setup_logging()
-    cfg = _load(config, overrides)
-    out = out or Path("runs") / f"{cfg.name}-sweep"
-    folder = RunFolder(out, overwrite=overwrite, resume=resume)
-    result = run_sweep(cfg, widths, folder, store=default_store(out, cfg.cache))
-    _print_table(f"{result['name']}: student sizes ({result['data']})", SWEEP_COLUMNS, sweep_rows(result), "student")
-    console.print(f"Run folder: {out}")
-
-
-@app.command()
-def paired(config: ConfigArg, overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
-           overwrite: OverwriteOpt = False) -> None:
-    """Distill across views: the teacher reads one view of each example (English, text), the student another (a
-    translation, speech), from the config's data.pairs section.
-
-    Compares the teacher, the student trained on the same pairs without the teacher, and the distilled student on
-    held-out pairs: retrieval for embeddings, accuracy for labels (see docs/paired.md).
-    Example: distillkit paired configs/paired/crosslingual-cldr.yaml --out runs/crosslingual
-    """
-    _setup_logging()
-    cfg = _load(config, overrides)
-    out = out or Path("runs") / cfg.name
-    folder = RunFolder(out, overwrite=overwrite, resume=resume)  # checked before anything is built or written
-    results = run_paired(cfg, folder)
-    _print_paired(results)
-    console.print(f"Run folder: {out}")
-
-
-def _print_table(title: str, columns: Any, rows: list[list[str]], left: str) -> None:
-    """A rich table of ``rows`` under ``columns``, the ``left`` column aligned left and the figures right."""
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, justify="left" if column == left else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-
-
-def _print_paired(results: dict[str, Any]) -> None:
-    header, rows = paired_table(results)
-    _print_table(f"{results['name']}: {results['data']} ({results['objective']}; the teacher reads "
-                 f"{results['teacher_view']!r}, the student {results['student_view']!r})", header, rows, "model")
-    for note in results.get("notes", []):
-        console.print(f"- {note}")
-
-
-def _print_stream(results: dict[str, Any]) -> None:
-    _print_table(f"{results['name']}: {results['scenario']}-incremental stream of {len(results['experiences'])} "
-                 f"experiences ({results['data']})", STREAM_COLUMNS, stream_rows(results), "strategy")
-    students = student_rows(results)
-    if students:
-        _print_table("the deployed student of each strategy, next to its teacher", STUDENT_COLUMNS, students,
-                     "strategy")
-
-
-@app.command()
-def train(
-    config: ConfigArg,
-    role: Annotated[str, typer.Option(help="which model to train alone: teacher or student")] = "teacher",
-    overrides: SetOpt = None, out: OutOpt = None, resume: ResumeOpt = False, overwrite: OverwriteOpt = False,
-    resume_from: ResumeFromOpt = None,
-) -> None:
-    """Train the teacher (or the student) alone on its labels.
-
-    Example: distillkit train configs/mnist5k.yaml --role teacher --out runs/teacher
-    """
-    _setup_logging()
-    cfg = _load(config, overrides)
-    out = out or Path("runs") / f"{cfg.name}-{role}"
-    folder = RunFolder(out, overwrite=overwrite, resume=resume, resume_from=resume_from)
-    result = train_alone(cfg, role, folder)  # type: ignore[arg-type]
-    console.print(f"{role}: test accuracy {100 * result.metrics['test/accuracy']:.2f}%, "
-                  f"{int(result.metrics['params']):,} parameters; weights in {out / role / 'model.safetensors'}")
 
 
 @app.command()
@@ -416,26 +248,12 @@ def report(
 
     Example: distillkit report runs/demo --screenshot docs/images/demo-report.png
     """
-    if (run / "sweep.json").is_file():
-        config_file = run / "config.yaml"
-        html_path, md_path = write_sweep_report(run, json.loads((run / "sweep.json").read_text()),
-                                                config_file.read_text() if config_file.is_file() else "")
-        console.print(f"report: {html_path} (summary {md_path})")
-        return
-    if not (run / "results.json").is_file():
-        raise DistillkitError(f"{run} holds no results.json; run 'distillkit compare' first")
-    try:
-        results = json.loads((run / "results.json").read_text())
-    except json.JSONDecodeError as error:
-        raise DistillkitError(f"{run / 'results.json'}: not valid JSON ({error.msg}, line {error.lineno}); it may have "
-                              "been cut short. Rerun the run (--overwrite) to write it again") from None
-    if results.get("kind") == "continual":
-        html_path, md_path = write_stream_report(run, results)
-    elif results.get("kind") == "paired":
-        config_file = run / "config.yaml"
-        html_path, md_path = write_paired_report(run, results, config_file.read_text() if config_file.is_file() else "")
-    else:
-        html_path, md_path = write_report(run, results)
+    written = next((paths for paths in (RUN_KINDS.get(name).report(run) for name in RUN_KINDS
+                                        if RUN_KINDS.get(name).report is not None) if paths is not None), None)
+    if written is None:
+        raise DistillkitError(f"{run} holds no results of a run (results.json or sweep.json); run 'distillkit compare' "
+                              "first")
+    html_path, md_path = written
     console.print(f"report: {html_path} (summary {md_path})")
     if screenshot is not None:
         status = render_report(html_path, screenshot=screenshot)
@@ -534,6 +352,7 @@ def list_(what: Annotated[str, typer.Argument(help="losses, methods, models, dat
         "presets": [(name, preset.get("description", "")) for name, preset in presets().items()],
         "strategies": [(name, f"{text} (options: {', '.join(strategy_options(name)) or 'none'})")
                        for name, text in STRATEGIES.describe()],
+        "kinds": RUN_KINDS.describe(),
     }
     if what not in catalogue:
         raise DistillkitError(f"cannot list {what!r}.{suggest(what, list(catalogue))} Choose: {', '.join(catalogue)}")
