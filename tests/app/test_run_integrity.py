@@ -220,12 +220,12 @@ def test_cv_stops_on_a_signal_and_resumes_with_its_finished_folds(tmp_path):
 
 
 def test_any_full_disk_error_reaches_the_user_as_one_line(config_file, tmp_path, capsys, monkeypatch):
-    import distillkit.cli.main as cli
+    import distillkit.app.kinds.compare as compare_kind
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "runs" / "x" / "log.txt"))
 
-    monkeypatch.setattr(cli, "run_comparison", full)  # a write outside distillkit's own writers
+    monkeypatch.setattr(compare_kind, "run_comparison", full)  # a write outside distillkit's own writers
     assert main(["compare", str(config_file), "--out", str(tmp_path / "runs" / "x")]) == 2
     err = capsys.readouterr().err
     assert "no space left on the disk of" in err and "log.txt" in err and "Traceback" not in err

@@ -3,10 +3,10 @@ unknown option, a missing or bad config, a bad value, for every command the CLI 
 scanned too)."""
 
 import pytest
-from tests.conftest import TINY
 
 from distillkit.app.kinds import RUN_KINDS, load_kinds
 from distillkit.cli.main import app, main
+from tests.conftest import TINY
 
 load_kinds()
 COMMANDS = sorted(command.name or command.callback.__name__ for command in app.registered_commands)
