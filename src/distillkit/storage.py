@@ -8,6 +8,8 @@ the common umask 022) and replaces the target only once the new file is complete
 from __future__ import annotations
 
 import errno
+import json
+import math
 import os
 import re
 import shutil
@@ -21,7 +23,7 @@ from safetensors.torch import save_file
 
 from distillkit.errors import DistillkitError
 
-__all__ = ["DiskFullError", "process_alive", "remove_partial_writes", "UnsafeFileError", "disk_full", "file_mode", "load_tensors_only", "save_tensors",
+__all__ = ["DiskFullError", "json_text", "process_alive", "remove_partial_writes", "UnsafeFileError", "disk_full", "file_mode", "load_tensors_only", "save_tensors",
            "write_text_atomic"]
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -144,3 +146,19 @@ def remove_partial_writes(folder: str | os.PathLike[str]) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def json_text(value: Any, *, indent: int = 1) -> str:
+    """``value`` as standard JSON: a NaN or infinite number becomes ``null`` (Python's ``json`` would write a bare
+    ``NaN``, which other JSON readers refuse)."""
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: clean(v) for key, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), indent=indent, allow_nan=False)

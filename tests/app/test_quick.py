@@ -27,8 +27,10 @@ def test_distill_trains_the_same_student_alone_and_distilled_and_scores_all_thre
     start = {k: v.clone() for k, v in student.state_dict().items()}
     result = distillkit.distill(teacher, student, train, test=test, epochs=2, lr=1e-2, out=tmp_path / "run")
     assert [r["model"] for r in result.rows] == ["teacher", "student alone", "distilled student"]
-    assert result.distilled is student and result.student_alone is not student
+    assert result.distilled is not student and result.student_alone is not student  # copies, as documented
+    assert all(torch.equal(v, start[k]) for k, v in student.state_dict().items())  # the caller's is untrained
     assert not torch.equal(result.student_alone.state_dict()["0.weight"], start["0.weight"])  # it trained
+    assert not torch.equal(result.distilled.state_dict()["0.weight"], start["0.weight"])
     assert result.rows[1]["params"] == result.rows[2]["params"] < result.rows[0]["params"]
     assert result.gain == pytest.approx(result.rows[2]["test accuracy"] - result.rows[1]["test accuracy"])
     table = result.table
@@ -36,6 +38,14 @@ def test_distill_trains_the_same_student_alone_and_distilled_and_scores_all_thre
     assert (tmp_path / "run" / "distilled" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "run" / "results.json").read_text())["rows"][2]["model"] == "distilled student"
     assert "python:" in (tmp_path / "run" / "config.yaml").read_text()
+    assert "NaN" not in (tmp_path / "run" / "results.json").read_text()  # standard JSON: the teacher's time is null
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["rows"][0]["train seconds"] is None
+    from distillkit.tracking import RunRecords
+
+    (record,) = RunRecords(tmp_path / "runs.db").list()
+    assert record["metrics"]["distilled/test/accuracy"] == result.rows[2]["test accuracy"]  # as `runs list` reads it
+    assert record["metrics"]["distilled_minus_alone"] == pytest.approx(result.gain)
+    assert record["duration"] > result.rows[2]["train seconds"]  # the record covers the training
 
 
 def test_distill_starts_both_students_from_the_same_weights():
@@ -100,3 +110,16 @@ def test_distill_gives_the_table_the_cli_gives_on_the_equivalent_config(tmp_path
                                         ["distilled_minus_alone"], abs=1e-9)
     assert result.rows[1]["test accuracy"] != result.rows[2]["test accuracy"] or result.rows[1]["test loss"] != \
         result.rows[2]["test loss"]  # the two students differ: the comparison is not vacuous
+
+
+def test_distill_takes_the_field_names_and_progress_its_errors_suggest():
+    from distillkit.data import TensorDictDataset
+
+    blobs = make_blobs(n=96)
+    train = TensorDictDataset(pixels=blobs.fields["input"], label=blobs.fields["target"])
+    teacher = make_mlp(hidden=8)
+    with pytest.raises(KeyError, match="set student_input to one of those"):
+        distillkit.distill(teacher, make_mlp(hidden=4), train, test=train, epochs=1, progress=False)
+    result = distillkit.distill(teacher, make_mlp(hidden=4), train, test=train, epochs=1, progress=False,
+                                teacher_input="pixels", student_input="pixels", target_key="label")
+    assert len(result.rows) == 3

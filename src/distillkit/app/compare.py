@@ -8,7 +8,6 @@ nothing behind.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -42,7 +41,7 @@ from distillkit.core.mutual import MutualLearning
 from distillkit.data.builtin import DataSplits
 from distillkit.data.transfer import ConcatDictDataset, unlabelled
 from distillkit.evaluation import accuracy, accuracy_and_loss, assess_models, predict
-from distillkit.storage import write_text_atomic
+from distillkit.storage import json_text, write_text_atomic
 from distillkit.training import processes
 from distillkit.training.callbacks import Callback
 from distillkit.training.chains import distill_in_turn
@@ -228,7 +227,7 @@ def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherSt
         processes.barrier()  # every process has finished training and evaluating
         if not processes.is_main():  # the main process writes the results, the report and the student
             return results
-        write_text_atomic(run.path / "results.json", json.dumps(results, indent=1))
+        write_text_atomic(run.path / "results.json", json_text(results))
         write_text_atomic(run.path / "results.md", results_table(results))
         html_path, _ = write_report(run.path, results)
         log.info("report: %s", html_path)

@@ -46,7 +46,7 @@ from distillkit.continual.streams import (
 from distillkit.data.builtin import load_dataset
 from distillkit.data.files import load_table_in_time
 from distillkit.registry import DistillkitError
-from distillkit.storage import UnsafeFileError, file_mode, load_tensors_only, write_text_atomic
+from distillkit.storage import UnsafeFileError, file_mode, json_text, load_tensors_only, write_text_atomic
 
 __all__ = ["STATE_FILE", "build_stream", "check_stream", "run_stream", "stream_metrics_flat", "stream_section"]
 
@@ -200,7 +200,7 @@ def _learn(config: Config, stream: Stream, entry: StrategyConfig, run: Run | Non
         save_safetensors(learner.model, folder / "model.safetensors")
         if learner.student is not None:
             save_safetensors(learner.student, folder / "student.safetensors")
-        write_text_atomic(folder / "result.json", json.dumps(result, indent=1))  # last: it marks the strategy done
+        write_text_atomic(folder / "result.json", json_text(result))  # last: it marks the strategy done
     return result
 
 
@@ -238,7 +238,7 @@ def run_stream(config: Config, folder: RunFolder | None) -> dict[str, Any]:
     with folder.start(config, kind="continual") as run:
         for entry in section.strategies:
             results["strategies"][entry.title] = _learn(config, stream, entry, run, resume=folder.resume)
-        write_text_atomic(run.path / "results.json", json.dumps(results, indent=1))
+        write_text_atomic(run.path / "results.json", json_text(results))
         write_text_atomic(run.path / "results.md", stream_table(results))
         html_path, _ = write_stream_report(run.path, results)
         log.info("report: %s", html_path)

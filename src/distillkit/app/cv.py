@@ -17,7 +17,7 @@ from distillkit.data.builtin import DataSplits
 from distillkit.data.transfer import ConcatDictDataset
 from distillkit.errors import require
 from distillkit.registry import DistillkitError
-from distillkit.storage import write_text_atomic
+from distillkit.storage import json_text, write_text_atomic
 
 __all__ = ["run_cross_validation"]
 
@@ -60,7 +60,7 @@ def run_cross_validation(config: Config, folds: int, folder: RunFolder | None = 
         return _folds(config, folds, base, pool, labels, None)
     with folder.start(config, kind="cv") as run:
         result = _folds(config, folds, base, pool, labels, run, resume=folder.resume)
-        write_text_atomic(run.path / "cv.json", json.dumps(result, indent=1))
+        write_text_atomic(run.path / "cv.json", json_text(result))
         means = {f"{name}/test/accuracy": values["test/accuracy"]["mean"] for name, values in result["summary"].items()}
         run.finish({**means, "distilled_minus_alone": result["distilled_minus_alone"]["mean"]},
                    {"cv": run.path / "cv.json"})

@@ -25,7 +25,6 @@ text, audio longer than the maximum, views of different lengths, a model that ca
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 from dataclasses import dataclass, field
@@ -59,7 +58,7 @@ from distillkit.paired.evaluate import cross_lingual_retrieval
 from distillkit.paired.files import load_pair_folders, load_pairs
 from distillkit.paired.speech import SpeechCache, Synthesizer, Voice, spoken_concepts, spoken_names
 from distillkit.paired.terms import ContrastivePairTerm, EmbeddingDistillTerm
-from distillkit.storage import write_text_atomic
+from distillkit.storage import json_text, write_text_atomic
 from distillkit.text.embeddings import retrieval_recall
 
 __all__ = ["PairedTask", "build_pairs", "check_pairs", "paired_table", "pairs_section", "run_paired",
@@ -425,7 +424,7 @@ def run_paired(config: Config, folder: RunFolder | None) -> dict[str, Any]:
     with folder.start(config, kind="paired") as run:
         results.update(_learn(config, task, teacher, run, resume=folder.resume))
         results["notes"] = _notes(task, results["models"])
-        write_text_atomic(run.path / "results.json", json.dumps(results, indent=1))
+        write_text_atomic(run.path / "results.json", json_text(results))
         html_path, _ = write_paired_report(run.path, results, dump_config(config))
         log.info("report: %s", html_path)
         flat = {f"{name}/{key}": value for name, metrics in results["models"].items()

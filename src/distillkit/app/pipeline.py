@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -65,7 +64,7 @@ from distillkit.config.schema import (
 from distillkit.data.builtin import DataSplits
 from distillkit.evaluation import accuracy_and_loss, count_weights, model_size_bytes, time_models
 from distillkit.models import count_parameters
-from distillkit.storage import write_text_atomic
+from distillkit.storage import json_text, write_text_atomic
 
 __all__ = ["PipelineState", "Variant", "check_pipeline", "layer_filter", "measure_variant", "register_step_handler",
            "run_pipeline"]
@@ -379,7 +378,7 @@ def run_pipeline(student: nn.Module, teacher: nn.Module | None, config: Config, 
         variant.latency_ms, variant.throughput = latency, throughput
     result = {"source": compress.source, "variants": [v.to_dict() for v in variants], "exports": state.exports}
     if out is not None:
-        write_text_atomic(out / "compression.json", json.dumps(result, indent=1))
+        write_text_atomic(out / "compression.json", json_text(result))
         write_text_atomic(out / "compression.md", compression_table(result))
     return result
 

@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import copy
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from distillkit.core.terms import LossTerm
 from distillkit.evaluation.assess import accuracy_and_loss
 from distillkit.models import count_parameters
 from distillkit.registry import DistillkitError
-from distillkit.storage import write_text_atomic
+from distillkit.storage import json_text, write_text_atomic
+from distillkit.training.callbacks import Callback
 from distillkit.training.options import train_options
 from distillkit.training.trainer import Trainer
 
@@ -80,6 +81,8 @@ class DistillResult:
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return "-" if value != value else f"{value:.4f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
@@ -103,14 +106,19 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
 
     Args:
         teacher: a trained model (frozen here).
-        student: the untrained student; it is copied, so the two runs start from the same weights.
+        student: the untrained student. It is copied twice, once for each run, so both start from its weights
+            and the caller's ``student`` is never trained (rerunning a notebook cell starts from the same weights);
+            the trained students are ``result.student_alone`` and ``result.distilled``.
         train / val / test: data sets of dict samples (``{"input": x, "target": y, "index": i}``, e.g.
             :class:`~distillkit.data.TensorDictDataset`).
         terms: the distilled student's loss terms (default: ``alpha`` soft targets at ``temperature`` and
             ``1 - alpha`` hard labels).
         out: a run folder for the weights, ``results.json`` and the run's record (refused if it holds someone
             else's files; ``overwrite`` replaces an earlier run there).
-        **options: any training option, as in a config's ``train`` section (``epochs=10, lr=3e-3``).
+        **options: any training option, as in a config's ``train`` section (``epochs=10, lr=3e-3``), and
+            ``progress=False`` (no progress bar), ``teacher_input`` / ``student_input`` (the batch fields the
+            models read, default ``"input"``) and ``target_key`` (the labels' field, default ``"target"``), as
+            :class:`~distillkit.Distiller` and :class:`~distillkit.Trainer` take them.
 
     Raises:
         DistillkitError: no test or validation data, a bad option, or a run folder that must not be touched.
@@ -118,41 +126,60 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
     scored = test if test is not None else val
     if scored is None:
         raise DistillkitError("distill needs test (or val) data to compare the models on")
+    fields = {key: options.pop(key) for key in ("teacher_input", "student_input", "target_key") if key in options}
+    shown = {"progress": bool(options.pop("progress"))} if "progress" in options else {}
     try:
         train_config = train_options(None, **options)
     except ValueError as error:
         raise DistillkitError(str(error)) from None
     folder = RunFolder(out, overwrite=overwrite) if out is not None else None  # checked before anything is trained
-    alone_student = copy.deepcopy(student)
-    common = dict(batch_size=batch_size, seed=seed, options=train_config)
-
-    def fit(distiller: Distiller) -> Trainer:
-        trainer = Trainer(distiller, train, val, **common)  # type: ignore[arg-type]
-        trainer.fit()
-        return trainer
-
-    alone = fit(Distiller(None, alone_student))
-    distilled = fit(Distiller(teacher, student, terms, alpha=alpha, temperature=temperature))
-    rows = []
-    for key, model, trainer in (("teacher", teacher, None), ("student_alone", alone_student, alone),
-                                ("distilled", student, distilled)):
-        accuracy, loss = accuracy_and_loss(model, scored)
-        rows.append({"model": ROW_LABELS[key], "params": count_parameters(model), "test accuracy": accuracy,
-                     "test loss": loss, "train seconds": trainer.train_seconds if trainer is not None else float("nan")})
-    result = DistillResult(teacher, alone_student, student, rows)
-    if folder is None:
-        return result
     config = _python_config(name, teacher, student, train_config, batch_size, seed, alpha, temperature)
-    with folder.start(config, kind="distill") as run:
-        for key, model in (("student_alone", alone_student), ("distilled", student)):
+    if folder is None:
+        return _distill_pair(teacher, student, (train, val, scored), terms, (alpha, temperature),
+                             dict(batch_size=batch_size, seed=seed, options=train_config, **shown), fields)
+    with folder.start(config, kind="distill") as run:  # the record's time and a Ctrl-C cover the training too
+        result = _distill_pair(teacher, student, (train, val, scored), terms, (alpha, temperature),
+                               dict(batch_size=batch_size, seed=seed, options=train_config, **shown),
+                               fields, run.callbacks)
+        for key, model in (("student_alone", result.student_alone), ("distilled", result.distilled)):
             (run.path / key).mkdir(exist_ok=True)
             save_safetensors(model, run.path / key / "model.safetensors")
-        write_text_atomic(run.path / "results.json", json.dumps({"name": name, "kind": "distill", "rows": rows}, indent=1))
+        write_text_atomic(run.path / "results.json", json_text({"name": name, "kind": "distill", "rows": result.rows}))
         write_text_atomic(run.path / "results.md", str(result) + "\n")
-        run.finish({f"{r['model']}/test/accuracy": r["test accuracy"] for r in rows},
+        metrics = {f"{key}/test/accuracy": row["test accuracy"] for key, row in zip(ROW_LABELS, result.rows)}
+        run.finish({**metrics, "distilled_minus_alone": result.gain},
                    {"results": run.path / "results.json", "distilled_weights": run.path / "distilled" / "model.safetensors"})
     result.run_folder = Path(out)  # type: ignore[arg-type]
     return result
+
+
+def _distill_pair(teacher: nn.Module, student: nn.Module, data: tuple[Any, Any, Any], terms: list[LossTerm] | None,
+                  soft: tuple[float, float], trainer_options: dict[str, Any], fields: dict[str, str],
+                  hooks: Callable[[str], list[Callback]] | None = None) -> DistillResult:
+    """Train copies of ``student`` alone and distilled (the same initial weights, data order and budget) and score
+    the three models; ``data`` is (train, val, scored), ``soft`` (alpha, temperature), ``hooks(stage)`` a run's
+    callbacks for each training (its signal stop and records)."""
+    train, val, scored = data
+    alone_student, distilled_student = copy.deepcopy(student), copy.deepcopy(student)
+    student_input = fields.get("student_input", "input")
+    target_key = fields.get("target_key", "target")
+
+    def fit(distiller: Distiller, stage: str) -> Trainer:
+        trainer = Trainer(distiller, train, val, callbacks=hooks(stage) if hooks else [], **trainer_options)
+        trainer.fit()
+        return trainer
+
+    alone = fit(Distiller(None, alone_student, student_input=student_input, target_key=target_key), "student_alone")
+    distilled = fit(Distiller(teacher, distilled_student, terms, alpha=soft[0], temperature=soft[1], **fields),
+                    "distilled")
+    rows = []
+    for key, model, trainer in (("teacher", teacher, None), ("student_alone", alone_student, alone),
+                                ("distilled", distilled_student, distilled)):
+        spec = fields.get("teacher_input", "input") if key == "teacher" else student_input
+        accuracy, loss = accuracy_and_loss(model, scored, input_spec=spec, target_key=target_key)
+        rows.append({"model": ROW_LABELS[key], "params": count_parameters(model), "test accuracy": accuracy,
+                     "test loss": loss, "train seconds": trainer.train_seconds if trainer is not None else None})
+    return DistillResult(teacher, alone_student, distilled_student, rows)
 
 
 def compare(config: Config | str | Path, *, out: str | Path | None = None, overwrite: bool = False,

@@ -28,7 +28,7 @@ from distillkit.app.tables import html_table, markdown_table
 from distillkit.app.teachers import TeacherStore
 from distillkit.config.schema import Config, ConfigError, dump_config
 from distillkit.models import MODELS, build_model
-from distillkit.storage import write_text_atomic
+from distillkit.storage import json_text, write_text_atomic
 
 __all__ = ["WIDTH_OPTIONS", "run_sweep", "scaled_student", "sweep_rows", "write_sweep_report"]
 
@@ -196,7 +196,7 @@ def run_sweep(config: Config, widths: list[float], folder: RunFolder | None, *,
             run.stop_if_signalled(f"measuring size {_label(w)}")
         point = _point(compared, w, configs[w].student.kwargs)  # type: ignore[union-attr]
         if done is not None:
-            write_text_atomic(done, json.dumps(point, indent=1))
+            write_text_atomic(done, json_text(point))
         return point
 
     if folder is None:
@@ -207,7 +207,7 @@ def run_sweep(config: Config, widths: list[float], folder: RunFolder | None, *,
     with folder.start(config, kind="sweep") as run:
         (run.path / "sweep").mkdir(exist_ok=True)
         result["points"] = [measure(w, run) for w in widths]
-        write_text_atomic(run.path / "sweep.json", json.dumps(result, indent=1))
+        write_text_atomic(run.path / "sweep.json", json_text(result))
         html_path, _ = write_sweep_report(run.path, result, dump_config(config))
         log.info("report: %s", html_path)
         flat = {f"{_label(p['width'])}/{k}": float(p[k]) for p in result["points"] for k in ("alone", "distilled",

@@ -24,10 +24,9 @@ callable ``batch -> args`` whose result is passed as ``model(**args)`` (a mappin
 
 def _field(batch: Mapping[str, Any], key: str, role: str) -> Any:
     if key not in batch:
-        raise KeyError(
-            f"the {role} reads batch field {key!r}, but the batch has only {sorted(batch)}; "
-            f"set {role}_input (or target_key) to one of those"
-        )
+        option = "target_key" if role == "target" else f"{role}_input"
+        raise KeyError(f"the {role} reads batch field {key!r}, but the batch has only {sorted(batch)}; set {option} "
+                       "to one of those")
     return batch[key]
 
 
