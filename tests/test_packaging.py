@@ -87,3 +87,22 @@ def test_every_extra_named_in_an_error_message_installs_the_package_it_is_about(
     assert {"typer", "rich", "matplotlib", "scikit-learn"} <= extras["cli"]
     core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert not {re.match(r"[\w-]+", d).group(0) for d in core} & {"typer", "rich", "matplotlib", "scikit-learn"}
+
+
+def test_the_hugging_face_bridge_without_transformers_names_the_extra():
+    code = ("import sys; sys.modules['transformers'] = None\n"
+            "from distillkit.training import DistillationTrainer")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "pip install 'distillkit[nlp]'" in done.stderr.strip().splitlines()[-1], done.stderr[-2000:]
+    control = subprocess.run([sys.executable, "-c", "from distillkit.training import DistillationTrainer"],
+                             capture_output=True, text=True, timeout=300)  # negative control: with transformers
+    assert control.returncode == 0, control.stderr[-2000:]
+
+
+def test_shell_completion_is_offered(capsys):
+    from distillkit.cli.main import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--install-completion" in out and "--show-completion" in out

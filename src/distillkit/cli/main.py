@@ -49,7 +49,7 @@ app = typer.Typer(
          "  distillkit distill configs/mnist5k.yaml --out runs/kd --set train.epochs=5\n\n"
          "  distillkit list models",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 # Off a terminal (logs, CI, pipes) rich would wrap tables at 80 columns; the comparison table needs more.

@@ -9,6 +9,7 @@ from distillkit.training.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
     "Callback",
+    "DistillationTrainer",
     "CheckpointError",
     "EarlyStopping",
     "MetricsFile",
@@ -23,3 +24,13 @@ __all__ = [
     "save_checkpoint",
     "teacher_assistant_chain",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``DistillationTrainer`` (the Hugging Face Trainer bridge) is imported when asked for: it needs transformers
+    (``pip install 'distillkit[nlp]'``), which the rest of the training package does not."""
+    if name == "DistillationTrainer":
+        from distillkit.training.hf_trainer import DistillationTrainer
+
+        return DistillationTrainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

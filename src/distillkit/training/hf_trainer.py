@@ -24,13 +24,15 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers import Trainer
 
 from distillkit.core.distiller import Distiller, InputSpec
 from distillkit.core.schedules import ScheduleLike
 from distillkit.core.terms import LossTerm
+from distillkit.errors import require
 
 __all__ = ["DistillationTrainer", "model_inputs"]
+
+Trainer = require("transformers", "nlp").Trainer  # without transformers: one line naming the pip command
 
 NOT_INPUTS = ("labels", "label", "index")
 
