@@ -39,3 +39,22 @@ def test_missing_logger_package_names_the_extra(monkeypatch):
 
     with pytest.raises(DistillkitError, match=r"distillkit\[track\]"):
         TensorBoardLogger(os.devnull)
+
+
+def test_an_mlflow_file_store_mlflow_refuses_is_one_line_with_what_to_use(tmp_path, capsys):
+    import pytest
+
+    mlflow = pytest.importorskip("mlflow")
+    if int(mlflow.__version__.split(".")[0]) < 3:
+        pytest.skip("MLflow 2 still takes file stores")
+    import yaml
+    from tests.conftest import TINY
+
+    from distillkit.cli.main import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    code = main(["compare", str(config), "--out", str(tmp_path / "runs" / "x"), "--set", "tracking.mlflow=true",
+                 "--set", f"tracking.mlflow_uri=file://{tmp_path / 'mlruns'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "sqlite:///" in err.strip().splitlines()[-1]

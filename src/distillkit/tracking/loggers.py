@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distillkit.errors import require
+from distillkit.errors import DistillkitError, require
 from distillkit.training.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -92,8 +92,15 @@ class MLflowLogger(_StepLogger):
         if not trainer.is_main_process:
             return
         self.mlflow.set_tracking_uri(self.tracking_uri)
-        self.mlflow.set_experiment(self.experiment)
-        run = self.mlflow.start_run(run_name=self.run_name)
+        try:
+            self.mlflow.set_experiment(self.experiment)
+            run = self.mlflow.start_run(run_name=self.run_name)
+        except self.mlflow.exceptions.MlflowException as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            hint = (" Use a database store instead: --set tracking.mlflow_uri=sqlite:///runs/mlflow.db (the default "
+                    "when mlflow_uri is not set)") if self.tracking_uri.startswith(("file:", "/", ".")) else ""
+            raise DistillkitError(f"tracking.mlflow_uri {self.tracking_uri!r}: MLflow refused it: {first[:200]}"
+                                  f"{hint}") from None
         self.run_id = run.info.run_id
         if self.params:
             self.mlflow.log_params({k: str(v)[:500] for k, v in self.params.items()})
