@@ -105,3 +105,26 @@ def test_every_file_of_a_shared_model_follows_the_umask(compare_run, tmp_path):
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir() if p.is_file()}
     assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}, modes
+
+
+def test_the_model_card_follows_the_hubs_conventions(compare_run, tmp_path):
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "card"
+    assert main(["export", str(compare_run), "--out", str(out)]) == 0
+    card = ModelCard.load(out / "README.md")
+    data = card.data.to_dict()
+    results = json.loads((compare_run / "results.json").read_text())
+    assert data["library_name"] == "distillkit" and data["license"] == "other"
+    assert data["metrics"] == ["accuracy"] and data["datasets"] == [results["data"]]
+    assert data["pipeline_tag"] == "image-classification"  # digits are 1x8x8 images
+    (index,) = data["model-index"]
+    value = index["results"][0]["metrics"][0]["value"]
+    assert value == pytest.approx(results["models"]["distilled"]["test/accuracy"])
+    text = (out / "README.md").read_text()
+    for section in ("## How it compares", "## How it was made", "## Intended use", "## Limitations"):
+        assert section in text
+    assert f"distillkit compare {compare_run.parent.parent / 'tiny.yaml'}" in text  # the training command ...
+    assert "distillkit export" not in text  # ... not the export's
+    assert str(out) not in text and "<this folder, or its Hub repository id>" in text  # no local path to use
+    assert (out / "config.yaml").is_file()  # the config the card's "distillkit compare config.yaml" reruns

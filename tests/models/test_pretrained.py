@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from distillkit.models import build_model, load_pretrained, save_pretrained
+from distillkit.models.pretrained import ModelCardInfo
 from distillkit.registry import DistillkitError
 
 
@@ -14,7 +15,8 @@ def test_a_saved_model_comes_back_with_its_architecture_and_weights(tmp_path):
     torch.manual_seed(0)
     model = build_model("mlp", num_classes=4, input_shape=(1, 6, 6), hidden=[12])
     folder = save_pretrained(model, tmp_path / "student", name="mlp", num_classes=4, input_shape=(1, 6, 6),
-                             kwargs={"hidden": [12]}, title="A tiny student", body="| model | accuracy |")
+                             kwargs={"hidden": [12]}, card=ModelCardInfo(title="A tiny student",
+                                                                         body="| model | accuracy |"))
     config = json.loads((folder / "config.json").read_text())
     assert config == {"model": "mlp", "num_classes": 4, "input_shape": [1, 6, 6], "kwargs": {"hidden": [12]}}
     card = (folder / "README.md").read_text()
@@ -26,7 +28,7 @@ def test_a_saved_model_comes_back_with_its_architecture_and_weights(tmp_path):
     other = build_model("mlp", num_classes=4, input_shape=(1, 6, 6), hidden=[12])
     assert not torch.equal(other(x), model(x))  # negative control: another initialisation differs
     save_pretrained(model, folder, name="mlp", num_classes=4, input_shape=(1, 6, 6), kwargs={"hidden": [12]},
-                    title="Again")  # an earlier export is replaced
+                    card=ModelCardInfo(title="Again"))  # an earlier export is replaced
     assert "Again" in (folder / "README.md").read_text()
 
 

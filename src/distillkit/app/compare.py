@@ -28,7 +28,7 @@ from distillkit.app.build import (
     make_distiller,
     model_section,
 )
-from distillkit.app.export import save_run_student
+from distillkit.app.export import invocation, save_run_student
 from distillkit.app.pipeline import check_pipeline, run_pipeline
 from distillkit.app.report import write_report
 from distillkit.app.runs import Run, RunFolder, RunPart
@@ -227,6 +227,8 @@ def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherSt
         processes.barrier()  # every process has finished training and evaluating
         if not processes.is_main():  # the main process writes the results, the report and the student
             return results
+        if invocation.get():
+            results["command"] = invocation.get()  # the command that made the run, for its student's model card
         write_text_atomic(run.path / "results.json", json_text(results))
         write_text_atomic(run.path / "results.md", results_table(results))
         html_path, _ = write_report(run.path, results)

@@ -6,18 +6,20 @@ reads."""
 from __future__ import annotations
 
 import json
+import shutil
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import EvalResult
 
 from distillkit.app.tables import results_table
 from distillkit.compression.export import export_onnx
 from distillkit.config.schema import Config, load_config
 from distillkit.errors import require
 from distillkit.models import load_pretrained, save_pretrained
-from distillkit.models.pretrained import MODEL_MARKER, check_model_folder
+from distillkit.models.pretrained import MODEL_MARKER, ModelCardInfo, check_model_folder
 from distillkit.registry import DistillkitError
 
 __all__ = ["export_run", "invocation", "model_card", "save_run_student"]
@@ -27,11 +29,22 @@ invocation: ContextVar[str | None] = ContextVar("invocation", default=None)
 """The command line that started this run (set by the ``distillkit`` CLI), quoted in the model card."""
 
 
-def model_card(config: Config, results: dict[str, Any]) -> tuple[str, str]:
-    """The title and Markdown body of a distilled student's model card."""
+PIPELINE_TAGS = {None: "text-classification", 1: "tabular-classification", 2: "audio-classification",
+                 3: "image-classification"}
+"""The Hub's task of a classifier, by the number of dimensions of one input (``None``: text)."""
+
+
+def model_card(config: Config, results: dict[str, Any], input_shape: Any = None) -> ModelCardInfo:
+    """A distilled student's model card, to the Hugging Face Hub's conventions: front matter with the licence,
+    the teacher as ``base_model`` (when it is a Hub model), the data set, the metric, the task and the measured
+    results as ``model-index``; the comparison table; how it was made (the training command, quoted from the run);
+    intended use and limitations."""
     student, teacher = config.student, config.teacher
     title = f"{config.name}: {student.model} distilled from {teacher.model}"  # type: ignore[union-attr]
     distill = config.distill
+    task = PIPELINE_TAGS.get(None if input_shape is None else len(input_shape))
+    accuracy = results["models"]["distilled"]["test/accuracy"]
+    command = results.get("command") or invocation.get()
     body = "\n".join([
         f"A student distilled with distillkit on **{results['data']}**: the teacher `{teacher.model}` "
         f"{teacher.kwargs or ''} into the student `{student.model}` {student.kwargs or ''} "  # type: ignore[union-attr]
@@ -45,22 +58,42 @@ def model_card(config: Config, results: dict[str, Any]) -> tuple[str, str]:
         "## How it was made",
         "",
         "```bash",
-        *([invocation.get()] if invocation.get() else []),
-        "distillkit compare config.yaml    # the same run again, from its resolved config (next to this folder)",
+        *([command] if command else []),
+        "distillkit compare config.yaml    # the same run again, from its resolved config (config.yaml, beside",
+        "                                  # this card in an export; in the run folder above distilled/)",
         "```",
+        "",
+        "## Intended use",
+        "",
+        f"A small, fast stand-in for the teacher on the task it was distilled for ({task or 'classification'} of "
+        f"{results['data']}), where the teacher is too large or too slow; the table above says what it costs "
+        "against the teacher and against the same student trained without it.",
+        "",
+        "## Limitations",
+        "",
+        f"It was trained and tested only on {results['data']}; its figures hold for data like that test split, not "
+        "beyond it. It inherits the teacher's errors and biases along with its knowledge, and its licence and "
+        "use are bounded by the teacher's and the data's.",
     ])
-    return title, body
+    metadata: dict[str, Any] = {"license": "other", "metrics": ["accuracy"], "datasets": [results["data"]]}
+    if task is not None:
+        metadata["pipeline_tag"] = task
+    if teacher.model.startswith("hf:") and not Path(teacher.model[3:]).exists():
+        metadata["base_model"] = teacher.model[3:]  # a Hub id, not a local folder
+    evaluation = EvalResult(task_type=task or "classification", dataset_type=results["data"],
+                            dataset_name=results["data"], metric_type="accuracy", metric_value=accuracy,
+                            dataset_split="test")
+    return ModelCardInfo(title=title, body=body, metadata=metadata, results=[evaluation])
 
 
 def save_run_student(folder: Path, config: Config, results: dict[str, Any], model: torch.nn.Module,
                      num_classes: int, input_shape: Any) -> Path:
     """Make the run's ``distilled/`` folder a pretrained-model folder (its weights are the same)."""
-    title, body = model_card(config, results)
     (folder / "distilled").mkdir(parents=True, exist_ok=True)
     (folder / "distilled" / MODEL_MARKER).touch()  # a folder of the run: distillkit's own
     return save_pretrained(model, folder / "distilled", name=config.student.model,  # type: ignore[union-attr]
                            num_classes=num_classes, input_shape=input_shape,
-                           kwargs=dict(config.student.kwargs), title=title, body=body)  # type: ignore[union-attr]
+                           kwargs=dict(config.student.kwargs), card=model_card(config, results, input_shape))  # type: ignore[union-attr]
 
 
 def export_run(run: Path, out: Path, *, onnx: bool = False, trust_code: bool = False) -> Path:
@@ -82,9 +115,11 @@ def export_run(run: Path, out: Path, *, onnx: bool = False, trust_code: bool = F
         require("onnxruntime", "compress")
         require("onnxscript", "compress")
     model = load_pretrained(source, trust_code=trust_code)  # a run folder may come from someone else
-    title, body = model_card(load_config(run / "config.yaml"), json.loads((run / "results.json").read_text()))
+    card = model_card(load_config(run / "config.yaml"), json.loads((run / "results.json").read_text()),
+                      spec.get("input_shape"))
     save_pretrained(model, out, name=spec["model"], num_classes=spec["num_classes"], input_shape=spec["input_shape"],
-                    kwargs=spec.get("kwargs"), title=title, body=body)
+                    kwargs=spec.get("kwargs"), card=card)
+    shutil.copy(run / "config.yaml", out / "config.yaml")  # the card's "distillkit compare config.yaml"
     if onnx:
         export_onnx(model.eval(), out / "model.onnx", torch.randn(1, *spec["input_shape"]))
     return out

@@ -4,8 +4,8 @@ shareable folders (``save_pretrained`` / ``load_pretrained``)."""
 from __future__ import annotations
 
 from distillkit.models.build import build_model, check_sizes, count_parameters, load_weights, model_device
-from distillkit.models.pretrained import PretrainedModel, load_pretrained, save_pretrained
+from distillkit.models.pretrained import ModelCardInfo, PretrainedModel, load_pretrained, save_pretrained
 from distillkit.models.zoo import MODELS
 
-__all__ = ["MODELS", "PretrainedModel", "build_model", "check_sizes", "count_parameters", "load_pretrained",
+__all__ = ["MODELS", "ModelCardInfo", "PretrainedModel", "build_model", "check_sizes", "count_parameters", "load_pretrained",
            "load_weights", "model_device", "save_pretrained"]

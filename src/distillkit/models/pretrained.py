@@ -16,11 +16,12 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, hf_hub_download
 from safetensors.torch import save_model
 from torch import nn
 
@@ -29,7 +30,8 @@ from distillkit.models.trust import check_shared_model
 from distillkit.registry import DistillkitError
 from distillkit.storage import file_mode
 
-__all__ = ["MODEL_MARKER", "PretrainedModel", "check_model_folder", "load_pretrained", "save_pretrained"]
+__all__ = ["MODEL_MARKER", "ModelCardInfo", "PretrainedModel", "check_model_folder", "load_pretrained",
+           "save_pretrained"]
 
 MODEL_MARKER = ".distillkit-model"
 """The file that marks a folder as a model distillkit saved (and so may replace)."""
@@ -47,11 +49,30 @@ CARD = """---
 ```python
 from distillkit.models import load_pretrained
 
-model = load_pretrained("{{ location | default('<this folder or repository>', true) }}")
+model = load_pretrained("<this folder, or its Hub repository id>")
 ```
 
-`config.json` says how to rebuild the architecture; `model.safetensors` holds the weights.
+`config.json` says how to rebuild the architecture; `model.safetensors` holds the weights. Loading runs no code
+from the folder (`load_pretrained(..., trust_code=True)` is needed for a model built by a factory of its own).
 """
+
+
+@dataclass(frozen=True)
+class ModelCardInfo:
+    """What a model card says beyond the model: its title, its Markdown body, and the Hub's metadata.
+
+    Attributes:
+        title / body: the card's heading and text (what the model is, how it was made, how it compares).
+        metadata: front-matter fields of the Hugging Face Hub's model cards (``license``, ``base_model``,
+            ``datasets``, ``metrics``, ``pipeline_tag``, ...), merged over distillkit's own (``library_name``,
+            ``tags``).
+        results: the measured results as the Hub's ``model-index`` (``huggingface_hub.EvalResult`` objects).
+    """
+
+    title: str | None = None
+    body: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    results: Sequence[Any] = ()
 
 
 class PretrainedModel(nn.Module, PyTorchModelHubMixin, library_name="distillkit", model_card_template=CARD,
@@ -86,6 +107,15 @@ class PretrainedModel(nn.Module, PyTorchModelHubMixin, library_name="distillkit"
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
 
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """The mixin's card, with the per-model metadata and results of a :class:`ModelCardInfo` (``info``)."""
+        info: ModelCardInfo = kwargs.pop("info", None) or ModelCardInfo()
+        base = self._hub_mixin_info.model_card_data.to_dict()
+        data = ModelCardData(**{**base, **info.metadata}, eval_results=list(info.results) or None,
+                             model_name=info.title if info.results else None)
+        return ModelCard.from_template(card_data=data, template_str=self._hub_mixin_info.model_card_template,
+                                       title=info.title, body=info.body, **kwargs)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         save_model(self.model, str(save_directory / "model.safetensors"))  # the model's own key names
 
@@ -111,9 +141,9 @@ class PretrainedModel(nn.Module, PyTorchModelHubMixin, library_name="distillkit"
 
 def save_pretrained(model: nn.Module, folder: str | Path, *, name: str, num_classes: int,
                     input_shape: Sequence[int] | None = None, kwargs: dict[str, Any] | None = None,
-                    title: str | None = None, body: str | None = None) -> Path:
+                    card: ModelCardInfo | None = None) -> Path:
     """Save ``model`` (built as ``name`` with these options) so that :func:`load_pretrained` rebuilds it: weights,
-    ``config.json`` and a model card with ``title`` and ``body`` (Markdown: what it is, how it was made)."""
+    ``config.json`` and a model card (``README.md``) with the ``card``'s title, body, Hub metadata and results."""
     shareable = PretrainedModel(name, num_classes, list(input_shape) if input_shape is not None else None,
                                 dict(kwargs or {}))
     try:
@@ -126,7 +156,7 @@ def save_pretrained(model: nn.Module, folder: str | Path, *, name: str, num_clas
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MODEL_MARKER).touch()  # first: whatever follows, the folder is known to be distillkit's
     (folder / "README.md").unlink(missing_ok=True)  # an earlier export's card (the mixin keeps an existing one)
-    shareable.save_pretrained(folder, model_card_kwargs={"title": title, "body": body, "location": str(folder)})
+    shareable.save_pretrained(folder, model_card_kwargs={"info": card or ModelCardInfo()})
     for written in ("config.json", "README.md", "model.safetensors"):
         if (folder / written).is_file():
             os.chmod(folder / written, file_mode())  # the umask's mode, as every file distillkit writes
