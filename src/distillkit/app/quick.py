@@ -30,6 +30,7 @@ from distillkit.compression.export import save_safetensors
 from distillkit.config.schema import Config, DataConfig, DistillConfig, ModelConfig, load_config
 from distillkit.core.distiller import Distiller
 from distillkit.core.terms import LossTerm
+from distillkit.data.adapt import as_samples
 from distillkit.evaluation.assess import accuracy_and_loss
 from distillkit.models import count_parameters
 from distillkit.registry import DistillkitError
@@ -110,7 +111,9 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
             and the caller's ``student`` is never trained (rerunning a notebook cell starts from the same weights);
             the trained students are ``result.student_alone`` and ``result.distilled``.
         train / val / test: data sets of dict samples (``{"input": x, "target": y, "index": i}``, e.g.
-            :class:`~distillkit.data.TensorDictDataset`).
+            :class:`~distillkit.data.TensorDictDataset`), or data as users hold it: a ``DataLoader``, a dataset of
+            ``(input, target)`` tuples, a pair of arrays ``(x, y)``, a Hugging Face ``datasets.Dataset``
+            (:func:`distillkit.data.adapt.as_samples`; docs/bring-your-own.md).
         terms: the distilled student's loss terms (default: ``alpha`` soft targets at ``temperature`` and
             ``1 - alpha`` hard labels).
         out: a run folder for the weights, ``results.json`` and the run's record (refused if it holds someone
@@ -123,6 +126,7 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
     Raises:
         DistillkitError: no test or validation data, a bad option, or a run folder that must not be touched.
     """
+    train, val, test = (as_samples(d, where=w) for d, w in ((train, "train"), (val, "val"), (test, "test")))
     scored = test if test is not None else val
     if scored is None:
         raise DistillkitError("distill needs test (or val) data to compare the models on")

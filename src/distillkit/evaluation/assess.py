@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from distillkit.core.distiller import InputSpec, call_model, extract_logits
+from distillkit.data.adapt import as_samples
 from distillkit.evaluation.cost import CostReport, measure_cost
 from distillkit.evaluation.metrics import classification_metrics
 from distillkit.models import model_device
@@ -28,6 +29,7 @@ def predict(
     (Inside a distributed run use :meth:`distillkit.Trainer.predict`, which gathers across processes.)
     """
     # quantized and ONNX Runtime modules may have no parameters at all: they run on the CPU
+    data = as_samples(data)  # tuples, loaders and arrays as dict samples
     device = model_device(model)
     was_training = model.training
     model.eval()

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from distillkit.core.distiller import Distiller, call_model
 from distillkit.core.schedules import AdaptiveController
 from distillkit.core.taps import FeatureTaps
+from distillkit.data.adapt import as_samples
 from distillkit.data.base import UNLABELLED, EpochSampler, InMemoryBatches, already_collated, batched_view
 from distillkit.registry import DistillkitError
 from distillkit.training.callbacks import Callback, EarlyStopping, ProgressBar
@@ -119,6 +120,8 @@ class Trainer:
         **option_values: Any,
     ) -> None:
         options = train_options(options, **option_values)  # an unknown name or a bad value is refused by name
+        train_data = as_samples(train_data, where="train_data")  # tuples, loaders and arrays as dict samples
+        val_data = as_samples(val_data, where="val_data")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.streaming = isinstance(train_data, IterableDataset)

@@ -1,0 +1,21 @@
+"""The examples of docs/bring-your-own.md run as they are written."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "bring-your-own.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S)
+
+
+def test_the_page_has_its_examples():
+    assert len(BLOCKS) == 3
+
+
+@pytest.mark.parametrize("number", range(len(BLOCKS)))
+def test_each_example_runs(number, monkeypatch):
+    monkeypatch.setenv("DISTILLKIT_NO_PROGRESS", "1")
+    if "from datasets import" in BLOCKS[number]:
+        pytest.importorskip("datasets")
+    exec(compile(BLOCKS[number], f"bring-your-own.md example {number + 1}", "exec"), {})  # noqa: S102 - our own docs
