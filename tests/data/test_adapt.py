@@ -1,15 +1,14 @@
 """Data as users bring it (issue 32): a DataLoader of (x, y) tuples, a Dataset of tuples (TensorDataset),
 NumPy arrays, a pair of tensors, a Hugging Face datasets.Dataset, all trained and scored as dict samples."""
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from tests.conftest import make_blobs, make_mlp
 
 import distillkit
 from distillkit.data.adapt import TupleSamples, as_samples
 from distillkit.registry import DistillkitError
+from tests.conftest import make_blobs, make_mlp
 
 BLOBS = make_blobs(n=120)
 X, Y = BLOBS.fields["input"], BLOBS.fields["target"]

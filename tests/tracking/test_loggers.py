@@ -48,9 +48,9 @@ def test_an_mlflow_file_store_mlflow_refuses_is_one_line_with_what_to_use(tmp_pa
     if int(mlflow.__version__.split(".")[0]) < 3:
         pytest.skip("MLflow 2 still takes file stores")
     import yaml
-    from tests.conftest import TINY
 
     from distillkit.cli.main import main
+    from tests.conftest import TINY
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(TINY))

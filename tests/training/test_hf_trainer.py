@@ -51,7 +51,13 @@ def test_a_trainer_user_adds_a_teacher_by_changing_the_class(tmp_path):
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert logged and {"soft", "hard"} <= set(logged[0])  # each term logged next to the loss
-    assert "eval_loss" in trainer.evaluate()
+    metrics = trainer.evaluate()
+    # eval_loss is the student's own loss, as a plain Trainer computes it; the KD objective has its own name
+    plain = transformers.Trainer(model=student, args=arguments(tmp_path / "plain", 1), eval_dataset=test).evaluate()
+    assert metrics["eval_loss"] == pytest.approx(plain["eval_loss"], rel=1e-5)
+    assert "eval_distillation_loss" in metrics and metrics["eval_distillation_loss"] != pytest.approx(
+        metrics["eval_loss"], rel=1e-3)  # negative control: the objective differs from the cross-entropy
+    assert any("eval_distillation_loss" in entry for entry in trainer.state.log_history)
     assert (tmp_path / "student" / "checkpoint-20" / "model.safetensors").is_file()  # the Trainer's own checkpoint
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())  # the teacher never moved
     assert all(p.grad is None for p in teacher.parameters())

@@ -64,6 +64,7 @@ class DistillationTrainer(Trainer):
                                    teacher_input=teacher_input, student_input=student_input, target_key="labels")
         self._term_sums: dict[str, Tensor] = {}
         self._term_count = 0
+        self._eval_objective: list[float] = []  # the distillation objective over the evaluation batches
 
     def _check_adapters(self) -> None:
         extra = [name for name, p in self.distiller.named_parameters()
@@ -86,11 +87,31 @@ class DistillationTrainer(Trainer):
             for name, value in out.raw.items():
                 self._term_sums[name] = self._term_sums.get(name, torch.zeros((), device=value.device)) + value
             self._term_count += 1
-        return (out.loss, {"logits": out.student_logits}) if return_outputs else out.loss
+            loss = out.loss
+        else:  # evaluation: eval_loss is the model's own loss, as a plain Trainer's; the objective is logged apart
+            self._eval_objective.append(float(out.loss))
+            logits = out.student_logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                                     inputs["labels"].reshape(-1), ignore_index=-100)
+        return (loss, {"logits": out.student_logits}) if return_outputs else loss
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """The Trainer's evaluation: ``eval_loss`` is the student's cross-entropy with the labels (comparable with a
+        plain Trainer's), and ``eval_distillation_loss`` the distillation objective on the same data."""
+        self._eval_objective = []
+        metrics: dict[str, float] = super().evaluate(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        if self._eval_objective:
+            metrics[f"{prefix}_distillation_loss"] = sum(self._eval_objective) / len(self._eval_objective)
+        return metrics
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """The Trainer's logs, with each term's mean over the steps since the last log (``soft``, ``hard``)."""
         if self._term_count and "loss" in logs:
             logs = {**logs, **{name: float(total) / self._term_count for name, total in self._term_sums.items()}}
             self._term_sums, self._term_count = {}, 0
+        evaluated = [key for key in logs if key.endswith("_loss") and key.startswith("eval")]
+        if evaluated and self._eval_objective:
+            logs = {**logs, evaluated[0].replace("_loss", "_distillation_loss"):
+                    sum(self._eval_objective) / len(self._eval_objective)}
         super().log(logs, *args, **kwargs)
