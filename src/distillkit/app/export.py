@@ -16,7 +16,8 @@ from huggingface_hub import EvalResult
 
 from distillkit.app.tables import results_table
 from distillkit.compression.export import export_onnx
-from distillkit.config.schema import Config, load_config
+from distillkit.config.loading import load_config
+from distillkit.config.schema import Config
 from distillkit.errors import require
 from distillkit.models import load_pretrained, save_pretrained
 from distillkit.models.pretrained import MODEL_MARKER, ModelCardInfo, check_model_folder

@@ -41,7 +41,8 @@ from distillkit.app.report import html_page
 from distillkit.app.runs import Run, RunFolder
 from distillkit.app.tables import html_table, markdown_table
 from distillkit.app.train import train_one
-from distillkit.config.schema import Config, ConfigError, PairsConfig, dump_config
+from distillkit.config.loading import dump_config
+from distillkit.config.schema import Config, ConfigError, PairsConfig
 from distillkit.core.distiller import Distiller
 from distillkit.data.splits import TextDataset, stratified_splits
 from distillkit.evaluation.cost import latency_p50_ms

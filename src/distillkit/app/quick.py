@@ -27,7 +27,8 @@ from distillkit.app.compare import default_store, run_comparison
 from distillkit.app.runs import RunFolder
 from distillkit.app.tables import markdown_table
 from distillkit.compression.export import save_safetensors
-from distillkit.config.schema import Config, DataConfig, DistillConfig, ModelConfig, load_config
+from distillkit.config.loading import load_config
+from distillkit.config.schema import Config, DataConfig, DistillConfig, ModelConfig
 from distillkit.core.distiller import Distiller
 from distillkit.core.terms import LossTerm
 from distillkit.data.adapt import as_samples

@@ -40,8 +40,9 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from distillkit.config.loading import dump_config
 from distillkit.config.reading import YamlLimitError, read_yaml
-from distillkit.config.schema import Config, dump_config
+from distillkit.config.schema import Config
 from distillkit.registry import DistillkitError
 from distillkit.storage import remove_partial_writes, write_text_atomic
 from distillkit.tracking import RecordsCallback, RunRecords

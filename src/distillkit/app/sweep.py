@@ -26,7 +26,8 @@ from distillkit.app.report import html_page, save_figures
 from distillkit.app.runs import Run, RunFolder, RunPart
 from distillkit.app.tables import html_table, markdown_table
 from distillkit.app.teachers import TeacherStore
-from distillkit.config.schema import Config, ConfigError, dump_config
+from distillkit.config.loading import dump_config
+from distillkit.config.schema import Config, ConfigError
 from distillkit.models import MODELS, build_model
 from distillkit.storage import json_text, write_text_atomic
 

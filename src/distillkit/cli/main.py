@@ -30,8 +30,8 @@ from distillkit.app.kinds import Printout, RunKind, load_kinds
 from distillkit.app.runs import RunFolder, RunInterrupted
 from distillkit.app.single import evaluate_weights
 from distillkit.config import Config, dump_config, load_config
+from distillkit.config.loading import presets
 from distillkit.config.reading import read_yaml
-from distillkit.config.schema import presets
 from distillkit.continual.strategies import STRATEGIES, strategy_options
 from distillkit.data.builtin import DATASETS
 from distillkit.methods import METHODS
