@@ -8,7 +8,8 @@ elsewhere usually comes as tuples. :func:`as_samples` accepts, and leaves everyt
   sample gets its ``index``, and NumPy arrays become tensors;
 - a pair of arrays or tensors ``(x, y)`` holding the whole data set: a :class:`TensorDictDataset`;
 - a ``DataLoader`` (as Lightning and Hugging Face users hold their data): its dataset, adapted the same way (the
-  Trainer batches it with its own ``batch_size``; a loader over an iterable dataset is streamed as it is);
+  Trainer batches it with its own ``batch_size``); an iterable dataset (a stream) is used as it is, so it must
+  yield dicts;
 - datasets of dicts (a Hugging Face ``datasets.Dataset`` included): as they are; name their fields with
   ``teacher_input`` / ``student_input`` / ``target_key``.
 
@@ -18,7 +19,7 @@ Anything else is refused with what to pass instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,17 +63,6 @@ class TupleSamples(Dataset[dict[str, Any]]):
         return dict(item) if isinstance(item, Mapping) else _as_dict(item, index)
 
 
-class _TupleStream(IterableDataset[dict[str, Any]]):
-    """An iterable dataset of ``(input, target, ...)`` items seen as dict samples."""
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for item in self.data:
-            yield dict(item) if isinstance(item, Mapping) else _as_dict(item, None)
-
-
 def as_samples(data: Any, *, where: str = "data") -> Any:
     """``data`` as a dataset of dict samples (see the module docstring); ``None`` stays ``None``.
 
@@ -90,7 +80,7 @@ def as_samples(data: Any, *, where: str = "data") -> Any:
             raise DistillkitError(f"{where}: {len(x)} inputs but {len(y)} targets; give one target per input")
         return TensorDictDataset(input=x, target=y)
     if isinstance(data, IterableDataset):
-        return data if _first_is_dict(data) else _TupleStream(data)
+        return data  # a stream is read as it is (never peeked at: reading it may cost, or consume it)
     if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
         raise DistillkitError(f"{where}: {type(data).__name__} is not a dataset; pass a Dataset (of dicts or of "
                               "(input, target) tuples), a DataLoader, a list of samples, or a pair of arrays (x, y)")
@@ -104,10 +94,3 @@ def as_samples(data: Any, *, where: str = "data") -> Any:
     raise DistillkitError(f"{where}: its samples are {type(first).__name__}, not dicts of named fields or "
                           "(input, target) tuples; wrap the tensors in distillkit.data.TensorDictDataset(input=x, "
                           "target=y)")
-
-
-def _first_is_dict(data: IterableDataset[Any]) -> bool:
-    """Whether a stream yields dicts (it is read again from the start when trained on)."""
-    for item in data:
-        return isinstance(item, Mapping)
-    return True
