@@ -107,11 +107,11 @@ def test_compare_from_a_config_reads_a_lazy_parquet_table(tmp_path, monkeypatch)
 
     import yaml
 
-    import distillkit.data.files as files
+    import distillkit.data.tables as tables
     from distillkit.cli.main import main
     from tests.conftest import TINY
 
-    monkeypatch.setattr(files, "TABLE_CACHE", tmp_path / "cache")  # (the default is ~/.cache/distillkit/tables)
+    monkeypatch.setattr(tables, "TABLE_CACHE", tmp_path / "cache")  # (the default is ~/.cache/distillkit/tables)
     path = write_table(tmp_path / "t.parquet", rows=300)
     config = {**TINY, "data": {"name": str(path), "lazy": True, "batch_size": 32},
               "teacher": {**TINY["teacher"], "train": {"epochs": 1}}, "train": {"epochs": 1}}
