@@ -11,7 +11,7 @@ from typing import Generic, TypeVar
 
 from distillkit.errors import DistillkitError
 
-__all__ = ["DistillkitError", "Registry", "UnknownNameError", "suggest"]
+__all__ = ["DistillkitError", "Registry", "TypeRegistry", "UnknownNameError", "suggest"]
 
 T = TypeVar("T")
 
@@ -71,3 +71,42 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))
+
+
+class TypeRegistry(Generic[T]):
+    """Handlers found by a config's type, the torchao way (``register_quantize_module_handler``): adding a method
+    is one decorated function, and a type has one handler.
+
+    Example:
+        >>> handlers = TypeRegistry("prune handler")
+        >>> class MyConfig: ...
+        >>> @handlers.register(MyConfig)
+        ... def _mine(model, config): ...
+        >>> handlers.get(MyConfig) is _mine
+        True
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._items: dict[type, T] = {}
+
+    def register(self, config_type: type) -> Callable[[T], T]:
+        """A decorator that makes its function the handler of ``config_type``.
+
+        Raises:
+            ValueError: ``config_type`` already has one.
+        """
+        def add(handler: T) -> T:
+            if config_type in self._items:
+                raise ValueError(f"{config_type.__name__} already has a {self.what}")
+            self._items[config_type] = handler
+            return handler
+
+        return add
+
+    def get(self, config_type: type) -> T | None:
+        """The handler of ``config_type``, or ``None``."""
+        return self._items.get(config_type)
+
+    def __iter__(self) -> Iterator[type]:
+        return iter(self._items)

@@ -8,6 +8,7 @@ the common umask 022) and replaces the target only once the new file is complete
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from safetensors.torch import save_file
 
 from distillkit.errors import DistillkitError
 
-__all__ = ["DiskFullError", "json_text", "process_alive", "remove_partial_writes", "UnsafeFileError", "disk_full", "file_mode", "load_tensors_only", "save_tensors",
+__all__ = ["DiskFullError", "file_sha256", "json_text", "process_alive", "remove_partial_writes", "UnsafeFileError", "disk_full", "file_mode", "load_tensors_only", "save_tensors",
            "write_text_atomic"]
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -162,3 +163,12 @@ def json_text(value: Any, *, indent: int = 1) -> str:
         return item
 
     return json.dumps(clean(value), indent=indent, allow_nan=False)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes (hex), read a MiB at a time: what manifests record to find a damaged file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -39,7 +39,7 @@ from distillkit.data.base import TensorDictDataset
 from distillkit.data.builtin import DataSplits, load_dataset
 from distillkit.methods import build_method_term
 from distillkit.models import build_model, load_weights
-from distillkit.registry import DistillkitError
+from distillkit.registry import DistillkitError, TypeRegistry
 from distillkit.training.callbacks import Callback, MetricsFile
 from distillkit.training.trainer import Trainer
 
@@ -63,20 +63,11 @@ __all__ = [
 
 S = TypeVar("S", bound=ScheduleSection)
 ScheduleBuilder = Callable[[Any, str, "float | None"], sched.ScheduleLike]
-_SCHEDULE_BUILDERS: dict[type, ScheduleBuilder] = {}
+_SCHEDULE_BUILDERS: TypeRegistry[ScheduleBuilder] = TypeRegistry("schedule builder")
 
-
-def register_schedule_builder(config_type: type[S]) -> Callable[[ScheduleBuilder], ScheduleBuilder]:
-    """Register the function that turns a ``config_type`` section into a schedule (the torchao way: dispatch by
-    the config's type). The function gets ``(section, where, teacher_accuracy)``."""
-
-    def add(builder: ScheduleBuilder) -> ScheduleBuilder:
-        if config_type in _SCHEDULE_BUILDERS:
-            raise ValueError(f"a schedule builder for {config_type.__name__} is registered twice")
-        _SCHEDULE_BUILDERS[config_type] = builder
-        return builder
-
-    return add
+register_schedule_builder = _SCHEDULE_BUILDERS.register
+"""``@register_schedule_builder(SectionType)`` makes a function, ``(section, where, teacher_accuracy) -> schedule``,
+what turns a schedule section of that type into a schedule (the torchao way: dispatch by the config's type)."""
 
 
 @register_schedule_builder(ConstantSchedule)
@@ -132,7 +123,7 @@ def build_schedule(value: float | ScheduleSection, *, where: str = "schedule",
     """
     if not isinstance(value, ScheduleSection):
         return float(value)
-    return _SCHEDULE_BUILDERS[type(value)](value, where, teacher_accuracy)
+    return _SCHEDULE_BUILDERS.get(type(value))(value, where, teacher_accuracy)  # type: ignore[misc]
 
 
 def build_splits(config: Config) -> DataSplits:

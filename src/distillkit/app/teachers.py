@@ -29,7 +29,7 @@ from distillkit.data.builtin import DataSplits
 from distillkit.data.fingerprint import source_fingerprint
 from distillkit.evaluation import accuracy_and_loss
 from distillkit.models import count_parameters, load_weights
-from distillkit.storage import process_alive, save_tensors, write_text_atomic
+from distillkit.storage import file_sha256, process_alive, save_tensors, write_text_atomic
 from distillkit.tracking.locks import exclusive
 from distillkit.training import processes
 from distillkit.training.callbacks import Callback
@@ -105,7 +105,7 @@ class TeacherStore:
             expected = json.loads(manifest.read_text())["model.safetensors"]
         except (OSError, ValueError, KeyError, TypeError):
             return False
-        return bool(_sha256(folder / "model.safetensors") == expected)
+        return bool(file_sha256(folder / "model.safetensors") == expected)
 
     def _clean_orphans(self) -> None:
         """Remove temporary entries whose writer is gone (killed mid-write): ``<key>.<pid>.<hex>.tmp`` of a process
@@ -128,7 +128,7 @@ class TeacherStore:
         tmp.mkdir(parents=True)
         try:
             save_tensors(teacher.state_dict(), tmp / "model.safetensors")
-            write_text_atomic(tmp / "manifest.json", json.dumps({"model.safetensors": _sha256(tmp / "model.safetensors")}))
+            write_text_atomic(tmp / "manifest.json", json.dumps({"model.safetensors": file_sha256(tmp / "model.safetensors")}))
             write_text_atomic(tmp / "metrics.json", json.dumps(metrics))
             if curves is not None and curves.is_file():
                 shutil.copy(curves, tmp / "metrics.jsonl")
@@ -140,14 +140,6 @@ class TeacherStore:
             if tmp.exists():
                 shutil.rmtree(tmp)
         return folder
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,6 +28,7 @@ import torch.nn.utils.prune as torch_prune
 from torch import Tensor, nn
 
 from distillkit.compression.common import CompressionError, FilterFn, check_fraction, select_layers
+from distillkit.registry import TypeRegistry
 from distillkit.training.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -312,30 +312,12 @@ def _prune_channels(model: nn.Module, config: ChannelPruningConfig, filter_fn: F
         model.train(was_training)
 
 
-_HANDLERS: dict[type, Any] = {}
+_HANDLERS: TypeRegistry[Any] = TypeRegistry("prune handler")
 
-
-def register_prune_handler(config_type: type) -> Callable[[Any], Any]:
-    """Register a handler, ``handler(model, config, filter_fn, example_inputs)``, as what ``prune_(model, config)`` does for configs
-    of ``config_type``. The handler is found by the config's type, as torchao's
-    ``register_quantize_module_handler`` does: a user's own method is one decorated function.
-
-    Example:
-        >>> class MyConfig: ...
-        >>> @register_prune_handler(MyConfig)
-        ... def _mine(model, config, *rest): ...
-
-    Raises:
-        ValueError: ``config_type`` already has a handler.
-    """
-    def add(handler: Any) -> Any:
-        if config_type in _HANDLERS:
-            raise ValueError(f"{config_type.__name__} already has a prune handler")
-        _HANDLERS[config_type] = handler
-        return handler
-
-    return add
-
+register_prune_handler = _HANDLERS.register
+"""``@register_prune_handler(ConfigType)`` makes a function, ``handler(model, config, filter_fn, example_inputs)``,
+what ``prune_(model, config)`` does for configs of that type: a user's own method is one decorated function
+(``ValueError`` for a type that has one already)."""
 
 register_prune_handler(MagnitudePruningConfig)(_prune_magnitude)
 register_prune_handler(ChannelPruningConfig)(_prune_channels)

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,6 +31,7 @@ from torch import nn
 
 from distillkit.compression.common import CompressionError, FilterFn, select_layers
 from distillkit.models import model_device
+from distillkit.registry import TypeRegistry
 
 __all__ = ["DynamicInt8Config", "Int8QATConfig", "quantize_", "register_quantize_handler"]
 
@@ -152,30 +152,12 @@ def _quantize_qat(model: nn.Module, config: Int8QATConfig, filter_fn: FilterFn |
                       lambda module, name: name in prepared and (filter_fn is None or filter_fn(module, name)))
 
 
-_HANDLERS: dict[type, Any] = {}
+_HANDLERS: TypeRegistry[Any] = TypeRegistry("quantize handler")
 
-
-def register_quantize_handler(config_type: type) -> Callable[[Any], Any]:
-    """Register a handler, ``handler(model, config, filter_fn)``, as what ``quantize_(model, config)`` does for configs
-    of ``config_type``. The handler is found by the config's type, as torchao's
-    ``register_quantize_module_handler`` does: a user's own method is one decorated function.
-
-    Example:
-        >>> class MyConfig: ...
-        >>> @register_quantize_handler(MyConfig)
-        ... def _mine(model, config, *rest): ...
-
-    Raises:
-        ValueError: ``config_type`` already has a handler.
-    """
-    def add(handler: Any) -> Any:
-        if config_type in _HANDLERS:
-            raise ValueError(f"{config_type.__name__} already has a quantize handler")
-        _HANDLERS[config_type] = handler
-        return handler
-
-    return add
-
+register_quantize_handler = _HANDLERS.register
+"""``@register_quantize_handler(ConfigType)`` makes a function, ``handler(model, config, filter_fn)``,
+what ``quantize_(model, config)`` does for configs of that type: a user's own method is one decorated function
+(``ValueError`` for a type that has one already)."""
 
 register_quantize_handler(DynamicInt8Config)(_quantize_dynamic)
 register_quantize_handler(Int8QATConfig)(_quantize_qat)

@@ -16,7 +16,6 @@ killed at any moment therefore leaves either the new checkpoint complete or the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,7 +29,7 @@ import torch
 from safetensors.torch import load_file
 
 from distillkit.registry import DistillkitError
-from distillkit.storage import NO_SPACE, UnsafeFileError, disk_full, load_tensors_only, save_tensors
+from distillkit.storage import NO_SPACE, UnsafeFileError, disk_full, file_sha256, load_tensors_only, save_tensors
 
 __all__ = [
     "CheckpointError",
@@ -73,14 +72,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _contiguous(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -130,7 +121,7 @@ def save_checkpoint(
             _fsync_file(tmp / name)
         manifest = {
             "step": step,
-            "files": {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)} for name in files},
+            "files": {name: {"bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)} for name in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         _fsync_file(tmp / MANIFEST)
@@ -166,7 +157,7 @@ def _is_complete(path: Path, *, verify_hashes: bool = False) -> bool:
             file = path / name
             if file.stat().st_size != meta["bytes"]:
                 return False
-            if verify_hashes and _sha256(file) != meta["sha256"]:
+            if verify_hashes and file_sha256(file) != meta["sha256"]:
                 return False
     except (OSError, ValueError, KeyError, TypeError):
         return False
