@@ -96,6 +96,8 @@ def train_one(
         record = model_folder / TRAINING_RECORD  # type: ignore[operator]
         seconds = float(json.loads(record.read_text())["train_seconds"]) if record.is_file() else 0.0
     else:
+        trainer.label = name  # the progress bar says which model trains
+        log.info("%s: training", name)
         trainer.fit(resume=resume_point(model_folder, resume, resume_from))
         seconds = trainer.train_seconds
     # sharded (train.sharding: fsdp on several processes): the student gathered into an ordinary module on every

@@ -135,7 +135,8 @@ class ProgressBar(Callback):
             TextColumn("{task.fields[info]}"), transient=True,
         )
         self._progress.start()
-        self._task = self._progress.add_task("train", total=trainer.total_steps, completed=trainer.step, info="")
+        self._task = self._progress.add_task(getattr(trainer, "label", "train"), total=trainer.total_steps,
+                                             completed=trainer.step, info="")
 
     def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         if self._progress is not None:

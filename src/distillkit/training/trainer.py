@@ -130,6 +130,7 @@ class Trainer:
         if not self.streaming and len(train_data) == 0:  # type: ignore[arg-type]
             raise ValueError("the training set is empty")
         self.options = options
+        self.label = "train"  # what the progress bar calls this training (a run names its models)
         self.distiller, self.train_data, self.val_data = distiller, train_data, val_data
         self.epochs, self.max_steps, self.batch_size = options.epochs, options.max_steps, batch_size
         self._eval_batch_size = eval_batch_size
