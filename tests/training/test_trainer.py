@@ -247,3 +247,15 @@ def test_worker_processes_give_the_same_training(teacher, blobs):
         return [r["loss"] for r in trainer.fit() if r["kind"] == "train"]
 
     assert losses(2) == losses(0)
+
+
+def test_an_option_named_as_other_libraries_name_it_gets_distillkits_name():
+    import pytest
+
+    from distillkit.training.options import OTHER_NAMES, TrainOptions, train_options
+
+    with pytest.raises(ValueError, match="unknown option 'learning_rate': distillkit calls it 'lr'"):
+        train_options(None, learning_rate=1e-3)
+    with pytest.raises(ValueError, match=r"unknown option 'lrr'\. Did you mean: lr\?"):  # spelling: as before
+        train_options(None, lrr=1e-3)
+    assert set(OTHER_NAMES.values()) - {"batch_size"} <= set(TrainOptions.model_fields)  # every name exists

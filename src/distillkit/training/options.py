@@ -69,6 +69,24 @@ class TrainOptions(BaseModel):
         return self
 
 
+OTHER_NAMES = {"learning_rate": "lr", "num_train_epochs": "epochs", "num_epochs": "epochs", "max_epochs": "epochs",
+               "n_epochs": "epochs", "per_device_train_batch_size": "batch_size", "train_batch_size": "batch_size",
+               "max_grad_norm": "clip_grad_norm", "gradient_clip_val": "clip_grad_norm",
+               "gradient_accumulation_steps": "grad_accum_steps", "accumulate_grad_batches": "grad_accum_steps",
+               "lr_scheduler_type": "lr_schedule", "warmup_ratio": "warmup_steps", "fp16": "precision",
+               "bf16": "precision", "mixed_precision": "precision", "patience": "early_stopping_patience"}
+"""What other libraries (Hugging Face ``TrainingArguments``, Lightning, Keras) call an option, and distillkit's
+name for it: an error names the one to use instead of guessing by spelling."""
+
+
+def _unknown(key: str, known: list[str]) -> str:
+    wanted = OTHER_NAMES.get(key)
+    if wanted is not None and (wanted in known or wanted == "batch_size"):
+        where = " (a Trainer argument)" if wanted == "batch_size" else ""
+        return f"unknown option {key!r}: distillkit calls it {wanted!r}{where}"
+    return f"unknown option {key!r}.{suggest(key, known)}"
+
+
 def train_options(options: TrainOptions | None = None, **values: Any) -> TrainOptions:
     """``options`` (default: the defaults) with ``values`` on top, checked.
 
@@ -85,7 +103,7 @@ def train_options(options: TrainOptions | None = None, **values: Any) -> TrainOp
         for item in error.errors():
             first.setdefault(str(item["loc"][0]) if item["loc"] else "", item)  # "": a rule across options
         known = list(TrainOptions.model_fields)
-        problems = [f"unknown option {key!r}.{suggest(key, known)}" if item["type"] == "extra_forbidden"
+        problems = [_unknown(key, known) if item["type"] == "extra_forbidden"
                     else f"{key}={item['input']!r}: {item['msg']}" if key
                     else item["msg"].removeprefix("Value error, ") for key, item in first.items()]
         raise ValueError("training options: " + "; ".join(problems)) from None
