@@ -159,3 +159,24 @@ def test_integer_labels_of_a_lazy_table_are_checked_like_those_of_the_table_read
     for lazy_read in (False, True):
         with pytest.raises(DistillkitError, match="integer labels must be the class indices 0..K-1"):
             load_user_data(str(tmp_path / "gaps.parquet"), lazy=lazy_read, table_cache=tmp_path / "cache")
+
+
+def test_a_killed_conversions_partial_copy_is_removed_and_a_changed_file_is_converted_again(tmp_path):
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    orphan = cache / f".t-0123456789abcdef.arrow.{dead}.partial"
+    orphan.write_bytes(b"x" * 1000)
+    running = cache / f".t-0123456789abcdef.arrow.{__import__('os').getpid()}.partial"  # a live writer's: kept
+    running.write_bytes(b"y")
+    path = write_table(tmp_path / "t.parquet")
+    load_user_data(str(path), target="label", lazy=True, table_cache=cache)
+    assert not orphan.exists() and running.exists()
+    copies = sorted(p.name for p in cache.glob("*.arrow"))
+    write_table(path, bad=lambda frame: frame.__setitem__("a", frame["a"] * 2))  # same name, other content
+    load_user_data(str(path), target="label", lazy=True, table_cache=cache)
+    assert len(sorted(p.name for p in cache.glob("*.arrow"))) == len(copies) + 1  # a new copy, not the stale one
