@@ -198,7 +198,7 @@ def test_a_full_disk_during_a_run_is_one_line(config_file, tmp_path, capsys, mon
 
 def test_cv_stops_on_a_signal_and_resumes_with_its_finished_folds(tmp_path):
     config = tmp_path / "slow.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "train": {"epochs": 6, "lr": 0.005, "checkpoint_every": 5}}))
+    config.write_text(yaml.safe_dump({**TINY, "train": {"epochs": 4, "lr": 0.005, "checkpoint_every": 5}}))
     out = tmp_path / "runs" / "cv"
     victim = subprocess.Popen([EXECUTABLE, "cv", str(config), "--folds", "2", "--out", str(out)], env=ENV,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -251,7 +251,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(point)], capture_output=True)
 
 
-@pytest.mark.parametrize("size", ["60k", "130k", "150k", "200k", "800k"])
+@pytest.mark.parametrize("size", ["60k", "150k", "800k"])  # the records database, a checkpoint, the results
 def test_a_real_full_disk_ends_in_one_line_and_loses_nothing(size, small_disk, config_file):
     disk = small_disk(size)
     (disk / "runs").mkdir()
