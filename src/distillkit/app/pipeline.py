@@ -52,15 +52,15 @@ from distillkit.compression.pruning import (
     sparsity_report,
 )
 from distillkit.compression.quantization import DYNAMIC_LAYERS, DynamicInt8Config, Int8QATConfig, quantize_
-from distillkit.config.schema import (
+from distillkit.config.compress import (
     CompressConfig,
-    Config,
     ExportStep,
     FactorizeStep,
     PruneStep,
     QuantizeStep,
     RecoverStep,
 )
+from distillkit.config.schema import Config
 from distillkit.data.builtin import DataSplits
 from distillkit.evaluation import accuracy_and_loss, count_weights, model_size_bytes, time_models
 from distillkit.models import count_parameters
@@ -204,7 +204,7 @@ def register_step_handler(step_type: type[Step], *, check: Callable[[Any, nn.Mod
     """Register how a compress step config type runs (the torchao way: dispatch by the config's type).
 
     Args:
-        step_type: the step's config class (e.g. :class:`~distillkit.config.schema.PruneStep`).
+        step_type: the step's config class (e.g. :class:`~distillkit.config.compress.PruneStep`).
         check: applies the step's structural change to a throwaway copy of the untrained student, so a layer
             pattern that matches nothing fails before training.
         before_quantize: the step changes the float model, so it must come before the quantize step.

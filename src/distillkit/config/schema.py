@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from distillkit.config.base import ConfigError, Strict
+from distillkit.config.compress import CompressConfig
 from distillkit.config.schedules import Scalar, ScheduleConfig, in_range, parse_schedule
 from distillkit.continual.strategies import create_strategy
 from distillkit.data.builtin import DATASETS
@@ -40,12 +42,7 @@ __all__ = [
 ]
 
 
-class ConfigError(DistillkitError):
-    """The config file is missing, not YAML, or does not match the schema."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)  # every number finite
+_Strict = Strict
 
 
 class AugmentConfig(_Strict):
@@ -290,64 +287,6 @@ class TrackingConfig(_Strict):
     mlflow_uri: str | None = Field(None, description="another MLflow tracking URI")
     wandb: bool = Field(False, description="Weights & Biases, offline unless WANDB_MODE says otherwise")
     every: int = Field(10, ge=1, description="steps between training-value records")
-
-
-class _StepBase(_Strict):
-    layers: list[str] | None = Field(None, description="glob patterns of layer names to include (default: all)")
-    exclude: list[str] = Field(default_factory=list, description="glob patterns of layer names to leave alone")
-
-
-class PruneStep(_StepBase):
-    kind: Literal["prune"]
-    method: Literal["channel", "magnitude"] = Field("channel", description="channel: remove neurons/channels; "
-                                                    "magnitude: zero single weights")
-    amount: float = Field(..., gt=0, lt=1)
-    scope: Literal["layer", "global"] = "layer"
-
-
-class RecoverStep(_Strict):
-    kind: Literal["recover"]
-    epochs: int = Field(5, ge=1)
-    lr: float | None = Field(None, gt=0, description="default: the student's training lr / 10")
-    teacher: bool = Field(True, description="recover with the teacher (the distill section's terms) or alone")
-    gradual_sparsity: float | None = Field(None, gt=0, lt=1, description="raise magnitude sparsity to this "
-                                           "during the recovery (Zhu & Gupta cubic schedule)")
-    alpha: float | None = Field(None, ge=0, le=1, description="soft-label weight while recovering (default: distill's)")
-    temperature: float | None = Field(None, gt=0, description="KD temperature while recovering (default: distill's)")
-
-
-class FactorizeStep(_StepBase):
-    kind: Literal["factorize"]
-    rank: int | None = Field(None, ge=1)
-    energy: float | None = Field(None, gt=0, lt=1)
-    ratio: float | None = Field(None, gt=1)
-
-
-class QuantizeStep(_StepBase):
-    kind: Literal["quantize"]
-    mode: Literal["dynamic", "static", "qat"] = Field("dynamic", description="dynamic: int8 weights (PyTorch, "
-                                                      "CPU); static: calibrated int8 in ONNX Runtime; qat: "
-                                                      "quantization-aware KD training, then dynamic int8")
-    epochs: int = Field(3, ge=1, description="qat: epochs of KD training with fake quantization")
-    calibration_batches: int = Field(8, ge=1, description="static: training batches to calibrate on")
-
-
-class ExportStep(_Strict):
-    kind: Literal["export"]
-    formats: list[Literal["safetensors", "onnx", "onnx-int8"]] = Field(
-        default_factory=lambda: ["safetensors", "onnx", "onnx-int8"])
-    atol: float = Field(1e-4, gt=0, description="largest |ONNX Runtime - PyTorch| output difference allowed")
-
-
-CompressStep = Annotated[Union[PruneStep, RecoverStep, FactorizeStep, QuantizeStep, ExportStep],
-                         Field(discriminator="kind")]
-
-
-class CompressConfig(_Strict):
-    """Steps applied to the distilled student after distillation, each one measured (accuracy, size, latency)."""
-
-    source: Literal["distilled", "student_alone"] = "distilled"
-    steps: list[CompressStep] = Field(..., min_length=1)
 
 
 class StrategyConfig(BaseModel):

@@ -25,6 +25,7 @@ under the entry-point group ``distillkit.run_kinds``), so the command line never
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,9 +35,10 @@ from typing import Any
 
 from distillkit.app.runs import RunFolder
 from distillkit.config.schema import Config
-from distillkit.registry import Registry
+from distillkit.registry import DistillkitError, Registry
 
-__all__ = ["ENTRY_POINTS", "RUN_KINDS", "KindOption", "Printout", "RunKind", "Table", "load_kinds"]
+__all__ = ["ENTRY_POINTS", "RUN_KINDS", "KindOption", "Printout", "RunKind", "Table", "load_kinds",
+           "read_results"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,22 @@ RUN_KINDS: Registry[RunKind] = Registry("run kind")
 
 ENTRY_POINTS = "distillkit.run_kinds"
 """The entry-point group under which another package names modules that register kinds of run."""
+
+
+def read_results(folder: Path) -> dict[str, Any] | None:
+    """A run folder's ``results.json`` (``None`` without one), for the kinds' ``report``.
+
+    Raises:
+        DistillkitError: the file is not valid JSON (cut short), naming it and what to do.
+    """
+    file = folder / "results.json"
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text())  # type: ignore[no-any-return]
+    except json.JSONDecodeError as error:
+        raise DistillkitError(f"{file}: not valid JSON ({error.msg}, line {error.lineno}); it may have been cut short. "
+                              "Rerun the run (--overwrite) to write it again") from None
 
 
 def load_kinds() -> Registry[RunKind]:

@@ -3,13 +3,12 @@ student alone and distilled student in one table, then the compression steps whe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from distillkit.app.compare import default_store, run_comparison
-from distillkit.app.kinds import RUN_KINDS, Printout, RunKind, Table
+from distillkit.app.kinds import RUN_KINDS, Printout, RunKind, Table, read_results
 from distillkit.app.report import write_report
 from distillkit.app.runs import RunFolder
 from distillkit.app.tables import COLUMNS, COMPRESSION_COLUMNS, comparison_rows, compression_rows, other_accuracies
@@ -39,22 +38,10 @@ def printout(results: dict[str, Any], options: Mapping[str, Any]) -> Printout:
 
 
 def report(folder: Path) -> tuple[Path, Path] | None:
-    results = _results(folder)
+    results = read_results(folder)
     if results is None or results.get("kind") not in (None, "compare"):
         return None
     return write_report(folder, results)
-
-
-def _results(folder: Path) -> dict[str, Any] | None:
-    """A run folder's ``results.json``, or ``None`` without one."""
-    file = folder / "results.json"
-    if not file.is_file():
-        return None
-    try:
-        return json.loads(file.read_text())  # type: ignore[no-any-return]
-    except json.JSONDecodeError as error:
-        raise DistillkitError(f"{file}: not valid JSON ({error.msg}, line {error.lineno}); it may have been cut short. "
-                              "Rerun the run (--overwrite) to write it again") from None
 
 
 def _needs_compress(config: Config, source: str) -> None:

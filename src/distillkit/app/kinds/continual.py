@@ -3,14 +3,13 @@ strategy of the stream section; accuracy matrices, forgetting, transfer, time an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from distillkit.app.continual import run_stream
 from distillkit.app.continual_report import write_stream_report
-from distillkit.app.kinds import RUN_KINDS, Printout, RunKind, Table
+from distillkit.app.kinds import RUN_KINDS, Printout, RunKind, Table, read_results
 from distillkit.app.runs import RunFolder
 from distillkit.app.tables import STREAM_COLUMNS, STUDENT_COLUMNS, stream_rows, student_rows
 from distillkit.config.schema import Config
@@ -32,11 +31,8 @@ def printout(results: dict[str, Any], options: Mapping[str, Any]) -> Printout:
 
 
 def report(folder: Path) -> tuple[Path, Path] | None:
-    file = folder / "results.json"
-    if not file.is_file():
-        return None
-    results = json.loads(file.read_text())
-    return write_stream_report(folder, results) if results.get("kind") == "continual" else None
+    results = read_results(folder)
+    return write_stream_report(folder, results) if results and results.get("kind") == "continual" else None
 
 
 RUN_KINDS.register("continual", "learn a stream of experiences with each strategy (LwF, DER++, iCaRL, EWC, ...)")(

@@ -3,12 +3,11 @@ the student another (a translation, speech)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from distillkit.app.kinds import RUN_KINDS, Printout, RunKind, Table
+from distillkit.app.kinds import RUN_KINDS, Printout, RunKind, Table, read_results
 from distillkit.app.paired import paired_table, run_paired, write_paired_report
 from distillkit.app.runs import RunFolder
 from distillkit.config.schema import Config
@@ -26,11 +25,8 @@ def printout(results: dict[str, Any], options: Mapping[str, Any]) -> Printout:
 
 
 def report(folder: Path) -> tuple[Path, Path] | None:
-    file = folder / "results.json"
-    if not file.is_file():
-        return None
-    results = json.loads(file.read_text())
-    if results.get("kind") != "paired":
+    results = read_results(folder)
+    if not results or results.get("kind") != "paired":
         return None
     config_file = folder / "config.yaml"
     return write_paired_report(folder, results, config_file.read_text() if config_file.is_file() else "")
