@@ -51,8 +51,8 @@ from distillkit.tracking.loggers import MLflowLogger, TensorBoardLogger, WandbLo
 from distillkit.training import processes
 from distillkit.training.callbacks import Callback
 
-__all__ = ["LOCK", "MARKER", "RUN_ENTRIES", "FollowerRun", "Run", "RunFolder", "RunPart", "RunFolderError", "RunInterrupted",
-           "StopOnSignal"]
+__all__ = ["LOCK", "MARKER", "RUN_ENTRIES", "FollowerRun", "Run", "RunFolder", "RunFolderError", "RunInterrupted",
+           "RunPart", "StopOnSignal"]
 
 log = logging.getLogger("distillkit")
 
@@ -265,7 +265,7 @@ class RunFolder:
             if new:  # a failed start leaves no half-made folder behind to block a plain rerun
                 for path in (*created, self.path / "log.txt"):
                     path.unlink(missing_ok=True)
-            lock.release()
+            lock.release()  # (released before its file goes: another process may be waiting on it)
             if new:
                 (self.path / LOCK).unlink(missing_ok=True)
                 try:
