@@ -3,18 +3,22 @@
 from distillkit.training.callbacks import Callback, EarlyStopping, MetricsFile, ProgressBar
 from distillkit.training.chains import born_again, teacher_assistant_chain
 from distillkit.training.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
-from distillkit.training.options import TrainOptions
+from distillkit.training.options import CacheOptions, CheckpointOptions, LoaderOptions, RunOptions, TrainOptions
 from distillkit.training.teacher_cache import TeacherCache
 from distillkit.training.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
+    "CacheOptions",
     "Callback",
+    "CheckpointOptions",
     "DistillationTrainer",
     "CheckpointError",
     "EarlyStopping",
+    "LoaderOptions",
     "MetricsFile",
     "NonFiniteLossError",
     "ProgressBar",
+    "RunOptions",
     "TeacherCache",
     "TrainOptions",
     "Trainer",

@@ -12,14 +12,20 @@ they are checked by this model, so a typo or a value out of range fails with the
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Union
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from distillkit.registry import suggest
 
-__all__ = ["TrainOptions", "train_options"]
+__all__ = ["CacheOptions", "CheckpointOptions", "LoaderOptions", "RunOptions", "TrainOptions", "split_options",
+           "train_options"]
 
 
 class TrainOptions(BaseModel):
@@ -82,9 +88,115 @@ name for it: an error names the one to use instead of guessing by spelling."""
 def _unknown(key: str, known: list[str]) -> str:
     wanted = OTHER_NAMES.get(key)
     if wanted is not None and (wanted in known or wanted == "batch_size"):
-        where = " (a Trainer argument)" if wanted == "batch_size" else ""
+        where = " (a Trainer argument)" if wanted == "batch_size" and wanted not in known else ""
         return f"unknown option {key!r}: distillkit calls it {wanted!r}{where}"
     return f"unknown option {key!r}.{suggest(key, known)}"
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How samples become batches (the ``Trainer``'s ``loader=``).
+
+    Args:
+        batch_size: samples per process per micro-batch.
+        eval_batch_size: batch size of evaluation and of the teacher-output cache's pass (default:
+            ``max(batch_size, 256)`` on a GPU, ``max(batch_size, 128)`` on the CPU, where larger batches of
+            ResNet-20 were slower: ``benchmarks/step_parts.py``).
+        collate_fn: how samples become a batch (default: PyTorch's default collate).
+        num_workers: DataLoader worker processes.
+        drop_last: drop the last, smaller training batch of each epoch.
+        batch_transform: ``batch -> batch`` applied to each training batch on the device (e.g. mixup); teacher and
+            student both see its output.
+    """
+
+    batch_size: int = 64
+    eval_batch_size: int | None = None
+    collate_fn: Callable[[list[Any]], Any] | None = None
+    num_workers: int = 0
+    drop_last: bool = False
+    batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    """Where and how the teacher's outputs are cached (see :class:`~distillkit.training.TeacherCache`): ``directory``
+    (default: ``teacher-cache`` beside the checkpoints), ``dtype`` of the stored logits, ``topk`` to keep only the
+    k largest logits per sample. Whether to cache at all is ``TrainOptions.teacher_cache``."""
+
+    directory: str | os.PathLike[str] | None = None
+    dtype: torch.dtype = torch.float32
+    topk: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointOptions:
+    """Where checkpoints go (``directory``; ``None`` writes none) and how many are kept (``keep``; ``None``: all).
+    How often is ``TrainOptions.checkpoint_every``."""
+
+    directory: str | os.PathLike[str] | None = None
+    keep: int | None = 2
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.directory) if self.directory is not None else None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The run around the training: ``seed`` (Python, NumPy and torch at the start of ``fit``, and the data order),
+    ``cpu`` (the CPU even when a GPU is present), ``progress`` (a progress bar on interactive terminals) and
+    ``log_every`` (keep one train record in ``history`` every N steps)."""
+
+    seed: int = 0
+    cpu: bool = False
+    progress: bool = True
+    log_every: int = 1
+
+
+FLAT_NAMES: dict[str, tuple[str, str]] = {
+    **{f.name: ("loader", f.name) for f in dataclasses.fields(LoaderOptions)},
+    "cache_dir": ("cache", "directory"), "cache_dtype": ("cache", "dtype"), "cache_topk": ("cache", "topk"),
+    "checkpoint_dir": ("checkpoints", "directory"), "keep_checkpoints": ("checkpoints", "keep"),
+    **{f.name: ("run", f.name) for f in dataclasses.fields(RunOptions)},
+}
+"""The ``Trainer``'s keyword arguments that belong to an option group, by the flat name a caller passes
+(``Trainer(d, data, batch_size=32, checkpoint_dir="ckpt", seed=1)``), and the group and field they set."""
+
+GROUPS = {"loader": LoaderOptions, "cache": CacheOptions, "checkpoints": CheckpointOptions, "run": RunOptions}
+
+
+def split_options(groups: dict[str, Any], values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sort a ``Trainer``'s flat keyword arguments into its option groups.
+
+    Args:
+        groups: the groups passed whole (``{"loader": LoaderOptions(...) or None, ...}``).
+        values: flat keyword arguments: fields of :class:`TrainOptions` or names in :data:`FLAT_NAMES`.
+
+    Returns:
+        ``(groups, train_values)``: every group built (the passed one with the flat values on top, or the defaults),
+        and the values left for :class:`TrainOptions`.
+
+    Raises:
+        ValueError: a name that is neither, with distillkit's name for it or the closest names.
+    """
+    known = [*TrainOptions.model_fields, *FLAT_NAMES]
+    unknown = [key for key in values if key not in known]
+    if unknown:
+        raise ValueError("training options: " + "; ".join(_unknown(key, known) for key in unknown))
+    built: dict[str, Any] = {}
+    for name, kind in GROUPS.items():
+        given = {field: values[flat] for flat, (group, field) in FLAT_NAMES.items() if group == name and flat in values}
+        base = groups.get(name) or kind()
+        built[name] = dataclasses.replace(base, **given) if given else base
+    return built, {key: value for key, value in values.items() if key not in FLAT_NAMES}
 
 
 def train_options(options: TrainOptions | None = None, **values: Any) -> TrainOptions:
