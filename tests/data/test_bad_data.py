@@ -102,3 +102,16 @@ def test_paired_labels_use_the_same_reader(tmp_path):
     missing.write_text("\n".join(json.dumps({"en": "a", "de": "b", "label": v}) for v in (0, None, 1)) + "\n")
     with pytest.raises(PairsError, match="missing"):
         load_pairs(missing, first="en", second="de", label="label")
+
+
+def test_a_misspelt_data_option_is_an_error_with_the_closest_name(tmp_path):
+    from distillkit.data.builtin import load_dataset
+    from distillkit.registry import DistillkitError
+
+    with pytest.raises(DistillkitError, match="unknown data option 'val_fractoin'. Did you mean: val_fraction"):
+        load_dataset("digits", val_fractoin=0.3)
+    with pytest.raises(DistillkitError, match="unknown data option 'limt'"):
+        load_user_data(str(tmp_path / "missing.npz"), limt=20)  # refused before the file is looked for
+    # negative control: the right spelling is used, not ignored
+    splits = load_dataset("digits", val_fraction=0.3, limit=200)
+    assert len(splits.val) == pytest.approx(0.3 * len(splits.train) / 0.7, abs=3)

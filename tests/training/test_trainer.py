@@ -259,3 +259,30 @@ def test_an_option_named_as_other_libraries_name_it_gets_distillkits_name():
     with pytest.raises(ValueError, match=r"unknown option 'lrr'\. Did you mean: lr\?"):  # spelling: as before
         train_options(None, lrr=1e-3)
     assert set(OTHER_NAMES.values()) - {"batch_size"} <= set(TrainOptions.model_fields)  # every name exists
+
+
+def test_option_groups_and_their_flat_names_train_alike(teacher, blobs, tmp_path):
+    from distillkit.training import CheckpointOptions, LoaderOptions, RunOptions
+
+    def losses(**kwargs):
+        trainer = Trainer(make_distiller(teacher), blobs, epochs=1, teacher_cache="off", **kwargs)
+        return trainer, [r["loss"] for r in trainer.fit() if r["kind"] == "train"]
+
+    grouped, by_groups = losses(loader=LoaderOptions(batch_size=50, drop_last=True),
+                                run=RunOptions(seed=3, progress=False),
+                                checkpoints=CheckpointOptions(directory=tmp_path / "a", keep=1))
+    flat, by_names = losses(batch_size=50, drop_last=True, seed=3, progress=False, checkpoint_dir=tmp_path / "b",
+                            keep_checkpoints=1)
+    assert by_groups == by_names and len(by_names) == len(blobs) // 50
+    assert grouped.checkpoint_dir == tmp_path / "a" and len(list((tmp_path / "a").glob("step-*"))) == 1
+    # a flat name goes on top of the group passed; negative control: another seed trains differently
+    over, _ = losses(loader=LoaderOptions(batch_size=50), batch_size=64, progress=False)
+    assert over.batch_size == 64
+    assert losses(batch_size=50, drop_last=True, seed=4, progress=False)[1] != by_names
+
+
+def test_an_unknown_name_among_the_groups_gets_the_closest_name(teacher, blobs):
+    with pytest.raises(ValueError, match="unknown option 'batch_sise'. Did you mean: batch_size"):
+        Trainer(make_distiller(teacher), blobs, batch_sise=32)
+    with pytest.raises(ValueError, match="unknown option 'per_device_train_batch_size': distillkit calls it 'batch_size'"):
+        Trainer(make_distiller(teacher), blobs, per_device_train_batch_size=32)

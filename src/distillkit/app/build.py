@@ -37,6 +37,7 @@ from distillkit.core.terms import FeatureTerm, HardLabelTerm, LossTerm, SoftTarg
 from distillkit.data.augment import Compose, Mixup, RandomAffine, RandomFlip, RandomShift
 from distillkit.data.base import TensorDictDataset
 from distillkit.data.builtin import DataSplits, load_dataset
+from distillkit.data.options import DataOptions
 from distillkit.methods import build_method_term
 from distillkit.models import build_model, load_weights
 from distillkit.registry import DistillkitError, TypeRegistry
@@ -126,23 +127,25 @@ def build_schedule(value: float | ScheduleSection, *, where: str = "schedule",
     return _SCHEDULE_BUILDERS.get(type(value))(value, where, teacher_accuracy)  # type: ignore[misc]
 
 
-def build_splits(config: Config) -> DataSplits:
-    """The config's data set, split into train / validation / test by the config's seed."""
+def data_options_of(config: Config) -> DataOptions:
+    """The config's ``data`` section (and its seed and cache) as the loaders' one options object."""
     data = config.data
-    extra: dict[str, Any] = {"limit": data.limit} if data.limit is not None else {}
     if data.lazy:
         source = Path(data.name)
         if not (source.is_dir() or source.suffix in (".csv", ".parquet")):
             raise ConfigError(f"data.lazy reads an image folder, a .csv or a .parquet table per batch; {data.name!r} "
                               "is none of them (remove data.lazy: built-in sets and other files are read whole)")
-        extra["lazy"] = True
-        if config.cache is not None:
-            extra["table_cache"] = Path(config.cache) / "tables"
-    return load_dataset(
-        data.name, val_fraction=data.val_fraction, seed=config.seed, transfer_size=data.transfer_size, **extra,
-        target=data.target, features=data.features, text_field=data.text_field, image_size=data.image_size,
-        download=data.download,
+    return DataOptions(
+        val_fraction=data.val_fraction, seed=config.seed, limit=data.limit, target=data.target, features=data.features,
+        text_field=data.text_field, image_size=data.image_size, download=data.download, lazy=data.lazy,
+        table_cache=Path(config.cache) / "tables" if data.lazy and config.cache is not None else None,
+        transfer_size=data.transfer_size,
     )
+
+
+def build_splits(config: Config) -> DataSplits:
+    """The config's data set, split into train / validation / test by the config's seed."""
+    return load_dataset(config.data.name, data_options_of(config))
 
 
 def make_distiller(teacher: nn.Module | None, student: nn.Module, splits: DataSplits,

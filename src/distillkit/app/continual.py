@@ -17,6 +17,7 @@ experience of the strategy it was learning, with the same memory, model and resu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from distillkit.app.build import build_model_from, build_splits
+from distillkit.app.build import build_model_from, build_splits, data_options_of
 from distillkit.app.continual_report import write_stream_report
 from distillkit.app.runs import Run, RunFolder
 from distillkit.app.tables import stream_table
@@ -75,13 +76,11 @@ def build_stream(config: Config) -> Stream:
     section = stream_section(config)
     data = config.data
     if section.datasets is not None:
-        splits = [load_dataset(name, val_fraction=data.val_fraction, seed=config.seed, target=data.target,
-                               features=data.features, text_field=data.text_field, image_size=data.image_size,
-                               download=data.download) for name in section.datasets]
+        options = dataclasses.replace(data_options_of(config), limit=None, lazy=False, transfer_size=0)
+        splits = [load_dataset(name, options) for name in section.datasets]
         return stream_from_splits(splits, scenario=section.scenario, name=config.name)
     if section.time_column is not None:
-        periods = load_table_in_time(data.name, section.time_column, section.experiences, target=data.target,
-                                     features=data.features, val_fraction=data.val_fraction, seed=config.seed)
+        periods = load_table_in_time(data.name, section.time_column, section.experiences, data_options_of(config))
         return stream_from_splits(periods, scenario=section.scenario, name=config.name)
     if section.scenario == "domain":
         if section.drift == "rotate":

@@ -44,6 +44,7 @@ from distillkit.app.train import train_one
 from distillkit.config.loading import dump_config
 from distillkit.config.schema import Config, ConfigError, PairsConfig
 from distillkit.core.distiller import Distiller
+from distillkit.core.measures import accuracy, batched_outputs
 from distillkit.data.splits import TextDataset, stratified_splits
 from distillkit.evaluation.cost import latency_p50_ms
 from distillkit.models import count_parameters
@@ -252,12 +253,9 @@ def check_pairs(config: Config) -> tuple[PairedTask, nn.Module]:
 
 
 def _embed(model: nn.Module, data: PairedDataset, view: str) -> Tensor:
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(data), 256):
-            out.append(model(_batch(data.subset(range(start, min(start + 256, len(data)))), view, 256)).float().cpu())
-    return torch.cat(out)
+    batches = (_batch(data.subset(range(start, min(start + 256, len(data)))), view, 256)
+               for start in range(0, len(data), 256))
+    return batched_outputs(model, batches)
 
 
 def _score_embeddings(model: nn.Module, task: PairedTask, *, reads_first: bool, teacher: nn.Module) -> dict[str, float]:
@@ -284,7 +282,7 @@ def _train(name: str, distiller: Distiller, data: Any, test: Any, config: Config
 
 def _accuracy(model: nn.Module, data: PairedDataset, view: str) -> float:
     logits = _embed(model, data, view)
-    return float((logits.argmax(-1) == data.targets).float().mean())  # type: ignore[union-attr]
+    return accuracy(logits, data.targets)  # type: ignore[arg-type]
 
 
 def _learn(config: Config, task: PairedTask, teacher: nn.Module, run: Run | None, resume: bool) -> dict[str, Any]:

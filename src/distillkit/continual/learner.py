@@ -30,6 +30,7 @@ from distillkit.continual.strategies import Strategy
 from distillkit.continual.streams import Experience, Stream
 from distillkit.continual.terms import PreviousModelTerm, frozen_copy
 from distillkit.core.distiller import Distiller
+from distillkit.core.measures import accuracy
 from distillkit.core.terms import HardLabelTerm, LossTerm, SoftTargetTerm
 from distillkit.data.transfer import ConcatDictDataset
 from distillkit.evaluation.assess import predict
@@ -66,9 +67,9 @@ def accuracy_rows(classifier: nn.Module, stream: Stream) -> tuple[list[float], l
         logits, targets = predict(classifier, experience.test, input_spec=stream.input_key)
         if stream.scenario == "task":
             logits = mask_to_task(logits, experience)
-        row.append(float((logits.argmax(-1) == targets).float().mean()))
+        row.append(accuracy(logits, targets))
         if stream.scenario == "class":
-            task_row.append(float((mask_to_task(logits, experience).argmax(-1) == targets).float().mean()))
+            task_row.append(accuracy(mask_to_task(logits, experience), targets))
     return row, (task_row if stream.scenario == "class" else None)
 
 

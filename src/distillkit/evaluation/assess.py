@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from distillkit.core.distiller import InputSpec, call_model, extract_logits
+from distillkit.core.measures import accuracy, batched_outputs
 from distillkit.data.adapt import as_samples
 from distillkit.evaluation.cost import CostReport, measure_cost
 from distillkit.evaluation.metrics import classification_metrics
@@ -19,7 +20,6 @@ from distillkit.models import model_device
 __all__ = ["accuracy", "accuracy_and_loss", "assess_models", "predict"]
 
 
-@torch.no_grad()
 def predict(
     model: nn.Module, data: Dataset[Any], *, input_spec: InputSpec = "input", target_key: str = "target",
     batch_size: int = 256,
@@ -31,17 +31,15 @@ def predict(
     # quantized and ONNX Runtime modules may have no parameters at all: they run on the CPU
     data = as_samples(data)  # tuples, loaders and arrays as dict samples
     device = model_device(model)
-    was_training = model.training
-    model.eval()
-    logits, targets = [], []
-    try:
-        for batch in DataLoader(data, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
-            batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-            logits.append(extract_logits(call_model(model, batch, input_spec)).float().cpu())
-            targets.append(batch[target_key].cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(logits), torch.cat(targets)
+    targets: list[Tensor] = []
+
+    def logits_of(model: nn.Module, batch: dict[str, Any]) -> Tensor:
+        batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        targets.append(batch[target_key].cpu())
+        return extract_logits(call_model(model, batch, input_spec))
+
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, generator=torch.Generator())
+    return batched_outputs(model, loader, logits_of), torch.cat(targets)
 
 
 def assess_models(
@@ -81,11 +79,6 @@ def cpu_cost(model: nn.Module, example: Tensor) -> CostReport:
         return measure_cost(model.cpu(), example.cpu())
     finally:
         model.to(device)
-
-
-def accuracy(logits: Tensor, targets: Tensor) -> float:
-    """Top-1 accuracy of ``logits`` ``[N, C]`` (or log-probabilities) against ``targets`` ``[N]``."""
-    return float((logits.argmax(-1) == targets).float().mean())
 
 
 def accuracy_and_loss(model: nn.Module, data: Dataset[Any], *, input_spec: InputSpec = "input",

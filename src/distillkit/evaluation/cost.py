@@ -14,8 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from distillkit.models.build import model_device
+
 __all__ = ["CostReport", "count_flops", "count_weights", "latency_p50_ms", "measure_cost", "model_size_bytes",
-           "time_models"]
+           "time_calls", "time_models"]
 
 
 @dataclass
@@ -91,7 +93,31 @@ def count_weights(model: nn.Module) -> int:
     return total
 
 
-@torch.inference_mode()
+def time_calls(model: nn.Module, inputs: Any, *, repeats: int = 20, warmup: int = 3) -> list[float]:
+    """Milliseconds of each of ``repeats`` calls ``model(inputs)`` after ``warmup`` untimed ones: the one latency timer.
+
+    In eval mode without gradients (train mode restored after), on ``inputs`` as given (their batch size is the one
+    measured), synchronising a CUDA device before and after each call so a kernel's time is not left out.
+    """
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        with torch.no_grad():
+            for _ in range(warmup):
+                model(inputs)
+            for _ in range(repeats):
+                _sync(device)
+                start = time.perf_counter()
+                model(inputs)
+                _sync(device)
+                times.append(1e3 * (time.perf_counter() - start))
+    finally:
+        model.train(was_training)
+    return times
+
+
 def time_models(models: list[nn.Module], example: Tensor, *, rounds: int = 5, iterations: int = 60,
                 batch: int = 256, batch_calls: int = 5) -> list[tuple[float, float]]:
     """``(latency p50 ms at batch 1, throughput at batch)`` of every model, measured round-robin.
@@ -101,41 +127,24 @@ def time_models(models: list[nn.Module], example: Tensor, *, rounds: int = 5, it
     ratios between them hold, even where the absolute figures drift.
     """
     big = example.expand(batch, *example.shape[1:]).contiguous()
-    for model in models:
-        model.eval()
-        for _ in range(20):
-            model(example)
-        for _ in range(3):
-            model(big)
+    for model in models:  # warm-up: 20 single calls and 3 batches each
+        time_calls(model, example, repeats=0, warmup=20)
+        time_calls(model, big, repeats=0, warmup=3)
     samples: list[list[float]] = [[] for _ in models]
-    batch_seconds = [0.0 for _ in models]
+    batch_ms = [0.0 for _ in models]
     for _ in range(rounds):
         for number, model in enumerate(models):
-            for _ in range(iterations):
-                start = time.perf_counter()
-                model(example)
-                samples[number].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            for _ in range(batch_calls):
-                model(big)
-            batch_seconds[number] += time.perf_counter() - start
-    return [(1e3 * statistics.median(times), batch_calls * rounds * batch / seconds)
-            for times, seconds in zip(samples, batch_seconds)]
+            samples[number] += time_calls(model, example, repeats=iterations, warmup=0)
+            batch_ms[number] += sum(time_calls(model, big, repeats=batch_calls, warmup=0))
+    return [(statistics.median(times), batch_calls * rounds * batch / (ms / 1e3))
+            for times, ms in zip(samples, batch_ms)]
 
 
 def latency_p50_ms(model: nn.Module, example: Any, *, repeats: int = 20, warmup: int = 3) -> float:
     """Median milliseconds of ``model`` on one example at batch 1, on its device: a ``[...]`` tensor sample (a batch
     dimension is added) or a text (passed as a one-element list), for models :func:`time_models` cannot feed."""
-    model.eval()
     inputs = [example] if isinstance(example, str) else example.unsqueeze(0)
-    times = []
-    with torch.no_grad():
-        for k in range(warmup + repeats):
-            start = time.perf_counter()
-            model(inputs)
-            if k >= warmup:
-                times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return statistics.median(time_calls(model, inputs, repeats=repeats, warmup=warmup))
 
 
 def count_flops(model: nn.Module, example: Tensor) -> int:
@@ -174,28 +183,13 @@ def measure_cost(
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
+        device = model_device(model)
         example = example.to(device)
-        for _ in range(warmup):
-            model(example)
-        times = []
-        for _ in range(iterations):
-            _sync(device)
-            start = time.perf_counter()
-            model(example)
-            _sync(device)
-            times.append((time.perf_counter() - start) * 1e3)
-        times.sort()
+        times = sorted(time_calls(model, example, repeats=iterations, warmup=warmup))
         p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
         batch = example.expand(throughput_batch, *example.shape[1:]).contiguous()
-        model(batch)
         rounds = max(5, iterations // 10)
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(rounds):
-            model(batch)
-        _sync(device)
-        throughput = throughput_batch * rounds / (time.perf_counter() - start)
+        throughput = throughput_batch * rounds / (sum(time_calls(model, batch, repeats=rounds, warmup=1)) / 1e3)
         peak = _peak_memory_mb(model, batch, device)
         return CostReport(
             params=count_weights(model), size_mb=model_size_bytes(model) / 1e6,

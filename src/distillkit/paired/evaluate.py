@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from distillkit.core.measures import batched_outputs, slices
 from distillkit.paired.data import ParallelLexicon
 from distillkit.text.embeddings import linear_probe, retrieval_recall
 
@@ -17,13 +18,7 @@ __all__ = ["cross_lingual_retrieval", "embed_texts", "zero_shot_classification"]
 @torch.no_grad()
 def embed_texts(model: nn.Module, texts: Sequence[str], *, batch_size: int = 256) -> Tensor:
     """``[N, D]`` outputs of ``model`` (a module that maps a list of strings to embeddings) in eval mode, on the CPU."""
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.cat([model(list(texts[i:i + batch_size])).float().cpu()
-                          for i in range(0, len(texts), batch_size)])
-    finally:
-        model.train(was_training)
+    return batched_outputs(model, slices(list(texts), batch_size))
 
 
 def cross_lingual_retrieval(model: nn.Module, lexicon: ParallelLexicon, concepts: Sequence[int],

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from distillkit.core.measures import batched_outputs, slices
 from distillkit.errors import require
 from distillkit.registry import DistillkitError
 
@@ -58,14 +59,7 @@ def distill_static_embeddings(model_path: str | os.PathLike[str], *, dims: int =
 @torch.no_grad()
 def sentence_embeddings(model: nn.Module, texts: list[str], *, batch_size: int = 64) -> Tensor:
     """``[N, D]`` embeddings from a text model's ``encode`` (or its ``pooler`` tap), in order, in eval mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        parts = [model.encode(texts[i:i + batch_size]).float().cpu()  # type: ignore[operator]
-                 for i in range(0, len(texts), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(parts)
+    return batched_outputs(model, slices(texts, batch_size), lambda m, batch: m.encode(batch))  # type: ignore[operator]
 
 
 def retrieval_recall(queries: Tensor, keys: Tensor, *, k: int = 1) -> float:

@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset, IterableDataset
 
 from distillkit.core.distiller import Distiller, call_model
+from distillkit.core.measures import accuracy, batched_outputs
 from distillkit.data.adapt import as_samples
 from distillkit.data.base import UNLABELLED, InMemoryBatches, already_collated, batched_view
 from distillkit.errors import DistillkitError
@@ -371,7 +372,6 @@ class Trainer(LoaderChoice, OptimizerStep, CheckpointState, Sharding):
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
     # --- evaluation ------------------------------------------------------------------------------------
-    @torch.no_grad()
     def predict(self, data: Dataset[Any] | None = None) -> tuple[Tensor, Tensor | None]:
         """Student logits ``[N, C]`` and targets ``[N]`` (or ``None``) over ``data`` (default: ``val_data``).
 
@@ -383,23 +383,19 @@ class Trainer(LoaderChoice, OptimizerStep, CheckpointState, Sharding):
         if loader is None:
             raise ValueError("no evaluation data: pass val_data to the Trainer or data to evaluate()")
         distiller: Distiller = self.accelerator.unwrap_model(self.model)
-        student = distiller.student
-        was_training = student.training
-        student.eval()
-        all_logits, all_targets = [], []
-        try:
-            for batch in loader:
-                logits = distiller.student_logits_fn(call_model(student, batch, distiller.student_input, role="student"))
-                if distiller._student_taps is not None:
-                    distiller._student_taps.pop()
-                targets = batch.get(distiller.target_key)
-                logits, targets = self.accelerator.gather_for_metrics((logits.float(), targets))
-                all_logits.append(logits.cpu())
-                if targets is not None:
-                    all_targets.append(targets.cpu())
-        finally:
-            student.train(was_training)
-        return torch.cat(all_logits), (torch.cat(all_targets) if all_targets else None)
+        targets: list[Tensor] = []
+
+        def logits_of(student: nn.Module, batch: Batch) -> Tensor:
+            logits = distiller.student_logits_fn(call_model(student, batch, distiller.student_input, role="student"))
+            if distiller._student_taps is not None:
+                distiller._student_taps.pop()
+            logits, batch_targets = self.accelerator.gather_for_metrics((logits.float(), batch.get(distiller.target_key)))
+            if batch_targets is not None:
+                targets.append(batch_targets.cpu())
+            return logits
+
+        logits = batched_outputs(distiller.student, loader, logits_of)
+        return logits, (torch.cat(targets) if targets else None)
 
     def evaluate(self, data: Dataset[Any] | None = None) -> dict[str, float]:
         """``val/loss`` (cross-entropy) and ``val/accuracy`` of the student on ``data`` (default: ``val_data``)."""
@@ -410,5 +406,5 @@ class Trainer(LoaderChoice, OptimizerStep, CheckpointState, Sharding):
         logits, targets = logits[labelled], targets[labelled]
         return {
             "val/loss": float(F.cross_entropy(logits, targets)),
-            "val/accuracy": float((logits.argmax(-1) == targets).float().mean()),
+            "val/accuracy": accuracy(logits, targets),
         }
