@@ -179,7 +179,8 @@ def test_the_speech_source_speaks_held_out_names_in_held_out_voices(tmp_path, mo
 
 @pytest.mark.parametrize("change, message", [
     ({"languages": ["fr", "xx"]}, "no locale 'xx'"),
-    ({"kind": "table"}, "kind table needs first, second, path"),
+    ({"kind": "table"}, "data.pairs.table.path: Field required"),
+    ({"kind": "table", "path": "p.csv", "first": "a", "second": "b"}, "data.pairs.table.languages: unknown key"),
     ({"kinds": ["planets"]}, "kinds: unknown"),
     ({"languages": ["en", "fr"]}, "English is the teacher's language"),
 ])

@@ -7,7 +7,7 @@ from distillkit.continual import ContinualLearner, create_strategy, split_by_cla
 from distillkit.continual.learner import mask_to_task
 from distillkit.data.base import TensorDictDataset
 from distillkit.data.splits import DataSplits
-from distillkit.training.options import TrainOptions
+from distillkit.training.options import RunOptions, TrainOptions
 from tests.conftest import make_mlp
 
 OPTIONS = TrainOptions(epochs=2, lr=0.05, optimizer="sgd", momentum=0.0, lr_schedule="constant")
@@ -30,7 +30,8 @@ def _stream(scenario="class"):
 def _learner(name, seed=0, student=False, **options):
     torch.manual_seed(seed)
     model = make_mlp(classes=6)
-    return ContinualLearner(model, create_strategy(name, **options), _stream(), OPTIONS, batch_size=16, seed=seed,
+    return ContinualLearner(model, create_strategy(name, **options), _stream(), OPTIONS, batch_size=16,
+                            run=RunOptions(seed=seed, progress=False),
                             student=make_mlp(hidden=8, classes=6) if student else None)
 
 

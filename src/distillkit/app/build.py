@@ -2,8 +2,8 @@
 splits, models, loss terms, schedules, augmentations and trainers.
 
 Every ``build_*`` here takes typed config sections and returns the library's objects; nothing here writes to
-disk. Schedules are built by type: each schedule config class has one builder, registered with
-:func:`register_schedule_builder`, so a new schedule kind is one class in the schema and one function here.
+disk. A schedule section builds itself (``ScheduleSection.build``): a new schedule kind is one class in
+``config/schedules.py``.
 """
 
 from __future__ import annotations
@@ -11,21 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from distillkit.config.schedules import (
-    ConstantSchedule,
-    CosineSchedule,
-    LinearSchedule,
-    PiecewiseSchedule,
-    PlateauSchedule,
     ScheduleSection,
-    StepSchedule,
-    TeacherGapSchedule,
-    WarmupSchedule,
     parse_schedule,
 )
 from distillkit.config.schema import Config, ConfigError, ModelConfig, TrainConfig
@@ -40,7 +32,7 @@ from distillkit.data.builtin import DataSplits, load_dataset
 from distillkit.data.options import DataOptions
 from distillkit.methods import build_method_term
 from distillkit.models import build_model, load_weights
-from distillkit.registry import DistillkitError, TypeRegistry
+from distillkit.registry import DistillkitError
 from distillkit.training.callbacks import Callback, MetricsFile
 from distillkit.training.trainer import Trainer
 
@@ -58,62 +50,8 @@ __all__ = [
     "build_trainer",
     "build_views",
     "make_distiller",
-    "register_schedule_builder",
     "resolve_weights",
 ]
-
-S = TypeVar("S", bound=ScheduleSection)
-ScheduleBuilder = Callable[[Any, str, "float | None"], sched.ScheduleLike]
-_SCHEDULE_BUILDERS: TypeRegistry[ScheduleBuilder] = TypeRegistry("schedule builder")
-
-register_schedule_builder = _SCHEDULE_BUILDERS.register
-"""``@register_schedule_builder(SectionType)`` makes a function, ``(section, where, teacher_accuracy) -> schedule``,
-what turns a schedule section of that type into a schedule (the torchao way: dispatch by the config's type)."""
-
-
-@register_schedule_builder(ConstantSchedule)
-def _constant(c: ConstantSchedule, where: str, teacher_accuracy: float | None) -> sched.ScheduleLike:
-    return sched.Constant(c.start)
-
-
-@register_schedule_builder(LinearSchedule)
-def _linear(c: LinearSchedule, where: str, teacher_accuracy: float | None) -> sched.ScheduleLike:
-    return sched.Linear(c.start, c.end, c.total, unit=c.unit)
-
-
-@register_schedule_builder(CosineSchedule)
-def _cosine(c: CosineSchedule, where: str, teacher_accuracy: float | None) -> sched.ScheduleLike:
-    return sched.Cosine(c.start, c.end, c.total, unit=c.unit)
-
-
-@register_schedule_builder(StepSchedule)
-def _step(c: StepSchedule, where: str, teacher_accuracy: float | None) -> sched.ScheduleLike:
-    return sched.Step(c.start, c.milestones, c.gamma, unit=c.unit)
-
-
-@register_schedule_builder(WarmupSchedule)
-def _warmup(c: WarmupSchedule, where: str, teacher_accuracy: float | None) -> sched.ScheduleLike:
-    return sched.Warmup(c.end, c.warmup, c.start, unit=c.unit)
-
-
-@register_schedule_builder(PiecewiseSchedule)
-def _piecewise(c: PiecewiseSchedule, where: str, teacher_accuracy: float | None) -> sched.ScheduleLike:
-    return sched.Piecewise(c.points, unit=c.unit)
-
-
-@register_schedule_builder(PlateauSchedule)
-def _plateau(c: PlateauSchedule, where: str, teacher_accuracy: float | None) -> sched.ScheduleLike:
-    return sched.PlateauDecay(c.start, metric=c.metric, factor=c.factor, patience=c.patience, floor=c.end)
-
-
-@register_schedule_builder(TeacherGapSchedule)
-def _teacher_gap(c: TeacherGapSchedule, where: str, teacher_accuracy: float | None) -> sched.ScheduleLike:
-    if where != "distill.alpha":
-        raise ConfigError(f"{where}: a 'teacher_gap' schedule is for distill.alpha (the teacher's weight) only")
-    bounds = {k: v for k, v in (("high", c.start), ("low", c.end)) if v is not None}  # else its own defaults
-    return sched.TeacherGapAlpha(1.0 if teacher_accuracy is None else teacher_accuracy, metric=c.metric,
-                                 full_gap=c.full_gap, **bounds)
-
 
 def build_schedule(value: float | ScheduleSection, *, where: str = "schedule",
                    teacher_accuracy: float | None = None) -> sched.ScheduleLike:
@@ -124,7 +62,7 @@ def build_schedule(value: float | ScheduleSection, *, where: str = "schedule",
     """
     if not isinstance(value, ScheduleSection):
         return float(value)
-    return _SCHEDULE_BUILDERS.get(type(value))(value, where, teacher_accuracy)  # type: ignore[misc]
+    return value.build(where, teacher_accuracy)
 
 
 def data_options_of(config: Config) -> DataOptions:

@@ -34,7 +34,7 @@ from distillkit.app.report import write_report
 from distillkit.app.runs import Run, RunFolder, RunPart
 from distillkit.app.tables import results_table
 from distillkit.app.teachers import TeacherStore, get_teacher
-from distillkit.app.train import TrainedModel, train_one
+from distillkit.app.train import Attempt, TrainedModel, train_one
 from distillkit.config.schedules import TeacherGapSchedule
 from distillkit.config.schema import Config, ConfigError
 from distillkit.core.mutual import MutualLearning
@@ -118,9 +118,11 @@ def _train_models(config: Config, splits: DataSplits, student_data: Any, train_s
     torch.manual_seed(config.seed)
     # the same augmentation (and offline views) for both students: a fair comparison
     augment = build_augmentation(config, splits, students=True)
+    def attempt(name: str, data: Any) -> Attempt:
+        return Attempt(data, augment, hooks(name), resume=resume, resume_from=resume_from)
+
     alone = train_one("student_alone", make_distiller(None, student_alone, splits), splits, config.train, config,
-                      path, resume=resume, batch_transform=augment, train_data=student_data,
-                      callbacks=hooks("student_alone"), resume_from=resume_from)
+                      path, attempt("student_alone", student_data))
     train_data = student_data
     if splits.transfer is not None:
         train_data = ConcatDictDataset([student_data, unlabelled(splits.transfer)])
@@ -132,8 +134,7 @@ def _train_models(config: Config, splits: DataSplits, student_data: Any, train_s
         name, _, train = chain[step]
         terms = build_terms(config, train_size, teacher_accuracy=_gap_reference(config, current, splits))
         trained = train_one(name, make_distiller(current, model, splits, terms=terms), splits, train, config, path,
-                            resume=resume, batch_transform=augment, train_data=train_data, callbacks=hooks(name),
-                            resume_from=resume_from)
+                            attempt(name, train_data))
         log.info("%s: test accuracy %.4f", name, trained.metrics["test/accuracy"])
         chain_metrics.update({f"chain/{name}/test/accuracy": trained.metrics["test/accuracy"],
                               f"chain/{name}/params": trained.metrics["params"]})
@@ -146,9 +147,7 @@ def _train_models(config: Config, splits: DataSplits, student_data: Any, train_s
     student = build_model_from(config.student, splits, role="student", seed=config.seed)
     terms = build_terms(config, train_size, teacher_accuracy=_gap_reference(config, current, splits))
     distiller = build_distilled_distiller(config, current, student, splits, terms)
-    distilled = train_one("distilled", distiller, splits, config.train, config, path, resume=resume,
-                          batch_transform=augment, train_data=train_data, callbacks=hooks("distilled"),
-                          resume_from=resume_from)
+    distilled = train_one("distilled", distiller, splits, config.train, config, path, attempt("distilled", train_data))
     distilled.metrics.update(chain_metrics)
     if isinstance(distiller, MutualLearning):
         distilled.metrics.update(cohort_accuracy(distiller, splits))

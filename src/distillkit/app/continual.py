@@ -34,7 +34,7 @@ from distillkit.app.runs import Run, RunFolder
 from distillkit.app.tables import stream_table
 from distillkit.compression.export import save_safetensors
 from distillkit.config.schema import Config, ConfigError, StrategyConfig, StreamConfig
-from distillkit.continual.learner import ContinualLearner
+from distillkit.continual.learner import ContinualLearner, StudentRefresh
 from distillkit.continual.strategies import Strategy, create_strategy, strategy_options
 from distillkit.continual.streams import (
     Stream,
@@ -48,6 +48,7 @@ from distillkit.data.builtin import load_dataset
 from distillkit.data.files import load_table_in_time
 from distillkit.registry import DistillkitError
 from distillkit.storage import UnsafeFileError, file_mode, json_text, load_tensors_only, write_text_atomic
+from distillkit.training.options import RunOptions
 
 __all__ = ["STATE_FILE", "build_stream", "check_stream", "run_stream", "stream_metrics_flat", "stream_section"]
 
@@ -118,9 +119,10 @@ def _learner(config: Config, stream: Stream, entry: StrategyConfig, run: Run | N
 
     return ContinualLearner(
         _model(config, stream, "teacher"), _strategy(entry, config.seed), stream,
-        config.teacher.train or config.train, batch_size=config.data.batch_size, seed=config.seed,
-        callbacks=callbacks, student=student, student_options=config.train, student_alpha=section.student_alpha,
-        temperature=section.temperature, progress=bool(os.environ.get("DISTILLKIT_PROGRESS")),
+        config.teacher.train or config.train, batch_size=config.data.batch_size,
+        run=RunOptions(seed=config.seed, progress=bool(os.environ.get("DISTILLKIT_PROGRESS"))), callbacks=callbacks,
+        student=StudentRefresh(student, config.train, alpha=section.student_alpha, temperature=section.temperature)
+        if student is not None else None,
     )
 
 

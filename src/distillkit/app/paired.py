@@ -40,9 +40,10 @@ from distillkit.app.build import build_model_from, build_terms
 from distillkit.app.report import html_page
 from distillkit.app.runs import Run, RunFolder
 from distillkit.app.tables import html_table, markdown_table
-from distillkit.app.train import train_one
+from distillkit.app.train import Attempt, train_one
 from distillkit.config.loading import dump_config
-from distillkit.config.schema import Config, ConfigError, PairsConfig
+from distillkit.config.pairs import PairsConfig, SpeechPairs, TranslationPairs
+from distillkit.config.schema import Config, ConfigError
 from distillkit.core.distiller import Distiller
 from distillkit.core.measures import accuracy, batched_outputs
 from distillkit.data.splits import TextDataset, stratified_splits
@@ -117,7 +118,7 @@ def pairs_section(config: Config) -> PairsConfig:
     return config.data.pairs
 
 
-def _split_concepts(labels: Tensor, section: PairsConfig, seed: int) -> tuple[list[int], list[int]]:
+def _split_concepts(labels: Tensor, section: TranslationPairs | SpeechPairs, seed: int) -> tuple[list[int], list[int]]:
     """Training and test concepts, stratified by kind (a stratified subset of ``section.concepts`` first)."""
     every = np.arange(len(labels))
     if section.concepts is not None and section.concepts < len(every):
@@ -143,7 +144,7 @@ def _split_rows(pairs: PairedDataset, view: str, fraction: float, seed: int) -> 
     return pairs.subset(train), pairs.subset(test)
 
 
-def _speech_cache(section: PairsConfig) -> SpeechCache:
+def _speech_cache(section: SpeechPairs) -> SpeechCache:
     folder = Path(section.speech_cache).expanduser() if section.speech_cache else (
         Path.home() / ".cache" / "distillkit" / "speech")
     return SpeechCache(folder, Synthesizer(max_seconds=section.max_seconds))
@@ -181,19 +182,19 @@ def build_pairs(config: Config) -> PairedTask:
                           spoken_names(lexicon, test, test_voices, cache), teacher_train=teacher_train,
                           num_classes=len(lexicon.kinds), lexicon=lexicon, test_concepts=test)
     if section.kind == "table":
-        pairs = load_pairs(section.path, first=section.first, second=section.second, label=section.label)  # type: ignore[arg-type]
+        pairs = load_pairs(section.path, first=section.first, second=section.second, label=section.label)
         first, second = section.first, section.second
-        description = f"{Path(section.path).name}: {first} -> {second}"  # type: ignore[arg-type]
+        description = f"{Path(section.path).name}: {first} -> {second}"
     else:
-        pairs = load_pair_folders(section.first, section.second, labels=section.label,  # type: ignore[arg-type]
+        pairs = load_pair_folders(section.first, section.second, labels=section.label,
                                   max_seconds=section.max_seconds)
-        first, second = Path(section.first).name, Path(section.second).name  # type: ignore[arg-type]
+        first, second = Path(section.first).name, Path(section.second).name
         description = f"folders {first}/ -> {second}/"
-    train_pairs, test_pairs = _split_rows(pairs, first, section.test_fraction, seed)  # type: ignore[arg-type]
+    train_pairs, test_pairs = _split_rows(pairs, first, section.test_fraction, seed)
     labelled = pairs.targets is not None
-    return PairedTask(description, "labels" if labelled else "embedding", first, second, train_pairs,  # type: ignore[arg-type]
+    return PairedTask(description, "labels" if labelled else "embedding", first, second, train_pairs,
                       test_pairs, teacher_train=train_pairs if labelled else None,
-                      num_classes=int(pairs.targets.max()) + 1 if labelled else 0)  # type: ignore[union-attr]
+                      num_classes=int(pairs.targets.max()) + 1 if labelled else 0)
 
 
 def _batch(data: Any, view: str, count: int = 2) -> Any:
@@ -274,9 +275,10 @@ def _score_embeddings(model: nn.Module, task: PairedTask, *, reads_first: bool, 
 
 def _train(name: str, distiller: Distiller, data: Any, test: Any, config: Config, run: Run | None, *,
            options: Any, resume: bool) -> dict[str, float]:
+    attempt = Attempt(callbacks=run.callbacks(name) if run is not None else [], resume=resume,
+                      resume_from=run.resume_from if run is not None else None)
     trained = train_one(name, distiller, _Splits(data, test), options, config, run.path if run is not None else None,
-                        resume=resume, callbacks=run.callbacks(name) if run is not None else [],
-                        resume_from=run.resume_from if run is not None else None)
+                        attempt)
     return trained.metrics
 
 

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from distillkit.app.build import build_augmentation, build_terms, make_distiller
 from distillkit.app.tables import compression_table
-from distillkit.app.train import train_one
+from distillkit.app.train import Attempt, train_one
 from distillkit.compression.common import CompressionError, FilterFn, select_layers
 from distillkit.compression.export import (
     OnnxModel,
@@ -143,8 +143,8 @@ def _recover(model: nn.Module, teacher: nn.Module | None, config: Config, splits
     if getattr(step, "gradual_sparsity", None):
         callbacks.append(GradualPruning(step.gradual_sparsity, every=max(1, len(splits.train) //  # type: ignore[arg-type]
                                                                           config.data.batch_size // 4)))
-    trained = train_one(name, distiller, splits, train, config, folder, callbacks=callbacks,
-                        batch_transform=build_augmentation(config, splits))  # as the student was trained
+    trained = train_one(name, distiller, splits, train, config, folder,  # augmented as the student was trained
+                        Attempt(batch_transform=build_augmentation(config, splits), callbacks=callbacks))
     distiller.remove_hooks()
     # training ran where the Trainer put it (a GPU when there is one); the next steps (int8, ONNX) and the
     # measurements run on the CPU, where the pipeline keeps its models

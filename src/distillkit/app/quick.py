@@ -99,6 +99,8 @@ def _python_config(name: str, teacher: nn.Module, student: nn.Module, options: A
                   distill=DistillConfig(alpha=alpha, temperature=temperature), train=options)
 
 
+# (13 parameters: a one-call API in the scikit-learn way, every choice a keyword with its default; the training
+# options pass through **options)
 def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Dataset[Any] | None = None,
             test: Dataset[Any] | None = None, *, terms: list[LossTerm] | None = None, alpha: float = 0.9,
             temperature: float = 4.0, batch_size: int = 64, seed: int = 0, out: str | Path | None = None,

@@ -15,7 +15,7 @@ from distillkit.app.build import (
     resolve_weights,
 )
 from distillkit.app.runs import RunFolder
-from distillkit.app.train import TrainedModel, train_one
+from distillkit.app.train import Attempt, TrainedModel, train_one
 from distillkit.config.schema import Config, TrainConfig
 from distillkit.data.transfer import ConcatDictDataset
 from distillkit.evaluation import accuracy_and_loss
@@ -51,8 +51,8 @@ def train_alone(config: Config, role: Role, folder: RunFolder) -> TrainedModel:
     train_data = ConcatDictDataset([splits.train, views]) if views is not None else None
     with folder.start(config, kind=f"train-{role}") as run:
         result = train_one(role, make_distiller(None, model, splits), splits, train, config, run.path,
-                           resume=folder.resume, batch_transform=augment, train_data=train_data,
-                           callbacks=run.callbacks(role), resume_from=folder.resume_from)
+                           Attempt(train_data, augment, run.callbacks(role), resume=folder.resume,
+                                   resume_from=folder.resume_from))
         run.finish({f"{role}/test/accuracy": result.metrics["test/accuracy"],
                     f"{role}/test/loss": result.metrics["test/loss"]},
                    {"weights": run.path / role / "model.safetensors"})

@@ -8,6 +8,7 @@ for one training run.)
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ from typing import Any
 from torch import nn
 
 from distillkit.app.build import build_augmentation, build_model_from, make_distiller
-from distillkit.app.train import TrainedModel, train_one
+from distillkit.app.train import Attempt, TrainedModel, train_one
 from distillkit.config.schema import Config, TrainConfig, looks_like_a_path
 from distillkit.core.multi_teacher import MultiTeacher
 from distillkit.data.builtin import DataSplits
@@ -161,15 +162,17 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
     """
     spec = config.teacher
     if spec.ensemble == 1:
-        return _get_one_teacher(config, splits, folder, "teacher", split_seed=config.seed, resume=resume,
-                                store=store, callbacks=hooks("teacher") if hooks else None, resume_from=resume_from)
+        return _get_one_teacher(config, splits, folder, "teacher", store=store, split_seed=config.seed,
+                                attempt=Attempt(callbacks=hooks("teacher") if hooks else None, resume=resume,
+                                                resume_from=resume_from))
     members, metrics, seconds = [], {}, 0.0
     for k in range(spec.ensemble):
         member_config = config.model_copy(update={"seed": config.seed + k,
                                                   "teacher": spec.model_copy(update={"ensemble": 1})})
         name = f"teacher_{k}"
-        member = _get_one_teacher(member_config, splits, folder, name, split_seed=config.seed, resume=resume,
-                                  store=store, callbacks=hooks(name) if hooks else None, resume_from=resume_from)
+        member = _get_one_teacher(member_config, splits, folder, name, store=store, split_seed=config.seed,
+                                  attempt=Attempt(callbacks=hooks(name) if hooks else None, resume=resume,
+                                                  resume_from=resume_from))
         log.info("%s: test accuracy %.4f", name, member.metrics["test/accuracy"])
         members.append(member.model)
         metrics[f"members/{k}/test/accuracy"] = member.metrics["test/accuracy"]
@@ -180,8 +183,9 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
 
 
 def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, name: str, *, split_seed: int,
-                     resume: bool, store: TeacherStore | None, callbacks: list[Callback] | None,
-                     resume_from: str | int | None = None) -> TrainedModel:
+                     store: TeacherStore | None, attempt: Attempt) -> TrainedModel:
+    """The teacher from its weights, from the store, or trained (``attempt``: its callbacks and resumption; the
+    augmentation is the teacher's own)."""
     teacher = build_model_from(config.teacher, splits, role="teacher", seed=config.seed)
     if config.teacher.weights:
         return measured_teacher(teacher, splits, {})
@@ -190,8 +194,8 @@ def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, na
     if earlier is not None:
         return measured_teacher(teacher, splits, earlier)
     result = train_one(name, make_distiller(None, teacher, splits), splits, config.teacher.train or TrainConfig(),
-                       config, folder, resume=resume, resume_from=resume_from,
-                       batch_transform=build_augmentation(config, splits, model=config.teacher), callbacks=callbacks)
+                       config, folder, dataclasses.replace(
+                           attempt, batch_transform=build_augmentation(config, splits, model=config.teacher)))
     if store is not None and processes.is_main():
         store.put(key, result.model, result.metrics, folder / name / "metrics.jsonl" if folder is not None else None)
     return result

@@ -69,15 +69,32 @@ def resume_point(model_folder: Path | None, resume: bool, resume_from: str | int
                           f"{model_folder.name} are at steps: {available}")
 
 
-def train_one(
-    name: str, distiller: Distiller, splits: DataSplits | Any, train: TrainConfig, config: Config, folder: Path | None, *,
-    resume: bool = False, batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    train_data: Any = None, callbacks: list[Callback] | None = None, resume_from: str | int | None = None,
-) -> TrainedModel:
+@dataclass(frozen=True)
+class Attempt:
+    """How one model is trained besides its ``train`` section: what it trains on, what watches it, and whether it
+    continues an interrupted run.
+
+    Attributes:
+        train_data: the training data (default: the splits' ``train``), e.g. with offline views or a transfer set.
+        batch_transform: ``batch -> batch`` on every training batch (augmentation).
+        callbacks: what watches the training (the run's metrics file, tracking).
+        resume: reuse a finished model and continue one with checkpoints.
+        resume_from: the checkpoint step to continue from (default: the newest).
+    """
+
+    train_data: Any = None
+    batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    callbacks: list[Callback] | None = None
+    resume: bool = False
+    resume_from: str | int | None = None
+
+
+def train_one(name: str, distiller: Distiller, splits: DataSplits | Any, train: TrainConfig, config: Config,
+              folder: Path | None, attempt: Attempt = Attempt()) -> TrainedModel:
     """Train one model (alone or distilled) in ``folder / name``, save its weights, evaluate it on the test split.
 
     ``splits`` is anything with ``train``, ``val`` and ``test`` data sets (:class:`DataSplits`, or a paired run's
-    splits); without a ``test`` set the model is not scored here.
+    splits); without a ``test`` set the model is not scored here. ``attempt`` says what else the training reads.
 
     With ``resume``, a model whose ``model.safetensors`` exists is loaded instead of trained (with the training
     time it took), and one with checkpoints continues from the newest (or ``resume_from``, see
@@ -85,9 +102,10 @@ def train_one(
     """
     model_folder = folder / name if folder is not None else None
     completed = model_folder is not None and (model_folder / "model.safetensors").is_file()
-    trainer = build_trainer(distiller, train_data if train_data is not None else splits.train, splits.val, train,
-                            config, model_folder, callbacks=callbacks, batch_transform=batch_transform)
-    if completed and resume:
+    train_data = attempt.train_data if attempt.train_data is not None else splits.train
+    trainer = build_trainer(distiller, train_data, splits.val, train, config, model_folder, callbacks=attempt.callbacks,
+                            batch_transform=attempt.batch_transform)
+    if completed and attempt.resume:
         log.info("%s: already trained in %s, reusing it", name, model_folder)
         load_weights(distiller.student, model_folder / "model.safetensors")  # type: ignore[operator]
         for k, peer in enumerate(getattr(distiller, "peers", ()), start=1):
@@ -98,7 +116,7 @@ def train_one(
     else:
         trainer.label = name  # the progress bar says which model trains
         log.info("%s: training", name)
-        trainer.fit(resume=resume_point(model_folder, resume, resume_from))
+        trainer.fit(resume=resume_point(model_folder, attempt.resume, attempt.resume_from))
         seconds = trainer.train_seconds
     # sharded (train.sharding: fsdp on several processes): the student gathered into an ordinary module on every
     # process, for what one process does next (measure, save, compress); otherwise the student itself

@@ -14,13 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from distillkit.config.base import ConfigError, Strict
 from distillkit.config.compress import CompressConfig
+from distillkit.config.pairs import PairsConfig
 from distillkit.config.schedules import Scalar, ScheduleConfig, in_range, parse_schedule
 from distillkit.continual.strategies import create_strategy
 from distillkit.data.builtin import DATASETS
 from distillkit.methods import METHODS
 from distillkit.models import MODELS, check_sizes
 from distillkit.models.trust import check_model_options
-from distillkit.paired.data import CLDR_KINDS
 from distillkit.registry import DistillkitError, UnknownNameError
 from distillkit.training.options import TrainOptions
 
@@ -54,65 +54,6 @@ class AugmentConfig(_Strict):
     scale: float = Field(0.0, ge=0.0, lt=1.0, description="random zoom by up to this fraction")
     flip: bool = Field(False, description="random left-right flips")
     mixup: float = Field(0.0, ge=0.0, description="mixup alpha (0 = off)")
-
-
-class PairsConfig(_Strict):
-    """Paired data for ``distillkit paired``: the teacher reads one view of each example, the student the other
-    (see docs/paired.md). Four sources:
-
-    - ``translation``: names of the same concepts in English and other languages (CLDR or ISO); the student learns
-      the teacher's English embedding from the English name and from each translation (Reimers & Gurevych 2020);
-    - ``speech``: English CLDR names and the same names spoken by eSpeak NG voices; the student hears, the teacher
-      reads, both tell the kind of the name (territory, language, currency, script);
-    - ``table``: two columns of a user's table (``first``: the teacher's, ``second``: the student's);
-    - ``folders``: two folders whose files pair up by name (``.txt`` texts, ``.wav`` audio).
-
-    With labels (``speech``, or ``label`` for a table or folders) the students learn to classify and the distilled
-    one from the teacher's soft labels; without, they learn the teacher's embedding and are scored by retrieval.
-    """
-
-    kind: Literal["translation", "speech", "table", "folders"]
-    lexicon: Literal["cldr", "iso"] = Field("cldr", description="translation: CLDR names (babel) or ISO names "
-                                            "(pycountry)")
-    languages: list[str] = Field(default_factory=lambda: ["fr", "de", "es", "ru", "zh"], min_length=1,
-                                 description="translation: the languages the student learns besides English")
-    kinds: list[str] = Field(default_factory=lambda: list(CLDR_KINDS), min_length=1,
-                             description=f"CLDR kinds of names ({', '.join(CLDR_KINDS)})")
-    concepts: int | None = Field(None, ge=8, description="keep a stratified subset of this many concepts (quick "
-                                 "trials and tests)")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="fraction of concepts (or pairs) held out for the test; "
-                                 "a concept is in one split only, in every language and voice")
-    loss: Literal["mse", "cosine"] = Field("cosine", description="embedding distillation: MSE (the paper's) or "
-                                           "cosine to the teacher's embedding")
-    voices: list[str] = Field(default_factory=lambda: ["en+m1@170@45", "en+f2@160@60", "en+m3@185@40",
-                                                       "en+f4@175@70"], min_length=1,
-                              description="speech: training voices, NAME[@RATE[@PITCH]] (eSpeak NG)")
-    test_voices: list[str] = Field(default_factory=lambda: ["en+m7@165@50", "en+f5@180@65"], min_length=1,
-                                   description="speech: held-out voices the test names are spoken by")
-    max_seconds: float = Field(4.0, gt=0, le=30, description="speech and .wav files: the longest utterance; "
-                               "a longer one is an error")
-    speech_cache: str | None = Field(None, description="speech: folder of synthesized audio (default "
-                                     "~/.cache/distillkit/speech)")
-    path: str | None = Field(None, description="table: the table of pairs (.csv, .tsv, .parquet, .jsonl)")
-    first: str | None = Field(None, description="table: the teacher's column; folders: the teacher's folder")
-    second: str | None = Field(None, description="table: the student's column; folders: the student's folder")
-    label: str | None = Field(None, description="table: a label column; folders: a .csv of name,label")
-
-    @model_validator(mode="after")
-    def _source(self) -> PairsConfig:
-        unknown = sorted(set(self.kinds) - set(CLDR_KINDS))
-        if unknown:
-            raise ValueError(f"kinds: unknown {unknown}; CLDR kinds are {', '.join(CLDR_KINDS)}")
-        if self.kind in ("table", "folders"):
-            needed = ["first", "second"] + (["path"] if self.kind == "table" else [])
-            missing = [key for key in needed if getattr(self, key) is None]
-            if missing:
-                raise ValueError(f"kind {self.kind} needs {', '.join(missing)}")
-        elif self.path is not None or self.first is not None or self.second is not None:
-            raise ValueError(f"path, first and second are for kind table or folders, not {self.kind}")
-        if "en" in self.languages:
-            raise ValueError("languages: English is the teacher's language and always included; list the others")
-        return self
 
 
 class DataConfig(AugmentConfig):

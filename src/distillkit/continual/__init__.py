@@ -11,7 +11,7 @@
 """
 
 from distillkit.continual.buffer import ReservoirBuffer
-from distillkit.continual.learner import ContinualLearner, StreamResult
+from distillkit.continual.learner import ContinualLearner, StreamResult, StudentRefresh
 from distillkit.continual.metrics import StreamMetrics, stream_metrics
 from distillkit.continual.strategies import STRATEGIES, Strategy, create_strategy, register_strategy
 from distillkit.continual.streams import (
@@ -24,6 +24,6 @@ from distillkit.continual.streams import (
     stream_from_splits,
 )
 
-__all__ = ["STRATEGIES", "ContinualLearner", "Experience", "ReservoirBuffer", "Stream", "StreamError",
+__all__ = ["STRATEGIES", "ContinualLearner", "Experience", "ReservoirBuffer", "Stream", "StreamError", "StudentRefresh",
            "StreamMetrics", "StreamResult", "Strategy", "create_strategy", "drifting_mnist1d", "register_strategy",
            "rotated_stream", "split_by_class", "stream_from_splits", "stream_metrics"]

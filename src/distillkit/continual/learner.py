@@ -37,7 +37,7 @@ from distillkit.evaluation.assess import predict
 from distillkit.evaluation.cost import model_size_bytes, time_models
 from distillkit.evaluation.metrics import classification_metrics
 from distillkit.training.callbacks import Callback
-from distillkit.training.options import TrainOptions
+from distillkit.training.options import RunOptions, TrainOptions
 from distillkit.training.trainer import Trainer
 
 __all__ = ["ContinualLearner", "StreamResult", "accuracy_rows", "mask_to_task", "stream_logits"]
@@ -152,6 +152,29 @@ class _Track:
         self.task_accuracy, self.task_baseline = state["task_accuracy"], state["task_baseline"]
 
 
+@dataclass(frozen=True)
+class StudentRefresh:
+    """A deployed student refreshed after each experience, and how.
+
+    Attributes:
+        model: the student (trained in place).
+        options: its training options (default: the learner's).
+        alpha: weight of the teacher's soft targets when refreshing it (labels get ``1 - alpha``).
+        previous_weight: weight of the student's own previous self (over the classes it knew).
+        temperature: temperature of its two distillation terms.
+    """
+
+    model: nn.Module
+    options: TrainOptions | None = None
+    alpha: float = 0.5
+    previous_weight: float = 1.0
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"student alpha must be in [0, 1], got {self.alpha}")
+
+
 class ContinualLearner:
     """Learn a :class:`~distillkit.continual.Stream` with a :class:`~distillkit.continual.Strategy`.
 
@@ -161,15 +184,12 @@ class ContinualLearner:
         stream: the experiences.
         options: training options of every experience (the same epochs for every strategy make them comparable).
         batch_size: training batch size.
-        seed: experience ``k`` trains with seed ``seed + k``.
-        cpu / progress: as for the :class:`~distillkit.Trainer`.
+        run: seed (experience ``k`` trains with seed ``seed + k``), ``cpu`` and ``progress``, as for the
+            :class:`~distillkit.Trainer` (default: no progress bar).
         callbacks: ``name -> callbacks`` for the trainer of each experience (``"experience_0"``, ...,
             ``"student_0"``, ...), e.g. a run's records and its signal stop.
-        student: an optional deployed student refreshed after each experience (see the module docstring).
-        student_options: the student's training options (default: ``options``).
-        student_alpha: weight of the teacher's soft targets when refreshing the student (labels get ``1 - alpha``).
-        student_previous_weight: weight of the student's own previous self (over the classes it knew).
-        temperature: temperature of the student's two distillation terms.
+        student: an optional deployed student refreshed after each experience (see the module docstring): a model
+            (refreshed with the defaults of :class:`StudentRefresh`) or a :class:`StudentRefresh`.
 
     The state after each experience (:meth:`state_dict`) holds the model, the strategy's memory, the student and
     the accuracy rows: :meth:`load_state_dict` then :meth:`learn` continues with the next experience and gives
@@ -178,19 +198,17 @@ class ContinualLearner:
 
     def __init__(
         self, model: nn.Module, strategy: Strategy, stream: Stream, options: TrainOptions | None = None, *,
-        batch_size: int = 32, seed: int = 0, cpu: bool = False, progress: bool = False,
-        callbacks: Callable[[str], Sequence[Callback]] | None = None, student: nn.Module | None = None,
-        student_options: TrainOptions | None = None, student_alpha: float = 0.5,
-        student_previous_weight: float = 1.0, temperature: float = 2.0,
+        batch_size: int = 32, run: RunOptions | None = None, callbacks: Callable[[str], Sequence[Callback]] | None = None,
+        student: nn.Module | StudentRefresh | None = None,
     ) -> None:
-        if not 0.0 <= student_alpha <= 1.0:
-            raise ValueError(f"student_alpha must be in [0, 1], got {student_alpha}")
         self.model, self.strategy, self.stream = model, strategy, stream
         self.options = options or TrainOptions()
-        self.student, self.student_options = student, student_options or self.options
-        self.student_alpha, self.student_previous_weight, self.temperature = (student_alpha, student_previous_weight,
-                                                                                temperature)
-        self.batch_size, self.seed, self.cpu, self.progress = batch_size, seed, cpu, progress
+        refresh = student if isinstance(student, StudentRefresh) or student is None else StudentRefresh(student)
+        self.refresh = refresh
+        self.student = refresh.model if refresh is not None else None
+        self.student_options = (refresh.options if refresh is not None else None) or self.options
+        run = run or RunOptions(progress=False)
+        self.batch_size, self.seed, self.cpu, self.progress = batch_size, run.seed, run.cpu, run.progress
         self.callbacks = callbacks or (lambda name: [])
         self.done = 0
         self.track, self.student_track = _Track(), _Track()
@@ -269,11 +287,13 @@ class ContinualLearner:
         if self.student is None or self.previous is None:
             raise RuntimeError("a student is refreshed after its teacher has learned the experience")
         stream = self.stream
-        terms: list[LossTerm] = [HardLabelTerm(1.0 - self.student_alpha),
-                                 SoftTargetTerm(self.student_alpha, temperature=self.temperature)]
-        if k > 0 and self.student_previous_weight > 0:
+        refresh = self.refresh
+        assert refresh is not None
+        terms: list[LossTerm] = [HardLabelTerm(1.0 - refresh.alpha),
+                                 SoftTargetTerm(refresh.alpha, temperature=refresh.temperature)]
+        if k > 0 and refresh.previous_weight > 0:
             classes = None if stream.scenario == "domain" else old_classes
-            terms.append(PreviousModelTerm(classes, self.student_previous_weight, temperature=self.temperature,
+            terms.append(PreviousModelTerm(classes, refresh.previous_weight, temperature=refresh.temperature,
                                            previous=self.student, input_spec=stream.input_key))
         memory = self.strategy.memory()
         data = (self.strategy.train_data(experience, seen) if memory is None

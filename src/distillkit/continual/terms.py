@@ -108,6 +108,7 @@ class ReplayTerm(LossTerm):
 
     reruns_student = True
 
+    # (9 parameters: a loss term's options as keywords, as every term takes them; the strategies build it)
     def __init__(self, buffer: ReservoirBuffer, target: str, weight: ScheduleLike = 1.0, *, batch_size: int = 32,
                  stores: bool = False, store_logits: bool = False, input_key: str = "input",
                  target_key: str = "target", name: str | None = None) -> None:

@@ -133,6 +133,8 @@ class Distiller(nn.Module):
         ['feature/1->1', 'hard', 'soft']
     """
 
+    # (13 parameters: the method's hyperparameters as keywords with the papers' defaults, as torchdistill's and
+    # mdistiller's distillers take them; one object of them would hide the defaults a user looks up)
     def __init__(
         self,
         teacher: nn.Module | None,

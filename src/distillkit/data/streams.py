@@ -146,6 +146,8 @@ class ParquetStream(IterableDataset[Sample]):
         >>> Trainer(Distiller(teacher, student), train, val, max_steps=20_000).fit()  # doctest: +SKIP
     """
 
+    # (9 parameters: the reading options of a streamed data set as keywords, as Hugging Face datasets' streaming
+    # takes them)
     def __init__(self, files: Sequence[str | os.PathLike[str]], *, input_column: str = "input",
                  target_column: str = "label", input_shape: Sequence[int] | None = None,
                  dtype: torch.dtype = torch.float32, transform: Callable[[Sample], Sample] | None = None,

@@ -74,6 +74,8 @@ class TeacherCache:
     def __len__(self) -> int:
         return len(next(iter(self.arrays.values())))
 
+    # (10 parameters: the settings of one teacher pass as keywords; the Trainer fills them from its CacheOptions
+    # and LoaderOptions)
     @classmethod
     def build(
         cls,
@@ -166,6 +168,7 @@ class TeacherCache:
             )
         return float(soft[0].temperature)
 
+    # (9 parameters: build's resolved settings, passed on by its one caller)
     @staticmethod
     def _compute(
         distiller: Distiller,

@@ -92,6 +92,7 @@ class Trainer(LoaderChoice, OptimizerStep, CheckpointState, Sharding):
         >>> history = trainer.fit()  # doctest: +SKIP
     """
 
+    # (9 parameters: the distiller, the two data sets, and one object per option group)
     def __init__(
         self,
         distiller: Distiller,
