@@ -11,9 +11,11 @@ from distillkit.losses.relations import (
     rkd_distance_loss,
     similarity_preserving,
 )
+from distillkit.losses.tokens import TokenLoss, next_token_loss, token_divergence
 
 __all__ = [
     "FEATURE_LOSSES",
+    "TokenLoss",
     "attention_transfer",
     "dist_loss",
     "dkd_loss",
@@ -24,9 +26,11 @@ __all__ = [
     "kd_loss",
     "kd_loss_topk",
     "logit_standardized_kd",
+    "next_token_loss",
     "nst_loss",
     "pkt_loss",
     "rkd_angle_loss",
     "rkd_distance_loss",
     "similarity_preserving",
+    "token_divergence",
 ]
