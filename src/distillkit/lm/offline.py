@@ -1,0 +1,222 @@
+"""The teacher's offline outputs for language models: per token, its ``k`` most likely next tokens and their
+log-probabilities, computed once and read by every later epoch and run (Arcee DistillKit's offline distillation).
+
+A file holds, for every sample of a token data set (``[N, L]`` blocks):
+
+- ``ids.npy``: ``[N, L, k]`` token ids in the smallest integer type that holds the vocabulary (``uint16`` up to
+  65,536 tokens, else ``int32``);
+- ``logprobs.npy``: ``[N, L, k]`` their log-probabilities at temperature 1, most likely first, as ``float16``
+  (the rest of the mass is ``1 - sum(exp(logprobs))``, and a loss treats it as one more bucket);
+- ``manifest.json``: what it was made from (the teacher's, the tokenizer's and the data's fingerprints, ``k``, the
+  shapes and types), so a later run reuses it only for the same teacher, tokenizer, data and ``k``.
+
+At ``k = 32`` a token takes 128 bytes against 98,304 for full fp16 logits of a 49,152-token vocabulary (768x
+smaller). The arrays are memory-mapped (``.npy`` files, opened copy-on-write): training reads the rows of each
+batch, in any order, without loading the file.
+
+**Whole or not at all.** The file is written into a folder ``<fingerprint>.partial-<pid>`` beside its final
+place and renamed into place when complete; a killed pass leaves only the partial folder, which a later pass
+removes (when its process is gone). **Several processes** (``accelerate launch`` / ``torchrun``) each compute the
+blocks of the batches ``rank, rank + world, ...`` of the one-process order and write their rows into the shared
+files, so the file is the same, byte for byte, for any number of processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from distillkit.data.base import TensorDictDataset, dataset_fingerprint
+from distillkit.errors import DistillkitError
+from distillkit.lm.terms import OFFLINE_FIELDS, lm_inputs
+from distillkit.storage import process_alive, write_text_atomic
+from distillkit.training import processes
+from distillkit.training.teacher_cache import model_fingerprint
+
+__all__ = ["TopKFile", "TopKManifest", "tokenizer_fingerprint"]
+
+log = logging.getLogger("distillkit")
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """SHA-256 (16 hex characters) of a tokenizer's vocabulary."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TopKManifest:
+    """What an offline file was made from and how it is laid out."""
+
+    teacher: str
+    tokenizer: str
+    data: str
+    k: int
+    samples: int
+    block_size: int
+    vocab_size: int
+    ids_dtype: str
+    logprobs_dtype: str = "float16"
+    format: int = 1
+
+    @property
+    def fingerprint(self) -> str:
+        key = [self.teacher, self.tokenizer, self.data, self.k, self.samples, self.block_size, self.format]
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def _ids_dtype(vocab_size: int) -> str:
+    return "uint16" if vocab_size <= 65536 else "int32"
+
+
+class TopKFile:
+    """An offline file of the teacher's top-k next tokens (see the module docstring).
+
+    Example:
+        >>> top = TopKFile.build(teacher, tokenizer, train_blocks, "cache/lm-topk", k=32)  # doctest: +SKIP
+        >>> train = top.attach(train_blocks)  # samples now carry teacher_ids / teacher_logprobs  # doctest: +SKIP
+    """
+
+    def __init__(self, folder: Path, manifest: TopKManifest) -> None:
+        self.folder, self.manifest = folder, manifest
+        self.ids = np.load(folder / "ids.npy", mmap_mode="c")
+        self.logprobs = np.load(folder / "logprobs.npy", mmap_mode="c")
+
+    @property
+    def bytes_per_token(self) -> float:
+        """Bytes the file takes per token (ids and log-probabilities)."""
+        tokens = self.manifest.samples * self.manifest.block_size
+        return (self.ids.nbytes + self.logprobs.nbytes) / max(1, tokens)
+
+    def attach(self, blocks: TensorDictDataset) -> TensorDictDataset:
+        """``blocks`` with the teacher's fields (:data:`~distillkit.lm.terms.OFFLINE_FIELDS`) added to every
+        sample, read from the memory-mapped arrays.
+
+        Raises:
+            DistillkitError: ``blocks`` are not the data the file was made from.
+        """
+        if dataset_fingerprint(blocks) != self.manifest.data:
+            raise DistillkitError(f"{self.folder}: the teacher's offline file was made from other data; build it "
+                                  "for these blocks (TopKFile.build)")
+        ids, logprobs = (torch.from_numpy(self.ids), torch.from_numpy(self.logprobs))
+        return TensorDictDataset(**blocks.fields, **dict(zip(OFFLINE_FIELDS, (ids, logprobs))))
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None) -> TopKFile:
+        """An existing file; ``expect`` (manifest fields) must match it.
+
+        Raises:
+            DistillkitError: no complete file there, or one made from another teacher, tokenizer, data or ``k``.
+        """
+        folder = Path(folder)
+        manifest_file = folder / "manifest.json"
+        if not manifest_file.is_file():
+            raise DistillkitError(f"{folder}: no complete offline file (no manifest.json)")
+        manifest = TopKManifest(**json.loads(manifest_file.read_text()))
+        for key, value in (expect or {}).items():
+            if getattr(manifest, key) != value:
+                raise DistillkitError(f"{folder}: the offline file was made with {key} {getattr(manifest, key)!r}, "
+                                      f"not {value!r}; build one for this {key}")
+        return cls(folder, manifest)
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, teacher: nn.Module, tokenizer: Any, blocks: TensorDictDataset, directory: str | os.PathLike[str],
+              *, k: int = 32, batch_size: int = 8) -> TopKFile:
+        """Run the teacher over ``blocks`` once (or reuse the file a run before made) and return the file.
+
+        Args:
+            teacher: the causal LM, on the device to run on.
+            tokenizer: its tokenizer (fingerprinted).
+            blocks: token blocks (:mod:`distillkit.lm.data`).
+            directory: where files live, one folder per fingerprint.
+            k: tokens kept per position.
+            batch_size: blocks per teacher pass.
+
+        Raises:
+            DistillkitError: ``k`` larger than the vocabulary, or no space left.
+        """
+        logits_width = int(teacher.get_output_embeddings().weight.shape[0])  # type: ignore[operator, union-attr]
+        if not 1 <= k <= logits_width:
+            raise DistillkitError(f"k must be in 1..{logits_width} (the vocabulary), got {k}")
+        manifest = TopKManifest(
+            teacher=model_fingerprint(teacher), tokenizer=tokenizer_fingerprint(tokenizer),
+            data=dataset_fingerprint(blocks), k=k, samples=len(blocks), block_size=int(blocks.fields["input_ids"].shape[1]),
+            vocab_size=logits_width, ids_dtype=_ids_dtype(logits_width))
+        final = Path(directory) / manifest.fingerprint
+        found = (final / "manifest.json").is_file()
+        if processes.world() > 1:  # every process decides alike
+            found = all(processes.gather(found))
+        if found:
+            log.info("teacher's offline top-%d file: reusing %s", k, final)
+            return cls.open(final)
+        partial = cls._prepare(final, manifest)
+        cls._fill(teacher, blocks, partial, manifest, batch_size)
+        processes.barrier()
+        if processes.is_main():
+            write_text_atomic(partial / "manifest.json", json.dumps(asdict(manifest), indent=1))
+            if final.exists():  # another run finished the same file meanwhile: keep theirs
+                shutil.rmtree(partial)
+            else:
+                os.replace(partial, final)
+        processes.barrier()
+        log.info("teacher's offline top-%d file written: %s", k, final)
+        return cls.open(final)
+
+    @staticmethod
+    def _prepare(final: Path, manifest: TopKManifest) -> Path:
+        """The partial folder every process writes into, its arrays allocated by the main process."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        owner = processes.gather(os.getpid())[0]  # the main process names the partial folder
+        partial = final.parent / f"{final.name}.partial-{owner}"
+        if processes.is_main():
+            for stale in final.parent.glob(f"{final.name}.partial-*"):
+                pid = stale.name.rsplit("-", 1)[-1]
+                if stale != partial and (not pid.isdigit() or not process_alive(int(pid))):
+                    shutil.rmtree(stale, ignore_errors=True)  # a killed pass's leftovers
+            partial.mkdir(exist_ok=True)
+            shape = (manifest.samples, manifest.block_size, manifest.k)
+            try:
+                for name, dtype in (("ids.npy", manifest.ids_dtype), ("logprobs.npy", np.float16)):
+                    np.lib.format.open_memmap(partial / name, mode="w+", dtype=dtype, shape=shape).flush()
+                    with open(partial / name, "r+b") as handle:  # the space reserved now: a full disk is an error
+                        os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)  # here, not a crash
+            except OSError as error:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise DistillkitError(f"{partial}: cannot write the teacher's offline file ({error.strerror})") from None
+        processes.barrier()
+        return partial
+
+    @staticmethod
+    def _fill(teacher: nn.Module, blocks: TensorDictDataset, partial: Path, manifest: TopKManifest,
+              batch_size: int) -> None:
+        """This process's rows: the blocks of batches ``rank, rank + world, ...``."""
+        ids = np.load(partial / "ids.npy", mmap_mode="r+")
+        logprobs = np.load(partial / "logprobs.npy", mmap_mode="r+")
+        device = next(teacher.parameters()).device
+        starts = list(range(0, manifest.samples, batch_size))[processes.rank()::processes.world()]
+        was_training = teacher.training
+        teacher.eval()
+        try:
+            for start in starts:
+                rows = slice(start, min(start + batch_size, manifest.samples))
+                batch = {key: value[rows].to(device) for key, value in blocks.fields.items()}
+                logits = teacher(**lm_inputs(batch)).logits.float()
+                top = torch.log_softmax(logits, dim=-1).topk(manifest.k, dim=-1)
+                ids[rows] = top.indices.cpu().numpy().astype(manifest.ids_dtype)
+                logprobs[rows] = top.values.clamp(min=-1e4).cpu().numpy().astype(np.float16)
+        finally:
+            teacher.train(was_training)
+        ids.flush()
+        logprobs.flush()

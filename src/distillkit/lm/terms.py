@@ -1,0 +1,86 @@
+"""Loss terms of language-model distillation, for the :class:`~distillkit.Distiller`: the token-level divergence
+to the teacher (online, or from the teacher's offline top-k file) and the language-model loss on the data's own
+tokens. They compose through the Distiller's weights and schedules as every other term does; a hidden-state term
+with a layer map is the Distiller's :class:`~distillkit.core.terms.FeatureTerm` on the decoder blocks' outputs
+(``model.layers.3`` to ``model.layers.9``, an adapter when the widths differ).
+
+A language-model batch is ``{"input_ids", "attention_mask", "labels"}`` (:mod:`distillkit.lm.data`); the models
+read the first two (:func:`lm_inputs`), and a position counts where the next token's label is not
+:data:`~distillkit.losses.tokens.IGNORE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor
+
+from distillkit.core.schedules import ScheduleLike
+from distillkit.core.terms import DistillContext, LossTerm
+from distillkit.losses.tokens import IGNORE, SparseTeacher, TokenLoss, next_labels, next_token_loss, token_divergence
+
+__all__ = ["OFFLINE_FIELDS", "NextTokenTerm", "TokenDistillTerm", "lm_inputs", "scored_positions"]
+
+OFFLINE_FIELDS = ("teacher_ids", "teacher_logprobs")
+"""The batch fields that carry the teacher's stored top-k tokens and log-probabilities (``[B, L, k]``)."""
+
+
+def lm_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """What a causal LM reads of a batch (its :data:`~distillkit.core.distiller.InputSpec`)."""
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+def scored_positions(batch: Mapping[str, Any]) -> Tensor:
+    """``[B, L]``: the positions whose prediction counts (the next token is scored)."""
+    return next_labels(batch["labels"]) != IGNORE
+
+
+class TokenDistillTerm(LossTerm):
+    """The token-level divergence between the teacher's and the student's next-token distributions.
+
+    Args:
+        loss: the divergence, temperature, truncation and chunking (:class:`~distillkit.losses.tokens.TokenLoss`).
+        weight: number or schedule.
+        offline: read the teacher from the batch's :data:`OFFLINE_FIELDS` (its offline top-k file) instead of
+            running it: the teacher is then not needed at all.
+        name: the logged name (default ``"kd"``).
+    """
+
+    traceable = False
+
+    def __init__(self, loss: TokenLoss, weight: ScheduleLike = 1.0, *, offline: bool = False, name: str = "kd") -> None:
+        super().__init__(name, weight)
+        self.loss, self.offline = loss, offline
+        self.needs_teacher = not offline
+
+    def hyperparameters(self, state: Any) -> dict[str, float]:
+        return {"temperature": self.loss.temperature}
+
+    def forward(self, ctx: DistillContext) -> Tensor:
+        mask = scored_positions(ctx.batch)
+        if self.offline:
+            missing = [f for f in OFFLINE_FIELDS if f not in ctx.batch]
+            if missing:
+                raise KeyError(f"the batch has no {missing[0]!r}: attach the teacher's offline file to the data "
+                               "(distillkit.lm.offline.TopKFile.attach)")
+            teacher: Tensor | SparseTeacher = SparseTeacher(ctx.batch["teacher_ids"], ctx.batch["teacher_logprobs"])
+        else:
+            assert ctx.teacher is not None and ctx.teacher.logits is not None
+            teacher = ctx.teacher.logits
+        return token_divergence(ctx.student_logits, teacher, mask, self.loss)
+
+
+class NextTokenTerm(LossTerm):
+    """The language-model loss on the data's own tokens (the shifted cross-entropy over scored positions):
+    what a student trained alone minimises, and the ``1 - alpha`` part of a distilled one's objective."""
+
+    needs_teacher = False
+    traceable = False
+
+    def __init__(self, weight: ScheduleLike = 1.0, *, chunk_size: int = 512, name: str = "lm") -> None:
+        super().__init__(name, weight)
+        self.chunk_size = chunk_size
+
+    def forward(self, ctx: DistillContext) -> Tensor:
+        return next_token_loss(ctx.student_logits, ctx.batch["labels"], chunk_size=self.chunk_size)

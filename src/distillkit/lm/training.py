@@ -1,0 +1,91 @@
+"""The Trainer for language models, and the distillers a language-model run trains.
+
+:class:`LMTrainer` is the :class:`~distillkit.Trainer` (one loop, checkpoints, resume, Accelerate, FSDP) with
+what differs for language models: evaluation in perplexity and next-token accuracy over the scored tokens
+(gathered across processes), and no per-sample logit cache (a ``[L, V]`` distribution per sample is what the
+offline top-k file of :mod:`distillkit.lm.offline` stores compactly instead).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from distillkit.core.distiller import Distiller
+from distillkit.core.measures import evaluating
+from distillkit.core.schedules import ScheduleLike
+from distillkit.core.terms import LossTerm
+from distillkit.lm.terms import NextTokenTerm, TokenDistillTerm, lm_inputs, scored_positions
+from distillkit.losses.tokens import TokenLoss, next_labels
+from distillkit.training.trainer import Trainer
+
+__all__ = ["LMTrainer", "lm_distiller"]
+
+
+def lm_distiller(teacher: nn.Module | None, student: nn.Module, *, loss: TokenLoss | None = None,
+                 alpha: ScheduleLike = 1.0, offline: bool = False, extra: list[LossTerm] | None = None) -> Distiller:
+    """A :class:`~distillkit.Distiller` of causal LMs: ``alpha`` times the token-level divergence ``loss`` plus
+    ``1 - alpha`` times the language-model loss; with ``teacher=None`` and ``offline=False``, the
+    language-model loss alone (the student trained alone).
+
+    Args:
+        teacher: the teacher (``None`` with ``offline=True``: its outputs come from the batch).
+        student: the student.
+        loss: the divergence (default: forward KL at temperature 1).
+        alpha: the divergence's weight (a number or schedule); the language-model loss gets ``1 - alpha``.
+        offline: read the teacher from the batch's offline top-k fields.
+        extra: more terms (hidden-state terms, ...).
+    """
+    terms: list[LossTerm] = []
+    if teacher is not None or offline:
+        terms.append(TokenDistillTerm(loss or TokenLoss(), alpha, offline=offline))
+        if not (isinstance(alpha, (int, float)) and alpha == 1.0):
+            from distillkit.core.schedules import Complement
+
+            terms.append(NextTokenTerm(Complement(alpha) if callable(alpha) else 1.0 - float(alpha)))
+    else:
+        terms.append(NextTokenTerm(1.0))
+    terms += extra or []
+    return Distiller(None if offline else teacher, student, terms=terms, teacher_input=lm_inputs,
+                     student_input=lm_inputs, target_key="labels")
+
+
+class LMTrainer(Trainer):
+    """The :class:`~distillkit.Trainer` for causal LMs (see the module docstring); ``evaluate`` gives
+    ``val/loss`` (mean next-token cross-entropy), ``val/perplexity`` and ``val/accuracy`` (top-1 next token)."""
+
+    def _cache_decision(self, first_batch: dict[str, Any]) -> str | None:
+        if self.options.teacher_cache in ("memory", "disk"):
+            raise ValueError("train.teacher_cache caches one output per sample; a language model's teacher is "
+                             "cached as an offline top-k file instead (distill.offline in a config)")
+        return None
+
+    @torch.no_grad()
+    def evaluate(self, data: Dataset[Any] | None = None) -> dict[str, float]:
+        if self.accelerator is None:
+            self.setup()
+        loader = self.val_loader if data is None else self.accelerator.prepare(self._eval_loader(data))
+        if loader is None:
+            raise ValueError("no evaluation data: pass val_data to the Trainer or data to evaluate()")
+        distiller: Distiller = self.accelerator.unwrap_model(self.model)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # nll, correct, tokens
+        with evaluating(distiller.student):
+            for batch in loader:
+                logits = distiller.student(**lm_inputs(batch)).logits.float()
+                mask = scored_positions(batch)
+                targets = next_labels(batch["labels"])
+                scored = logits[mask]
+                per_sample = torch.stack([
+                    torch.zeros(len(mask), device=self.device, dtype=torch.float64).index_add(
+                        0, mask.nonzero()[:, 0], values.double())
+                    for values in (nn.functional.cross_entropy(scored, targets[mask], reduction="none"),
+                                   (scored.argmax(-1) == targets[mask]).double(),
+                                   torch.ones(len(scored), device=self.device))], dim=1)
+                sums += self.accelerator.gather_for_metrics(per_sample).sum(0)
+        nll, correct, tokens = (float(v) for v in sums)
+        loss = nll / max(tokens, 1.0)
+        return {"val/loss": loss, "val/perplexity": math.exp(min(loss, 50.0)), "val/accuracy": correct / max(tokens, 1.0)}
