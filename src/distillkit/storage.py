@@ -61,6 +61,19 @@ def file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _unshared(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors on the CPU, each with storage of its own (safetensors refuses two names for one memory: the tied
+    input and output embeddings of a language model); a tensor that shares memory with an earlier one is copied."""
+    found: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, value in tensors.items():
+        value = value.detach().cpu().contiguous()
+        memory = value.untyped_storage().data_ptr()
+        found[key] = value.clone() if memory in seen and value.numel() else value
+        seen.add(memory)
+    return found
+
+
 def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> Path:
     """Write ``tensors`` as safetensors to ``path``: a temporary file beside it, the umask's mode, then a rename
     (a crash never leaves a half-written file at ``path``)."""
@@ -68,7 +81,7 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[st
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        save_file(_unshared(tensors), str(tmp))
         os.chmod(tmp, file_mode())
         tmp.replace(path)
     except OSError as error:

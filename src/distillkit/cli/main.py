@@ -166,10 +166,12 @@ def _run_command(kind: RunKind) -> Any:
         options = {option.name: given[option.name] for option in kind.options}
         if kind.builtin_config is not None:
             text = (resources.files("distillkit") / "configs" / kind.builtin_config).read_text()
-            config = load_config(raw=read_yaml(text, kind.builtin_config), overrides=given["overrides"] or [])
+            config = load_config(raw=read_yaml(text, kind.builtin_config), overrides=given["overrides"] or [],
+                                 model=kind.config_model)
             source = kind.builtin_config
         else:
-            config, source = _load(given["config"], given["overrides"]), str(given["config"])
+            source = str(given["config"])
+            config = load_config(given["config"], overrides=given["overrides"] or [], model=kind.config_model)
         if kind.check is not None:
             kind.check(config, source)
         out = given["out"] or kind.default_folder(config, options)

@@ -18,8 +18,8 @@ from distillkit.registry import suggest
 __all__ = ["apply_overrides", "apply_preset", "dump_config", "load_config", "presets", "resolve_relative_paths"]
 
 
-def _model_for(path: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: Any = Config
+def _model_for(path: tuple[Any, ...], root: type[BaseModel] = Config) -> type[BaseModel] | None:
+    model: Any = root
     for part in path:
         if isinstance(part, int):
             continue
@@ -36,13 +36,13 @@ def _model_for(path: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
-def _format_errors(error: ValidationError, source: str) -> str:
+def _format_errors(error: ValidationError, source: str, root: type[BaseModel] = Config) -> str:
     lines = []
     for item in error.errors():
         loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and ("[" in p or p in ("float", "ScheduleConfig"))))
         path = ".".join(str(p) for p in loc)
         if item["type"] == "extra_forbidden":
-            parent = _model_for(loc[:-1])
+            parent = _model_for(loc[:-1], root)
             known = sorted(parent.model_fields) if parent else []
             lines.append(f"{path}: unknown key.{suggest(str(loc[-1]), known)}"
                          + (f" Allowed here: {', '.join(known)}" if known else ""))
@@ -149,8 +149,10 @@ def resolve_relative_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, *, overrides: list[str] | None = None,
-                raw: dict[str, Any] | None = None) -> Config:
-    """Read, override and validate a config.
+                raw: dict[str, Any] | None = None, model: type[Any] = Config) -> Any:
+    """Read, override and validate a config: a :class:`Config`, or the ``model`` of another kind of run (which
+    resolves its own relative paths with a ``resolve_relative_paths(raw, folder)`` static method; presets are
+    the comparison's).
 
     Raises:
         ConfigError: missing or unreadable file, invalid YAML, or schema errors (with key paths).
@@ -170,16 +172,18 @@ def load_config(path: str | Path | None = None, *, overrides: list[str] | None =
             raise ConfigError(str(error)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a config must be a YAML mapping of sections (data, teacher, student, ...)")
-    if path is not None:
-        raw = resolve_relative_paths(raw, Path(path).parent)  # before the overrides: theirs are the shell's
+    if path is not None:  # before the overrides: theirs are the shell's
+        resolve = resolve_relative_paths if model is Config else model.resolve_relative_paths
+        raw = resolve(raw, Path(path).parent)
     raw = apply_overrides(raw, overrides or [])
-    raw = apply_preset(raw, source)
+    if model is Config:
+        raw = apply_preset(raw, source)
     try:
-        return Config.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(_format_errors(error, source)) from None
+        raise ConfigError(_format_errors(error, source, model)) from None
 
 
-def dump_config(config: Config) -> str:
+def dump_config(config: BaseModel) -> str:
     """The resolved config as YAML (every default filled in): rerunning this file reproduces the run."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

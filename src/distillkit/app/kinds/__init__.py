@@ -93,20 +93,24 @@ class RunKind:
         several_processes: whether it runs under ``torchrun`` / ``accelerate launch``.
         resume_from: whether ``--resume-from STEP`` applies (one model trained from checkpoints at a time).
         aliases: other command names.
+        config_model: the schema of the kind's config (default :class:`~distillkit.config.Config`; a kind with a
+            config of its own names its model, which may resolve its relative paths with a static
+            ``resolve_relative_paths(raw, folder)``).
     """
 
     name: str
     help: str
-    run: Callable[[Config, RunFolder, Mapping[str, Any]], dict[str, Any]]
+    run: Callable[[Any, RunFolder, Mapping[str, Any]], dict[str, Any]]
     printout: Callable[[dict[str, Any], Mapping[str, Any]], Printout]
-    check: Callable[[Config, str], None] | None = None
+    check: Callable[[Any, str], None] | None = None
     report: Callable[[Path], tuple[Path, Path] | None] | None = None
-    default_folder: Callable[[Config, Mapping[str, Any]], Path] = lambda config, options: Path("runs") / config.name
+    default_folder: Callable[[Any, Mapping[str, Any]], Path] = lambda config, options: Path("runs") / config.name
     options: tuple[KindOption, ...] = field(default_factory=tuple)
     builtin_config: str | None = None
     several_processes: bool = False
     resume_from: bool = False
     aliases: tuple[str, ...] = ()
+    config_model: type[Any] = Config
 
 
 RUN_KINDS: Registry[RunKind] = Registry("run kind")

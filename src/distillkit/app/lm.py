@@ -1,0 +1,297 @@
+"""Distil a causal language model (``distillkit lm CONFIG``): the teacher, a student trained alone on the same
+tokens, and the distilled student, side by side on held-out text (perplexity, agreement with the teacher, KL to
+it, size, generation speed and sample generations), in a run folder that resumes and stops as every run does.
+
+The student alone and the distilled student start from the same weights (the pruned teacher, or the same fresh
+model) and see the same blocks in the same order for the same steps; only the objective differs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from distillkit.app.build import trust_code
+from distillkit.app.runs import Run, RunFolder
+from distillkit.app.train import resume_point
+from distillkit.config.lm import LMConfig
+from distillkit.config.loading import dump_config
+from distillkit.core.terms import FeatureTerm, LossTerm
+from distillkit.data.base import TensorDictDataset
+from distillkit.evaluation.cost import model_size_bytes
+from distillkit.lm.data import Pair, pair_blocks, prompt_ids, read_documents, read_pairs, split_documents, text_blocks
+from distillkit.lm.evaluate import compare_lms, generate_text, generation_speed
+from distillkit.lm.export import save_lm
+from distillkit.lm.generation import GenerationSettings, OnPolicyMix, generate_responses
+from distillkit.lm.models import (
+    block_importance,
+    check_same_tokenizer,
+    choose_layers,
+    decoder_layers,
+    depth_pruned,
+    fresh_student,
+    load_causal_lm,
+    mlp_pruned,
+)
+from distillkit.lm.offline import TopKFile
+from distillkit.lm.training import LMTrainer, lm_distiller
+from distillkit.losses.tokens import TokenLoss
+from distillkit.models import count_parameters
+from distillkit.storage import json_text, write_text_atomic
+from distillkit.training.callbacks import MetricsFile
+
+__all__ = ["LMData", "build_lm_data", "build_lm_student", "run_lm"]
+
+log = logging.getLogger("distillkit")
+TRAINING_RECORD = "training.json"
+
+
+@dataclass
+class LMData:
+    """A run's token blocks, split by document, and what they are."""
+
+    train: TensorDictDataset
+    val: TensorDictDataset
+    test: TensorDictDataset
+    description: str
+    train_pairs: list[Pair] | None = None
+
+
+def _first(blocks: TensorDictDataset, count: int | None) -> TensorDictDataset:
+    if count is None or count >= len(blocks):
+        return blocks
+    return TensorDictDataset(**{key: value[:count] for key, value in blocks.fields.items()})
+
+
+def build_lm_data(config: LMConfig, tokenizer: Any) -> LMData:
+    """The config's text or pairs, split by document and tokenized (nothing is written)."""
+    data = config.data
+    split = {"val_fraction": data.val_fraction, "test_fraction": data.test_fraction, "seed": config.seed}
+    if data.pairs is not None:
+        pairs = read_pairs(data.pairs, prompt=data.prompt_field, response=data.response_field)
+        parts = split_documents(pairs, **split)
+        make: Callable[[list[Any]], TensorDictDataset] = lambda items: pair_blocks(  # noqa: E731
+            items, tokenizer, block_size=data.block_size)
+        described = f"{data.pairs}: {len(parts.train)} / {len(parts.val)} / {len(parts.test)} prompt-response pairs"
+    else:
+        documents = [doc for source in data.text for doc in read_documents(source, field=data.field)]  # type: ignore[union-attr]
+        parts = split_documents(documents, **split)
+        make = lambda items: text_blocks(items, tokenizer, block_size=data.block_size, pack=data.pack)  # noqa: E731
+        described = (f"{', '.join(data.text or [])}: {len(parts.train)} / {len(parts.val)} / {len(parts.test)} "
+                     "documents")
+    val = _first(make(parts.val), data.max_eval_blocks) if parts.val else None
+    found = LMData(train=_first(make(parts.train), data.max_train_blocks), val=val,  # type: ignore[arg-type]
+                   test=_first(make(parts.test), data.max_eval_blocks), description=described,
+                   train_pairs=list(parts.train) if data.pairs is not None else None)
+    found.description += (f" (train / validation / test); blocks of {data.block_size} tokens: {len(found.train)} / "
+                          f"{len(found.val) if found.val is not None else 0} / {len(found.test)}")
+    return found
+
+
+def build_lm_student(config: LMConfig, teacher: nn.Module, tokenizer: Any, calibration: TensorDictDataset
+                     ) -> tuple[nn.Module, str]:
+    """The student the config asks for, and a line saying what it is.
+
+    Raises:
+        DistillkitError: a student with another tokenizer, or pruning the model's architecture does not allow.
+    """
+    section = config.student
+    if section.model is not None:
+        student, student_tokenizer = load_causal_lm(section.model, trust_code=trust_code.get())
+        check_same_tokenizer(tokenizer, student_tokenizer)
+        return student, section.model
+    if section.config is not None:
+        return fresh_student(teacher, section.config, seed=config.seed), f"a fresh model with {section.config}"
+    cut = section.from_teacher
+    assert cut is not None
+    device = next(teacher.parameters()).device
+    batches = [{k: v[s:s + 8].to(device) for k, v in calibration.fields.items()}
+               for s in range(0, min(cut.calibration_blocks, len(calibration)), 8)]
+    student, said = teacher, []
+    if cut.layers is not None:
+        count = len(decoder_layers(teacher))
+        scores = block_importance(teacher, batches) if cut.choose == "importance" else None
+        keep = choose_layers(count, cut.layers, how=cut.choose, importance=scores)
+        student = depth_pruned(teacher, keep)
+        said.append(f"layers {keep} of {count} ({cut.choose})")
+    if cut.mlp is not None:
+        student = mlp_pruned(student, batches, keep=cut.mlp)
+        said.append(f"MLP channels: {cut.mlp} kept")
+    return student, "the teacher pruned: " + "; ".join(said)
+
+
+def _cache_root(config: LMConfig) -> Path:
+    root = config.cache or os.environ.get("DISTILLKIT_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "distillkit"
+
+
+def _loss(config: LMConfig) -> TokenLoss:
+    d = config.distill
+    return TokenLoss(d.loss, temperature=d.temperature, beta=d.beta, skew=d.skew, top_k=d.top_k, top_p=d.top_p,
+                     chunk_size=d.chunk_size)
+
+
+def _alpha(config: LMConfig) -> Any:
+    from distillkit.app.build import build_schedule
+
+    return build_schedule(config.distill.alpha, where="distill.alpha")
+
+
+def _hidden_terms(config: LMConfig) -> list[LossTerm]:
+    return [FeatureTerm(pair.student, pair.teacher, pair.weight, loss=pair.loss) for pair in config.distill.hidden]
+
+
+@dataclass
+class _Training:
+    """What one model's training reads besides its distiller."""
+
+    run: Run
+    resume: bool
+    resume_from: str | int | None
+    batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+
+def _train(name: str, distiller: Any, train: TensorDictDataset, data: LMData, config: LMConfig,
+           how: _Training) -> tuple[nn.Module, float]:
+    """Train one model in ``<run>/<name>`` (or reuse the one a resumed run finished) and save it there."""
+    folder = how.run.path / name
+    saved = folder / "model"
+    if how.resume and (saved / "config.json").is_file() and (folder / TRAINING_RECORD).is_file():
+        from transformers import AutoModelForCausalLM
+
+        log.info("%s: already trained in %s, reusing it", name, folder)
+        distiller.student.load_state_dict(AutoModelForCausalLM.from_pretrained(saved).state_dict())
+        return distiller.student, float(json.loads((folder / TRAINING_RECORD).read_text())["train_seconds"])
+    trainer = LMTrainer(distiller, train, data.val, config.train, batch_size=config.data.batch_size, seed=config.seed,
+                        checkpoint_dir=folder / "checkpoints", batch_transform=how.batch_transform,
+                        callbacks=[*how.run.callbacks(name), MetricsFile(folder / "metrics.jsonl")],
+                        progress=bool(os.environ.get("DISTILLKIT_PROGRESS")))
+    trainer.label = name
+    log.info("%s: training", name)
+    trainer.fit(resume=resume_point(folder, how.resume, how.resume_from))
+    student = trainer.unsharded_student()
+    return student, trainer.train_seconds
+
+
+def _save(student: nn.Module, tokenizer: Any, folder: Path, seconds: float, card: tuple[str, str, dict[str, Any]]
+          ) -> None:
+    title, body, metadata = card
+    save_lm(student, tokenizer, folder / "model", title=title, body=body, metadata=metadata)
+    write_text_atomic(folder / TRAINING_RECORD, json.dumps({"train_seconds": seconds}))
+
+
+def _sequence_level(config: LMConfig, teacher: nn.Module, tokenizer: Any, data: LMData, run: Run) -> TensorDictDataset:
+    """The teacher's responses to the training prompts (made once per run, kept in ``teacher-responses.jsonl``)."""
+    section = config.distill.sequence_level
+    assert section is not None and data.train_pairs is not None
+    file = run.path / "teacher-responses.jsonl"
+    if not file.is_file():
+        settings = GenerationSettings(max_new_tokens=section.max_new_tokens, sample=section.sample,
+                                      temperature=section.temperature, top_p=section.top_p, seed=config.seed)
+        prompts = [prompt_ids(tokenizer, pair.prompt) for pair in data.train_pairs]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        responses = generate_responses(teacher, prompts, settings, eos=tokenizer.eos_token_id, pad=pad)
+        lines = [json.dumps({"prompt": pair.prompt, "response": tokenizer.decode(ids, skip_special_tokens=True)})
+                 for pair, ids in zip(data.train_pairs, responses)]
+        write_text_atomic(run.path / "teacher-responses.json", json_text({"generation": settings.to_dict(),
+                                                                          "count": len(lines)}))
+        write_text_atomic(file, "\n".join(lines) + "\n")
+    generated = read_pairs(str(file))
+    return pair_blocks(generated, tokenizer, block_size=config.data.block_size)
+
+
+def _measure(models: dict[str, nn.Module], data: LMData, config: LMConfig, tokenizer: Any) -> dict[str, Any]:
+    """The comparison table's figures and the side-by-side generations."""
+    rows: dict[str, dict[str, float]] = {name: {} for name in models}
+    for split, blocks in (("val", data.val), ("test", data.test)):
+        if blocks is None:
+            continue
+        for name, figures in compare_lms(models, blocks, batch_size=config.data.batch_size).items():
+            rows[name].update({f"{split}/{key}": value for key, value in figures.items() if key != "tokens"})
+    prompts = [prompt_ids(tokenizer, p) if config.data.pairs else tokenizer(p, add_special_tokens=False)["input_ids"]
+               for p in config.evaluate.prompts]
+    generations = {}
+    for name, model in models.items():
+        rows[name]["params"] = float(count_parameters(model))
+        rows[name]["size_mb"] = model_size_bytes(model) / 1e6
+        for batch in config.evaluate.speed_batches:
+            speed = generation_speed(model, prompts[0], batch_size=batch, new_tokens=config.evaluate.new_tokens,
+                                     repeats=config.evaluate.speed_repeats)
+            rows[name][f"tokens_per_s@{batch}"] = speed.tokens_per_second
+        generations[name] = generate_text(model, tokenizer, prompts, new_tokens=config.evaluate.new_tokens,
+                                          seed=config.seed)
+    return {"models": rows, "generations": {"prompts": list(config.evaluate.prompts), **generations}}
+
+
+def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
+    """Compare the teacher, the student trained alone and the distilled student (see the module docstring);
+    returns and saves the results (``results.json``, ``results.md``, ``report.html``, the distilled student in
+    ``distilled/model``)."""
+    from distillkit.app.lm_report import notes, write_lm_report
+
+    torch.manual_seed(config.seed)
+    teacher, tokenizer = load_causal_lm(config.teacher.model, trust_code=trust_code.get())
+    data = build_lm_data(config, tokenizer)
+    initial, described = build_lm_student(config, teacher, tokenizer, data.train)
+    distill = config.distill
+    objective = (f"{distill.loss} (T={distill.temperature:g}"
+                 + (f", top-{distill.top_k}" if distill.top_k else "") + (f", top-p {distill.top_p}" if distill.top_p
+                                                                         else "") + ")")
+    results: dict[str, Any] = {"kind": "lm", "name": config.name, "teacher": config.teacher.model,
+                               "student": described, "data": data.description, "objective": objective}
+    with folder.start(config, kind="lm") as run:
+        how = _Training(run, folder.resume, folder.resume_from)
+        card = ("A language model trained alone", f"The student of `{config.name}` trained on the language-model "
+                "loss alone (distillkit's baseline).", {"base_model": config.teacher.model})
+        alone_model, alone_seconds = _train("student_alone", lm_distiller(None, _copy(initial)), data.train, data,
+                                            config, how)
+        _save(alone_model, tokenizer, run.path / "student_alone", alone_seconds, card)
+        train, teacher_for_terms, offline = data.train, teacher, distill.offline is not None
+        if distill.sequence_level is not None:
+            train = _sequence_level(config, teacher, tokenizer, data, run)
+            results["objective"] += "; sequence-level: the teacher's responses"
+        if offline:
+            top = TopKFile.build(teacher, tokenizer, train, _cache_root(config) / "lm-topk", k=distill.offline.k,
+                                 batch_size=config.data.batch_size)  # type: ignore[union-attr]
+            train, teacher_for_terms = top.attach(train), None
+            results["offline"] = {"k": top.manifest.k, "bytes_per_token": top.bytes_per_token, "folder": str(top.folder)}
+        student = _copy(initial)
+        distiller = lm_distiller(teacher_for_terms, student, loss=_loss(config), alpha=_alpha(config),
+                                 offline=offline, extra=_hidden_terms(config))
+        if distill.on_policy is not None:
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+            how.batch_transform = OnPolicyMix(student, distill.on_policy.fraction, GenerationSettings(
+                max_new_tokens=distill.on_policy.max_new_tokens, sample=True,
+                temperature=distill.on_policy.temperature), eos=tokenizer.eos_token_id, pad=pad, seed=config.seed)
+            results["objective"] += f"; on-policy share {distill.on_policy.fraction:g}"
+        distilled, seconds = _train("distilled", distiller, train, data, config, how)
+        run.stop_if_signalled("measuring the models")
+        results.update(_measure({"teacher": teacher, "student_alone": alone_model, "distilled": distilled}, data,
+                                config, tokenizer))
+        results["models"]["student_alone"]["train_seconds"] = alone_seconds
+        results["models"]["distilled"]["train_seconds"] = seconds
+        results["notes"] = notes(results)
+        _save(distilled, tokenizer, run.path / "distilled", seconds, (
+            f"{config.name}: a language model distilled from {config.teacher.model}",
+            f"Distilled with distillkit: {objective}. Student: {described}. Data: {data.description}.",
+            {"base_model": config.teacher.model}))
+        write_text_atomic(run.path / "results.json", json_text(results))
+        html_path = write_lm_report(run.path, results, dump_config(config))
+        flat = {f"{name}/{key}": value for name, row in results["models"].items() for key, value in row.items()}
+        run.finish(flat, {"report": html_path, "results": run.path / "results.json",
+                          "distilled_model": run.path / "distilled" / "model"})
+    return results
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).train()

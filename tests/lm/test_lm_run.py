@@ -1,0 +1,132 @@
+"""``distillkit lm`` end to end on tiny models: the comparison, the saved student loaded by transformers alone,
+the offline file, the report, a stop and a resume, and bad configs."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distillkit.cli.main import main
+from tests.lm.conftest import documents
+
+EXECUTABLE = shutil.which("distillkit") or str(Path(sys.executable).parent / "distillkit")
+
+
+@pytest.fixture(scope="module")
+def lm_files(tmp_path_factory, teacher, tokenizer):
+    """A teacher folder (save_pretrained with its tokenizer), a text file and a config."""
+    folder = tmp_path_factory.mktemp("lm")
+    teacher.save_pretrained(folder / "teacher")
+    tokenizer.save_pretrained(folder / "teacher")
+    (folder / "text.txt").write_text("\n\n".join(documents(120, seed=11)))
+    config = {
+        "name": "tiny-lm", "seed": 0,
+        "teacher": {"model": "teacher"},
+        "student": {"from_teacher": {"layers": 2, "choose": "importance", "calibration_blocks": 16}},
+        "data": {"text": ["text.txt"], "block_size": 32, "batch_size": 8, "val_fraction": 0.1, "test_fraction": 0.15},
+        "distill": {"loss": "forward_kl", "top_k": 16},
+        "train": {"epochs": 2, "lr": 0.005, "checkpoint_every": 4},
+        "evaluate": {"prompts": ["the cat", "a dog"], "new_tokens": 4, "speed_batches": [1, 2], "speed_repeats": 1},
+    }
+    return folder, config
+
+
+def _write(folder, config, name="lm.yaml"):
+    path = folder / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_an_lm_run_compares_three_models_and_saves_a_student_transformers_loads(lm_files, tmp_path, capsys):
+    folder, config = lm_files
+    out = tmp_path / "runs" / "tiny"
+    assert main(["lm", str(_write(folder, config)), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "distilled student" in printed and "student alone" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {"teacher", "student_alone", "distilled"}
+    distilled, alone = results["models"]["distilled"], results["models"]["student_alone"]
+    assert distilled["params"] == alone["params"] < results["models"]["teacher"]["params"]
+    for key in ("val/perplexity", "test/perplexity", "test/teacher_agreement", "test/kl_to_teacher", "tokens_per_s@1",
+                "tokens_per_s@2", "size_mb", "train_seconds"):
+        assert key in distilled, key
+    assert results["generations"]["prompts"] == ["the cat", "a dog"] and len(results["generations"]["distilled"]) == 2
+    assert "layers [" in results["student"] and "of 4 (importance)" in results["student"]
+    report = (out / "report.html").read_text()
+    assert "Generations" in report and "distilled student" in report
+    # the saved student: transformers alone loads it, with its tokenizer, into a text-generation pipeline
+    from transformers import AutoModelForCausalLM, pipeline
+
+    model_folder = out / "distilled" / "model"
+    model = AutoModelForCausalLM.from_pretrained(model_folder)
+    assert model.config.num_hidden_layers == 2
+    generator = pipeline("text-generation", model=str(model_folder))
+    assert isinstance(generator("the cat", max_new_tokens=3, do_sample=False)[0]["generated_text"], str)
+    assert "base_model:" in (model_folder / "README.md").read_text()
+    assert main(["report", str(out)]) == 0  # the report is written again from the folder
+
+
+def test_an_offline_run_reuses_the_teachers_file(lm_files, tmp_path):
+    folder, config = lm_files
+    offline = {**config, "cache": str(tmp_path / "cache"), "distill": {"loss": "jsd", "offline": {"k": 8}},
+               "train": {"max_steps": 3, "lr": 0.005}}
+    path = _write(folder, offline, "offline.yaml")
+    assert main(["lm", str(path), "--out", str(tmp_path / "a")]) == 0
+    first = json.loads((tmp_path / "a" / "results.json").read_text())["offline"]
+    assert first["k"] == 8 and first["bytes_per_token"] == 8 * 4
+    files = list((tmp_path / "cache" / "lm-topk").iterdir())
+    stamp = (files[0] / "ids.npy").stat().st_mtime_ns
+    assert main(["lm", str(path), "--out", str(tmp_path / "b")]) == 0
+    assert list((tmp_path / "cache" / "lm-topk").iterdir()) == files  # one file, made once
+    assert (files[0] / "ids.npy").stat().st_mtime_ns == stamp
+    assert "reusing" in (tmp_path / "b" / "log.txt").read_text()
+
+
+def test_a_stopped_lm_run_resumes_to_the_uninterrupted_results(lm_files, tmp_path):
+    folder, config = lm_files
+    slow = {**config, "train": {"epochs": 6, "lr": 0.005, "checkpoint_every": 2}}
+    path = _write(folder, slow, "slow.yaml")
+    env = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1"}
+    straight = tmp_path / "straight"
+    assert subprocess.run([EXECUTABLE, "lm", str(path), "--out", str(straight)], env=env, capture_output=True,
+                          timeout=600).returncode == 0
+    out = tmp_path / "stopped"
+    victim = subprocess.Popen([EXECUTABLE, "lm", str(path), "--out", str(out)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((out / "distilled" / "checkpoints").glob("step-*")):
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGTERM)
+    _, err = victim.communicate(timeout=300)
+    assert victim.returncode == 143, err
+    assert not (out / "results.json").exists() and not (out / "distilled" / "model").exists()
+    resumed = subprocess.run([EXECUTABLE, "lm", str(path), "--out", str(out), "--resume"], env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    again = json.loads((out / "results.json").read_text())["models"]
+    before = json.loads((straight / "results.json").read_text())["models"]
+    for model in ("student_alone", "distilled"):
+        assert again[model]["test/perplexity"] == pytest.approx(before[model]["test/perplexity"], rel=1e-5), model
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"student": {"from_teacher": {"layers": 9}}}, "1 to 4 layers"),
+    ({"student": {}}, "exactly one of from_teacher, config, model"),
+    ({"distill": {"loss": "kl"}}, "distill.loss"),
+    ({"distill": {"on_policy": {"fraction": 0.5}}}, "needs data.pairs"),
+    ({"data": {"text": ["missing.txt"], "block_size": 32}}, "text not found"),
+    ({"data": {"text": ["text.txt"], "block_size": 32}, "teacher": {"model": "nowhere/at-all.gguf"}}, "GGUF file not found"),
+])
+def test_bad_lm_configs_fail_in_one_line_with_nothing_written(lm_files, tmp_path, capsys, change, message):
+    folder, config = lm_files
+    out = tmp_path / "runs" / "bad"
+    assert main(["lm", str(_write(folder, {**config, **change}, "bad.yaml")), "--out", str(out)]) != 0
+    assert message in capsys.readouterr().err.replace("\n", " ")
+    assert not out.exists()
