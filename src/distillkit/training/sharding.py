@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from distillkit.core.distiller import Distiller
 from distillkit.core.taps import FeatureTaps
 
-__all__ = ["Sharding"]
+__all__ = ["Sharding", "shard_units"]
 
 
 class Sharding:
@@ -48,9 +48,8 @@ class Sharding:
         # fills it with the trained weights. FSDP changes the modules it shards in place and cannot copy them.
         self._student_twin = _meta_twin(self.distiller.student, getattr(self.distiller, "_student_taps", None))
 
-        for child in self.distiller.student.children():
-            if any(p.requires_grad for p in child.parameters()):
-                fully_shard(child)
+        for unit in shard_units(self.distiller.student):
+            fully_shard(unit)
         fully_shard(self.distiller)
         self.log.info("sharding: the student's weights are split across %d processes (FSDP2)",
                       self.accelerator.num_processes)
@@ -95,6 +94,31 @@ class Sharding:
         student is sharded (``sharding='fsdp'``: every process must call it; the others get ``{}``). Load its
         ``student.*`` entries into an unsharded copy of the student to use the trained model elsewhere."""
         return self._full_state()[0]
+
+
+def shard_units(model: nn.Module) -> list[nn.Module]:
+    """The submodules FSDP shards one by one: each child holding trained weights; but a container without a
+    forward of its own (``ModuleList``, ``ModuleDict``: a language model's stack of decoder blocks) is replaced by
+    its children, and a child holding a weight tied to another module (a language model's input embedding and
+    output head) is opened up so that its tied part stays with the root unit, whose gathering covers both uses."""
+    counts: dict[int, int] = {}
+    for _, parameter in model.named_parameters(remove_duplicate=False):
+        counts[id(parameter)] = counts.get(id(parameter), 0) + 1
+    tied = {key for key, count in counts.items() if count > 1}
+
+    def units(module: nn.Module) -> list[nn.Module]:
+        found: list[nn.Module] = []
+        for child in module.children():
+            trained = [p for p in child.parameters() if p.requires_grad]
+            if not trained:
+                continue
+            if isinstance(child, (nn.ModuleList, nn.ModuleDict)) or any(id(p) in tied for p in trained):
+                found += units(child)
+            else:
+                found.append(child)
+        return found
+
+    return units(model)
 
 
 def _meta_twin(module: nn.Module, taps: FeatureTaps | None) -> nn.Module:
