@@ -130,3 +130,15 @@ def test_bad_lm_configs_fail_in_one_line_with_nothing_written(lm_files, tmp_path
     assert main(["lm", str(_write(folder, {**config, **change}, "bad.yaml")), "--out", str(out)]) != 0
     assert message in capsys.readouterr().err.replace("\n", " ")
     assert not out.exists()
+
+
+def test_the_shipped_lm_configs_are_valid_and_the_kind_is_listed(capsys):
+    from distillkit.config.lm import LMConfig
+    from distillkit.config.loading import load_config
+
+    files = sorted((Path(__file__).resolve().parents[2] / "configs" / "lm").glob("*.yaml"))
+    assert len(files) == 3
+    for path in files:
+        assert load_config(path, model=LMConfig).name == path.stem
+    assert main(["list", "kinds"]) == 0
+    assert "distil a causal language model" in capsys.readouterr().out
