@@ -172,3 +172,15 @@ def test_teacher_responses_and_on_policy_batches(teacher, tokenizer):
         assert 1 <= int((mixed["labels"][row] != IGNORE).sum()) <= 5  # the student's own tokens are scored
     kept = OnPolicyMix(teacher, 0.0, settings, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)(batch)
     assert torch.equal(kept["input_ids"], batch["input_ids"])  # negative control: off-policy keeps the data
+
+
+def test_a_narrower_file_is_cut_from_a_wider_one_without_the_teacher(teacher, tokenizer, tmp_path):
+    blocks = text_blocks(documents(12, seed=3), tokenizer, block_size=16)
+    wide = TopKFile.build(teacher, tokenizer, blocks, tmp_path, k=8)
+    narrow = wide.narrowed(3, tmp_path)
+    direct = TopKFile.build(teacher, tokenizer, blocks, tmp_path / "direct", k=3)
+    assert narrow.manifest == direct.manifest and narrow.folder.name == direct.folder.name
+    assert (narrow.ids == direct.ids).all() and (narrow.logprobs == direct.logprobs).all()
+    assert narrow.bytes_per_token == 3 * 4
+    with pytest.raises(DistillkitError, match="cut to 1..8"):
+        wide.narrowed(9, tmp_path)

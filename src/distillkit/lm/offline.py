@@ -112,6 +112,26 @@ class TopKFile:
         ids, logprobs = (torch.from_numpy(self.ids), torch.from_numpy(self.logprobs))
         return TensorDictDataset(**blocks.fields, **dict(zip(OFFLINE_FIELDS, (ids, logprobs))))
 
+    def narrowed(self, k: int, directory: str | os.PathLike[str]) -> TopKFile:
+        """The file of the same teacher and data at a smaller ``k``, cut from this one without running the teacher
+        (the stored tokens are in descending order, so the first ``k`` are the top-k); reused when it exists.
+
+        Raises:
+            DistillkitError: ``k`` larger than this file's.
+        """
+        if not 1 <= k <= self.manifest.k:
+            raise DistillkitError(f"a file of k={self.manifest.k} can be cut to 1..{self.manifest.k} tokens, not {k}")
+        manifest = TopKManifest(**{**asdict(self.manifest), "k": k})
+        final = Path(directory) / manifest.fingerprint
+        if not (final / "manifest.json").is_file():
+            partial = final.parent / f"{final.name}.partial-{os.getpid()}"
+            partial.mkdir(parents=True, exist_ok=True)
+            for name, array in (("ids.npy", self.ids), ("logprobs.npy", self.logprobs)):
+                np.save(partial / name, np.ascontiguousarray(array[..., :k]))
+            write_text_atomic(partial / "manifest.json", json.dumps(asdict(manifest), indent=1))
+            os.replace(partial, final)
+        return TopKFile.open(final)
+
     @classmethod
     def open(cls, folder: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None) -> TopKFile:
         """An existing file; ``expect`` (manifest fields) must match it.

@@ -1,0 +1,121 @@
+"""The teacher's offline top-k file: how much k costs in quality, how small the file is, and how fast a student
+trains from it, against online distillation from the full distribution on the same tokens (one run, ratios).
+
+SmolLM2-135M-Instruct teaches its own importance-chosen 15-layer cut on English prose; the same student (same
+initial weights, same blocks, same steps) is distilled with forward KL online from the full teacher distribution,
+and offline from the teacher's top-k for each k (one top-128 file is written by the teacher; each smaller k is a
+file of its own cut from it, since its first k tokens are the top-k). Targets (issue 33): at k = 32 held-out perplexity within 2% of online KD, at least
+100x smaller per token than full fp16 logits, and a student epoch from the file within 1.15x of the same
+student's epoch on the language-model loss alone.
+
+    python benchmarks/lm_topk.py --steps 100        # about 35 minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+from distillkit.data.base import TensorDictDataset
+from distillkit.lm import (
+    LMTrainer,
+    TopKFile,
+    block_importance,
+    choose_layers,
+    compare_lms,
+    decoder_layers,
+    depth_pruned,
+    lm_distiller,
+    load_causal_lm,
+    read_documents,
+    split_documents,
+    text_blocks,
+)
+from distillkit.losses.tokens import TokenLoss
+
+
+def _head(blocks: TensorDictDataset, count: int) -> TensorDictDataset:
+    return TensorDictDataset(**{k: v[:count] for k, v in blocks.fields.items()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--block", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-lm-topk"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    teacher, tokenizer = load_causal_lm("smollm2-135m")
+    documents = [d for name in ("python-docs", "bbc-news") for d in read_documents(name)]
+    parts = split_documents(documents, val_fraction=0.02, test_fraction=0.05, seed=args.seed)
+    count = args.steps * args.batch
+    train = _head(text_blocks(parts.train, tokenizer, block_size=args.block, max_blocks=count), count)
+    test = _head(text_blocks(parts.test, tokenizer, block_size=args.block), 64)
+    t = time.perf_counter()
+    top = TopKFile.build(teacher, tokenizer, train, args.out / "topk", k=max(args.ks), batch_size=8)
+    teacher_pass = time.perf_counter() - t
+    vocab = top.manifest.vocab_size
+    calibration = [{k: v[s:s + 8] for k, v in train.fields.items()} for s in range(0, 32, 8)]
+    layers = choose_layers(len(decoder_layers(teacher)), 15, how="importance",
+                           importance=block_importance(teacher, calibration))
+    initial = depth_pruned(teacher, layers)
+
+    runs = {"LM loss alone": (None, train, None)}
+    runs["online KD, full distribution"] = (teacher, train, TokenLoss("forward_kl", chunk_size=256))
+    for k in args.ks:  # each k its own file, cut from the widest one (the teacher ran once)
+        runs[f"offline KD, top-{k}"] = (None, top.narrowed(k, args.out / "topk").attach(train),
+                                        TokenLoss("forward_kl", chunk_size=256))
+    rows: dict[str, dict] = {}
+    models = {"teacher": teacher}
+    for name, (source, data, loss) in runs.items():
+        student = copy.deepcopy(initial).train()
+        distiller = (lm_distiller(None, student) if loss is None else
+                     lm_distiller(source, student, loss=loss, offline=source is None))
+        trainer = LMTrainer(distiller, data, max_steps=args.steps, batch_size=args.batch, lr=args.lr,
+                            warmup_steps=10, progress=False, seed=args.seed)
+        t = time.perf_counter()
+        trainer.fit()
+        rows[name] = {"train_seconds": time.perf_counter() - t}
+        models[name] = student
+        print(f"{name}: {rows[name]['train_seconds']:.0f}s", flush=True)
+    for name, figures in compare_lms(models, test, batch_size=8).items():
+        rows.setdefault(name, {}).update(figures)
+    full_bytes = 2 * vocab  # fp16 logits per token
+    base = rows["LM loss alone"]["train_seconds"]
+    online = rows["online KD, full distribution"]
+    print(f"\n{'run':32s} {'test ppl':>9s} {'vs online':>10s} {'agree %':>8s} {'bytes/token':>12s} {'time x LM':>10s}")
+    for name, row in rows.items():
+        if name == "teacher":
+            print(f"{name:32s} {row['perplexity']:9.2f}")
+            continue
+        k = int(name.split("top-")[1]) if "top-" in name else None
+        size = f"{k * 4}" if k else (f"{full_bytes} (fp16)" if "online" in name else "")
+        print(f"{name:32s} {row['perplexity']:9.2f} {row['perplexity'] / online['perplexity'] - 1:+10.1%} "
+              f"{100 * row['teacher_agreement']:8.1f} {size:>12s} {row['train_seconds'] / base:10.2f}")
+    at32 = rows.get("offline KD, top-32")
+    verdict = {}
+    if at32 is not None:
+        verdict = {"ppl_vs_online": at32["perplexity"] / online["perplexity"] - 1,
+                   "smaller_than_fp16_logits": full_bytes / (32 * 4),
+                   "epoch_vs_lm_alone": at32["train_seconds"] / base,
+                   "speedup_over_online": online["train_seconds"] / at32["train_seconds"]}
+        print(f"top-32: perplexity {verdict['ppl_vs_online']:+.1%} against online KD (target within 2%); "
+              f"{verdict['smaller_than_fp16_logits']:.0f}x smaller than fp16 logits (target >= 100x); an epoch "
+              f"{verdict['epoch_vs_lm_alone']:.2f}x the LM-loss epoch (target <= 1.15x), "
+              f"{verdict['speedup_over_online']:.2f}x faster than online KD")
+    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "verdict": verdict,
+               "teacher_pass_seconds": teacher_pass, "minutes": (time.perf_counter() - started) / 60}
+    (args.out / "lm_topk.json").write_text(json.dumps(summary, indent=1))
+    print(f"total {summary['minutes']:.0f} min; {args.out / 'lm_topk.json'}")
+
+
+if __name__ == "__main__":
+    main()
