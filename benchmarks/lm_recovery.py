@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from distillkit.data.base import TensorDictDataset
 from distillkit.lm import (
     LMTrainer,
     TopKFile,
@@ -37,12 +36,9 @@ from distillkit.lm import (
     split_documents,
     text_blocks,
 )
+from distillkit.lm.data import first_blocks
 from distillkit.losses.tokens import TokenLoss
 from distillkit.models import count_parameters
-
-
-def _head(blocks: TensorDictDataset, count: int) -> TensorDictDataset:
-    return TensorDictDataset(**{k: v[:count] for k, v in blocks.fields.items()})
 
 
 def main() -> None:
@@ -62,10 +58,10 @@ def main() -> None:
     teacher, tokenizer = load_causal_lm("smollm2-135m")
     documents = [d for name in args.corpora for d in read_documents(name)]
     parts = split_documents(documents, val_fraction=0.02, test_fraction=0.05, seed=args.seed)
-    train = _head(text_blocks(parts.train, tokenizer, block_size=args.block,
+    train = first_blocks(text_blocks(parts.train, tokenizer, block_size=args.block,
                               max_blocks=args.steps * args.batch), args.steps * args.batch)
-    val = _head(text_blocks(parts.val, tokenizer, block_size=args.block), 32)
-    test = _head(text_blocks(parts.test, tokenizer, block_size=args.block), 64)
+    val = first_blocks(text_blocks(parts.val, tokenizer, block_size=args.block), 32)
+    test = first_blocks(text_blocks(parts.test, tokenizer, block_size=args.block), 64)
     print(f"data: {len(parts.train)} / {len(parts.val)} / {len(parts.test)} documents; blocks of {args.block}: "
           f"{len(train)} / {len(val)} / {len(test)}", flush=True)
 

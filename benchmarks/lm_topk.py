@@ -19,7 +19,6 @@ import json
 import time
 from pathlib import Path
 
-from distillkit.data.base import TensorDictDataset
 from distillkit.lm import (
     LMTrainer,
     TopKFile,
@@ -34,11 +33,8 @@ from distillkit.lm import (
     split_documents,
     text_blocks,
 )
+from distillkit.lm.data import first_blocks
 from distillkit.losses.tokens import TokenLoss
-
-
-def _head(blocks: TensorDictDataset, count: int) -> TensorDictDataset:
-    return TensorDictDataset(**{k: v[:count] for k, v in blocks.fields.items()})
 
 
 def main() -> None:
@@ -57,8 +53,8 @@ def main() -> None:
     documents = [d for name in ("python-docs", "bbc-news") for d in read_documents(name)]
     parts = split_documents(documents, val_fraction=0.02, test_fraction=0.05, seed=args.seed)
     count = args.steps * args.batch
-    train = _head(text_blocks(parts.train, tokenizer, block_size=args.block, max_blocks=count), count)
-    test = _head(text_blocks(parts.test, tokenizer, block_size=args.block), 64)
+    train = first_blocks(text_blocks(parts.train, tokenizer, block_size=args.block, max_blocks=count), count)
+    test = first_blocks(text_blocks(parts.test, tokenizer, block_size=args.block), 64)
     t = time.perf_counter()
     top = TopKFile.build(teacher, tokenizer, train, args.out / "topk", k=max(args.ks), batch_size=8)
     teacher_pass = time.perf_counter() - t

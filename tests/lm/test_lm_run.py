@@ -51,8 +51,10 @@ def test_an_lm_run_compares_three_models_and_saves_a_student_transformers_loads(
     printed = capsys.readouterr().out
     assert "distilled student" in printed and "student alone" in printed
     results = json.loads((out / "results.json").read_text())
-    assert set(results["models"]) == {"teacher", "student_alone", "distilled"}
+    assert set(results["models"]) == {"teacher", "student_alone", "distilled", "distilled_int8"}
     distilled, alone = results["models"]["distilled"], results["models"]["student_alone"]
+    int8 = results["models"]["distilled_int8"]  # the distilled student with dynamic int8 weights, measured too
+    assert int8["size_mb"] < distilled["size_mb"] and int8["test/perplexity"] > 1
     assert distilled["params"] == alone["params"] < results["models"]["teacher"]["params"]
     for key in ("val/perplexity", "test/perplexity", "test/teacher_agreement", "test/kl_to_teacher", "tokens_per_s@1",
                 "tokens_per_s@2", "size_mb", "train_seconds"):

@@ -27,7 +27,16 @@ from distillkit.config.loading import dump_config
 from distillkit.core.terms import FeatureTerm, LossTerm
 from distillkit.data.base import TensorDictDataset
 from distillkit.evaluation.cost import model_size_bytes
-from distillkit.lm.data import Pair, pair_blocks, prompt_ids, read_documents, read_pairs, split_documents, text_blocks
+from distillkit.lm.data import (
+    Pair,
+    first_blocks,
+    pair_blocks,
+    prompt_ids,
+    read_documents,
+    read_pairs,
+    split_documents,
+    text_blocks,
+)
 from distillkit.lm.evaluate import compare_lms, generate_text, generation_speed
 from distillkit.lm.export import save_lm
 from distillkit.lm.generation import GenerationSettings, OnPolicyMix, generate_responses
@@ -65,12 +74,6 @@ class LMData:
     train_pairs: list[Pair] | None = None
 
 
-def _first(blocks: TensorDictDataset, count: int | None) -> TensorDictDataset:
-    if count is None or count >= len(blocks):
-        return blocks
-    return TensorDictDataset(**{key: value[:count] for key, value in blocks.fields.items()})
-
-
 def build_lm_data(config: LMConfig, tokenizer: Any) -> LMData:
     """The config's text or pairs, split by document and tokenized (nothing is written)."""
     data = config.data
@@ -87,9 +90,9 @@ def build_lm_data(config: LMConfig, tokenizer: Any) -> LMData:
         make = lambda items: text_blocks(items, tokenizer, block_size=data.block_size, pack=data.pack)  # noqa: E731
         described = (f"{', '.join(data.text or [])}: {len(parts.train)} / {len(parts.val)} / {len(parts.test)} "
                      "documents")
-    val = _first(make(parts.val), data.max_eval_blocks) if parts.val else None
-    found = LMData(train=_first(make(parts.train), data.max_train_blocks), val=val,  # type: ignore[arg-type]
-                   test=_first(make(parts.test), data.max_eval_blocks), description=described,
+    val = first_blocks(make(parts.val), data.max_eval_blocks) if parts.val else None
+    found = LMData(train=first_blocks(make(parts.train), data.max_train_blocks), val=val,  # type: ignore[arg-type]
+                   test=first_blocks(make(parts.test), data.max_eval_blocks), description=described,
                    train_pairs=list(parts.train) if data.pairs is not None else None)
     found.description += (f" (train / validation / test); blocks of {data.block_size} tokens: {len(found.train)} / "
                           f"{len(found.val) if found.val is not None else 0} / {len(found.test)}")
@@ -274,8 +277,12 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
             results["objective"] += f"; on-policy share {distill.on_policy.fraction:g}"
         distilled, seconds = _train("distilled", distiller, train, data, config, how)
         run.stop_if_signalled("measuring the models")
-        results.update(_measure({"teacher": teacher, "student_alone": alone_model, "distilled": distilled}, data,
-                                config, tokenizer))
+        measured = {"teacher": teacher, "student_alone": alone_model, "distilled": distilled}
+        if config.evaluate.int8:
+            measured["distilled_int8"] = _int8(distilled)
+        results.update(_measure(measured, data, config, tokenizer))
+        if "distilled_int8" in results["models"]:  # (its int8 weights are packed: count the float model's)
+            results["models"]["distilled_int8"]["params"] = results["models"]["distilled"]["params"]
         results["models"]["student_alone"]["train_seconds"] = alone_seconds
         results["models"]["distilled"]["train_seconds"] = seconds
         results["notes"] = notes(results)
@@ -289,6 +296,15 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
         run.finish(flat, {"report": html_path, "results": run.path / "results.json",
                           "distilled_model": run.path / "distilled" / "model"})
     return results
+
+
+def _int8(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with dynamic int8 linear layers (its output head included), for measuring."""
+    from distillkit.compression.quantization import DynamicInt8Config, quantize_
+
+    quantized = _copy(model).eval()
+    quantize_(quantized, DynamicInt8Config())
+    return quantized
 
 
 def _copy(model: nn.Module) -> nn.Module:

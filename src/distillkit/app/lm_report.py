@@ -14,7 +14,8 @@ __all__ = ["LM_COLUMNS", "lm_table", "notes", "write_lm_report"]
 
 LM_COLUMNS = ("model", "params", "val ppl", "test ppl", "test acc", "agreement", "KL to teacher", "tok/s @1",
               "tok/s @16", "train s")
-LABELS = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student"}
+LABELS = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student",
+          "distilled_int8": "distilled, int8"}
 
 
 def _cell(row: dict[str, float], key: str, form: str) -> str:

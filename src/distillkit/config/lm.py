@@ -159,6 +159,8 @@ class LMEvaluate(Strict):
     speed_batches: list[int] = Field(default_factory=lambda: [1, 16], description="batch sizes of the "
                                                                                  "generation-speed measure")
     speed_repeats: int = Field(3, ge=1)
+    int8: bool = Field(True, description="also measure the distilled student with dynamic int8 weights (the "
+                                         "compression steps' DynamicInt8Config: torch on the CPU, torchao on CUDA)")
 
 
 class LMConfig(Strict):

@@ -35,7 +35,7 @@ from distillkit.errors import DistillkitError
 from distillkit.losses.tokens import IGNORE
 from distillkit.registry import Registry
 
-__all__ = ["CORPORA", "Pair", "TextSplits", "pair_blocks", "read_documents", "read_pairs", "split_documents",
+__all__ = ["CORPORA", "Pair", "TextSplits", "first_blocks", "pair_blocks", "prompt_ids", "read_documents", "read_pairs", "split_documents",
            "text_blocks"]
 
 log = logging.getLogger("distillkit")
@@ -242,6 +242,13 @@ def text_blocks(documents: Sequence[str], tokenizer: Any, *, block_size: int, pa
     if not rows:
         raise DistillkitError(f"the text makes no block of {block_size} tokens; add text or lower block_size")
     return _dataset(rows, rows, block_size, _pad_id(tokenizer))
+
+
+def first_blocks(blocks: TensorDictDataset, count: int | None) -> TensorDictDataset:
+    """The first ``count`` samples of ``blocks`` (all of them for ``None`` or more than there are)."""
+    if count is None or count >= len(blocks):
+        return blocks
+    return TensorDictDataset(**{key: value[:count] for key, value in blocks.fields.items()})
 
 
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:

@@ -66,12 +66,7 @@ class LMTrainer(Trainer):
 
     @torch.no_grad()
     def evaluate(self, data: Dataset[Any] | None = None) -> dict[str, float]:
-        if self.accelerator is None:
-            self.setup()
-        loader = self.val_loader if data is None else self.accelerator.prepare(self._eval_loader(data))
-        if loader is None:
-            raise ValueError("no evaluation data: pass val_data to the Trainer or data to evaluate()")
-        distiller: Distiller = self.accelerator.unwrap_model(self.model)
+        loader, distiller = self._evaluation(data)
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # nll, correct, tokens
         with evaluating(distiller.student):
             for batch in loader:

@@ -373,17 +373,21 @@ class Trainer(LoaderChoice, OptimizerStep, CheckpointState, Sharding):
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
     # --- evaluation ------------------------------------------------------------------------------------
-    def predict(self, data: Dataset[Any] | None = None) -> tuple[Tensor, Tensor | None]:
-        """Student logits ``[N, C]`` and targets ``[N]`` (or ``None``) over ``data`` (default: ``val_data``).
-
-        Gathered across processes without double-counting the padding of the last batch.
-        """
+    def _evaluation(self, data: Dataset[Any] | None) -> tuple[Any, Distiller]:
+        """The loader of ``data`` (default: ``val_data``; split across processes) and the distiller, set up."""
         if self.accelerator is None:
             self.setup()
         loader = self.val_loader if data is None else self.accelerator.prepare(self._eval_loader(data))
         if loader is None:
             raise ValueError("no evaluation data: pass val_data to the Trainer or data to evaluate()")
-        distiller: Distiller = self.accelerator.unwrap_model(self.model)
+        return loader, self.accelerator.unwrap_model(self.model)
+
+    def predict(self, data: Dataset[Any] | None = None) -> tuple[Tensor, Tensor | None]:
+        """Student logits ``[N, C]`` and targets ``[N]`` (or ``None``) over ``data`` (default: ``val_data``).
+
+        Gathered across processes without double-counting the padding of the last batch.
+        """
+        loader, distiller = self._evaluation(data)
         targets: list[Tensor] = []
 
         def logits_of(student: nn.Module, batch: Batch) -> Tensor:
