@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -151,11 +151,56 @@ def truncate(teacher_logprobs: Tensor, *, top_k: int | None, top_p: float | None
     return SparseTeacher(ids, logprobs)
 
 
-def _buckets(student_log: Tensor, sparse: SparseTeacher, temperature: float) -> tuple[Tensor, Tensor]:
+class _StudentBuckets(torch.autograd.Function):
+    """The student's log-probabilities of the kept tokens and of the rest (``[n, k + 1]``) from its logits
+    ``[n, V]``, in one pass over the vocabulary and with nothing of the vocabulary's size kept for the backward
+    pass but the logits themselves (which the model made anyway): the gradient, made in the backward pass, is
+    ``softmax(z) * (g_rest / q_rest * [not kept] - g_rest - sum(g_kept)) + scatter(ids, g_kept)``
+    (``tests/losses/test_tokens.py`` checks it against autograd of the plain formula)."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, ids: Tensor, kept: Tensor, temperature: float) -> Tensor:
+        z = _wide(logits) if temperature == 1.0 else _wide(logits) / temperature
+        total = torch.logsumexp(z, dim=-1, keepdim=True)
+        kept_log = (z.gather(-1, ids) - total).masked_fill(~kept, NEVER)
+        mass = kept_log.exp().sum(-1, keepdim=True)
+        # the rest's mass summed directly where the kept tokens hold nearly all of it (1 - sum would cancel)
+        rest_log = torch.where(mass > 0.99, _rest_by_sum(z, ids, kept, total), torch.log1p(-mass.clamp(max=1.0)))
+        ctx.save_for_backward(logits, ids, kept, total, rest_log)
+        ctx.temperature = temperature
+        return torch.cat([kept_log, rest_log.clamp(min=NEVER)], dim=-1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        logits, ids, kept, total, rest_log = ctx.saved_tensors
+        temperature = ctx.temperature
+        z = _wide(logits) if temperature == 1.0 else _wide(logits) / temperature
+        out = torch.sub(z, total).exp_()  # softmax(z), made here and used in place
+        grad_kept, grad_rest = grad[:, :-1] * kept, grad[:, -1:]
+        rest_share = grad_rest * torch.exp(-rest_log.clamp(min=NEVER / 2))  # g_rest / q_rest
+        kept_probs = out.gather(-1, ids)
+        out.mul_(rest_share - grad_kept.sum(-1, keepdim=True) - grad_rest)  # (a slot not kept is a constant)
+        out.scatter_add_(-1, ids, grad_kept - kept_probs * rest_share * kept)
+        if temperature != 1.0:
+            out.div_(temperature)
+        return out.to(logits.dtype), None, None, None
+
+
+def _wide(tensor: Tensor) -> Tensor:
+    """float32 for half-precision logits (a softmax over 49k tokens in fp16 loses the small probabilities)."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
+
+
+def _rest_by_sum(z: Tensor, ids: Tensor, kept: Tensor, total: Tensor) -> Tensor:
+    hidden = z.scatter(-1, ids, torch.where(kept, NEVER, z.gather(-1, ids)))
+    return torch.logsumexp(hidden, dim=-1, keepdim=True) - total
+
+
+def _buckets(student_logits: Tensor, sparse: SparseTeacher, temperature: float) -> tuple[Tensor, Tensor]:
     """Teacher and student log-probabilities over the kept tokens plus one bucket for the rest (``[n, k + 1]``).
 
-    ``student_log``: the student's log-probabilities at ``temperature`` (``[n, V]``). The teacher's stored
-    log-probabilities (temperature 1) are softened over the buckets, the rest being one bucket.
+    The teacher's stored log-probabilities (temperature 1) are softened over the buckets, the rest being one
+    bucket; the student's come from its logits at ``temperature`` (:class:`_StudentBuckets`).
     """
     kept = sparse.logprobs > NEVER / 2
     logprobs = sparse.logprobs.masked_fill(~kept, NEVER)
@@ -163,30 +208,27 @@ def _buckets(student_log: Tensor, sparse: SparseTeacher, temperature: float) -> 
     teacher = torch.cat([logprobs, teacher_rest], dim=-1)
     if temperature != 1.0:  # (a bucket of no mass stays one: NEVER / T is still nothing)
         teacher = torch.log_softmax(teacher / temperature, dim=-1).clamp(min=NEVER)
-    student_kept = student_log.gather(-1, sparse.ids)
-    # the rest of the student's mass: every token but the kept ones (summed, not 1 - sum: no cancellation)
-    hidden = student_log.scatter(-1, sparse.ids, torch.where(kept, NEVER, student_kept))
-    student_rest = torch.logsumexp(hidden, dim=-1, keepdim=True)
-    student = torch.cat([student_kept.masked_fill(~kept, NEVER), student_rest], dim=-1)
+    student = _StudentBuckets.apply(student_logits, sparse.ids, kept, temperature)
     return teacher, student
 
 
 def _chunk_sum(student: Tensor, teacher: Tensor | None, sparse_ids: Tensor | None, sparse_logprobs: Tensor | None,
                rows: Tensor, loss: TokenLoss) -> Tensor:
     """The divergence summed over the positions ``rows`` of the flattened ``[N, V]`` logits."""
-    student_log = torch.log_softmax(student.index_select(0, rows).float() / loss.temperature, dim=-1)
+    logits = student.index_select(0, rows)
     if teacher is not None:
         teacher_rows = teacher.index_select(0, rows).float()
         if not loss.truncated:
             p_log = torch.log_softmax(teacher_rows / loss.temperature, dim=-1)
-            return divergence(p_log, student_log, loss).sum()
+            q_log = torch.log_softmax(logits.float() / loss.temperature, dim=-1)
+            return divergence(p_log, q_log, loss).sum()
         sparse = truncate(torch.log_softmax(teacher_rows, dim=-1), top_k=loss.top_k, top_p=loss.top_p)
     else:
         assert sparse_ids is not None and sparse_logprobs is not None
         sparse = SparseTeacher(sparse_ids.index_select(0, rows).long(), sparse_logprobs.index_select(0, rows).float())
         if loss.truncated:  # a narrower cut of the stored tokens
             sparse = _narrower(sparse, loss)
-    p_log, q_log = _buckets(student_log, sparse, loss.temperature)
+    p_log, q_log = _buckets(logits, sparse, loss.temperature)
     return divergence(p_log, q_log, loss).sum()
 
 
@@ -233,8 +275,11 @@ def token_divergence(student_logits: Tensor, teacher: Tensor | SparseTeacher, ma
         return student_logits.sum() * 0.0
     size = loss.chunk_size or len(rows)
     total = student_logits.new_zeros((), dtype=torch.float32)
+    # (only the full distributions keep [n, V] tensors for the backward pass: a truncated or stored teacher's
+    # buckets keep nothing of the vocabulary's size, so they need no recomputation)
+    recompute = loss.chunk_size and student.requires_grad and dense is not None and not loss.truncated
     for chunk in rows.split(size):
-        if loss.chunk_size and student.requires_grad:
+        if recompute:
             total = total + checkpoint(_chunk_sum, student, dense, ids, logprobs, chunk, loss, use_reentrant=False)
         else:
             total = total + _chunk_sum(student, dense, ids, logprobs, chunk, loss)
