@@ -38,7 +38,7 @@ def report(folder: Path) -> tuple[Path, Path] | None:
 
 
 RUN_KINDS.register("lm", "distil a causal language model into a smaller one")(RunKind(
-    name="lm", run=run, printout=printout, report=report, config_model=LMConfig, several_processes=True,
+    name="lm", run=run, printout=printout, report=report, config_model=LMConfig,
     resume_from=True,
     help="Distil a causal language model: the teacher, a student trained alone on the same tokens and the "
          "distilled student, compared on held-out text (perplexity, agreement with the teacher, KL to it, size, "
