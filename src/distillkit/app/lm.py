@@ -8,6 +8,7 @@ model) and see the same blocks in the same order for the same steps; only the ob
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from distillkit.app.build import trust_code
+from distillkit.app.build import build_schedule, trust_code
 from distillkit.app.runs import Run, RunFolder
 from distillkit.app.train import resume_point
 from distillkit.config.lm import LMConfig
@@ -68,7 +69,7 @@ class LMData:
     """A run's token blocks, split by document, and what they are."""
 
     train: TensorDictDataset
-    val: TensorDictDataset
+    val: TensorDictDataset | None
     test: TensorDictDataset
     description: str
     train_pairs: list[Pair] | None = None
@@ -91,7 +92,7 @@ def build_lm_data(config: LMConfig, tokenizer: Any) -> LMData:
         described = (f"{', '.join(data.text or [])}: {len(parts.train)} / {len(parts.val)} / {len(parts.test)} "
                      "documents")
     val = first_blocks(make(parts.val), data.max_eval_blocks) if parts.val else None
-    found = LMData(train=first_blocks(make(parts.train), data.max_train_blocks), val=val,  # type: ignore[arg-type]
+    found = LMData(train=first_blocks(make(parts.train), data.max_train_blocks), val=val,
                    test=first_blocks(make(parts.test), data.max_eval_blocks), description=described,
                    train_pairs=list(parts.train) if data.pairs is not None else None)
     found.description += (f" (train / validation / test); blocks of {data.block_size} tokens: {len(found.train)} / "
@@ -143,8 +144,6 @@ def _loss(config: LMConfig) -> TokenLoss:
 
 
 def _alpha(config: LMConfig) -> Any:
-    from distillkit.app.build import build_schedule
-
     return build_schedule(config.distill.alpha, where="distill.alpha")
 
 
@@ -308,6 +307,4 @@ def _int8(model: nn.Module) -> nn.Module:
 
 
 def _copy(model: nn.Module) -> nn.Module:
-    import copy
-
     return copy.deepcopy(model).train()

@@ -18,9 +18,9 @@ LABELS = {"teacher": "teacher", "student_alone": "student alone", "distilled": "
           "distilled_int8": "distilled, int8"}
 
 
-def _cell(row: dict[str, float], key: str, form: str) -> str:
+def _cell(row: dict[str, float], key: str, form: str, scale: float = 1.0) -> str:
     value = row.get(key)
-    return "" if value is None else format(value, form)
+    return "" if value is None else format(scale * value, form)
 
 
 def lm_table(results: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
@@ -30,9 +30,7 @@ def lm_table(results: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]
     for name, row in results["models"].items():
         rows.append([LABELS.get(name, name), f"{row['params'] / 1e6:.2f}M", _cell(row, "val/perplexity", ".2f"),
                      _cell(row, "test/perplexity", ".2f"),
-                     _cell({k: 100 * v for k, v in row.items() if k == "test/accuracy"}, "test/accuracy", ".1f"),
-                     _cell({k: 100 * v for k, v in row.items() if k == "test/teacher_agreement"},
-                           "test/teacher_agreement", ".1f"),
+                     _cell(row, "test/accuracy", ".1f", 100), _cell(row, "test/teacher_agreement", ".1f", 100),
                      _cell(row, "test/kl_to_teacher", ".3f"), _cell(row, "tokens_per_s@1", ".0f"),
                      _cell(row, "tokens_per_s@16", ".0f"), _cell(row, "train_seconds", ".0f")])
     return LM_COLUMNS, rows

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from distillkit.core.distiller import Distiller
 from distillkit.core.measures import evaluating
-from distillkit.core.schedules import ScheduleLike
+from distillkit.core.schedules import Complement, ScheduleLike
 from distillkit.core.terms import LossTerm
 from distillkit.lm.terms import NextTokenTerm, TokenDistillTerm, lm_inputs, scored_positions
 from distillkit.losses.tokens import TokenLoss, next_labels
@@ -44,8 +44,6 @@ def lm_distiller(teacher: nn.Module | None, student: nn.Module, *, loss: TokenLo
     if teacher is not None or offline:
         terms.append(TokenDistillTerm(loss or TokenLoss(), alpha, offline=offline))
         if not (isinstance(alpha, (int, float)) and alpha == 1.0):
-            from distillkit.core.schedules import Complement
-
             terms.append(NextTokenTerm(Complement(alpha) if callable(alpha) else 1.0 - float(alpha)))
     else:
         terms.append(NextTokenTerm(1.0))
@@ -73,13 +71,9 @@ class LMTrainer(Trainer):
                 logits = distiller.student(**lm_inputs(batch)).logits.float()
                 mask = scored_positions(batch)
                 targets = next_labels(batch["labels"])
-                scored = logits[mask]
-                per_sample = torch.stack([
-                    torch.zeros(len(mask), device=self.device, dtype=torch.float64).index_add(
-                        0, mask.nonzero()[:, 0], values.double())
-                    for values in (nn.functional.cross_entropy(scored, targets[mask], reduction="none"),
-                                   (scored.argmax(-1) == targets[mask]).double(),
-                                   torch.ones(len(scored), device=self.device))], dim=1)
+                nll = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # 0 if not scored
+                correct = (logits.argmax(-1) == targets) & mask
+                per_sample = torch.stack([t.sum(1).double() for t in (nll, correct, mask)], dim=1)
                 sums += self.accelerator.gather_for_metrics(per_sample).sum(0)
         nll, correct, tokens = (float(v) for v in sums)
         loss = nll / max(tokens, 1.0)

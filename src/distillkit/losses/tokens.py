@@ -154,7 +154,7 @@ def truncate(teacher_logprobs: Tensor, *, top_k: int | None, top_p: float | None
 class _StudentBuckets(torch.autograd.Function):
     """The student's log-probabilities of the kept tokens and of the rest (``[n, k + 1]``) from its logits
     ``[n, V]``, in one pass over the vocabulary and with nothing of the vocabulary's size kept for the backward
-    pass but the logits themselves (which the model made anyway): the gradient, made in the backward pass, is
+    pass but the logits it is given: the gradient, made in the backward pass, is
     ``softmax(z) * (g_rest / q_rest * [not kept] - g_rest - sum(g_kept)) + scatter(ids, g_kept)``
     (``tests/losses/test_tokens.py`` checks it against autograd of the plain formula)."""
 
@@ -164,8 +164,10 @@ class _StudentBuckets(torch.autograd.Function):
         total = torch.logsumexp(z, dim=-1, keepdim=True)
         kept_log = (z.gather(-1, ids) - total).masked_fill(~kept, NEVER)
         mass = kept_log.exp().sum(-1, keepdim=True)
-        # the rest's mass summed directly where the kept tokens hold nearly all of it (1 - sum would cancel)
-        rest_log = torch.where(mass > 0.99, _rest_by_sum(z, ids, kept, total), torch.log1p(-mass.clamp(max=1.0)))
+        rest_log = torch.log1p(-mass.clamp(max=1.0))
+        close = (mass > 0.99).squeeze(-1)  # where the kept tokens hold nearly all the mass, 1 - sum would cancel:
+        if bool(close.any()):  # there (only) the rest is summed directly
+            rest_log[close] = _rest_by_sum(z[close], ids[close], kept[close], total[close])
         ctx.save_for_backward(logits, ids, kept, total, rest_log)
         ctx.temperature = temperature
         return torch.cat([kept_log, rest_log.clamp(min=NEVER)], dim=-1)
@@ -275,9 +277,9 @@ def token_divergence(student_logits: Tensor, teacher: Tensor | SparseTeacher, ma
         return student_logits.sum() * 0.0
     size = loss.chunk_size or len(rows)
     total = student_logits.new_zeros((), dtype=torch.float32)
-    # (only the full distributions keep [n, V] tensors for the backward pass: a truncated or stored teacher's
-    # buckets keep nothing of the vocabulary's size, so they need no recomputation)
-    recompute = loss.chunk_size and student.requires_grad and dense is not None and not loss.truncated
+    # (each chunk's rows of the logits are a copy, and the full distributions keep more [n, V] tensors: made again in
+    # the backward pass, chunk by chunk, they are never all kept at once)
+    recompute = loss.chunk_size and student.requires_grad
     for chunk in rows.split(size):
         if recompute:
             total = total + checkpoint(_chunk_sum, student, dense, ids, logprobs, chunk, loss, use_reentrant=False)
