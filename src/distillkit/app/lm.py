@@ -57,8 +57,10 @@ from distillkit.losses.tokens import TokenLoss
 from distillkit.models import count_parameters
 from distillkit.storage import json_text, write_text_atomic
 from distillkit.training.callbacks import MetricsFile
+from distillkit.training.options import TrainOptions
 
-__all__ = ["LMData", "build_lm_data", "build_lm_student", "run_lm"]
+__all__ = ["LMData", "Training", "build_lm_data", "build_lm_student", "copy_model", "int8_copy", "run_lm",
+           "save_trained", "train_model"]
 
 log = logging.getLogger("distillkit")
 TRAINING_RECORD = "training.json"
@@ -152,30 +154,38 @@ def _hidden_terms(config: LMConfig) -> list[LossTerm]:
 
 
 @dataclass
-class _Training:
+class Training:
     """What one model's training reads besides its distiller."""
 
     run: Run
     resume: bool
     resume_from: str | int | None
     batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    trainer: type[LMTrainer] = LMTrainer
+    auto_class: str = "AutoModelForCausalLM"  # the transformers class that loads a model this run saved
 
 
-def _train(name: str, distiller: Any, train: TensorDictDataset, data: LMData, config: LMConfig,
-           how: _Training) -> tuple[nn.Module, float]:
-    """Train one model in ``<run>/<name>`` (or reuse the one a resumed run finished) and save it there."""
+def train_model(name: str, distiller: Any, data: tuple[Any, Any], settings: tuple[TrainOptions, int, int],
+                how: Training) -> tuple[nn.Module, float]:
+    """Train one model in ``<run>/<name>`` (or reuse the one a resumed run finished and saved there).
+
+    Args:
+        data: the training and validation sets.
+        settings: the training options, the batch size and the seed.
+    """
     folder = how.run.path / name
     saved = folder / "model"
+    options, batch_size, seed = settings
     if how.resume and (saved / "config.json").is_file() and (folder / TRAINING_RECORD).is_file():
-        from transformers import AutoModelForCausalLM
+        import transformers
 
         log.info("%s: already trained in %s, reusing it", name, folder)
-        distiller.student.load_state_dict(AutoModelForCausalLM.from_pretrained(saved).state_dict())
+        distiller.student.load_state_dict(getattr(transformers, how.auto_class).from_pretrained(saved).state_dict())
         return distiller.student, float(json.loads((folder / TRAINING_RECORD).read_text())["train_seconds"])
-    trainer = LMTrainer(distiller, train, data.val, config.train, batch_size=config.data.batch_size, seed=config.seed,
-                        checkpoint_dir=folder / "checkpoints", batch_transform=how.batch_transform,
-                        callbacks=[*how.run.callbacks(name), MetricsFile(folder / "metrics.jsonl")],
-                        progress=bool(os.environ.get("DISTILLKIT_PROGRESS")))
+    trainer = how.trainer(distiller, data[0], data[1], options, batch_size=batch_size, seed=seed,
+                          checkpoint_dir=folder / "checkpoints", batch_transform=how.batch_transform,
+                          callbacks=[*how.run.callbacks(name), MetricsFile(folder / "metrics.jsonl")],
+                          progress=bool(os.environ.get("DISTILLKIT_PROGRESS")))
     trainer.label = name
     log.info("%s: training", name)
     trainer.fit(resume=resume_point(folder, how.resume, how.resume_from))
@@ -183,10 +193,11 @@ def _train(name: str, distiller: Any, train: TensorDictDataset, data: LMData, co
     return student, trainer.train_seconds
 
 
-def _save(student: nn.Module, tokenizer: Any, folder: Path, seconds: float, card: tuple[str, str, dict[str, Any]]
-          ) -> None:
+def save_trained(student: nn.Module, tokenizer: Any, folder: Path, seconds: float,
+                 card: tuple[str, str, dict[str, Any]], *, pipeline_tag: str = "text-generation") -> None:
+    """Save a trained model (with its card) in ``folder/model`` and its training time beside it."""
     title, body, metadata = card
-    save_lm(student, tokenizer, folder / "model", title=title, body=body, metadata=metadata)
+    save_lm(student, tokenizer, folder / "model", title=title, body=body, metadata=metadata, pipeline_tag=pipeline_tag)
     write_text_atomic(folder / TRAINING_RECORD, json.dumps({"train_seconds": seconds}))
 
 
@@ -250,12 +261,13 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
     results: dict[str, Any] = {"kind": "lm", "name": config.name, "teacher": config.teacher.model,
                                "student": described, "data": data.description, "objective": objective}
     with folder.start(config, kind="lm") as run:
-        how = _Training(run, folder.resume, folder.resume_from)
+        how = Training(run, folder.resume, folder.resume_from)
         card = ("A language model trained alone", f"The student of `{config.name}` trained on the language-model "
                 "loss alone (distillkit's baseline).", {"base_model": config.teacher.model})
-        alone_model, alone_seconds = _train("student_alone", lm_distiller(None, _copy(initial)), data.train, data,
-                                            config, how)
-        _save(alone_model, tokenizer, run.path / "student_alone", alone_seconds, card)
+        settings = (config.train, config.data.batch_size, config.seed)
+        alone_model, alone_seconds = train_model("student_alone", lm_distiller(None, copy_model(initial)),
+                                                 (data.train, data.val), settings, how)
+        save_trained(alone_model, tokenizer, run.path / "student_alone", alone_seconds, card)
         train, teacher_for_terms, offline = data.train, teacher, distill.offline is not None
         if distill.sequence_level is not None:
             train = _sequence_level(config, teacher, tokenizer, data, run)
@@ -265,7 +277,7 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
                                  batch_size=config.data.batch_size)  # type: ignore[union-attr]
             train, teacher_for_terms = top.attach(train), None
             results["offline"] = {"k": top.manifest.k, "bytes_per_token": top.bytes_per_token, "folder": str(top.folder)}
-        student = _copy(initial)
+        student = copy_model(initial)
         distiller = lm_distiller(teacher_for_terms, student, loss=_loss(config), alpha=_alpha(config),
                                  offline=offline, extra=_hidden_terms(config))
         if distill.on_policy is not None:
@@ -274,18 +286,18 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
                 max_new_tokens=distill.on_policy.max_new_tokens, sample=True,
                 temperature=distill.on_policy.temperature), eos=tokenizer.eos_token_id, pad=pad, seed=config.seed)
             results["objective"] += f"; on-policy share {distill.on_policy.fraction:g}"
-        distilled, seconds = _train("distilled", distiller, train, data, config, how)
+        distilled, seconds = train_model("distilled", distiller, (train, data.val), settings, how)
         run.stop_if_signalled("measuring the models")
         measured = {"teacher": teacher, "student_alone": alone_model, "distilled": distilled}
         if config.evaluate.int8:
-            measured["distilled_int8"] = _int8(distilled)
+            measured["distilled_int8"] = int8_copy(distilled)
         results.update(_measure(measured, data, config, tokenizer))
         if "distilled_int8" in results["models"]:  # (its int8 weights are packed: count the float model's)
             results["models"]["distilled_int8"]["params"] = results["models"]["distilled"]["params"]
         results["models"]["student_alone"]["train_seconds"] = alone_seconds
         results["models"]["distilled"]["train_seconds"] = seconds
         results["notes"] = notes(results)
-        _save(distilled, tokenizer, run.path / "distilled", seconds, (
+        save_trained(distilled, tokenizer, run.path / "distilled", seconds, (
             f"{config.name}: a language model distilled from {config.teacher.model}",
             f"Distilled with distillkit: {objective}. Student: {described}. Data: {data.description}.",
             {"base_model": config.teacher.model}))
@@ -297,14 +309,14 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
     return results
 
 
-def _int8(model: nn.Module) -> nn.Module:
+def int8_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with dynamic int8 linear layers (its output head included), for measuring."""
     from distillkit.compression.quantization import DynamicInt8Config, quantize_
 
-    quantized = _copy(model).eval()
+    quantized = copy_model(model).eval()
     quantize_(quantized, DynamicInt8Config())
     return quantized
 
 
-def _copy(model: nn.Module) -> nn.Module:
+def copy_model(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).train()

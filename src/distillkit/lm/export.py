@@ -18,14 +18,15 @@ __all__ = ["save_lm"]
 
 
 def save_lm(model: nn.Module, tokenizer: Any, folder: str | Path, *, title: str, body: str,
-            metadata: Mapping[str, Any] | None = None) -> Path:
+            metadata: Mapping[str, Any] | None = None, pipeline_tag: str = "text-generation") -> Path:
     """Save ``model`` with its tokenizer, generation config and a model card into ``folder`` (new, empty, or
     one distillkit wrote before: a user's own folder is never overwritten).
 
     Args:
         title / body: the card's heading and Markdown text.
         metadata: the card's front matter (``base_model``, ``datasets``, ``license``, ...), over distillkit's
-            (``library_name: transformers``, ``pipeline_tag: text-generation``, ``tags``).
+            (``library_name: transformers``, ``pipeline_tag``, ``tags``).
+        pipeline_tag: the Hub's task of the model (``translation`` for an encoder-decoder translator).
 
     Raises:
         DistillkitError: ``folder`` is someone else's.
@@ -42,7 +43,7 @@ def save_lm(model: nn.Module, tokenizer: Any, folder: str | Path, *, title: str,
     transformers_logging.disable_progress_bar()
     model.save_pretrained(folder)  # type: ignore[operator]
     tokenizer.save_pretrained(folder)
-    front = {"library_name": "transformers", "pipeline_tag": "text-generation",
+    front = {"library_name": "transformers", "pipeline_tag": pipeline_tag,
              "tags": ["distillkit", "knowledge-distillation"], **dict(metadata or {})}
     card = f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n# {title}\n\n{body}\n"
     write_text_atomic(folder / "README.md", card)

@@ -31,9 +31,10 @@ def lm_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
 
-def scored_positions(batch: Mapping[str, Any]) -> Tensor:
-    """``[B, L]``: the positions whose prediction counts (the next token is scored)."""
-    return next_labels(batch["labels"]) != IGNORE
+def scored_positions(batch: Mapping[str, Any], *, shift: bool = True) -> Tensor:
+    """``[B, L]``: the positions whose prediction counts (the next token is scored); ``shift=False`` for labels
+    already aligned with the logits (an encoder-decoder's)."""
+    return (next_labels(batch["labels"]) if shift else batch["labels"]) != IGNORE
 
 
 class TokenDistillTerm(LossTerm):
@@ -44,21 +45,23 @@ class TokenDistillTerm(LossTerm):
         weight: number or schedule.
         offline: read the teacher from the batch's :data:`OFFLINE_FIELDS` (its offline top-k file) instead of
             running it: the teacher is then not needed at all.
+        shift: ``False`` for an encoder-decoder, whose labels are aligned with its logits.
         name: the logged name (default ``"kd"``).
     """
 
     traceable = False
 
-    def __init__(self, loss: TokenLoss, weight: ScheduleLike = 1.0, *, offline: bool = False, name: str = "kd") -> None:
+    def __init__(self, loss: TokenLoss, weight: ScheduleLike = 1.0, *, offline: bool = False, shift: bool = True,
+                 name: str = "kd") -> None:
         super().__init__(name, weight)
-        self.loss, self.offline = loss, offline
+        self.loss, self.offline, self.shift = loss, offline, shift
         self.needs_teacher = not offline
 
     def hyperparameters(self, state: Any) -> dict[str, float]:
         return {"temperature": self.loss.temperature}
 
     def forward(self, ctx: DistillContext) -> Tensor:
-        mask = scored_positions(ctx.batch)
+        mask = scored_positions(ctx.batch, shift=self.shift)
         if self.offline:
             missing = [f for f in OFFLINE_FIELDS if f not in ctx.batch]
             if missing:
@@ -78,9 +81,10 @@ class NextTokenTerm(LossTerm):
     needs_teacher = False
     traceable = False
 
-    def __init__(self, weight: ScheduleLike = 1.0, *, chunk_size: int = 512, name: str = "lm") -> None:
+    def __init__(self, weight: ScheduleLike = 1.0, *, chunk_size: int = 512, shift: bool = True, name: str = "lm"
+                 ) -> None:
         super().__init__(name, weight)
-        self.chunk_size = chunk_size
+        self.chunk_size, self.shift = chunk_size, shift
 
     def forward(self, ctx: DistillContext) -> Tensor:
-        return next_token_loss(ctx.student_logits, ctx.batch["labels"], chunk_size=self.chunk_size)
+        return next_token_loss(ctx.student_logits, ctx.batch["labels"], chunk_size=self.chunk_size, shift=self.shift)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from distillkit.core.distiller import Distiller
+from distillkit.core.distiller import Distiller, InputSpec
 from distillkit.core.measures import evaluating
 from distillkit.core.schedules import Complement, ScheduleLike
 from distillkit.core.terms import LossTerm
@@ -27,7 +27,8 @@ __all__ = ["LMTrainer", "lm_distiller"]
 
 
 def lm_distiller(teacher: nn.Module | None, student: nn.Module, *, loss: TokenLoss | None = None,
-                 alpha: ScheduleLike = 1.0, offline: bool = False, extra: list[LossTerm] | None = None) -> Distiller:
+                 alpha: ScheduleLike = 1.0, offline: bool = False, extra: list[LossTerm] | None = None,
+                 inputs: InputSpec = lm_inputs, shift: bool = True) -> Distiller:
     """A :class:`~distillkit.Distiller` of causal LMs: ``alpha`` times the token-level divergence ``loss`` plus
     ``1 - alpha`` times the language-model loss; with ``teacher=None`` and ``offline=False``, the
     language-model loss alone (the student trained alone).
@@ -39,22 +40,30 @@ def lm_distiller(teacher: nn.Module | None, student: nn.Module, *, loss: TokenLo
         alpha: the divergence's weight (a number or schedule); the language-model loss gets ``1 - alpha``.
         offline: read the teacher from the batch's offline top-k fields.
         extra: more terms (hidden-state terms, ...).
+        inputs / shift: what the models read of a batch, and whether the labels are shifted to the logits (the
+            defaults suit causal LMs; an encoder-decoder's are :func:`distillkit.translation.seq2seq_inputs` and
+            ``shift=False``).
     """
     terms: list[LossTerm] = []
     if teacher is not None or offline:
-        terms.append(TokenDistillTerm(loss or TokenLoss(), alpha, offline=offline))
+        terms.append(TokenDistillTerm(loss or TokenLoss(), alpha, offline=offline, shift=shift))
         if not (isinstance(alpha, (int, float)) and alpha == 1.0):
-            terms.append(NextTokenTerm(Complement(alpha) if callable(alpha) else 1.0 - float(alpha)))
+            terms.append(NextTokenTerm(Complement(alpha) if callable(alpha) else 1.0 - float(alpha), shift=shift))
     else:
-        terms.append(NextTokenTerm(1.0))
+        terms.append(NextTokenTerm(1.0, shift=shift))
     terms += extra or []
-    return Distiller(None if offline else teacher, student, terms=terms, teacher_input=lm_inputs,
-                     student_input=lm_inputs, target_key="labels")
+    return Distiller(None if offline else teacher, student, terms=terms, teacher_input=inputs,
+                     student_input=inputs, target_key="labels")
 
 
 class LMTrainer(Trainer):
     """The :class:`~distillkit.Trainer` for causal LMs (see the module docstring); ``evaluate`` gives
     ``val/loss`` (mean next-token cross-entropy), ``val/perplexity`` and ``val/accuracy`` (top-1 next token)."""
+
+    model_inputs: InputSpec = staticmethod(lm_inputs)  # type: ignore[assignment]
+    """What the student reads of a batch in evaluation."""
+    shift = True
+    """Whether the labels are shifted to the logits (causal LMs: yes; encoder-decoders: no)."""
 
     def _cache_decision(self, first_batch: dict[str, Any]) -> str | None:
         if self.options.teacher_cache in ("memory", "disk"):
@@ -68,9 +77,9 @@ class LMTrainer(Trainer):
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # nll, correct, tokens
         with evaluating(distiller.student):
             for batch in loader:
-                logits = distiller.student(**lm_inputs(batch)).logits.float()
-                mask = scored_positions(batch)
-                targets = next_labels(batch["labels"])
+                logits = distiller.student(**self.model_inputs(batch)).logits.float()
+                mask = scored_positions(batch, shift=self.shift)
+                targets = next_labels(batch["labels"]) if self.shift else batch["labels"]
                 nll = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # 0 if not scored
                 correct = (logits.argmax(-1) == targets) & mask
                 per_sample = torch.stack([t.sum(1).double() for t in (nll, correct, mask)], dim=1)

@@ -292,7 +292,7 @@ def _chunk_nll(student: Tensor, labels: Tensor, rows: Tensor) -> Tensor:
     return F.cross_entropy(student.index_select(0, rows).float(), labels.index_select(0, rows), reduction="sum")
 
 
-def next_token_loss(logits: Tensor, labels: Tensor, *, chunk_size: int = 512) -> Tensor:
+def next_token_loss(logits: Tensor, labels: Tensor, *, chunk_size: int = 512, shift: bool = True) -> Tensor:
     """The language-model loss: mean cross-entropy of each position's logits against the next token, over the
     positions whose next label is not :data:`IGNORE` (the causal shift is done here, as Hugging Face does).
 
@@ -300,8 +300,10 @@ def next_token_loss(logits: Tensor, labels: Tensor, *, chunk_size: int = 512) ->
         logits: ``[B, L, V]``.
         labels: ``[B, L]`` token ids, :data:`IGNORE` where a token is not scored.
         chunk_size: positions per chunk, computed under checkpointing (0: all at once).
+        shift: ``False`` where ``labels[t]`` is already what the logits at ``t`` predict (an encoder-decoder's
+            labels, whose decoder inputs are the labels shifted right).
     """
-    targets = next_labels(labels).reshape(-1)
+    targets = (next_labels(labels) if shift else labels).reshape(-1)
     rows = (targets != IGNORE).nonzero().squeeze(1)
     if len(rows) == 0:
         return logits.sum() * 0.0
