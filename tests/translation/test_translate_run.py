@@ -123,3 +123,15 @@ def test_bad_translate_configs_fail_in_one_line_with_nothing_written(translate_f
     assert message in capsys.readouterr().err.replace("\n", " ")
     if "layers" not in message:  # (a student the teacher cannot make is found once the teacher is loaded)
         assert not out.exists()
+
+
+def test_the_shipped_translation_config_is_valid_and_the_kind_is_listed(capsys):
+    from distillkit.config.loading import load_config
+    from distillkit.config.translation import TranslationConfig
+
+    files = sorted((Path(__file__).resolve().parents[2] / "configs" / "translation").glob("*.yaml"))
+    assert [f.stem for f in files] == ["tatoeba-zh-en"]
+    for path in files:
+        assert load_config(path, model=TranslationConfig).name == path.stem
+    assert main(["list", "kinds"]) == 0
+    assert "distil a translation model" in capsys.readouterr().out

@@ -59,7 +59,7 @@ from distillkit.storage import json_text, write_text_atomic
 from distillkit.training.callbacks import MetricsFile
 from distillkit.training.options import TrainOptions
 
-__all__ = ["LMData", "Training", "build_lm_data", "build_lm_student", "copy_model", "int8_copy", "run_lm",
+__all__ = ["LMData", "Training", "build_lm_data", "build_lm_student", "copy_model", "int8_copy", "measure_three", "run_lm",
            "save_trained", "train_model"]
 
 log = logging.getLogger("distillkit")
@@ -288,14 +288,9 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
             results["objective"] += f"; on-policy share {distill.on_policy.fraction:g}"
         distilled, seconds = train_model("distilled", distiller, (train, data.val), settings, how)
         run.stop_if_signalled("measuring the models")
-        measured = {"teacher": teacher, "student_alone": alone_model, "distilled": distilled}
-        if config.evaluate.int8:
-            measured["distilled_int8"] = int8_copy(distilled)
-        results.update(_measure(measured, data, config, tokenizer))
-        if "distilled_int8" in results["models"]:  # (its int8 weights are packed: count the float model's)
-            results["models"]["distilled_int8"]["params"] = results["models"]["distilled"]["params"]
-        results["models"]["student_alone"]["train_seconds"] = alone_seconds
-        results["models"]["distilled"]["train_seconds"] = seconds
+        results.update(measure_three(lambda models: _measure(models, data, config, tokenizer),
+                                     {"teacher": teacher, "student_alone": alone_model, "distilled": distilled},
+                                     int8=config.evaluate.int8, seconds=(alone_seconds, seconds)))
         results["notes"] = notes(results)
         save_trained(distilled, tokenizer, run.path / "distilled", seconds, (
             f"{config.name}: a language model distilled from {config.teacher.model}",
@@ -307,6 +302,20 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
         run.finish(flat, {"report": html_path, "results": run.path / "results.json",
                           "distilled_model": run.path / "distilled" / "model"})
     return results
+
+
+def measure_three(measure: Callable[[dict[str, nn.Module]], dict[str, Any]], models: dict[str, nn.Module], *,
+                  int8: bool, seconds: tuple[float, float]) -> dict[str, Any]:
+    """``measure`` the teacher, the student alone and the distilled student (with ``int8``, also the distilled
+    student with dynamic int8 weights), with the two students' training ``seconds`` in their rows."""
+    if int8:
+        models = {**models, "distilled_int8": int8_copy(models["distilled"])}
+    found = measure(models)
+    rows = found["models"]
+    if "distilled_int8" in rows:  # (its int8 weights are packed: count the float model's)
+        rows["distilled_int8"]["params"] = rows["distilled"]["params"]
+    rows["student_alone"]["train_seconds"], rows["distilled"]["train_seconds"] = seconds
+    return found
 
 
 def int8_copy(model: nn.Module) -> nn.Module:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from distillkit.app.build import build_schedule, trust_code
-from distillkit.app.lm import Training, copy_model, int8_copy, save_trained, train_model
+from distillkit.app.lm import Training, copy_model, measure_three, save_trained, train_model
 from distillkit.app.runs import RunFolder
 from distillkit.config.loading import dump_config
 from distillkit.config.translation import TranslationConfig
@@ -214,14 +214,9 @@ def run_translation(config: TranslationConfig, folder: RunFolder) -> dict[str, A
             results["sequence_level"] = sequence
         distilled, seconds = train_model("distilled", distiller, (train, val), settings, how)
         run.stop_if_signalled("measuring the models")
-        measured = {"teacher": teacher, "student_alone": alone, "distilled": distilled}
-        if config.evaluate.int8:
-            measured["distilled_int8"] = int8_copy(distilled)
-        results.update(_measure(measured, prepared, config))
-        if "distilled_int8" in results["models"]:  # (its int8 weights are packed: count the float model's)
-            results["models"]["distilled_int8"]["params"] = results["models"]["distilled"]["params"]
-        results["models"]["student_alone"]["train_seconds"] = alone_seconds
-        results["models"]["distilled"]["train_seconds"] = seconds
+        results.update(measure_three(lambda models: _measure(models, prepared, config),
+                                     {"teacher": teacher, "student_alone": alone, "distilled": distilled},
+                                     int8=config.evaluate.int8, seconds=(alone_seconds, seconds)))
         results["notes"] = notes(results)
         save_trained(distilled, tokenizer, run.path / "distilled", seconds, (
             f"{config.name}: a translation model distilled by distillkit",

