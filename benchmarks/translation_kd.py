@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -168,5 +169,5 @@ def _print(results: dict[str, Any], seed: int) -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # the trainers' evaluations
     main()

@@ -110,3 +110,10 @@ def test_the_trained_toy_teacher_translates_with_beam_search(toy_teacher, toy_to
     found = decode(toy_teacher, ids, mask, Decoding(beam=3))
     texts = toy_tokenizer.batch_decode([h[0].tokens for h in found], skip_special_tokens=True)
     assert texts == [f"{WORDS['three']} {WORDS['two']} {WORDS['one']}", f"{WORDS['cat']} {WORDS['red']}"]
+
+
+def test_a_decoder_never_runs_past_its_positions():
+    model = random_model(vocab=6, seed=1, scale=0.1)  # 32 positions; flat distributions rarely end by themselves
+    found = decode(model, SOURCES, MASK, Decoding(beam=2, max_len_a=0.0, max_len_b=100))
+    lengths = [len(h[0].tokens) + 1 for h in found]
+    assert max(lengths) == 32  # (without the cap the position embedding would be indexed past its 32 rows)

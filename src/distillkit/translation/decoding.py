@@ -37,7 +37,7 @@ class Decoding:
         length_penalty: the exponent of the length a finished hypothesis's log-probability is divided by (0: the
             plain sum, which favours short outputs; 1: the mean per token).
         max_len_a / max_len_b: at most ``a * source_tokens + b`` generated tokens per sentence (the end token
-            included), and never more than ``max_length``.
+            included), and never more than ``max_length`` (nor than the model's ``max_position_embeddings``).
         nbest: how many finished hypotheses to return per sentence (at most ``beam``).
         batch_size: sentences decoded together.
         use_cache: reuse the decoder's keys and values between steps (off: the whole prefix is run again each
@@ -118,6 +118,9 @@ def decode(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, decoding
     first. The model is put in eval mode; the batch is decoded in chunks of ``decoding.batch_size``."""
     model.eval()
     tokens = tokens or special_tokens(model)
+    positions = getattr(model.config, "max_position_embeddings", None)  # type: ignore[union-attr]
+    if isinstance(positions, int) and positions < decoding.max_length:  # a decoder has no position past these
+        decoding = dataclasses.replace(decoding, max_length=positions)
     device = next(model.parameters()).device
     results: list[list[Hypothesis]] = []
     for start in range(0, input_ids.size(0), decoding.batch_size):

@@ -92,7 +92,16 @@ def build_seq2seq(settings: Mapping[str, Any], tokenizer: Any, *, seed: int) -> 
             embeddings.weight.normal_(0.0, embeddings.weight.shape[1] ** -0.5)
             embeddings.weight[pad].zero_()
     _generation_defaults(model, tokenizer)
+    _fit_tokenizer(tokenizer, model)
     return model
+
+
+def _fit_tokenizer(tokenizer: Any, model: nn.Module) -> None:
+    """Cut what the tokenizer makes (``truncation=True``) at the model's positions: a longer source has no
+    position embedding."""
+    positions = getattr(model.config, "max_position_embeddings", None)  # type: ignore[union-attr]
+    if isinstance(positions, int) and positions < tokenizer.model_max_length:
+        tokenizer.model_max_length = positions
 
 
 def _generation_defaults(model: Any, tokenizer: Any) -> None:
@@ -124,6 +133,7 @@ def load_seq2seq(source: str, *, trust_code: bool = False) -> tuple[nn.Module, A
     except (OSError, ValueError) as error:
         raise DistillkitError(f"cannot load the translation model {source!r}: {str(error).splitlines()[0]}") from None
     model.eval()
+    _fit_tokenizer(tokenizer, model)
     return model, tokenizer
 
 
