@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--test-sources", type=int, default=1000)
     parser.add_argument("--speed-sources", type=int, default=100)
     parser.add_argument("--max-train-pairs", type=int, default=None, help="fewer training pairs (a quick check)")
+    parser.add_argument("--student-pairs", type=int, default=None,
+                        help="the students (and the teacher's translations) use the first N training pairs only")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-translation"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +110,8 @@ def main() -> None:
     print(f"teacher: {describe_layers(teacher)}, trained in {teacher_seconds:.0f} s", flush=True)
 
     start = teacher.config.decoder_start_token_id
+    if args.student_pairs:
+        train_pairs = train_pairs[:args.student_pairs]
     references = translation_samples(train_pairs, tokenizer, max_tokens=64, decoder_start=start)
     val = translation_samples(splits.val, tokenizer, max_tokens=64, decoder_start=start)
     beam = Decoding(beam=5, nbest=5)
