@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from distillkit.losses.tokens import TokenLoss
 from distillkit.translation import (
     Cleaning,
