@@ -30,6 +30,7 @@ from distillkit.losses.tokens import TokenLoss
 from distillkit.models import count_parameters
 from distillkit.storage import json_text, write_text_atomic
 from distillkit.translation.data import (
+    PARALLEL_SETS,
     Cleaning,
     ParallelSplits,
     SentencePair,
@@ -79,7 +80,7 @@ def target_language(config: TranslationConfig) -> str | None:
     if config.data.target_language:
         return config.data.target_language
     family, _, languages = config.data.pairs.partition(":")
-    return languages.split("-")[-1] if family in ("tatoeba", "bible") and "-" in languages else None
+    return languages.split("-")[-1] if family in PARALLEL_SETS and "-" in languages else None
 
 
 @dataclass

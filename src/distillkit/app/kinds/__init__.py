@@ -38,7 +38,7 @@ from distillkit.config.schema import Config
 from distillkit.registry import DistillkitError, Registry
 
 __all__ = ["ENTRY_POINTS", "RUN_KINDS", "KindOption", "Printout", "RunKind", "Table", "load_kinds",
-           "read_results"]
+           "read_results", "report_writer"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,21 @@ def read_results(folder: Path) -> dict[str, Any] | None:
     except json.JSONDecodeError as error:
         raise DistillkitError(f"{file}: not valid JSON ({error.msg}, line {error.lineno}); it may have been cut short. "
                               "Rerun the run (--overwrite) to write it again") from None
+
+
+def report_writer(kind: str, write: Callable[[Path, dict[str, Any], str], Path]
+                  ) -> Callable[[Path], tuple[Path, Path] | None]:
+    """A kind's ``report``: reads a folder's ``results.json`` and, when the folder is a run of ``kind``, calls
+    ``write(folder, results, config_text)`` (which writes ``report.md`` and returns the HTML report's path)."""
+
+    def report(folder: Path) -> tuple[Path, Path] | None:
+        results = read_results(folder)
+        if not results or results.get("kind") != kind:
+            return None
+        config_file = folder / "config.yaml"
+        return write(folder, results, config_file.read_text() if config_file.is_file() else ""), folder / "report.md"
+
+    return report
 
 
 def load_kinds() -> Registry[RunKind]:

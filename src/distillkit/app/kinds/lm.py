@@ -8,10 +8,9 @@ The run kind that shows the registry at work: this module, the config's schema (
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from distillkit.app.kinds import RUN_KINDS, Printout, RunKind, Table, read_results
+from distillkit.app.kinds import RUN_KINDS, Printout, RunKind, Table, report_writer
 from distillkit.app.lm import run_lm
 from distillkit.app.lm_report import lm_table, write_lm_report
 from distillkit.app.runs import RunFolder
@@ -28,17 +27,8 @@ def printout(results: dict[str, Any], options: Mapping[str, Any]) -> Printout:
     return [Table(title, columns, rows), *(f"- {note}" for note in results.get("notes", []))]
 
 
-def report(folder: Path) -> tuple[Path, Path] | None:
-    results = read_results(folder)
-    if not results or results.get("kind") != "lm":
-        return None
-    config_file = folder / "config.yaml"
-    html_path = write_lm_report(folder, results, config_file.read_text() if config_file.is_file() else "")
-    return html_path, folder / "report.md"
-
-
 RUN_KINDS.register("lm", "distil a causal language model into a smaller one")(RunKind(
-    name="lm", run=run, printout=printout, report=report, config_model=LMConfig,
+    name="lm", run=run, printout=printout, report=report_writer("lm", write_lm_report), config_model=LMConfig,
     resume_from=True,
     help="Distil a causal language model: the teacher, a student trained alone on the same tokens and the "
          "distilled student, compared on held-out text (perplexity, agreement with the teacher, KL to it, size, "

@@ -4,10 +4,9 @@ word-level, sequence-level and interpolated sequence-level distillation, scored 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from distillkit.app.kinds import RUN_KINDS, Printout, RunKind, Table, read_results
+from distillkit.app.kinds import RUN_KINDS, Printout, RunKind, Table, report_writer
 from distillkit.app.runs import RunFolder
 from distillkit.app.translation import run_translation
 from distillkit.app.translation_report import translation_table, write_translation_report
@@ -24,17 +23,9 @@ def printout(results: dict[str, Any], options: Mapping[str, Any]) -> Printout:
     return [Table(title, columns, rows), *(f"- {note}" for note in results.get("notes", []))]
 
 
-def report(folder: Path) -> tuple[Path, Path] | None:
-    results = read_results(folder)
-    if not results or results.get("kind") != "translate":
-        return None
-    config_file = folder / "config.yaml"
-    html_path = write_translation_report(folder, results, config_file.read_text() if config_file.is_file() else "")
-    return html_path, folder / "report.md"
-
-
 RUN_KINDS.register("translate", "distil a translation model (encoder-decoder) into a smaller one")(RunKind(
-    name="translate", run=run, printout=printout, report=report, config_model=TranslationConfig,
+    name="translate", run=run, printout=printout, report=report_writer("translate", write_translation_report),
+    config_model=TranslationConfig,
     resume_from=True,
     help="Distil a translation model: the teacher (loaded, or trained here first), a student trained alone on the "
          "references and the distilled student (word-level, sequence-level or interpolated sequence-level "
