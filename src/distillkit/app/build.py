@@ -77,7 +77,7 @@ def data_options_of(config: Config) -> DataOptions:
         val_fraction=data.val_fraction, seed=config.seed, limit=data.limit, target=data.target, features=data.features,
         text_field=data.text_field, image_size=data.image_size, download=data.download, lazy=data.lazy,
         table_cache=Path(config.cache) / "tables" if data.lazy and config.cache is not None else None,
-        transfer_size=data.transfer_size,
+        transfer_size=data.transfer_size, categorical=data.categorical, id_column=data.id_column,
     )
 
 
@@ -89,7 +89,9 @@ def build_splits(config: Config) -> DataSplits:
 def make_distiller(teacher: nn.Module | None, student: nn.Module, splits: DataSplits,
                    terms: list[LossTerm] | None = None) -> Distiller:
     """A distiller whose teacher and student read the data set's input field (``"input"``, or ``"text"``)."""
-    return Distiller(teacher, student, terms=terms, teacher_input=splits.input_key, student_input=splits.input_key)
+    # (a teacher that reads another field says so: a table of predictions reads the examples' ids)
+    teacher_input = getattr(teacher, "input_key", None) or splits.input_key
+    return Distiller(teacher, student, terms=terms, teacher_input=teacher_input, student_input=splits.input_key)
 
 
 def _geometric(data: Any, splits: DataSplits, generator: torch.Generator | None = None) -> list[Any]:
@@ -207,7 +209,7 @@ def build_model_from(model_config: ModelConfig, splits: Any, *, role: str, seed:
         torch.manual_seed(seed)
     try:
         model = build_model(model_config.model, num_classes=splits.num_classes, input_shape=splits.input_shape,
-                            trust_code=trust_code.get(), **model_config.kwargs)
+                            trust_code=trust_code.get(), class_names=splits.class_names, **model_config.kwargs)
     except (ValueError, TypeError) as error:
         raise DistillkitError(f"{role} model {model_config.model!r}: {error}") from error
     if model_config.weights:

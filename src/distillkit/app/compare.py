@@ -35,6 +35,7 @@ from distillkit.app.runs import Run, RunFolder, RunPart
 from distillkit.app.tables import results_table
 from distillkit.app.teachers import TeacherStore, get_teacher
 from distillkit.app.train import Attempt, TrainedModel, train_one
+from distillkit.app.trees import tree_results
 from distillkit.config.schedules import TeacherGapSchedule
 from distillkit.config.schema import Config, ConfigError
 from distillkit.core.mutual import MutualLearning
@@ -181,6 +182,11 @@ def _compare(config: Config, splits: DataSplits, student_data: Any, train_size: 
         "models": {m.name: {**m.metrics, **assessed[m.name]} for m in trained},
         "distilled_minus_alone": distilled.metrics["test/accuracy"] - alone.metrics["test/accuracy"],
     }
+    if splits.notes:
+        results["data_notes"] = splits.notes
+    trees = tree_results({m.name: m.model for m in trained}, splits, run.path if run is not None else None)
+    if trees is not None:
+        results["trees"] = trees
     if config.compress is not None:
         source = distilled if config.compress.source == "distilled" else alone
         results["compression"] = run_pipeline(source.model, teacher.model, config, splits,

@@ -134,6 +134,8 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
     if scored is None:
         raise DistillkitError("distill needs test (or val) data to compare the models on")
     fields = {key: options.pop(key) for key in ("teacher_input", "student_input", "target_key") if key in options}
+    if "teacher_input" not in fields and isinstance(getattr(teacher, "input_key", None), str):
+        fields["teacher_input"] = teacher.input_key  # a teacher from another library that reads the examples' ids
     shown = {"progress": bool(options.pop("progress"))} if "progress" in options else {}
     try:
         train_config = train_options(None, **options)

@@ -14,6 +14,7 @@ import importlib.util
 import io
 import json
 import logging
+import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -31,8 +32,10 @@ from distillkit.app.tables import (
     markdown_table,
     other_accuracies,
 )
+from distillkit.app.trees import TREE_COLUMNS, draw_soft_tree, tree_rows
+from distillkit.models.soft_tree import SoftDecisionTree
 from distillkit.registry import DistillkitError
-from distillkit.storage import write_text_atomic
+from distillkit.storage import load_tensors_only, write_text_atomic
 from distillkit.training.callbacks import read_json_lines
 
 __all__ = ["figure_bytes", "html_page", "save_figures", "write_report"]
@@ -270,6 +273,16 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
 """
 
 
+def _soft_tree_figure(folder: Path, results: dict[str, Any]) -> Any:
+    """The distilled soft tree, rebuilt from the run's config and weights, drawn by :func:`draw_soft_tree`."""
+    trees = results["trees"]
+    state = load_tensors_only(folder / "distilled" / "model.safetensors")
+    leaves, classes = state["leaves"].shape
+    tree = SoftDecisionTree(state["filters.weight"].shape[1], classes, int(math.log2(leaves)))
+    tree.load_state_dict(state, strict=False)
+    return draw_soft_tree(tree, trees.get("image_shape"), trees.get("feature_names"))
+
+
 def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` (+ ``figures/*.png``) into a run folder.
 
@@ -300,6 +313,10 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
     if compression:
         figures["compression"] = ("Compression: every variant (numbers are the table's rows, from 0)",
                                   partial(_compression_plot, compression))
+    trees = results.get("trees")
+    if trees and (folder / "distilled" / "model.safetensors").is_file():
+        figures["soft-tree"] = ("The distilled soft tree's first levels (each inner node's filter)",
+                                partial(_soft_tree_figure, folder, results))
     images = save_figures(folder, figures)
 
     rows = comparison_rows(results)
@@ -314,16 +331,27 @@ def write_report(folder: str | Path, results: dict[str, Any] | None = None) -> t
         compression_html = ("<section><h2>Compression pipeline</h2><p>The " + html.escape(compression["source"])
                             + " student after each step; speed-up and change are against row 0.</p>"
                             + html_table(("#", *COMPRESSION_COLUMNS), numbered) + "</section>")
+    notes = results.get("data_notes", [])
+    notes_html = "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>" if notes else ""
+    trees_html = ""
+    if trees:
+        trees_html = ("<section><h2>Trees</h2><p>Soft decision trees and hard CART trees of the same depth; fidelity "
+                      "is agreement with the teacher on the test set. The rules of the CART tree fitted to the "
+                      f"teacher's soft labels are in <code>{trees['rules']}</code>.</p>"
+                      + html_table(TREE_COLUMNS, tree_rows(trees)) + "</section>")
     intro = (f"<p>Teacher, student trained alone and distilled student, evaluated on the same test set.\n"
              f"Distillation changed the student's test accuracy by <b>{gain:+.2f}</b> points.</p>")
-    page = html_page(f"distillkit: {results['name']} ({results['data']})", intro + table_html + other_html
-                     + compression_html, images, config_text)
+    page = html_page(f"distillkit: {results['name']} ({results['data']})", intro + notes_html + table_html
+                     + other_html + trees_html + compression_html, images, config_text)
     html_path = folder / "report.html"
     write_text_atomic(html_path, page)
     md = [f"# distillkit: {results['name']} ({results['data']})", "",
           markdown_table(COLUMNS, rows), gain_sentence(results), ""]
     if others:
         md += [others, ""]
+    md += [f"- {note}" for note in notes] + ([""] if notes else [])
+    if trees:
+        md += ["## Trees", "", markdown_table(TREE_COLUMNS, tree_rows(trees)), ""]
     if compression:
         md += ["## Compression pipeline", "", compression_table(compression)]
     md += [f"## {title}\n\n![{title}](figures/{name}.png)\n" for name, (title, _) in images.items()]

@@ -30,6 +30,7 @@ from distillkit.data.builtin import DataSplits
 from distillkit.data.fingerprint import source_fingerprint
 from distillkit.evaluation import accuracy_and_loss
 from distillkit.models import count_parameters, load_weights
+from distillkit.models.external import ExternalTeacher
 from distillkit.storage import file_sha256, process_alive, save_tensors, write_text_atomic
 from distillkit.tracking.locks import exclusive
 from distillkit.training import processes
@@ -146,7 +147,8 @@ class TeacherStore:
 
 def measured_teacher(teacher: nn.Module, splits: DataSplits, metrics: dict[str, Any]) -> TrainedModel:
     """A teacher that needs no training (loaded weights), with its test accuracy and loss measured now."""
-    test_accuracy, test_loss = accuracy_and_loss(teacher, splits.test, input_spec=splits.input_key)
+    test_accuracy, test_loss = accuracy_and_loss(teacher, splits.test,
+                                                 input_spec=getattr(teacher, "input_key", None) or splits.input_key)
     measured = {"test/accuracy": test_accuracy, "test/loss": test_loss, "params": float(count_parameters(teacher))}
     return TrainedModel("teacher", teacher, {**metrics, **measured}, 0.0)
 
@@ -187,7 +189,7 @@ def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, na
     """The teacher from its weights, from the store, or trained (``attempt``: its callbacks and resumption; the
     augmentation is the teacher's own)."""
     teacher = build_model_from(config.teacher, splits, role="teacher", seed=config.seed)
-    if config.teacher.weights:
+    if config.teacher.weights or isinstance(teacher, ExternalTeacher):  # (nothing to train: it predicts as it is)
         return measured_teacher(teacher, splits, {})
     key = TeacherStore.key(config, split_seed)
     earlier = store.load(key, teacher, copy_to=folder / name if folder is not None else None) if store else None

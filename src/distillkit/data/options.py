@@ -41,6 +41,10 @@ class DataOptions:
         lazy: read an image folder's images or a table's rows per batch instead of all at load.
         table_cache: where a lazy table's memory-mapped Arrow copy is made.
         transfer_size: extra unlabelled samples for the teacher to label (``mnist1d``).
+        categorical: a table's categorical columns, one-hot encoded (``"auto"``: every column that is not
+            numeric); with it, numeric columns are standardized and missing values filled in
+            (:mod:`distillkit.data.tabular`).
+        id_column: a table's example-id column (not a feature), which a teacher's table of predictions is keyed by.
     """
 
     val_fraction: float = 0.1
@@ -56,6 +60,8 @@ class DataOptions:
     lazy: bool = False
     table_cache: str | os.PathLike[str] | None = None
     transfer_size: int = 0
+    categorical: list[str] | str | None = None
+    id_column: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.val_fraction < 1:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,12 @@ class DataSplits:
     class_names: list[str]
     transfer: Dataset[dict[str, Any]] | None = None
     input_key: str = "input"
+    feature_names: list[str] | None = None
+    """The names of a table's encoded feature columns (``age``, ``workclass=Private``), for trees' rules."""
+    feature_scales: dict[str, tuple[float, float]] | None = None
+    """A table's standardized numeric columns: name -> (mean, deviation), to show rules in the column's units."""
+    notes: list[str] = field(default_factory=list)
+    """What loading did to the data, for the run's record (a table's encoding, missing values, class balance)."""
 
 
 class TextDataset(Dataset[dict[str, Any]]):

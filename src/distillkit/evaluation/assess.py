@@ -56,13 +56,15 @@ def assess_models(
     Returns:
         name -> ``{"quality": QualityReport.to_dict(), "cost": CostReport.to_dict() or None}``.
     """
-    outputs = {name: predict(model, test, input_spec=input_spec) for name, model in models.items()}
+    # (a model that reads another field says so: a teacher given as a table of predictions reads the ids)
+    specs = {name: getattr(model, "input_key", None) or input_spec for name, model in models.items()}
+    outputs = {name: predict(model, test, input_spec=specs[name]) for name, model in models.items()}
     teacher_logits = outputs[teacher][0] if teacher in outputs else None
     results: dict[str, dict[str, Any]] = {}
     for name, (logits, targets) in outputs.items():
         quality = classification_metrics(logits, targets, teacher_logits=None if name == teacher else teacher_logits)
         cost = None
-        example = test[0].get(input_spec) if isinstance(input_spec, str) else None
+        example = test[0].get(specs[name]) if isinstance(specs[name], str) else None
         if measure and isinstance(example, Tensor):
             cost = cpu_cost(models[name], example.unsqueeze(0)).to_dict()
         results[name] = {"quality": quality.to_dict(), "cost": cost}

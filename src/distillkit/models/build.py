@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from distillkit.models import text as _text_models  # noqa: F401  (registers the text models)
+from distillkit.models.external import EXTERNAL_PREFIXES, build_external_teacher
 from distillkit.models.hub import build_hf_model, build_timm_model, build_torchvision_model
 from distillkit.models.trust import check_model_options
 from distillkit.models.zoo import MODELS
@@ -68,9 +69,11 @@ def _import_factory(spec: str) -> Any:
 
 
 def build_model(
-    name: str, *, num_classes: int, input_shape: Sequence[int] | None, trust_code: bool = False, **kwargs: Any
+    name: str, *, num_classes: int, input_shape: Sequence[int] | None, trust_code: bool = False,
+    class_names: Sequence[str] | None = None, **kwargs: Any
 ) -> nn.Module:
-    """Build a model by zoo name, ``package.module:factory``, ``timm:<name>`` or ``hf:<folder or id>``.
+    """Build a model by zoo name, ``package.module:factory``, ``timm:<name>``, ``hf:<folder or id>``, or a teacher
+    from another library (``sklearn:<file>``, ``onnx:<file>``, ``predictions:<file>``).
 
     Args:
         name: see above. User factories are called as ``factory(**kwargs)`` (they get ``num_classes`` too when
@@ -78,11 +81,15 @@ def build_model(
             :mod:`distillkit.models.trust` for models read from a shared folder).
         num_classes: number of outputs.
         input_shape: one sample's shape (``None`` for text).
-        trust_code: let an ``hf:`` model run the code of its repository (``trust_remote_code``); only ever the
-            caller's choice, never an option read from a file.
+        trust_code: let an ``hf:`` model run the code of its repository (``trust_remote_code``), or a
+            ``sklearn:`` teacher be unpickled; only ever the caller's choice, never an option read from a file.
+        class_names: the data's classes, which a teacher from another library's columns are matched to
+            (``sklearn:``, ``onnx:``, ``predictions:``; see :mod:`distillkit.models.external`).
         **kwargs: the factory's own options (``trust_remote_code`` is refused here: use ``trust_code``).
     """
     check_model_options(kwargs, where=f"model {name!r}")
+    if name.startswith(EXTERNAL_PREFIXES):
+        return build_external_teacher(name, class_names=class_names, trust_code=trust_code)
     if name.startswith("timm:"):
         return build_timm_model(name[5:], num_classes, **kwargs)
     if name.startswith("torchvision:"):

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from distillkit.models.soft_tree import SoftDecisionTree
 from distillkit.registry import Registry
 
 __all__ = ["MODELS", "AudioCNN", "CifarResNet", "MLP", "SimpleCNN", "MNIST1DCNN", "TransformerEncoderClassifier", "WideResNet"]
@@ -315,3 +316,10 @@ def transformer_encoder(num_classes: int, input_shape: Sequence[int] | None = No
     if "vocab_size" not in kwargs:
         raise ValueError("transformer_encoder needs vocab_size")
     return TransformerEncoderClassifier(num_classes=num_classes, **kwargs)
+
+
+@MODELS.register("soft_tree", "soft decision tree (Frosst & Hinton 2017) over flattened inputs; depth=6, beta=1, "
+                 "penalty_strength=0.1")
+def soft_tree(num_classes: int, input_shape: Sequence[int], depth: int = 6, beta: float = 1.0,
+              penalty_strength: float = 0.1) -> nn.Module:
+    return SoftDecisionTree(math.prod(input_shape), num_classes, depth, beta=beta, penalty_strength=penalty_strength)
