@@ -20,6 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import load_file
+
 from distillkit.app.tables import (
     COLUMNS,
     COMPRESSION_COLUMNS,
@@ -35,7 +37,7 @@ from distillkit.app.tables import (
 from distillkit.app.trees import TREE_COLUMNS, draw_soft_tree, tree_rows
 from distillkit.models.soft_tree import SoftDecisionTree
 from distillkit.registry import DistillkitError
-from distillkit.storage import load_tensors_only, write_text_atomic
+from distillkit.storage import write_text_atomic
 from distillkit.training.callbacks import read_json_lines
 
 __all__ = ["figure_bytes", "html_page", "save_figures", "write_report"]
@@ -276,7 +278,7 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
 def _soft_tree_figure(folder: Path, results: dict[str, Any]) -> Any:
     """The distilled soft tree, rebuilt from the run's config and weights, drawn by :func:`draw_soft_tree`."""
     trees = results["trees"]
-    state = load_tensors_only(folder / "distilled" / "model.safetensors")
+    state = load_file(str(folder / "distilled" / "model.safetensors"))
     leaves, classes = state["leaves"].shape
     tree = SoftDecisionTree(state["filters.weight"].shape[1], classes, int(math.log2(leaves)))
     tree.load_state_dict(state, strict=False)

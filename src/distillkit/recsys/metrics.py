@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from distillkit.registry import DistillkitError
+
 __all__ = ["rank_metrics"]
 
 
@@ -56,6 +58,9 @@ def rank_metrics(score_users: Callable[[Tensor], Tensor], held_out: Sequence[Seq
         batch = users[start:start + batch_size]
         with torch.no_grad():
             scores = score_users(torch.tensor(batch)).float().cpu()
+        if torch.isnan(scores).any():
+            raise DistillkitError(f"the model scored NaN for {int(torch.isnan(scores).any(1).sum())} of {len(batch)} "
+                                  "users; its weights or inputs are broken (ranks of NaN mean nothing)")
         candidates = torch.ones_like(scores, dtype=torch.bool)
         for row, user in enumerate(batch):
             if seen[user]:

@@ -85,7 +85,7 @@ class SASRec(Recommender):
     vector is the encoder's output at the last position; items share the input embedding.
 
     Position ``t`` attends to positions ``<= t`` only (a causal mask) and never to padding, so the vector at ``t``
-    depends on the first ``t + 1`` items alone.
+    depends on the items up to ``t`` alone, whatever padding stands before them.
     """
 
     def __init__(self, num_items: int, dim: int = 64, *, layers: int = 2, heads: int = 2, max_length: int = 50,
@@ -108,11 +108,13 @@ class SASRec(Recommender):
             histories, length = histories[:, -self.max_length:], self.max_length
         positions = torch.arange(length, device=histories.device)
         hidden = self.dropout(self.items(histories) * self.items.embedding_dim ** 0.5 + self.positions(positions))
-        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=histories.device), diagonal=1)
+        # query i sees key j when j <= i and j is an item; a padding position sees only itself (with nothing to
+        # attend to its softmax would be NaN, and a NaN value poisons every later layer even at weight 0)
+        allowed = torch.tril(torch.ones(length, length, dtype=torch.bool, device=histories.device))
         padding = histories == self.num_items
-        # a row of padding would attend to nothing (NaN); let it see itself, its output is never read
-        padding = padding & ~(padding.all(1, keepdim=True) & (positions == length - 1))
-        out = self.encoder(hidden, mask=causal, src_key_padding_mask=padding, is_causal=True)
+        allowed = allowed & (~padding.unsqueeze(1) | torch.eye(length, dtype=torch.bool, device=histories.device))
+        heads = self.encoder.layers[0].self_attn.num_heads
+        out = self.encoder(hidden, mask=(~allowed).repeat_interleave(heads, dim=0))
         return self.norm(out)
 
     def user_vectors(self, users: Tensor, histories: Tensor | None = None) -> Tensor:

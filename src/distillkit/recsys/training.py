@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -207,7 +209,7 @@ class _DistillTerm(nn.Module):
             return (nn.functional.mse_loss(self.user_adapter(student.user_vectors(users, histories)), target_users)
                     + nn.functional.mse_loss(self.item_adapter(student.item_vectors(items)), target_items))
         assert self.ranking is not None
-        top_items, top_scores = self.ranking.items[users], self.ranking.scores[users]
+        top_items = self.ranking.items[users]
         if s.method == "rd":
             return ranking_distillation_loss(student.score(users, top_items[:, :s.top_k], histories), self.weights)
         outside = self._outside(top_items, sampler)
@@ -227,10 +229,11 @@ class _DistillTerm(nn.Module):
         exp(-rank / lam)``, returned in the teacher's order."""
         s = self.settings
         pool = min(s.pool, top_items.shape[1])
-        probabilities = rank_weights(pool, lam=s.lam).numpy().astype(np.float64)
-        probabilities /= probabilities.sum()
-        picks = np.stack([np.sort(sampler.generator.choice(pool, size=s.top_k, replace=False, p=probabilities))
-                          for _ in range(len(top_items))])
+        log_weights = np.log(rank_weights(pool, lam=s.lam).numpy().astype(np.float64))
+        # without replacement, every user at once: the top-k of log-weights plus Gumbel noise (the Gumbel-top-k
+        # trick draws exactly what k successive weighted draws without replacement would)
+        keys = log_weights + sampler.generator.gumbel(size=(len(top_items), pool))
+        picks = np.sort(np.argpartition(-keys, s.top_k - 1, axis=1)[:, :s.top_k], axis=1)
         return top_items.gather(1, torch.from_numpy(picks))
 
     def _outside(self, top_items: Tensor, sampler: _Sampler) -> Tensor:
@@ -242,16 +245,27 @@ class _DistillTerm(nn.Module):
         return torch.where(inside, top_items[:, -1:].expand_as(drawn), drawn)
 
 
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write the epoch's state whole or not at all (a temporary file renamed over the last one)."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
 def train_recommender(model: Recommender, splits: InteractionSplits, options: RecTraining, *,
                       teacher: Recommender | None = None, distillation: RecDistillation | None = None,
                       ranking: TeacherRanking | None = None,
-                      on_epoch: Callable[[int, float], None] | None = None) -> dict[str, float]:
+                      on_epoch: Callable[[int, float], None] | None = None,
+                      checkpoint: Path | None = None) -> dict[str, float]:
     """Train ``model`` on the training interactions (alone, or distilled from ``teacher``).
 
     Args:
         ranking: the teacher's top items per user (:func:`teacher_ranking`); computed here when a ranking term
             needs it and it is not given (give it to share one teacher pass between students).
-        on_epoch: called with the epoch (from 1) and its mean loss (a run's record, progress, a stop request).
+        on_epoch: called with the epoch (from 1) and its mean loss, after the epoch's checkpoint is written (a
+            run's record, progress; raising there stops training, and the checkpoint resumes it).
+        checkpoint: a file for the state after each epoch (weights, optimizer, adapters, sampling generator);
+            when it exists, training continues from it, to the same weights as a run never stopped.
 
     Returns:
         ``train_seconds`` and the last epoch's ``loss``.
@@ -267,8 +281,18 @@ def train_recommender(model: Recommender, splits: InteractionSplits, options: Re
     optimizer = torch.optim.Adam(parameters, lr=options.lr, weight_decay=options.weight_decay)
     users_with_data = np.array([u for u, h in enumerate(sampler.histories) if h])
     length = _history_length(model)
-    started, loss_value = time.perf_counter(), math.nan
-    for epoch in range(1, options.epochs + 1):
+    started, loss_value, first = time.perf_counter(), math.nan, 1
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if term is not None:
+            term.load_state_dict(state["term"])
+        sampler.generator.bit_generator.state = state["generator"]
+        torch.set_rng_state(state["torch_rng"])
+        first, loss_value = state["epoch"] + 1, state["loss"]
+        log.info("recommender: resumed after epoch %d from %s", state["epoch"], checkpoint)
+    for epoch in range(first, options.epochs + 1):
         model.train()
         order = sampler.generator.permutation(users_with_data)
         total, batches = 0.0, 0
@@ -283,6 +307,12 @@ def train_recommender(model: Recommender, splits: InteractionSplits, options: Re
             optimizer.step()
             total, batches = total + loss.item(), batches + 1
         loss_value = total / max(batches, 1)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, {"epoch": epoch, "loss": loss_value, "model": model.state_dict(),
+                                          "optimizer": optimizer.state_dict(),
+                                          "term": term.state_dict() if term is not None else {},
+                                          "generator": sampler.generator.bit_generator.state,
+                                          "torch_rng": torch.get_rng_state()})
         if on_epoch is not None:
             on_epoch(epoch, loss_value)
     model.eval()
