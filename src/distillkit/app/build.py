@@ -209,7 +209,8 @@ def build_model_from(model_config: ModelConfig, splits: Any, *, role: str, seed:
         torch.manual_seed(seed)
     try:
         model = build_model(model_config.model, num_classes=splits.num_classes, input_shape=splits.input_shape,
-                            trust_code=trust_code.get(), class_names=splits.class_names, **model_config.kwargs)
+                            trust_code=trust_code.get(), class_names=getattr(splits, "class_names", None),
+                            **model_config.kwargs)
     except (ValueError, TypeError) as error:
         raise DistillkitError(f"{role} model {model_config.model!r}: {error}") from error
     if model_config.weights:

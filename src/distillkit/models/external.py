@@ -126,7 +126,7 @@ def onnx_teacher(path: str | Path, *, class_names: Sequence[str] | None = None) 
     when every row is a distribution, else logits (turned into probabilities by a softmax)."""
     path = Path(path)
     digest = _digest(path)
-    ort = require("onnxruntime", "export")
+    ort = require("onnxruntime", "compress")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
 
