@@ -1,6 +1,7 @@
 """Tiny models and data shared by the tests (nothing is downloaded)."""
 
 import logging
+import os
 
 import pytest
 import torch
@@ -46,6 +47,10 @@ def config_file(tmp_path):
 @pytest.fixture
 def blobs():
     return make_blobs()
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, not two fighting over each core
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
