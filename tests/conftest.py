@@ -2,6 +2,10 @@
 
 import logging
 import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -69,3 +73,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def stop_when_ready(command: list[str], ready: Callable[[], bool], *, timeout: float = 300) -> tuple[int, str]:
+    """Run ``command`` (unbuffered), send it SIGTERM once ``ready()`` (say, a checkpoint is on disk), and return its
+    exit status and standard error."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    victim = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not ready() and victim.poll() is None:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGTERM)
+    _, err = victim.communicate(timeout=timeout)
+    return victim.returncode, err

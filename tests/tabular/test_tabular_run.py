@@ -4,13 +4,10 @@ its trees section and rules, a stop and a resume."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ import yaml
 from distillkit.cli.main import main
 from distillkit.data.builtin import load_dataset
 
+from ..conftest import stop_when_ready
 from .conftest import make_table, pandas
 
 EXECUTABLE = shutil.which("distillkit") or str(Path(sys.executable).parent / "distillkit")
@@ -77,17 +75,11 @@ def test_a_table_of_predictions_teaches_and_a_stopped_run_resumes(tmp_path, skle
     predictions = _predictions(tmp_path, big, sklearn_teacher_file)
     config = _config(tmp_path, big, f"predictions:{predictions}", epochs=12, checkpoint_every=30)
     out = tmp_path / "stopped"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    victim = subprocess.Popen([EXECUTABLE, "compare", str(config), "--out", str(out)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not list((out / "distilled" / "checkpoints").glob("step-*")):
-        time.sleep(0.05)
-    victim.send_signal(signal.SIGTERM)
-    _, err = victim.communicate(timeout=300)
-    assert victim.returncode == 143, err
+    status, err = stop_when_ready([EXECUTABLE, "compare", str(config), "--out", str(out)],
+                                  lambda: bool(list((out / "distilled" / "checkpoints").glob("step-*"))))
+    assert status == 143, err
     assert not (out / "results.json").exists()
-    resumed = subprocess.run([EXECUTABLE, "compare", str(config), "--out", str(out), "--resume"], env=env,
+    resumed = subprocess.run([EXECUTABLE, "compare", str(config), "--out", str(out), "--resume"],
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     results = json.loads((out / "results.json").read_text())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,8 +135,9 @@ def _subset(data: Interactions, rows: np.ndarray) -> Interactions:
                         data.user_ids, data.item_ids)
 
 
-def leave_one_out(data: Interactions) -> InteractionSplits:
-    """Per user, the last interaction for testing and the one before for validation (in time order)."""
+def _split_per_user(data: Interactions, held_out: Callable[[int], tuple[int, int]]) -> InteractionSplits:
+    """Each user's history in time order cut into train / validation / test: ``held_out(length)`` gives how many of
+    the last items validate and test; users with fewer than 3 interactions only train (and are counted)."""
     train_rows, val, test = [], [[] for _ in range(data.num_users)], [[] for _ in range(data.num_users)]
     short = 0
     for user, rows in enumerate(_per_user_order(data)):
@@ -143,31 +145,29 @@ def leave_one_out(data: Interactions) -> InteractionSplits:
             train_rows.append(rows)
             short += 1
             continue
-        train_rows.append(rows[:-2])
-        val[user], test[user] = [int(data.items[rows[-2]])], [int(data.items[rows[-1]])]
+        n_val, n_test = held_out(len(rows))
+        end = len(rows) - n_test - n_val
+        train_rows.append(rows[:end])
+        val[user] = [int(i) for i in data.items[rows[end:end + n_val]]]
+        test[user] = [int(i) for i in data.items[rows[end + n_val:]]]
     train = _subset(data, np.concatenate(train_rows))
     counts = {"interactions": len(data), "users": data.num_users, "items": data.num_items, "train": len(train),
               "test_users": sum(bool(t) for t in test), "users_too_short_to_test": short}
     return InteractionSplits(train, val, test, counts)
+
+
+def leave_one_out(data: Interactions) -> InteractionSplits:
+    """Per user, the last interaction for testing and the one before for validation (in time order)."""
+    return _split_per_user(data, lambda length: (1, 1))
 
 
 def temporal_split(data: Interactions, *, test_fraction: float = 0.2, val_fraction: float = 0.1) -> InteractionSplits:
     """Per user, the last ``test_fraction`` of the history (at least one item) for testing and the
     ``val_fraction`` before it for validation; users with fewer than 3 interactions only train."""
-    train_rows, val, test = [], [[] for _ in range(data.num_users)], [[] for _ in range(data.num_users)]
-    short = 0
-    for user, rows in enumerate(_per_user_order(data)):
-        if len(rows) < 3:
-            train_rows.append(rows)
-            short += 1
-            continue
-        n_test = max(1, int(round(test_fraction * len(rows))))
-        n_val = max(1, int(round(val_fraction * len(rows)))) if val_fraction else 0
-        n_val = min(n_val, len(rows) - n_test - 1)
-        train_rows.append(rows[:len(rows) - n_test - n_val])
-        val[user] = [int(i) for i in data.items[rows[len(rows) - n_test - n_val:len(rows) - n_test]]]
-        test[user] = [int(i) for i in data.items[rows[len(rows) - n_test:]]]
-    train = _subset(data, np.concatenate(train_rows))
-    counts = {"interactions": len(data), "users": data.num_users, "items": data.num_items, "train": len(train),
-              "test_users": sum(bool(t) for t in test), "users_too_short_to_test": short}
-    return InteractionSplits(train, val, test, counts)
+
+    def held_out(length: int) -> tuple[int, int]:
+        n_test = max(1, int(round(test_fraction * length)))
+        n_val = max(1, int(round(val_fraction * length))) if val_fraction else 0
+        return min(n_val, length - n_test - 1), n_test
+
+    return _split_per_user(data, held_out)

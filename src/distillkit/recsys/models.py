@@ -56,18 +56,13 @@ class MatrixFactorization(Recommender):
         return self.items(items)
 
 
-class NeuMF(Recommender):
+class NeuMF(MatrixFactorization):
     """Two towers (He et al. 2017's NeuMF without its item-pair MLP, so every item's vector is computed once and a
-    user's scores are one matrix product): each tower is an embedding followed by an MLP, the score their dot
-    product."""
+    user's scores are one matrix product): each tower is an embedding followed by an MLP (with a skip connection),
+    the score their dot product."""
 
     def __init__(self, num_users: int, num_items: int, dim: int = 64, hidden: int = 128) -> None:
-        super().__init__()
-        self.num_items = num_items
-        self.users = nn.Embedding(num_users, dim)
-        self.items = nn.Embedding(num_items, dim)
-        nn.init.normal_(self.users.weight, std=0.1)
-        nn.init.normal_(self.items.weight, std=0.1)
+        super().__init__(num_users, num_items, dim)
         self.user_tower = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
         self.item_tower = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
 
