@@ -126,3 +126,16 @@ def test_make_table_depends_on_its_categories():  # the fixtures' label is not l
     frame = make_table()
     shares = frame.groupby("city")["label"].apply(lambda v: (v == "yes").mean())
     assert shares["Oslo"] - shares["Lima"] > 0.3
+
+
+def test_a_lightgbm_teacher_is_taken_through_its_scikit_learn_interface(tmp_path, table_file):
+    lightgbm = pytest.importorskip("lightgbm")
+    splits = load_dataset(str(table_file), categorical="auto")
+    x, y = splits.train.fields["input"].numpy(), splits.train.fields["target"].numpy()
+    model = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=8, verbose=-1).fit(x, y)
+    path = tmp_path / "lgbm.pkl"
+    path.write_bytes(pickle.dumps(model))
+    teacher = build_model(f"sklearn:{path}", num_classes=2, input_shape=splits.input_shape,
+                          class_names=splits.class_names, trust_code=True)
+    x_test = splits.test.fields["input"]
+    np.testing.assert_allclose(teacher(x_test).exp().numpy(), model.predict_proba(x_test.numpy()), atol=1e-5)
