@@ -22,7 +22,7 @@ from distillkit.config.schedules import (
 )
 from distillkit.config.schema import Config, ConfigError, ModelConfig, TrainConfig
 from distillkit.core import schedules as sched
-from distillkit.core.distiller import Distiller
+from distillkit.core.distiller import Distiller, input_field
 from distillkit.core.multi_teacher import MultiTeacher
 from distillkit.core.mutual import MutualLearning
 from distillkit.core.terms import FeatureTerm, HardLabelTerm, LossTerm, SoftTargetTerm
@@ -89,9 +89,8 @@ def build_splits(config: Config) -> DataSplits:
 def make_distiller(teacher: nn.Module | None, student: nn.Module, splits: DataSplits,
                    terms: list[LossTerm] | None = None) -> Distiller:
     """A distiller whose teacher and student read the data set's input field (``"input"``, or ``"text"``)."""
-    # (a teacher that reads another field says so: a table of predictions reads the examples' ids)
-    teacher_input = getattr(teacher, "input_key", None) or splits.input_key
-    return Distiller(teacher, student, terms=terms, teacher_input=teacher_input, student_input=splits.input_key)
+    return Distiller(teacher, student, terms=terms, teacher_input=input_field(teacher, splits.input_key),
+                     student_input=splits.input_key)
 
 
 def _geometric(data: Any, splits: DataSplits, generator: torch.Generator | None = None) -> list[Any]:

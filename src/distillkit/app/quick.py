@@ -29,7 +29,7 @@ from distillkit.app.tables import markdown_table
 from distillkit.compression.export import save_safetensors
 from distillkit.config.loading import load_config
 from distillkit.config.schema import Config, DataConfig, DistillConfig, ModelConfig
-from distillkit.core.distiller import Distiller
+from distillkit.core.distiller import Distiller, input_field
 from distillkit.core.terms import LossTerm
 from distillkit.data.adapt import as_samples
 from distillkit.evaluation.assess import accuracy_and_loss
@@ -134,8 +134,7 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
     if scored is None:
         raise DistillkitError("distill needs test (or val) data to compare the models on")
     fields = {key: options.pop(key) for key in ("teacher_input", "student_input", "target_key") if key in options}
-    if "teacher_input" not in fields and isinstance(getattr(teacher, "input_key", None), str):
-        fields["teacher_input"] = teacher.input_key  # a teacher from another library that reads the examples' ids
+    fields.setdefault("teacher_input", input_field(teacher, "input"))
     shown = {"progress": bool(options.pop("progress"))} if "progress" in options else {}
     try:
         train_config = train_options(None, **options)

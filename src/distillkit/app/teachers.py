@@ -25,6 +25,7 @@ from torch import nn
 from distillkit.app.build import build_augmentation, build_model_from, make_distiller
 from distillkit.app.train import Attempt, TrainedModel, train_one
 from distillkit.config.schema import Config, TrainConfig, looks_like_a_path
+from distillkit.core.distiller import input_field
 from distillkit.core.multi_teacher import MultiTeacher
 from distillkit.data.builtin import DataSplits
 from distillkit.data.fingerprint import source_fingerprint
@@ -147,8 +148,7 @@ class TeacherStore:
 
 def measured_teacher(teacher: nn.Module, splits: DataSplits, metrics: dict[str, Any]) -> TrainedModel:
     """A teacher that needs no training (loaded weights), with its test accuracy and loss measured now."""
-    test_accuracy, test_loss = accuracy_and_loss(teacher, splits.test,
-                                                 input_spec=getattr(teacher, "input_key", None) or splits.input_key)
+    test_accuracy, test_loss = accuracy_and_loss(teacher, splits.test, input_spec=input_field(teacher, splits.input_key))
     measured = {"test/accuracy": test_accuracy, "test/loss": test_loss, "params": float(count_parameters(teacher))}
     return TrainedModel("teacher", teacher, {**metrics, **measured}, 0.0)
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from distillkit.core.distiller import input_field
 from distillkit.data.splits import DataSplits
 from distillkit.errors import require
 from distillkit.evaluation import predict
@@ -67,7 +68,7 @@ def tree_results(models: dict[str, nn.Module], splits: DataSplits, folder: Path 
         x_train, x_test = _inputs(splits.train, "input"), _inputs(splits.test, "input")
     except TypeError:
         return None
-    teacher_key = getattr(teacher, "input_key", None) or "input"
+    teacher_key = input_field(teacher, "input")
     teacher_train = torch.softmax(predict(teacher, splits.train, input_spec=teacher_key)[0], -1).numpy()
     teacher_test, targets = predict(teacher, splits.test, input_spec=teacher_key)
     teacher_classes, targets = teacher_test.argmax(1).numpy(), targets.numpy()

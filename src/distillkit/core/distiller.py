@@ -13,7 +13,7 @@ from distillkit.core.schedules import Complement, ScheduleLike, TrainingState
 from distillkit.core.taps import FeatureTaps
 from distillkit.core.terms import DistillContext, FeatureTerm, HardLabelTerm, LossTerm, SoftTargetTerm, TeacherOutputs
 
-__all__ = ["DistillOutput", "Distiller", "InputSpec", "call_model", "extract_logits"]
+__all__ = ["DistillOutput", "Distiller", "InputSpec", "call_model", "extract_logits", "input_field"]
 
 InputSpec = Union[str, Sequence[str], Callable[[Mapping[str, Any]], Any]]
 """How a model reads a batch: a field name (``"input"``), several field names (passed positionally), or a
@@ -48,6 +48,13 @@ def call_model(model: nn.Module, batch: Mapping[str, Any], spec: InputSpec, *, r
     if isinstance(args, tuple):
         return model(*args)
     return model(args)
+
+
+def input_field(model: nn.Module | None, default: InputSpec) -> InputSpec:
+    """The batch field ``model`` reads: its own ``input_key`` when it names one (a teacher given as a table of
+    predictions reads the examples' ``"id"``), else ``default``."""
+    own = getattr(model, "input_key", None)
+    return own if isinstance(own, str) else default
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:

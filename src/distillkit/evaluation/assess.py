@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from distillkit.core.distiller import InputSpec, call_model, extract_logits
+from distillkit.core.distiller import InputSpec, call_model, extract_logits, input_field
 from distillkit.core.measures import accuracy, batched_outputs
 from distillkit.data.adapt import as_samples
 from distillkit.evaluation.cost import CostReport, measure_cost
@@ -57,7 +57,7 @@ def assess_models(
         name -> ``{"quality": QualityReport.to_dict(), "cost": CostReport.to_dict() or None}``.
     """
     # (a model that reads another field says so: a teacher given as a table of predictions reads the ids)
-    specs = {name: getattr(model, "input_key", None) or input_spec for name, model in models.items()}
+    specs = {name: input_field(model, input_spec) for name, model in models.items()}
     outputs = {name: predict(model, test, input_spec=specs[name]) for name, model in models.items()}
     teacher_logits = outputs[teacher][0] if teacher in outputs else None
     results: dict[str, dict[str, Any]] = {}

@@ -58,15 +58,20 @@ class InteractionSplits:
     val: list[list[int]]
     test: list[list[int]]
     counts: dict[str, int]
+    _histories: list[list[int]] | None = field(default=None, init=False, repr=False)
 
     def histories(self, max_length: int | None = None) -> list[list[int]]:
         """Each user's training items in time order (the last ``max_length``), for sequential models and for
-        excluding seen items."""
-        order = np.lexsort((self.train.times, self.train.users))
-        histories: list[list[int]] = [[] for _ in range(self.train.num_users)]
-        for user, item in zip(self.train.users[order], self.train.items[order]):
-            histories[user].append(int(item))
-        return [h[-max_length:] for h in histories] if max_length else histories
+        excluding seen items (sorted once, then kept: the trainer, the teacher's ranking and the metrics all ask)."""
+        if self._histories is None:
+            order = np.lexsort((self.train.times, self.train.users))
+            histories: list[list[int]] = [[] for _ in range(self.train.num_users)]
+            for user, item in zip(self.train.users[order].tolist(), self.train.items[order].tolist()):
+                histories[user].append(item)
+            self._histories = histories
+        if max_length:
+            return [h[-max_length:] for h in self._histories]
+        return [list(h) for h in self._histories]  # (copies: a caller may extend its lists)
 
 
 def _builtin_path(name: str) -> Path:

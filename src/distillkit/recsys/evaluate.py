@@ -14,13 +14,13 @@ from distillkit.models import count_parameters
 from distillkit.recsys.data import InteractionSplits
 from distillkit.recsys.metrics import rank_metrics
 from distillkit.recsys.models import Recommender
-from distillkit.recsys.training import _history_length, padded_histories
+from distillkit.recsys.training import history_length, padded_histories
 
 __all__ = ["evaluate_recommender", "scoring_speed"]
 
 
 def _scorer(model: Recommender, histories: list[list[int]]) -> Any:
-    length = _history_length(model)
+    length = history_length(model)
 
     def score(users: torch.Tensor) -> torch.Tensor:
         padded = padded_histories(histories, users, length, model.num_items) if length > 1 else None

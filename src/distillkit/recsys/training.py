@@ -43,7 +43,7 @@ from distillkit.losses.ranking import (
 from distillkit.recsys.data import InteractionSplits
 from distillkit.recsys.models import Recommender, SASRec
 
-__all__ = ["RecDistillation", "RecTraining", "TeacherRanking", "padded_histories", "teacher_ranking",
+__all__ = ["RecDistillation", "RecTraining", "TeacherRanking", "history_length", "padded_histories", "teacher_ranking",
            "train_recommender"]
 
 log = logging.getLogger("distillkit")
@@ -103,7 +103,8 @@ def padded_histories(histories: list[list[int]], users: Tensor, length: int, pad
     return rows
 
 
-def _history_length(model: nn.Module) -> int:
+def history_length(model: nn.Module) -> int:
+    """How many of a user's last items the model reads (a sequential model's window; 1: it reads none)."""
     return model.max_length if isinstance(model, SASRec) else 1
 
 
@@ -112,7 +113,7 @@ def teacher_ranking(teacher: Recommender, splits: InteractionSplits, depth: int,
     """Run the teacher once over every user: its ``depth`` best unseen items and their scores."""
     teacher.eval()
     histories = splits.histories()
-    length = _history_length(teacher)
+    length = history_length(teacher)
     items, scores = [], []
     for start in range(0, splits.train.num_users, batch_size):
         users = torch.arange(start, min(start + batch_size, splits.train.num_users))
@@ -280,7 +281,7 @@ def train_recommender(model: Recommender, splits: InteractionSplits, options: Re
     parameters = list(model.parameters()) + (list(term.parameters()) if term is not None else [])
     optimizer = torch.optim.Adam(parameters, lr=options.lr, weight_decay=options.weight_decay)
     users_with_data = np.array([u for u, h in enumerate(sampler.histories) if h])
-    length = _history_length(model)
+    length = history_length(model)
     started, loss_value, first = time.perf_counter(), math.nan, 1
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
