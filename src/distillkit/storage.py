@@ -79,7 +79,7 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[st
     (a crash never leaves a half-written file at ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = partial_path(path)
     try:
         save_file(_unshared(tensors), str(tmp))
         os.chmod(tmp, file_mode())
@@ -102,7 +102,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str | bytes) -> Path:
     """
     path = Path(path)
     data = text.encode("utf-8") if isinstance(text, str) else text
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = partial_path(path)
     try:
         with open(tmp, "wb") as file:
             file.write(data)
@@ -117,6 +117,12 @@ def write_text_atomic(path: str | os.PathLike[str], text: str | bytes) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def partial_path(path: Path) -> Path:
+    """Where a file is written before it is renamed to ``path`` (``.<name>.<8 hex>.tmp`` beside it): what
+    :func:`remove_partial_writes` removes after a kill."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def load_tensors_only(path: str | os.PathLike[str]) -> Any:

@@ -6,6 +6,7 @@ reads."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from contextvars import ContextVar
 from pathlib import Path
@@ -16,14 +17,16 @@ from huggingface_hub import EvalResult
 
 from distillkit.app.tables import results_table
 from distillkit.compression.export import export_onnx
+from distillkit.compression.portable import PORTABLE_FILE, is_portable, load_portable
 from distillkit.config.loading import load_config
 from distillkit.config.schema import Config
 from distillkit.errors import require
 from distillkit.models import load_pretrained, save_pretrained
 from distillkit.models.pretrained import MODEL_MARKER, ModelCardInfo, check_model_folder
 from distillkit.registry import DistillkitError
+from distillkit.storage import file_mode, json_text, partial_path, write_text_atomic
 
-__all__ = ["export_run", "invocation", "model_card", "save_run_student"]
+__all__ = ["export_run", "invocation", "load_hint", "model_card", "save_run_student"]
 
 
 invocation: ContextVar[str | None] = ContextVar("invocation", default=None)
@@ -97,14 +100,65 @@ def save_run_student(folder: Path, config: Config, results: dict[str, Any], mode
                            kwargs=dict(config.student.kwargs), card=model_card(config, results, input_shape))  # type: ignore[union-attr]
 
 
+def _copy_files(source: Path, out: Path, names: list[str]) -> None:
+    """Copy ``names`` from ``source`` into ``out`` (checked first: new, empty or distillkit's), each file written
+    under a partial name and renamed, so no half-copied file is left under its own name."""
+    check_model_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MODEL_MARKER).touch()
+    for name in names:
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = partial_path(target)
+        shutil.copyfile(source / name, partial)
+        os.chmod(partial, file_mode())
+        partial.replace(target)
+
+
+def _export_portable(run: Path, out: Path, *, onnx: bool, trust_code: bool) -> Path:
+    """A ``distill(out=...)`` run's student (a module of the user's own): its portable folder, copied; with
+    ``onnx`` and no ``model.onnx`` there, one made from the ``torch.export`` program (which needs ``trust_code``)."""
+    source = run / "distilled"
+    description = json.loads((source / PORTABLE_FILE).read_text())
+    model = None
+    if onnx and "model.onnx" not in description["files"]:  # every check before anything is written
+        require("onnxruntime", "compress")
+        require("onnxscript", "compress")
+        if "model.pt2" not in description["files"]:
+            raise DistillkitError(f"--onnx: {source} holds neither model.onnx nor model.pt2 "
+                                  f"({description['not_written']}); the student cannot be exported without its class")
+        check_model_folder(out)
+        model = load_portable(source, trust_code=trust_code)  # the torch.export program: only when trusted
+    _copy_files(source, out, [*description["files"], "README.md"])
+    if model is not None:
+        export_onnx(model, out / "model.onnx", torch.randn(2, *description["input_shape"]))
+        description["files"]["model.onnx"] = "an ONNX graph (ONNX Runtime; loading it runs no code)"
+        description["not_written"].pop("model.onnx", None)
+    write_text_atomic(out / PORTABLE_FILE, json_text(description))
+    return out
+
+
+def load_hint(folder: Path) -> str:
+    """The call that loads an exported folder (what the CLI prints after an export)."""
+    if is_portable(folder):
+        return f"distillkit.compression.load_portable({str(folder)!r})"
+    if (folder / "modules.json").is_file():
+        return f"sentence_transformers.SentenceTransformer({str(folder)!r})"
+    return f"distillkit.models.load_pretrained({str(folder)!r})"
+
+
 def export_run(run: Path, out: Path, *, onnx: bool = False, trust_code: bool = False) -> Path:
-    """Copy a run's distilled student to ``out`` as a pretrained-model folder (and ``model.onnx`` with ``onnx``).
+    """Copy a run's distilled student to ``out`` as a folder others load: a pretrained-model folder for a
+    ``distillkit compare`` run (and ``model.onnx`` with ``onnx``), a portable folder (ONNX, ``torch.export``,
+    weights) for a ``distill(out=...)`` run, a sentence-transformers folder for a paired run's text student.
 
     Raises:
         DistillkitError: the run has no shareable student (a run made before they existed: rerun it), or ``out``
             holds files distillkit did not write.
     """
     source = run / "distilled"
+    if is_portable(source):
+        return _export_portable(run, out, onnx=onnx, trust_code=trust_code)
     if not (source / "config.json").is_file():
         raise DistillkitError(f"{run} has no shareable distilled student ({source / 'config.json'} is missing); runs "
                               "of 'distillkit compare' write one, runs made before that do not: rerun it")

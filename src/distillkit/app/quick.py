@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from distillkit.app.compare import default_store, run_comparison
 from distillkit.app.runs import RunFolder
 from distillkit.app.tables import markdown_table
-from distillkit.compression.export import save_safetensors
+from distillkit.compression.portable import save_portable
 from distillkit.config.loading import load_config
 from distillkit.config.schema import Config, DataConfig, DistillConfig, ModelConfig
 from distillkit.core.distiller import Distiller, input_field
@@ -34,6 +35,7 @@ from distillkit.core.terms import LossTerm
 from distillkit.data.adapt import as_samples
 from distillkit.evaluation.assess import accuracy_and_loss
 from distillkit.models import count_parameters
+from distillkit.models.pretrained import ModelCardInfo
 from distillkit.registry import DistillkitError
 from distillkit.storage import json_text, write_text_atomic
 from distillkit.training.callbacks import Callback
@@ -149,16 +151,44 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
         result = _distill_pair(teacher, student, (train, val, scored), terms, (alpha, temperature),
                                dict(batch_size=batch_size, seed=seed, options=train_config, **shown),
                                fields, run.callbacks)
-        for key, model in (("student_alone", result.student_alone), ("distilled", result.distilled)):
-            (run.path / key).mkdir(exist_ok=True)
-            save_safetensors(model, run.path / key / "model.safetensors")
-        write_text_atomic(run.path / "results.json", json_text({"name": name, "kind": "distill", "rows": result.rows}))
+        example = _example_batch(scored, fields.get("student_input", "input"))
+        card = _card(name, result)
+        shared = {key: save_portable(model, run.path / key, example, card=card)
+                  for key, model in (("student_alone", result.student_alone), ("distilled", result.distilled))}
+        write_text_atomic(run.path / "results.json", json_text({"name": name, "kind": "distill", "rows": result.rows,
+                                                                "students": shared}))
         write_text_atomic(run.path / "results.md", str(result) + "\n")
         metrics = {f"{key}/test/accuracy": row["test accuracy"] for key, row in zip(ROW_LABELS, result.rows)}
         run.finish({**metrics, "distilled_minus_alone": result.gain},
                    {"results": run.path / "results.json", "distilled_weights": run.path / "distilled" / "model.safetensors"})
     result.run_folder = Path(out)  # type: ignore[arg-type]
     return result
+
+
+def _example_batch(data: Any, field_name: str) -> Tensor | None:
+    """Two rows of the student's input (what traces it for ``torch.export`` / ONNX), or ``None`` for texts."""
+    rows = [data[i][field_name] for i in range(min(2, len(data)))]
+    if not all(isinstance(row, Tensor) for row in rows):
+        return None
+    return torch.stack(rows)
+
+
+def _card(name: str, result: DistillResult) -> ModelCardInfo:
+    """The card of a ``distill()`` student: what it is, the comparison, how it was made, intended use, limits."""
+    teacher, student = type(result.teacher).__name__, type(result.distilled).__name__
+    body = "\n".join([
+        f"A student (`{student}`, a module of its author's own) distilled with `distillkit.distill` from a teacher "
+        f"(`{teacher}`), with the comparison below measured on the caller's test data.",
+        "", "## How it compares", "", str(result), "",
+        "## How it was made", "",
+        f"`distillkit.distill(teacher, student, train, test=test, out=...)` in Python (run {name!r}); the data and "
+        "the modules' classes are the author's, so the run is repeated from their code, not from a config.",
+        "", "## Intended use and limitations", "",
+        "A small stand-in for the teacher on the data it was distilled on; its figures hold for data like that test "
+        "set only. It inherits the teacher's errors and biases.",
+    ])
+    return ModelCardInfo(title=f"{name}: {student} distilled from {teacher}", body=body,
+                         metadata={"license": "other", "metrics": ["accuracy"]})
 
 
 def _distill_pair(teacher: nn.Module, student: nn.Module, data: tuple[Any, Any, Any], terms: list[LossTerm] | None,

@@ -25,7 +25,7 @@ from rich.text import Text
 from distillkit import __version__
 from distillkit.app.browser import render_report
 from distillkit.app.build import trust_code
-from distillkit.app.export import export_run, invocation
+from distillkit.app.export import export_run, invocation, load_hint
 from distillkit.app.kinds import Printout, RunKind, load_kinds
 from distillkit.app.runs import RunFolder, RunInterrupted
 from distillkit.app.single import evaluate_weights
@@ -210,18 +210,20 @@ for _name in RUN_KINDS:
 
 @app.command()
 def export(
-    run: Annotated[Path, typer.Argument(help="a comparison run folder")],
+    run: Annotated[Path, typer.Argument(help="a run folder (compare, distill(out=...) or paired)")],
     out: Annotated[Optional[Path], typer.Option(help="where to write it (default: exports/<run folder name>)")] = None,
     onnx: Annotated[bool, typer.Option("--onnx", help="also write model.onnx (checked against PyTorch)")] = False,
 ) -> None:
-    """Write a run's distilled student as a shareable folder: weights, config.json and a model card.
+    """Write a run's distilled student as a shareable folder with a model card: a comparison's student as weights
+    and a config.json that rebuilds it (distillkit.models.load_pretrained), a student of distill(out=...) (a
+    module of your own) as ONNX, torch.export and weights (distillkit.compression.load_portable), a paired run's
+    text student as a sentence-transformers folder. huggingface_hub can upload the folder as it is.
 
-    distillkit.models.load_pretrained(folder) rebuilds it; huggingface_hub can upload the folder as it is.
     Example: distillkit export runs/demo --out exports/mnist-student --onnx
     """
     _setup_logging()
     folder = export_run(run, out or Path("exports") / run.name, onnx=onnx, trust_code=trust_code.get())
-    console.print(f"exported: {folder} (load it with distillkit.models.load_pretrained({str(folder)!r}))")
+    console.print(f"exported: {folder} (load it with {load_hint(folder)})")
 
 
 @app.command()

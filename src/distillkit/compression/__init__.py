@@ -24,6 +24,7 @@ from distillkit.compression.export import (
     save_safetensors,
 )
 from distillkit.compression.lowrank import LowRankConfig, LowRankConv2d, LowRankLinear, factorize_
+from distillkit.compression.portable import is_portable, load_portable, save_portable
 from distillkit.compression.pruning import (
     ChannelPruningConfig,
     GradualPruning,
@@ -52,12 +53,15 @@ __all__ = [
     "cubic_sparsity",
     "export_onnx",
     "factorize_",
+    "is_portable",
+    "load_portable",
     "make_pruning_permanent",
     "prune_",
     "quantize_",
     "quantize_onnx",
     "register_prune_handler",
     "register_quantize_handler",
+    "save_portable",
     "save_safetensors",
     "sparsity_report",
 ]

@@ -110,7 +110,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], example_inputs: 
     within ``atol`` for every batch size in ``check_batch_sizes``; a failed check leaves any earlier file alone.
 
     Args:
-        model: a float model (quantized PyTorch modules cannot be exported; quantize the ONNX model instead).
+        model: a float model (quantized PyTorch modules cannot be exported; quantize the ONNX model instead), or a
+            loaded ``torch.export`` program (:class:`~distillkit.compression.portable.ExportedModule`).
         path: the ``.onnx`` file to write.
         example_inputs: one batch (tensor or tuple of tensors), used for tracing; its batch dimension is dynamic.
         atol: the largest absolute difference allowed between ONNX Runtime and PyTorch outputs.
@@ -125,17 +126,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], example_inputs: 
     path = Path(path)
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     inputs = tuple(x.detach().cpu() for x in inputs)
+    program = getattr(model, "exported", None)  # a torch.export program (compression.portable.ExportedModule)
     model = model.eval()
-    if model_device(model).type != "cpu":
+    if program is None and model_device(model).type != "cpu":
         raise CompressionError("export_onnx: move the model to the CPU first (model.cpu())")
     batch = torch.export.Dim("batch", min=1)
-    dynamic = tuple({0: batch} for _ in inputs)
+    dynamic = tuple({0: batch} for _ in inputs) if program is None else None  # a program has its own
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.onnx")
     try:
         with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
-            program = torch.onnx.export(model, inputs, dynamo=True, dynamic_shapes=dynamic, verbose=False)
-            program.save(str(tmp))
+            onnx_program = torch.onnx.export(program if program is not None else model, inputs, dynamo=True,
+                                             dynamic_shapes=dynamic, verbose=False)
+            onnx_program.save(str(tmp))
     except Exception as error:
         tmp.unlink(missing_ok=True)
         first_line = re.sub(r"\x1b\[[0-9;]*m", "", str(error).splitlines()[0]) if str(error) else ""
