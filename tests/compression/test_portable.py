@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-from tests.conftest import make_blobs
 from torch import nn
 
 import distillkit
@@ -16,6 +15,7 @@ from distillkit.cli.main import main
 from distillkit.compression import load_portable, save_portable
 from distillkit.models.trust import UntrustedCodeError
 from distillkit.registry import DistillkitError
+from tests.conftest import make_blobs
 
 pytest.importorskip("onnxscript")
 
