@@ -58,6 +58,19 @@ def test_a_crosslingual_run_compares_teacher_student_alone_and_distilled_by_retr
     assert record["kind"] == "paired" and record["status"] == "finished"
 
 
+def test_a_paired_runs_byte_level_student_is_exported_as_a_pretrained_folder(crosslingual_run, tmp_path):
+    from distillkit.models import load_pretrained
+
+    assert json.loads((crosslingual_run / "results.json").read_text())["shared"]["format"] == "distillkit"
+    out = tmp_path / "student"
+    assert main(["export", str(crosslingual_run), "--out", str(out)]) == 0  # refused ("rerun it") before
+    card = (out / "README.md").read_text()
+    assert "distillkit paired" in card and "fr/to_en" in card  # the paired table, not a comparison's
+    student = load_pretrained(out).eval()
+    reference = load_pretrained(crosslingual_run / "distilled").eval()
+    assert torch.equal(student(["Allemagne", "Германия"]), reference(["Allemagne", "Германия"]))
+
+
 def test_a_run_stopped_while_distilling_resumes_to_the_same_results(crosslingual_run, tmp_path, monkeypatch):
     config = _write(tmp_path, CROSSLINGUAL)
     original = paired_app.train_one
@@ -205,3 +218,50 @@ def test_a_config_without_pairs_is_refused_by_paired(tmp_path, capsys):
     raw = {key: value for key, value in CROSSLINGUAL.items() if key != "data"}
     assert main(["paired", str(_write(tmp_path, raw)), "--out", str(tmp_path / "runs" / "x")]) != 0
     assert "has no data.pairs section" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_a_headerless_parallel_tsv_trains_on_both_views_and_shares_a_sentence_transformers_student(tmp_path,
+                                                                                                  capsys):
+    """sentence-transformers' parallel-sentence files have no header (0: English, 1: the translation); their
+    multilingual recipe trains the student on both; the student leaves as their folder, which export copies."""
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    import gzip
+
+    words = ["red", "green", "blue", "black", "white", "small", "large", "old", "new", "fast"]
+    french = ["rouge", "vert", "bleu", "noir", "blanc", "petit", "grand", "vieux", "neuf", "rapide"]
+    lines = [f'the "{w}" house number {k}\tla maison "{f}" numéro {k}' for k in range(3)
+             for w, f in zip(words, french)]
+    with gzip.open(tmp_path / "en-fr.tsv.gz", "wt", encoding="utf-8") as file:
+        file.write("\n".join(lines) + "\n")  # quotes kept as text, as in their files
+    raw = {"name": "parallel", "seed": 0,
+           "data": {"batch_size": 8, "pairs": {"kind": "table", "path": "en-fr.tsv.gz", "first": 0, "second": 1,
+                                               "both_views": True, "test_fraction": 0.2}},
+           "teacher": {"model": "sentence-encoder"}, "student": {"model": "sentence-encoder", "kwargs": {"layers": [0]}},
+           "train": {"epochs": 1, "lr": 0.0001, "optimizer": "adamw"}}
+    out = tmp_path / "runs" / "parallel"
+    assert main(["paired", str(_write(tmp_path, raw)), "--out", str(out)]) == 0
+    assert "and 'column_0' (both views)" in (out / "log.txt").read_text()
+    results = json.loads((out / "results.json").read_text())
+    assert results["teacher_view"] == "column_0" and results["train_pairs"] == 24
+    assert results["shared"] == {"format": "sentence-transformers", "folder": "distilled/sentence-transformers"}
+    exported = tmp_path / "exports" / "student"
+    assert main(["export", str(out), "--out", str(exported)]) == 0
+    assert "SentenceTransformer(" in capsys.readouterr().out
+    student = sentence_transformers.SentenceTransformer(str(exported), device="cpu")
+    assert student.encode(["la maison rouge"]).shape == (1, 384)
+    assert len(student[0].auto_model.encoder.layer) == 1  # the distilled one-layer student, not the teacher
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"first": "english", "second": 1}, "number every column from 0"),
+    ({"first": 0, "second": 5}, "no column 5; it has 2 columns"),
+    ({"first": 0, "second": 1, "label": 0, "both_views": True}, "both_views needs pairs of two texts"),
+])
+def test_bad_table_columns_are_refused_with_nothing_written(tmp_path, capsys, change, message):
+    (tmp_path / "pairs.tsv").write_text("".join(f"house {k}\tmaison {k}\n" for k in range(20)))
+    raw = {"name": "bad", "seed": 0, "data": {"pairs": {"kind": "table", "path": "pairs.tsv", **change}},
+           "teacher": {"model": "sentence-encoder"}, "student": {"model": "byte-cnn"}}
+    out = tmp_path / "runs" / "bad"
+    assert main(["paired", str(_write(tmp_path, raw)), "--out", str(out)]) != 0
+    assert message in capsys.readouterr().err.replace("\n", " ")
+    assert not out.exists()

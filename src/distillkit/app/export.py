@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,14 @@ from distillkit.config.schema import Config
 from distillkit.errors import require
 from distillkit.models import load_pretrained, save_pretrained
 from distillkit.models.pretrained import MODEL_MARKER, ModelCardInfo, check_model_folder
+from distillkit.models.sentence_folders import save_sentence_transformer
 from distillkit.registry import DistillkitError
 from distillkit.storage import file_mode, json_text, partial_path, write_text_atomic
+from distillkit.text.models import SentenceEncoder
+from distillkit.text.sentence_models import SentenceTransformerModule
 
-__all__ = ["export_run", "invocation", "load_hint", "model_card", "save_run_student"]
+__all__ = ["SENTENCE_FOLDER", "export_run", "invocation", "load_hint", "model_card", "save_paired_student",
+           "save_run_student"]
 
 
 invocation: ContextVar[str | None] = ContextVar("invocation", default=None)
@@ -138,6 +143,28 @@ def _export_portable(run: Path, out: Path, *, onnx: bool, trust_code: bool) -> P
     return out
 
 
+SENTENCE_FOLDER = "sentence-transformers"
+"""Where a paired run keeps its text student as a sentence-transformers folder (inside ``distilled/``)."""
+
+
+def save_paired_student(run: Path, model: torch.nn.Module, spec: Any, shape: tuple[Sequence[int] | None, int],
+                        card: ModelCardInfo) -> dict[str, str]:
+    """Make a paired run's distilled student shareable: a sentence encoder as a sentence-transformers folder in
+    ``distilled/sentence-transformers`` (``SentenceTransformer(folder)`` loads it, its extended tokenizer too),
+    any other student as a pretrained-model folder (``distilled/`` itself: its weights are the same). ``shape``
+    is (one input's shape or ``None`` for texts, the outputs). Returns what was written, or why nothing was."""
+    if isinstance(model, (SentenceEncoder, SentenceTransformerModule)):
+        save_sentence_transformer(model, run / "distilled" / SENTENCE_FOLDER)
+        return {"format": "sentence-transformers", "folder": f"distilled/{SENTENCE_FOLDER}"}
+    (run / "distilled" / MODEL_MARKER).touch()  # a folder of the run: distillkit's own
+    try:
+        save_pretrained(model, run / "distilled", name=spec.model, num_classes=shape[1], input_shape=shape[0],
+                        kwargs=dict(spec.kwargs), card=card)
+    except DistillkitError as error:  # a student changed after it was built (a vocabulary grown for its texts)
+        return {"format": "weights only", "why": str(error)}
+    return {"format": "distillkit", "folder": "distilled"}
+
+
 def load_hint(folder: Path) -> str:
     """The call that loads an exported folder (what the CLI prints after an export)."""
     if is_portable(folder):
@@ -159,9 +186,18 @@ def export_run(run: Path, out: Path, *, onnx: bool = False, trust_code: bool = F
     source = run / "distilled"
     if is_portable(source):
         return _export_portable(run, out, onnx=onnx, trust_code=trust_code)
+    if (source / SENTENCE_FOLDER / "modules.json").is_file():
+        if onnx:
+            raise DistillkitError("--onnx needs a model of tensor inputs; this sentence encoder reads texts (export "
+                                  "without --onnx: sentence-transformers has its own ONNX backend)")
+        files = [str(p.relative_to(source / SENTENCE_FOLDER)) for p in sorted((source / SENTENCE_FOLDER).rglob("*"))
+                 if p.is_file() and p.name != MODEL_MARKER]
+        _copy_files(source / SENTENCE_FOLDER, out, files)
+        return out
     if not (source / "config.json").is_file():
-        raise DistillkitError(f"{run} has no shareable distilled student ({source / 'config.json'} is missing); runs "
-                              "of 'distillkit compare' write one, runs made before that do not: rerun it")
+        raise DistillkitError(f"{run} has no shareable distilled student ({source / 'config.json'} is missing): a run "
+                              "made before students were shared, or one whose student could not be saved (its "
+                              "results.json says why under 'shared'); rerun it with this version")
     spec = json.loads((source / "config.json").read_text())
     check_model_folder(out)  # before anything is loaded or written
     if onnx:
@@ -170,11 +206,14 @@ def export_run(run: Path, out: Path, *, onnx: bool = False, trust_code: bool = F
         require("onnxruntime", "compress")
         require("onnxscript", "compress")
     model = load_pretrained(source, trust_code=trust_code)  # a run folder may come from someone else
-    card = model_card(load_config(run / "config.yaml"), json.loads((run / "results.json").read_text()),
-                      spec.get("input_shape"))
+    results = json.loads((run / "results.json").read_text())
+    paired = results.get("kind") == "paired"  # its card was written with the run (a paired table)
+    card = None if paired else model_card(load_config(run / "config.yaml"), results, spec.get("input_shape"))
     save_pretrained(model, out, name=spec["model"], num_classes=spec["num_classes"], input_shape=spec["input_shape"],
                     kwargs=spec.get("kwargs"), card=card)
-    shutil.copy(run / "config.yaml", out / "config.yaml")  # the card's "distillkit compare config.yaml"
+    _copy_files(run, out, ["config.yaml"])  # the card's "distillkit compare config.yaml"
+    if paired:
+        _copy_files(source, out, ["README.md"])
     if onnx:
         export_onnx(model.eval(), out / "model.onnx", torch.randn(1, *spec["input_shape"]))
     return out

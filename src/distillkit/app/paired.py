@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from distillkit.app.build import build_model_from, build_terms
+from distillkit.app.export import invocation, save_paired_student
 from distillkit.app.report import html_page
 from distillkit.app.runs import Run, RunFolder
 from distillkit.app.tables import html_table, markdown_table
@@ -49,6 +50,7 @@ from distillkit.core.measures import accuracy, batched_outputs
 from distillkit.data.splits import TextDataset, stratified_splits
 from distillkit.evaluation.cost import latency_p50_ms
 from distillkit.models import count_parameters
+from distillkit.models.pretrained import ModelCardInfo
 from distillkit.paired.data import (
     PairedDataset,
     PairsError,
@@ -58,7 +60,7 @@ from distillkit.paired.data import (
     translation_pairs,
 )
 from distillkit.paired.evaluate import cross_lingual_retrieval
-from distillkit.paired.files import load_pair_folders, load_pairs
+from distillkit.paired.files import load_pair_folders, load_pairs, view_name
 from distillkit.paired.speech import SpeechCache, Synthesizer, Voice, spoken_concepts, spoken_names
 from distillkit.paired.terms import ContrastivePairTerm, EmbeddingDistillTerm
 from distillkit.storage import json_text, write_text_atomic
@@ -183,7 +185,7 @@ def build_pairs(config: Config) -> PairedTask:
                           num_classes=len(lexicon.kinds), lexicon=lexicon, test_concepts=test)
     if section.kind == "table":
         pairs = load_pairs(section.path, first=section.first, second=section.second, label=section.label)
-        first, second = section.first, section.second
+        first, second = view_name(section.first), view_name(section.second)
         description = f"{Path(section.path).name}: {first} -> {second}"
     else:
         pairs = load_pair_folders(section.first, section.second, labels=section.label,
@@ -241,6 +243,9 @@ def check_pairs(config: Config) -> tuple[PairedTask, nn.Module]:
         DistillkitError: the first problem, naming the setting to change.
     """
     task = build_pairs(config)
+    if getattr(pairs_section(config), "both_views", False) and (task.objective != "embedding" or not task.same_kind):
+        raise ConfigError("data.pairs.both_views needs pairs of two texts without labels (embedding distillation: "
+                          "the student reads the teacher's view too); remove it, or the label column")
     teacher = _build(config, task, "teacher")
     width = int(_outputs(teacher, _batch(task.train, task.teacher_view), "teacher", task.teacher_view).shape[-1])
     if task.objective == "embedding":
@@ -287,9 +292,10 @@ def _accuracy(model: nn.Module, data: PairedDataset, view: str) -> float:
     return accuracy(logits, data.targets)  # type: ignore[arg-type]
 
 
-def _learn(config: Config, task: PairedTask, teacher: nn.Module, run: Run | None, resume: bool) -> dict[str, Any]:
+def _learn(config: Config, task: PairedTask, teacher: nn.Module, run: Run | None, resume: bool
+           ) -> tuple[dict[str, Any], nn.Module]:
     """Train (or, resumed, reuse) the teacher when it must learn labels, the student alone and the distilled
-    student; score all three on the test pairs."""
+    student; score all three on the test pairs. Returns the results and the distilled student."""
     section = pairs_section(config)
     rows: dict[str, dict[str, float]] = {}
     labels = task.objective == "labels"
@@ -320,10 +326,13 @@ def _learn(config: Config, task: PairedTask, teacher: nn.Module, run: Run | None
         if not labels:
             rows["student_alone"].update(_score_embeddings(student, task, reads_first=True, teacher=teacher))
     distilled_student = _build(config, task, "student")  # the same initial weights as the student alone
-    terms = build_terms(config, len(task.train)) if labels else [EmbeddingDistillTerm(loss=section.loss)]
+    both = getattr(section, "both_views", False)  # checked by check_pairs: texts, embedding distillation
+    terms = build_terms(config, len(task.train)) if labels else [
+        EmbeddingDistillTerm(loss=section.loss, also_from=task.teacher_view if both else None)]
     distiller = Distiller(teacher, distilled_student, terms, teacher_input=task.teacher_view,
                           student_input=task.student_view)
-    log.info("distilled: the teacher reads %r, the student %r", task.teacher_view, task.student_view)
+    log.info("distilled: the teacher reads %r, the student %r%s", task.teacher_view, task.student_view,
+             f" and {task.teacher_view!r} (both views)" if both else "")
     rows["distilled"] = _train("distilled", distiller, task.train, test, config, run, options=config.train,
                                resume=resume)
     if not labels:
@@ -341,7 +350,7 @@ def _learn(config: Config, task: PairedTask, teacher: nn.Module, run: Run | None
                         "latency_ms": latency_p50_ms(teacher, sample[task.teacher_view])},
             "student": {"params": float(count_parameters(distilled_student)),
                         "latency_ms": latency_p50_ms(distilled_student, sample[task.student_view])}}
-    return {"models": rows, "cost": cost}
+    return {"models": rows, "cost": cost}, distilled_student
 
 
 def _headline(task: PairedTask) -> list[str]:
@@ -403,6 +412,22 @@ def _notes(task: PairedTask, rows: dict[str, dict[str, float]]) -> list[str]:
     return notes
 
 
+def _card(config: Config, results: dict[str, Any]) -> ModelCardInfo:
+    """The model card of a paired run's distilled student: what it reads, the comparison, how it was made."""
+    header, rows = paired_table(results)
+    student, teacher = config.student.model, config.teacher.model  # type: ignore[union-attr]
+    body = "\n".join([
+        f"A student distilled with `distillkit paired` on **{results['data']}**: the teacher `{teacher}` reads "
+        f"`{results['teacher_view']}`, the student `{student}` reads `{results['student_view']}`.", "",
+        "## How it compares", "", markdown_table(header, rows), "", "## How it was made", "", "```bash",
+        *([invocation.get()] if invocation.get() else []), "distillkit paired config.yaml", "```", "",
+        "## Intended use and limitations", "",
+        f"A small stand-in for the teacher on data like {results['data']}; its figures hold for such data only, and it "
+        "inherits the teacher's errors and biases."])
+    return ModelCardInfo(title=f"{config.name}: {student} distilled from {teacher}", body=body,
+                         metadata={"license": "other", "datasets": [results["data"]]})
+
+
 def run_paired(config: Config, folder: RunFolder | None) -> dict[str, Any]:
     """Compare the teacher, the student alone and the distilled student on the config's paired data; returns
     (and with a folder saves) the results.
@@ -419,12 +444,17 @@ def run_paired(config: Config, folder: RunFolder | None) -> dict[str, Any]:
     results["labels"] = {**LABELS, "teacher": "teacher (its own view)" if task.objective == "labels"
                          else "teacher (reads the student's view)"}
     if folder is None:
-        results.update(_learn(config, task, teacher, None, resume=False))
+        results.update(_learn(config, task, teacher, None, resume=False)[0])
         results["notes"] = _notes(task, results["models"])
         return results
     with folder.start(config, kind="paired") as run:
-        results.update(_learn(config, task, teacher, run, resume=folder.resume))
+        learned, student = _learn(config, task, teacher, run, resume=folder.resume)
+        results.update(learned)
         results["notes"] = _notes(task, results["models"])
+        example = task.test[0][task.student_view]
+        shape = (None if isinstance(example, str) else tuple(example.shape),
+                 task.embedding_width if task.objective == "embedding" else task.num_classes)
+        results["shared"] = save_paired_student(run.path, student, config.student, shape, _card(config, results))
         write_text_atomic(run.path / "results.json", json_text(results))
         html_path, _ = write_paired_report(run.path, results, dump_config(config))
         log.info("report: %s", html_path)

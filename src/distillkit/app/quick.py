@@ -38,6 +38,7 @@ from distillkit.models import count_parameters
 from distillkit.models.pretrained import ModelCardInfo
 from distillkit.registry import DistillkitError
 from distillkit.storage import json_text, write_text_atomic
+from distillkit.text.sentence_models import as_text_module
 from distillkit.training.callbacks import Callback
 from distillkit.training.options import train_options
 from distillkit.training.trainer import Trainer
@@ -111,7 +112,8 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
     all three on ``test`` (default: ``val``).
 
     Args:
-        teacher: a trained model (frozen here).
+        teacher: a trained model (frozen here); a ``sentence_transformers.SentenceTransformer`` is taken as it is
+            (a teacher or student of texts -> embeddings).
         student: the untrained student. It is copied twice, once for each run, so both start from its weights
             and the caller's ``student`` is never trained (rerunning a notebook cell starts from the same weights);
             the trained students are ``result.student_alone`` and ``result.distilled``.
@@ -131,6 +133,7 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
     Raises:
         DistillkitError: no test or validation data, a bad option, or a run folder that must not be touched.
     """
+    teacher, student = as_text_module(teacher), as_text_module(student)  # a SentenceTransformer reads texts
     train, val, test = (as_samples(d, where=w) for d, w in ((train, "train"), (val, "val"), (test, "test")))
     scored = test if test is not None else val
     if scored is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from distillkit.config.base import Strict
 from distillkit.paired.data import CLDR_KINDS
@@ -81,10 +81,25 @@ class TablePairs(_Pairs):
     """Two columns of a user's table: the teacher's view and the student's."""
 
     kind: Literal["table"]
-    path: str = Field(..., description="the table of pairs (.csv, .tsv, .parquet, .jsonl)")
-    first: str = Field(..., description="the teacher's column")
-    second: str = Field(..., description="the student's column")
-    label: str | None = Field(None, description="a label column")
+    path: str = Field(..., description="the table of pairs (.csv, .tsv, .parquet, .jsonl; .gz too)")
+    first: str | int = Field(..., description="the teacher's column: a name, or a number from 0 for a file without "
+                             "a header (sentence-transformers' parallel-sentence TSVs: 0 the English, 1 the "
+                             "translation)")
+    second: str | int = Field(..., description="the student's column (a name, or a number from 0)")
+    label: str | int | None = Field(None, description="a label column (a name, or a number from 0)")
+    both_views: bool = Field(False, description="embedding distillation: the student also learns the teacher's "
+                             "embedding from the teacher's own view (English -> English beside English -> "
+                             "translation), as sentence-transformers' multilingual recipe trains")
+
+    @model_validator(mode="after")
+    def _one_way_of_naming_columns(self) -> TablePairs:
+        numbered = [isinstance(c, int) for c in (self.first, self.second, self.label) if c is not None]
+        if any(numbered) and not all(numbered):
+            raise ValueError("name every column (a file with a header) or number every column from 0 (a file "
+                             "without one), not both")
+        if any(isinstance(c, int) and c < 0 for c in (self.first, self.second, self.label)):
+            raise ValueError("column numbers start at 0")
+        return self
 
 
 class FolderPairs(_Pairs):

@@ -171,6 +171,11 @@ class Distiller(nn.Module):
         student_logits_fn: Callable[[Any], Tensor] = extract_logits,
     ) -> None:
         super().__init__()
+        for role, model in (("teacher", teacher), ("student", student)):
+            if type(model).__name__ == "SentenceTransformer":  # its forward takes token tensors, not texts
+                raise TypeError(f"the {role} is a sentence_transformers.SentenceTransformer, whose forward takes "
+                                "tokenized features: pass distillkit.text.as_text_module(model) (texts -> "
+                                "embeddings); distillkit.distill() and configs wrap it themselves")
         self.student = student
         if terms is None:
             terms = self.default_terms(

@@ -26,15 +26,13 @@ from safetensors.torch import save_model
 from torch import nn
 
 from distillkit.models.build import build_model, load_weights
+from distillkit.models.folders import MODEL_MARKER, check_model_folder
 from distillkit.models.trust import check_shared_model
 from distillkit.registry import DistillkitError
 from distillkit.storage import file_mode
 
 __all__ = ["MODEL_MARKER", "ModelCardInfo", "PretrainedModel", "check_model_folder", "load_pretrained",
            "save_pretrained"]
-
-MODEL_MARKER = ".distillkit-model"
-"""The file that marks a folder as a model distillkit saved (and so may replace)."""
 
 CARD = """---
 {{ card_data }}
@@ -161,25 +159,6 @@ def save_pretrained(model: nn.Module, folder: str | Path, *, name: str, num_clas
         if (folder / written).is_file():
             os.chmod(folder / written, file_mode())  # the umask's mode, as every file distillkit writes
     return folder
-
-
-def check_model_folder(folder: str | Path) -> None:
-    """Refuse to write a model into ``folder`` unless it is new, empty, or a model folder distillkit wrote (it
-    holds :data:`MODEL_MARKER`): a user's own model folder (a Hugging Face one with its ``config.json``) is never
-    overwritten.
-
-    Raises:
-        DistillkitError: naming the folder and what to do instead.
-    """
-    folder = Path(folder)
-    if not folder.exists():
-        return
-    if not folder.is_dir():
-        raise DistillkitError(f"{folder} is a file; choose a folder to write the model into")
-    if any(folder.iterdir()) and not (folder / MODEL_MARKER).is_file():
-        raise DistillkitError(f"{folder} is not empty and is not a model folder distillkit wrote (no {MODEL_MARKER}); "
-                              "distillkit writes a model only into a new or empty folder or over its own earlier "
-                              "export: choose another folder")
 
 
 def load_pretrained(location: str | Path, *, trust_code: bool = False, **hub_options: Any) -> nn.Module:

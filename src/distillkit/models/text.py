@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from distillkit.models.sentence_folders import load_sentence_transformer
 from distillkit.models.zoo import MODELS
 from distillkit.text.embeddings import distill_static_embeddings
 from distillkit.text.models import (
@@ -66,3 +67,12 @@ def sentence_encoder(num_classes: int | None = None, input_shape: Sequence[int] 
                      path: str | None = None, layers: Sequence[int] | None = None, **kwargs: Any) -> nn.Module:
     model = SentenceEncoder(path, **kwargs)  # its width is the model's own: num_classes does not apply
     return layer_subset_student(model, list(layers)) if layers is not None else model
+
+
+@MODELS.register("sentence-transformer", "a sentence-transformers folder with its own pipeline (pooling, dense, "
+                 "normalization) as strings -> embeddings; path=<folder> (default all-MiniLM-L6-v2); a folder that "
+                 "names module types of its own is refused (distillkit.models.load_sentence_transformer with "
+                 "trust_code=True loads it)")
+def sentence_transformer(num_classes: int | None = None, input_shape: Sequence[int] | None = None, *,
+                         path: str | None = None) -> nn.Module:
+    return load_sentence_transformer(path or minilm_path())  # its width is the model's own

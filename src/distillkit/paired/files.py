@@ -7,6 +7,7 @@ text, audio longer than the maximum; the error names the file and the row.
 
 from __future__ import annotations
 
+import csv
 import math
 import wave
 from pathlib import Path
@@ -21,38 +22,59 @@ from distillkit.errors import DistillkitError, require
 from distillkit.paired.data import PairedDataset, PairsError
 from distillkit.paired.speech import log_mel, pad_frames
 
-__all__ = ["AUDIO_SUFFIXES", "TEXT_SUFFIXES", "load_pair_folders", "load_pairs", "read_wav"]
+__all__ = ["AUDIO_SUFFIXES", "TEXT_SUFFIXES", "load_pair_folders", "load_pairs", "read_wav", "view_name"]
 
 TEXT_SUFFIXES = (".txt",)
 AUDIO_SUFFIXES = (".wav",)
 
 
-def load_pairs(path: str | Any, *, first: str, second: str, label: str | None = None) -> PairedDataset:
-    """User pairs from a table (``.csv``, ``.tsv``, ``.parquet`` or ``.jsonl``): two columns are the two views
-    (``first`` and ``second`` name the columns and the fields), an optional third the labels (names or indices,
-    encoded in sorted order).
+def view_name(column: str | int) -> str:
+    """The field a table's column becomes: its name, or ``column_<n>`` for a numbered column of a file without a
+    header."""
+    return column if isinstance(column, str) else f"column_{column}"
+
+
+def _read_table(file: Path, numbered: bool) -> Any:
+    """The table in ``file`` (``.csv``, ``.tsv``, ``.parquet``, ``.jsonl``, each also ``.gz``); ``numbered``: the
+    file has no header (its columns are 0, 1, ...), and a ``.tsv`` keeps quotes as text (as sentence-transformers'
+    parallel-sentence files are written)."""
+    pandas = require("pandas", "data")
+    suffix = file.suffixes[-2] if file.suffix == ".gz" and len(file.suffixes) > 1 else file.suffix
+    if suffix == ".jsonl":
+        return pandas.read_json(file, lines=True, dtype=False)  # "10" stays the name it is
+    if suffix == ".parquet":
+        return pandas.read_parquet(file)
+    options: dict[str, Any] = {"header": None, "dtype": str} if numbered else {}
+    if suffix == ".tsv" and numbered:
+        options["quoting"] = csv.QUOTE_NONE
+    return pandas.read_csv(file, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, **options)
+
+
+def load_pairs(path: str | Any, *, first: str | int, second: str | int, label: str | int | None = None
+               ) -> PairedDataset:
+    """User pairs from a table (``.csv``, ``.tsv``, ``.parquet`` or ``.jsonl``, each also gzipped): two columns are
+    the two views, an optional third the labels (names or indices, encoded in sorted order). Columns are named
+    (a file with a header; the views are named after them) or numbered from 0 (a file without one, as
+    sentence-transformers' ``parallel-sentences`` TSVs: the views are ``column_0``, ``column_1``, ...).
 
     Raises:
         PairsError: an unreadable file, a missing column (the message lists those there are), an empty or
             missing text in a view (the message gives the rows).
     """
-    pandas = require("pandas", "data")
     file = Path(path)
     if not file.is_file():
         raise PairsError(f"pairs file not found: {file}")
+    numbered = isinstance(first, int)
     try:
-        if file.suffix == ".jsonl":
-            frame = pandas.read_json(file, lines=True, dtype=False)  # "10" stays the name it is
-        elif file.suffix == ".parquet":
-            frame = pandas.read_parquet(file)
-        else:
-            frame = pandas.read_csv(file, sep="\t" if file.suffix == ".tsv" else ",", keep_default_na=False)
+        frame = _read_table(file, numbered)
     except Exception as error:  # pandas raises many parser errors; all mean the same to the user
         raise PairsError(f"{file}: cannot read as a table of pairs: {error}") from error
-    wanted = [first, second] + ([label] if label else [])
+    wanted = [first, second] + ([label] if label is not None else [])
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
-        raise PairsError(f"{file}: no column {missing[0]!r}; columns are {list(frame.columns)}")
+        there = (f"it has {len(frame.columns)} columns (numbered from 0)" if numbered else
+                 f"columns are {list(frame.columns)} (a file without a header: number the columns from 0)")
+        raise PairsError(f"{file}: no column {missing[0]!r}; {there}")
     for column in (first, second):
         values = frame[column].tolist()
         empty = [i + 1 for i, v in enumerate(values) if v is None or (isinstance(v, float) and np.isnan(v))
@@ -60,10 +82,10 @@ def load_pairs(path: str | Any, *, first: str, second: str, label: str | None = 
         if empty:
             raise PairsError(f"{file}: column {column!r} is empty at rows {empty[:5]}; every pair needs both views")
     targets = None
-    if label:
+    if label is not None:
         targets = _targets(frame[label].tolist(), f"{file} (column {label!r})")
-    return PairedDataset({first: [str(v) for v in frame[first]], second: [str(v) for v in frame[second]]},
-                         targets=targets)
+    return PairedDataset({view_name(first): [str(v) for v in frame[first]],
+                          view_name(second): [str(v) for v in frame[second]]}, targets=targets)
 
 
 def _targets(labels: list[Any], where: str) -> list[int]:

@@ -58,14 +58,19 @@ class EmbeddingDistillTerm(LossTerm):
     Args:
         weight: number or schedule.
         loss: ``"mse"`` (the paper's) or ``"cosine"``.
+        also_from: a batch field the student reads as well (the teacher's own view): its output there must match
+            the same teacher embedding, the two distances averaged. Reimers & Gurevych's multilingual recipe
+            (sentence-transformers' ``make_multilingual``): the student learns English -> English and English ->
+            translation, so it keeps the teacher's space for the teacher's language too.
     """
 
     def __init__(self, weight: ScheduleLike = 1.0, *, loss: Literal["mse", "cosine"] = "mse",
-                 name: str = "embedding") -> None:
+                 also_from: str | None = None, name: str = "embedding") -> None:
         super().__init__(name, weight)
         if loss not in ("mse", "cosine"):
             raise ValueError(f"loss must be 'mse' or 'cosine', got {loss!r}")
-        self.loss = loss
+        self.loss, self.also_from = loss, also_from
+        self.reruns_student = also_from is not None
 
     def setup(self, ctx: DistillContext) -> None:
         if ctx.teacher is not None and ctx.teacher.logits is not None:
@@ -74,7 +79,14 @@ class EmbeddingDistillTerm(LossTerm):
     def forward(self, ctx: DistillContext) -> Tensor:
         if ctx.teacher is None or ctx.teacher.logits is None:
             raise RuntimeError(f"{self.name} needs the teacher's embeddings")
-        return embedding_distance(ctx.student_logits, ctx.teacher.logits, loss=self.loss)
+        distance = embedding_distance(ctx.student_logits, ctx.teacher.logits, loss=self.loss)
+        if self.also_from is None:
+            return distance
+        distiller = ctx.distiller
+        own = distiller.student_logits_fn(call_model(distiller.student, ctx.batch, self.also_from, role="student"))
+        if distiller._student_taps is not None:
+            distiller._student_taps.pop()
+        return 0.5 * (distance + embedding_distance(own, ctx.teacher.logits, loss=self.loss))
 
 
 class ContrastivePairTerm(LossTerm):

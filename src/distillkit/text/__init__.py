@@ -25,14 +25,17 @@ from distillkit.text.models import (
     layer_subset_student,
     minilm_path,
 )
+from distillkit.text.sentence_models import SentenceTransformerModule, as_text_module
 
 __all__ = [
     "BiLSTMClassifier",
     "ByteCNNEncoder",
     "ByteTokenizer",
     "SentenceEncoder",
+    "SentenceTransformerModule",
     "StaticEmbeddingClassifier",
     "TransformerClassifier",
+    "as_text_module",
     "distill_static_embeddings",
     "freeze_",
     "layer_subset_student",
