@@ -47,7 +47,7 @@ def test_bad_folders_and_mismatched_models_are_refused(tmp_path):
 
 
 SHAPES = {"mnist1d_cnn": (40,), "audio_cnn": (40, 101)}
-TEXT = ("transformer_encoder", "byte-cnn", "sentence-encoder")
+TEXT = ("transformer_encoder", "byte-cnn", "sentence-encoder", "sentence-transformer")
 
 
 @pytest.mark.parametrize("name", [n for n in __import__("distillkit.models", fromlist=["MODELS"]).MODELS

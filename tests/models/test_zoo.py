@@ -8,7 +8,7 @@ from distillkit.registry import DistillkitError, UnknownNameError
 SHAPES = {"mnist1d_cnn": (40,), "transformer_encoder": None, "audio_cnn": (40, 101)}
 
 
-TEXT_MODELS = ("transformer_encoder", "byte-cnn", "sentence-encoder")
+TEXT_MODELS = ("transformer_encoder", "byte-cnn", "sentence-encoder", "sentence-transformer")
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS if n not in TEXT_MODELS and not n.startswith("text-")])
@@ -50,6 +50,16 @@ def test_the_sentence_encoder_gives_unit_embeddings_of_its_own_width_whatever_nu
     embeddings = model(["a good day", "a good day", "a bad night"])
     assert embeddings.shape == (3, 384) and torch.allclose(embeddings.norm(dim=-1), torch.ones(3))
     assert torch.equal(embeddings[0], embeddings[1]) and not torch.equal(embeddings[0], embeddings[2])
+
+
+def test_a_sentence_transformers_folder_gives_the_embeddings_their_library_gives():
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    from distillkit.text import minilm_path
+
+    model = build_model("sentence-transformer", num_classes=3, input_shape=None)
+    texts = ["a good day", "a bad night"]
+    reference = sentence_transformers.SentenceTransformer(str(minilm_path()), device="cpu").encode(texts)
+    assert torch.allclose(model.eval()(texts), torch.as_tensor(reference), atol=1e-5)
 
 
 def test_literature_sizes():

@@ -35,6 +35,7 @@ from distillkit.core.terms import LossTerm
 from distillkit.data.adapt import as_samples
 from distillkit.evaluation.assess import accuracy_and_loss
 from distillkit.models import count_parameters
+from distillkit.models.external import estimator_teacher
 from distillkit.models.pretrained import ModelCardInfo
 from distillkit.registry import DistillkitError
 from distillkit.storage import json_text, write_text_atomic
@@ -113,7 +114,8 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
 
     Args:
         teacher: a trained model (frozen here); a ``sentence_transformers.SentenceTransformer`` is taken as it is
-            (a teacher or student of texts -> embeddings).
+            (a teacher or student of texts -> embeddings), and so is a fitted scikit-learn-style estimator with
+            ``predict_proba`` (LightGBM, XGBoost, ...; its classes must be 0..K-1 as the labels).
         student: the untrained student. It is copied twice, once for each run, so both start from its weights
             and the caller's ``student`` is never trained (rerunning a notebook cell starts from the same weights);
             the trained students are ``result.student_alone`` and ``result.distilled``.
@@ -134,6 +136,8 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
         DistillkitError: no test or validation data, a bad option, or a run folder that must not be touched.
     """
     teacher, student = as_text_module(teacher), as_text_module(student)  # a SentenceTransformer reads texts
+    if not isinstance(teacher, nn.Module) and hasattr(teacher, "predict_proba"):  # scikit-learn and its kin
+        teacher = estimator_teacher(teacher)
     train, val, test = (as_samples(d, where=w) for d, w in ((train, "train"), (val, "val"), (test, "test")))
     scored = test if test is not None else val
     if scored is None:

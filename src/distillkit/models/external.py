@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from distillkit.errors import require
 from distillkit.registry import DistillkitError
 
-__all__ = ["EXTERNAL_PREFIXES", "ExternalTeacher", "PredictionTable", "build_external_teacher", "onnx_teacher",
-           "sklearn_teacher"]
+__all__ = ["EXTERNAL_PREFIXES", "ExternalTeacher", "PredictionTable", "build_external_teacher", "estimator_teacher",
+           "onnx_teacher", "sklearn_teacher"]
 
 log = logging.getLogger("distillkit")
 
@@ -108,16 +108,34 @@ def sklearn_teacher(path: str | Path, *, class_names: Sequence[str] | None = Non
     else:
         with path.open("rb") as file:
             estimator = pickle.load(file)  # noqa: S301 - the caller trusted this file (trust_code)
+    return estimator_teacher(estimator, class_names=class_names, digest=digest, where=str(path))
+
+
+def estimator_teacher(estimator: Any, *, class_names: Sequence[str] | None = None, digest: Tensor | None = None,
+                      where: str = "the estimator") -> ExternalTeacher:
+    """A fitted estimator with ``predict_proba`` (scikit-learn, LightGBM, XGBoost, CatBoost through their
+    scikit-learn interfaces) as a teacher, from memory (:func:`distillkit.distill` takes one as it is).
+
+    Args:
+        estimator: the fitted model; its columns are matched to ``class_names`` by its ``classes_``.
+        digest: what the teacher-output cache's fingerprint holds (default: the SHA-256 of the pickled estimator).
+
+    Raises:
+        DistillkitError: no ``predict_proba``, or classes that are not the data's.
+    """
     if not callable(getattr(estimator, "predict_proba", None)):
-        raise DistillkitError(f"{path}: {type(estimator).__name__} has no predict_proba; a teacher must predict "
+        raise DistillkitError(f"{where}: {type(estimator).__name__} has no predict_proba; a teacher must predict "
                               "class probabilities")
-    order = _column_order(getattr(estimator, "classes_", []), class_names, str(path))
+    order = _column_order(getattr(estimator, "classes_", []), class_names, where)
+    if digest is None:
+        digest = torch.frombuffer(bytearray(hashlib.sha256(pickle.dumps(estimator)).digest()), dtype=torch.uint8).clone()
 
     def predict(rows: np.ndarray) -> np.ndarray:
         probabilities = np.asarray(estimator.predict_proba(rows))
         return probabilities if order is None else probabilities[:, order]
 
-    return ExternalTeacher(predict, digest, name=f"{type(estimator).__name__} from {path.name}")
+    name = type(estimator).__name__ + (f" from {Path(where).name}" if where != "the estimator" else "")
+    return ExternalTeacher(predict, digest, name=name)
 
 
 def onnx_teacher(path: str | Path, *, class_names: Sequence[str] | None = None) -> ExternalTeacher:
