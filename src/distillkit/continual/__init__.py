@@ -3,7 +3,8 @@
 - :mod:`~distillkit.continual.streams`: streams of experiences (class-, task- and domain-incremental) built from
   the bundled data sets or a user's.
 - :mod:`~distillkit.continual.strategies`: fine-tuning, joint training, LwF, ER, DER, DER++, iCaRL and EWC, each a
-  small class on top of the one Distiller and Trainer; :mod:`~distillkit.continual.terms` holds their loss terms.
+  small class on top of the one Distiller and Trainer; :mod:`~distillkit.continual.terms` holds their loss terms;
+  :mod:`~distillkit.continual.combine` runs several of them at once, as plugins (``er`` + ``lwf``).
 - :mod:`~distillkit.continual.learner`: :class:`ContinualLearner` learns a stream experience by experience (and can
   keep a small deployed student refreshed by distillation), resumable after any experience.
 - :mod:`~distillkit.continual.metrics`: average accuracy, forgetting, backward and forward transfer from the
@@ -11,6 +12,7 @@
 """
 
 from distillkit.continual.buffer import ReservoirBuffer
+from distillkit.continual.combine import Combined  # registers "combine"
 from distillkit.continual.learner import ContinualLearner, StreamResult, StudentRefresh
 from distillkit.continual.metrics import StreamMetrics, stream_metrics
 from distillkit.continual.strategies import STRATEGIES, Strategy, create_strategy, register_strategy
@@ -24,6 +26,6 @@ from distillkit.continual.streams import (
     stream_from_splits,
 )
 
-__all__ = ["STRATEGIES", "ContinualLearner", "Experience", "ReservoirBuffer", "Stream", "StreamError", "StudentRefresh",
+__all__ = ["STRATEGIES", "Combined", "ContinualLearner", "Experience", "ReservoirBuffer", "Stream", "StreamError", "StudentRefresh",
            "StreamMetrics", "StreamResult", "Strategy", "create_strategy", "drifting_mnist1d", "register_strategy",
            "rotated_stream", "split_by_class", "stream_from_splits", "stream_metrics"]
