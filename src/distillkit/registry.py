@@ -62,6 +62,11 @@ class Registry(Generic[T]):
             raise UnknownNameError(f"unknown {self.kind} {name!r}.{suggest(name, known)} Known: {', '.join(known)}")
         return self._items[name]
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` (a test's or a notebook's temporary entry); returns what was registered."""
+        self._help.pop(name, None)
+        return self._items.pop(name)
+
     def describe(self) -> list[tuple[str, str]]:
         """``(name, description)`` pairs, sorted by name."""
         return sorted(self._help.items())

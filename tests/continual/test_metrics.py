@@ -41,3 +41,27 @@ def test_bad_matrices_are_refused():
         stream_metrics([[0.9, 0.1]])
     with pytest.raises(ValueError, match="one accuracy per experience"):
         stream_metrics(R, baseline=[0.1, 0.1])
+
+
+def test_learning_accuracy_is_the_mean_of_the_diagonal():
+    from distillkit.continual import stream_metrics
+
+    assert stream_metrics([[0.9, 0.1], [0.6, 0.8]]).extra["learning_accuracy"] == pytest.approx(0.85)
+
+
+def test_a_registered_stream_metric_reaches_every_summary_and_the_run_record():
+    from distillkit.app.continual import stream_metrics_flat
+    from distillkit.continual import STREAM_METRICS, register_stream_metric, stream_metrics
+
+    @register_stream_metric("worst_final", "the lowest final accuracy")
+    def worst_final(r, baseline):
+        return float(r[-1].min())
+
+    try:
+        metrics = stream_metrics([[0.9, 0.1], [0.6, 0.8]])
+        assert metrics.extra["worst_final"] == pytest.approx(0.6)
+        results = {"strategies": {"er": {"metrics": metrics.to_dict(), "train_seconds": 1.0, "memory_bytes": 10}}}
+        assert stream_metrics_flat(results)["er/worst_final"] == pytest.approx(0.6)
+    finally:
+        STREAM_METRICS.unregister("worst_final")
+    assert "worst_final" not in stream_metrics([[0.9, 0.1], [0.6, 0.8]]).extra  # the negative control

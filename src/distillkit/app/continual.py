@@ -212,6 +212,8 @@ def stream_metrics_flat(results: dict[str, Any]) -> dict[str, float]:
         for key in ("average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer"):
             if result["metrics"].get(key) is not None:
                 flat[f"{title}/{key}"] = result["metrics"][key]
+        for key, value in result["metrics"].get("extra", {}).items():  # registered stream metrics
+            flat[f"{title}/{key}"] = value
         flat[f"{title}/train_seconds"] = result["train_seconds"]
         flat[f"{title}/memory_bytes"] = float(result["memory_bytes"])
         if result.get("student"):

@@ -14,7 +14,7 @@
 from distillkit.continual.buffer import ReservoirBuffer
 from distillkit.continual.combine import Combined  # registers "combine"
 from distillkit.continual.learner import ContinualLearner, StreamResult, StudentRefresh
-from distillkit.continual.metrics import StreamMetrics, stream_metrics
+from distillkit.continual.metrics import STREAM_METRICS, StreamMetrics, register_stream_metric, stream_metrics
 from distillkit.continual.strategies import STRATEGIES, Strategy, create_strategy, register_strategy
 from distillkit.continual.streams import (
     Experience,
@@ -26,6 +26,6 @@ from distillkit.continual.streams import (
     stream_from_splits,
 )
 
-__all__ = ["STRATEGIES", "Combined", "ContinualLearner", "Experience", "ReservoirBuffer", "Stream", "StreamError", "StudentRefresh",
-           "StreamMetrics", "StreamResult", "Strategy", "create_strategy", "drifting_mnist1d", "register_strategy",
+__all__ = ["STRATEGIES", "STREAM_METRICS", "Combined", "ContinualLearner", "Experience", "ReservoirBuffer", "Stream", "StreamError", "StudentRefresh",
+           "StreamMetrics", "StreamResult", "Strategy", "create_strategy", "drifting_mnist1d", "register_stream_metric", "register_strategy",
            "rotated_stream", "split_by_class", "stream_from_splits", "stream_metrics"]
