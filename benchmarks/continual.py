@@ -9,7 +9,9 @@ asks for:
   task-incrementally;
 - drifting MNIST-1D: a distillation strategy keeps average forgetting >= 3x lower than fine-tuning at equal or
   better average accuracy;
-- compression across the stream: the deployed student's accuracy, size and latency next to its DER++ teacher.
+- compression across the stream: the deployed student's accuracy, size and latency next to its DER++ teacher;
+- beside them (issue 32): ER + LwF combined as plugins on the split stream, and the split stream learned online
+  (one pass, no boundaries) by the strategies that can.
 
 Usage (about 20 minutes on 2 CPU cores)::
 
@@ -30,7 +32,8 @@ from distillkit.app.continual import run_stream
 from distillkit.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "continual"
-PARTS = {"split": "split-mnist5k.yaml", "drift": "drifting-mnist1d.yaml", "student": "split-mnist5k-student.yaml"}
+PARTS = {"split": "split-mnist5k.yaml", "drift": "drifting-mnist1d.yaml", "student": "split-mnist5k-student.yaml",
+         "online": "split-mnist5k-online.yaml"}
 
 
 def _mean_std(values: list[float], scale: float = 100.0) -> str:
@@ -98,6 +101,8 @@ def main() -> None:
         lwf, fine = statistics.fmean(rows["lwf"]["task"]), statistics.fmean(rows["finetune"]["task"])
         checks.append(("LwF beats fine-tuning task-incrementally", lwf > fine,
                        f"{100 * lwf:.2f}% vs {100 * fine:.2f}%"))
+    if "online" in args.parts:
+        _summary(_run("online", args.seeds), "split MNIST-5k learned online: one pass, batches of 10, no boundaries")
     if "drift" in args.parts:
         rows = _summary(_run("drift", args.seeds), "drifting MNIST-1D (shift), domain-incremental, MLP 100-100")
         fine_forgetting, fine_avg = (statistics.fmean(rows["finetune"][k]) for k in ("forgetting", "avg"))

@@ -91,6 +91,11 @@ def test_continual_report_has_the_heat_maps_and_curves(stream_run):
     ({"stream": {"student": True}, "student": None}, "stream.student: true .* add a student section"),
     ({"stream": {"strategies": [{"name": "er", "buffer": 10}]}}, "no option 'buffer'"),
     ({"stream": {"strategies": [{"name": "lwf"}, {"name": "lwf", "alpha": 2}]}}, "give each a label"),
+    ({"stream": {"online": True, "strategies": [{"name": "lwf"}]}}, "lwf acts at the end of each experience"),
+    ({"stream": {"online": True, "strategies": [{"name": "er", "buffer_size": 50}]}},
+     r"train.epochs: 2 \(use 1\)"),
+    ({"stream": {"strategies": [{"name": "combine", "parts": [{"name": "joint"}, {"name": "icarl"}]}]}},
+     "joint and icarl both decide"),
 ])
 def test_bad_stream_input_fails_before_anything_is_written(tmp_path, capsys, changes, message):
     path = _config(tmp_path, **changes)

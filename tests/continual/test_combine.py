@@ -2,6 +2,8 @@
 the eight), ER + LwF runs both parts' terms with the label term once, and combinations that cannot hold are
 refused by name."""
 
+import re
+
 import pytest
 import torch
 
@@ -64,3 +66,61 @@ def test_a_stream_config_takes_a_combination():
     assert entry.title == "er+lwf"
     with pytest.raises(ValueError, match="both decide"):
         StrategyConfig(name="combine", parts=[{"name": "joint"}, {"name": "icarl"}])
+
+
+ONLINE = OPTIONS.model_copy(update={"epochs": 1, "momentum": 0.0})
+
+
+@pytest.mark.parametrize("name", ["finetune", "er", "der++"])
+def test_an_online_stream_trains_each_sample_once_without_validation(name):
+    from distillkit.training.callbacks import Callback
+
+    class Count(Callback):
+        def __init__(self):
+            self.steps, self.epochs, self.evaluations = 0, 0, 0
+
+        def on_step_end(self, trainer, logs):
+            self.steps += 1
+
+        def on_epoch_end(self, trainer, epoch):
+            self.epochs += 1
+
+        def on_evaluate(self, trainer, metrics):
+            self.evaluations += 1
+
+    def validated():
+        stream = _stream()
+        for experience in stream:
+            experience.val = experience.test
+        return stream
+
+    count = Count()
+    stream = validated()
+    torch.manual_seed(0)
+    result = ContinualLearner(make_mlp(classes=6), create_strategy(name, **PARTS[name]), stream, ONLINE,
+                              batch_size=10, run=RunOptions(seed=0, progress=False), callbacks=lambda _: [count],
+                              online=True).learn()
+    assert len(result.accuracy) == 3  # measured after each experience, as for any stream
+    assert count.epochs == 3 and count.steps == sum(len(e.train) // 10 for e in stream)  # one pass, batches of 10
+    assert count.evaluations == 0  # no validation during the pass: nothing marks a boundary
+    offline = Count()
+    ContinualLearner(make_mlp(classes=6), create_strategy(name, **PARTS[name]), validated(), ONLINE, batch_size=10,
+                     run=RunOptions(seed=0, progress=False), callbacks=lambda _: [offline]).learn()
+    assert offline.evaluations == 3  # the negative control: an offline stream validates each experience
+
+
+@pytest.mark.parametrize("strategy, options, message", [
+    ("lwf", {}, "lwf acts at the end of each experience"),
+    ("combine", {"parts": [{"name": "er", "buffer_size": 60}, {"name": "ewc"}]}, "er+ewc acts at the end"),
+    ("er", {"buffer_size": 60, "epochs": 2}, "train.epochs: 2 (use 1)"),
+    ("er", {"buffer_size": 60, "momentum": 0.9}, "train.momentum: 0.9 (use 0.0)"),
+])
+def test_an_online_stream_refuses_what_needs_boundaries(strategy, options, message):
+    from distillkit.continual.streams import StreamError
+
+    train = {key: options.pop(key) for key in ("epochs", "momentum") if key in options}
+    learner = ContinualLearner(make_mlp(classes=6), create_strategy(strategy, **options), _stream(),
+                               ONLINE.model_copy(update=train), batch_size=10, online=True)
+    with pytest.raises(StreamError, match=re.escape(message)):
+        learner.learn()
+    assert learner.done == 0  # refused before any training

@@ -34,7 +34,7 @@ from distillkit.app.runs import Run, RunFolder
 from distillkit.app.tables import stream_table
 from distillkit.compression.export import save_safetensors
 from distillkit.config.schema import Config, ConfigError, StrategyConfig, StreamConfig
-from distillkit.continual.learner import ContinualLearner, StudentRefresh
+from distillkit.continual.learner import ContinualLearner, StudentRefresh, check_online
 from distillkit.continual.strategies import Strategy, create_strategy, strategy_options
 from distillkit.continual.streams import (
     Stream,
@@ -122,7 +122,7 @@ def _learner(config: Config, stream: Stream, entry: StrategyConfig, run: Run | N
         config.teacher.train or config.train, batch_size=config.data.batch_size,
         run=RunOptions(seed=config.seed, progress=bool(os.environ.get("DISTILLKIT_PROGRESS"))), callbacks=callbacks,
         student=StudentRefresh(student, config.train, alpha=section.student_alpha, temperature=section.temperature)
-        if student is not None else None,
+        if student is not None else None, online=section.online,
     )
 
 
@@ -137,7 +137,10 @@ def check_stream(config: Config) -> Stream:
     stream = build_stream(config)
     stream.check()
     for entry in section.strategies:
-        _strategy(entry, config.seed).check(stream)
+        strategy = _strategy(entry, config.seed)
+        strategy.check(stream)
+        if section.online:
+            check_online(strategy, config.teacher.train or config.train)
     first = torch.utils.data.default_collate([stream[0].train[i] for i in range(min(4, len(stream[0].train)))])  # type: ignore[arg-type]
     roles = ["teacher"] + (["student"] if section.student else [])
     for role in roles:

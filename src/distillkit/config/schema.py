@@ -287,6 +287,10 @@ class StreamConfig(_Strict):
     strategies: list[StrategyConfig] = Field(
         default_factory=lambda: [StrategyConfig(name=n) for n in ("finetune", "joint", "lwf", "der++")],
         min_length=1)
+    online: bool = Field(False, description="learn the stream online (general continual learning): one pass in "
+                         "batches of data.batch_size, no task boundaries at training time (train.epochs 1, plain "
+                         "sgd with momentum 0 and a constant lr; strategies finetune, er, der, der++ or "
+                         "combinations of them); accuracy is still measured after each experience")
     student: bool = Field(False, description="also keep the student section's model, refreshed after each "
                                              "experience by distillation from the teacher and its own previous self")
     student_alpha: float = Field(0.5, ge=0, le=1, description="weight of the teacher's soft targets for the student")

@@ -64,6 +64,7 @@ class Combined(Strategy):
         self.parts = built
         self.name = "+".join(p.name for p in built)  # type: ignore[misc]
         self.uses_previous_model = any(p.uses_previous_model for p in built)  # type: ignore[misc]
+        self.needs_boundaries = any(p.needs_boundaries for p in built)  # type: ignore[misc]
 
     @staticmethod
     def _build(entry: dict[str, Any], seed: int) -> Strategy:

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from distillkit.continual.metrics import StreamMetrics, stream_metrics
 from distillkit.continual.strategies import Strategy
-from distillkit.continual.streams import Experience, Stream
+from distillkit.continual.streams import Experience, Stream, StreamError
 from distillkit.continual.terms import PreviousModelTerm, frozen_copy
 from distillkit.core.distiller import Distiller
 from distillkit.core.measures import accuracy
@@ -175,6 +175,28 @@ class StudentRefresh:
             raise ValueError(f"student alpha must be in [0, 1], got {self.alpha}")
 
 
+def check_online(strategy: Strategy, options: TrainOptions) -> None:
+    """Refuse what cannot learn an online stream (general continual learning, Buzzega et al. 2020's setting: one
+    pass over the stream in small batches, no task boundaries at training time): a strategy that acts at the end
+    of an experience, or training options that would tell the model where one experience ends and the next begins
+    (more than one epoch, optimizer state or a learning-rate schedule restarted at each, early stopping on an
+    experience's validation data).
+
+    Raises:
+        StreamError: naming the strategy or the option and what to use instead.
+    """
+    if strategy.needs_boundaries:
+        raise StreamError(f"{strategy.name} acts at the end of each experience, which an online stream does not "
+                          "announce; online streams take finetune, er, der, der++ (or combinations of them)")
+    wrong = [f"train.{key}: {value!r} (use {fix!r})" for key, value, fix in (
+        ("epochs", options.epochs, 1), ("optimizer", options.optimizer, "sgd"), ("momentum", options.momentum, 0.0),
+        ("lr_schedule", options.lr_schedule, "constant"), ("warmup_steps", options.warmup_steps, 0),
+        ("early_stopping_patience", options.early_stopping_patience, None)) if value != fix]
+    if wrong:
+        raise StreamError(f"an online stream trains on each sample once with nothing restarted between experiences: "
+                          f"{'; '.join(wrong)}")
+
+
 class ContinualLearner:
     """Learn a :class:`~distillkit.continual.Stream` with a :class:`~distillkit.continual.Strategy`.
 
@@ -190,6 +212,9 @@ class ContinualLearner:
             ``"student_0"``, ...), e.g. a run's records and its signal stop.
         student: an optional deployed student refreshed after each experience (see the module docstring): a model
             (refreshed with the defaults of :class:`StudentRefresh`) or a :class:`StudentRefresh`.
+        online: learn the stream online (:func:`check_online`): one pass in batches of ``batch_size``, no
+            validation during training, nothing at the boundaries; the accuracy matrix is still measured after
+            each experience (the test protocol, which training never sees).
 
     The state after each experience (:meth:`state_dict`) holds the model, the strategy's memory, the student and
     the accuracy rows: :meth:`load_state_dict` then :meth:`learn` continues with the next experience and gives
@@ -199,9 +224,9 @@ class ContinualLearner:
     def __init__(
         self, model: nn.Module, strategy: Strategy, stream: Stream, options: TrainOptions | None = None, *,
         batch_size: int = 32, run: RunOptions | None = None, callbacks: Callable[[str], Sequence[Callback]] | None = None,
-        student: nn.Module | StudentRefresh | None = None,
+        student: nn.Module | StudentRefresh | None = None, online: bool = False,
     ) -> None:
-        self.model, self.strategy, self.stream = model, strategy, stream
+        self.model, self.strategy, self.stream, self.online = model, strategy, stream, online
         self.options = options or TrainOptions()
         refresh = student if isinstance(student, StudentRefresh) or student is None else StudentRefresh(student)
         self.refresh = refresh
@@ -243,6 +268,8 @@ class ContinualLearner:
         """
         self.stream.check()
         self.strategy.check(self.stream)
+        if self.online:
+            check_online(self.strategy, self.options)
         if self.done == 0:
             self.track.record(accuracy_rows(self.strategy.classifier(self.model), self.stream), baseline=True)
             if self.student is not None:
@@ -270,8 +297,8 @@ class ContinualLearner:
         terms = strategy.terms(experience, old_classes, stream)
         distiller = Distiller(teacher if any(t.needs_teacher for t in terms) else None, self.model, terms,
                               teacher_input=stream.input_key, student_input=stream.input_key)
-        seconds = self._fit(f"experience_{k}", distiller, strategy.train_data(experience, seen), experience.val,
-                            self.options, self.seed + k)
+        seconds = self._fit(f"experience_{k}", distiller, strategy.train_data(experience, seen),
+                            None if self.online else experience.val, self.options, self.seed + k)
         start = time.perf_counter()
         strategy.after_experience(self.model, experience, seen, stream)
         self.track.seconds.append(seconds + time.perf_counter() - start)

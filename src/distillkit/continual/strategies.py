@@ -97,10 +97,13 @@ class Strategy:
         name: the registered name.
         uses_previous_model: the model as it was after the last experience is the Distiller's teacher while the
             next one is learned (LwF, iCaRL); the learner keeps that frozen copy and counts its bytes.
+        needs_boundaries: it acts when an experience ends (a snapshot, consolidation, exemplars, all the data seen
+            so far), so it cannot learn an online stream, where training sees no boundaries.
     """
 
     name: ClassVar[str] = ""
     uses_previous_model: ClassVar[bool] = False
+    needs_boundaries: ClassVar[bool] = False
 
     def check(self, stream: Stream) -> None:
         """Refuse a setting that does not fit the stream (e.g. a buffer larger than all its data)."""
@@ -144,6 +147,7 @@ class FineTuning(Strategy):
 
 @register_strategy("joint", "trains on everything seen so far; the upper bound (keeps all the data)")
 class Joint(Strategy):
+    needs_boundaries = True
     def __init__(self) -> None:
         pass
 
@@ -159,6 +163,7 @@ class LearningWithoutForgetting(Strategy):
     """
 
     uses_previous_model = True
+    needs_boundaries = True
 
     def __init__(self, *, alpha: float = 1.0, temperature: float = 2.0) -> None:
         if alpha < 0 or temperature <= 0:
@@ -322,6 +327,7 @@ class ICaRL(Strategy):
     """
 
     uses_previous_model = True
+    needs_boundaries = True
 
     def __init__(self, *, memory_size: int = 500) -> None:
         if memory_size < 1:
@@ -439,6 +445,8 @@ class EWC(Strategy):
         gamma: how much of the earlier Fisher information is kept at each experience (1: all of it).
         fisher_samples: samples of each experience the Fisher information is estimated on (default: all).
     """
+
+    needs_boundaries = True
 
     def __init__(self, *, ewc_lambda: float = 100.0, gamma: float = 1.0, fisher_samples: int | None = None) -> None:
         if ewc_lambda < 0 or not 0 <= gamma <= 1:
