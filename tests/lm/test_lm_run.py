@@ -143,3 +143,22 @@ def test_the_shipped_lm_configs_are_valid_and_the_kind_is_listed(capsys):
         assert load_config(path, model=LMConfig).name == path.stem
     assert main(["list", "kinds"]) == 0
     assert "distil a causal language model" in capsys.readouterr().out
+
+
+def test_an_lm_run_on_pairs_scores_the_answers_against_the_references_and_the_teacher(lm_files, tmp_path):
+    from tests.lm.conftest import sentences
+
+    folder, config = lm_files
+    lines = [json.dumps({"prompt": f"question {k}: {s}", "response": [s.split()[-1].strip("."), s]})
+             for k, s in enumerate(sentences(60, seed=5))]
+    (folder / "qa.jsonl").write_text("\n".join(lines) + "\n")
+    raw = {**config, "data": {"pairs": "qa.jsonl", "block_size": 48, "batch_size": 8, "val_fraction": 0.1,
+                              "test_fraction": 0.2},
+           "train": {"epochs": 1, "lr": 0.005}, "evaluate": {**config["evaluate"], "answers": 5, "int8": False}}
+    out = tmp_path / "runs" / "qa"
+    assert main(["lm", str(_write(folder, raw, "qa.yaml")), "--out", str(out)]) == 0
+    models = json.loads((out / "results.json").read_text())["models"]
+    for name in ("teacher", "student_alone", "distilled"):
+        assert 0.0 <= models[name]["answers/f1"] <= 1.0 and 0.0 <= models[name]["answers/exact_match"] <= 1.0
+    assert "answers/teacher_f1" in models["distilled"] and "answers/teacher_f1" not in models["teacher"]
+    assert "answer F1" in (out / "report.md").read_text()

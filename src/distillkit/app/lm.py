@@ -28,6 +28,7 @@ from distillkit.config.loading import dump_config
 from distillkit.core.terms import FeatureTerm, LossTerm
 from distillkit.data.base import TensorDictDataset
 from distillkit.evaluation.cost import model_size_bytes
+from distillkit.lm.answers import answer_scores
 from distillkit.lm.data import (
     Pair,
     first_blocks,
@@ -75,6 +76,7 @@ class LMData:
     test: TensorDictDataset
     description: str
     train_pairs: list[Pair] | None = None
+    test_pairs: list[Pair] | None = None
 
 
 def build_lm_data(config: LMConfig, tokenizer: Any) -> LMData:
@@ -96,7 +98,8 @@ def build_lm_data(config: LMConfig, tokenizer: Any) -> LMData:
     val = first_blocks(make(parts.val), data.max_eval_blocks) if parts.val else None
     found = LMData(train=first_blocks(make(parts.train), data.max_train_blocks), val=val,
                    test=first_blocks(make(parts.test), data.max_eval_blocks), description=described,
-                   train_pairs=list(parts.train) if data.pairs is not None else None)
+                   train_pairs=list(parts.train) if data.pairs is not None else None,
+                   test_pairs=list(parts.test) if data.pairs is not None else None)
     found.description += (f" (train / validation / test); blocks of {data.block_size} tokens: {len(found.train)} / "
                           f"{len(found.val) if found.val is not None else 0} / {len(found.test)}")
     return found
@@ -241,7 +244,28 @@ def _measure(models: dict[str, nn.Module], data: LMData, config: LMConfig, token
             rows[name][f"tokens_per_s@{batch}"] = speed.tokens_per_second
         generations[name] = generate_text(model, tokenizer, prompts, new_tokens=config.evaluate.new_tokens,
                                           seed=config.seed)
+    if config.evaluate.answers and data.test_pairs:
+        for name, figures in _answers(models, data.test_pairs[:config.evaluate.answers], tokenizer, config).items():
+            rows[name].update(figures)
     return {"models": rows, "generations": {"prompts": list(config.evaluate.prompts), **generations}}
+
+
+def _answers(models: dict[str, nn.Module], pairs: list[Pair], tokenizer: Any, config: LMConfig
+             ) -> dict[str, dict[str, float]]:
+    """Each model's greedy answers to the test prompts scored by exact match and token F1 against the accepted
+    answers, and the students' also against the teacher's answers (agreement: what matters where the teacher
+    itself scores near zero)."""
+    prompts = [prompt_ids(tokenizer, pair.prompt) for pair in pairs]
+    answers = {name: [text.strip() for text in generate_text(model, tokenizer, prompts,
+                                                              new_tokens=config.evaluate.new_tokens)]
+               for name, model in models.items()}
+    figures = {}
+    for name, predicted in answers.items():
+        scores = answer_scores(predicted, [pair.answers for pair in pairs])
+        figures[name] = {"answers/exact_match": scores["exact_match"], "answers/f1": scores["f1"]}
+        if name != "teacher" and "teacher" in answers:
+            figures[name]["answers/teacher_f1"] = answer_scores(predicted, [[t] for t in answers["teacher"]])["f1"]
+    return figures
 
 
 def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:

@@ -14,6 +14,8 @@ __all__ = ["LM_COLUMNS", "lm_table", "notes", "write_lm_report"]
 
 LM_COLUMNS = ("model", "params", "val ppl", "test ppl", "test acc", "agreement", "KL to teacher", "tok/s @1",
               "tok/s @16", "train s")
+ANSWER_COLUMNS = ("answer EM", "answer F1", "F1 vs teacher")
+ANSWER_KEYS = ("answers/exact_match", "answers/f1", "answers/teacher_f1")
 LABELS = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student",
           "distilled_int8": "distilled, int8"}
 
@@ -25,15 +27,18 @@ def _cell(row: dict[str, float], key: str, form: str, scale: float = 1.0) -> str
 
 def lm_table(results: dict[str, Any]) -> tuple[tuple[str, ...], list[list[str]]]:
     """The comparison's columns and rows (perplexities, top-1 next-token accuracy and agreement in %, KL in nats
-    per token, generated tokens per second at batch 1 and 16)."""
+    per token, generated tokens per second at batch 1 and 16; with answers scored, their exact match and token F1
+    against the accepted answers and against the teacher's, in %)."""
+    scored = any("answers/f1" in row for row in results["models"].values())  # answers scored (dialogue, trivia)
     rows = []
     for name, row in results["models"].items():
         rows.append([LABELS.get(name, name), f"{row['params'] / 1e6:.2f}M", _cell(row, "val/perplexity", ".2f"),
                      _cell(row, "test/perplexity", ".2f"),
                      _cell(row, "test/accuracy", ".1f", 100), _cell(row, "test/teacher_agreement", ".1f", 100),
                      _cell(row, "test/kl_to_teacher", ".3f"), _cell(row, "tokens_per_s@1", ".0f"),
-                     _cell(row, "tokens_per_s@16", ".0f"), _cell(row, "train_seconds", ".0f")])
-    return LM_COLUMNS, rows
+                     _cell(row, "tokens_per_s@16", ".0f"), _cell(row, "train_seconds", ".0f")]
+                    + ([_cell(row, key, ".1f", 100) for key in ANSWER_KEYS] if scored else []))
+    return LM_COLUMNS + (ANSWER_COLUMNS if scored else ()), rows
 
 
 def notes(results: dict[str, Any]) -> list[str]:

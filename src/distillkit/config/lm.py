@@ -159,6 +159,9 @@ class LMEvaluate(Strict):
     speed_batches: list[int] = Field(default_factory=lambda: [1, 16], description="batch sizes of the "
                                                                                  "generation-speed measure")
     speed_repeats: int = Field(3, ge=1)
+    answers: int = Field(0, ge=0, description="prompt/response data (dialogue, trivia): score each model's greedy "
+                         "answers to this many test prompts by exact match and token F1 against the accepted "
+                         "answers, and the students' against the teacher's (0: not scored)")
     int8: bool = Field(True, description="also measure the distilled student with dynamic int8 weights (the "
                                          "compression steps' DynamicInt8Config: torch on the CPU, torchao on CUDA)")
 

