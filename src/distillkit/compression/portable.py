@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -115,7 +116,7 @@ def save_portable(model: nn.Module, folder: str | Path, example_inputs: Tensor |
     """
     folder = Path(folder)
     check_model_folder(folder)
-    model = model.eval().cpu()
+    model = copy.deepcopy(model).eval().cpu()  # the caller's model stays where it is, in its mode
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MODEL_MARKER).touch()
     save_safetensors(model, folder / "model.safetensors")
