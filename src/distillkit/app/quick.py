@@ -125,8 +125,10 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
             (:func:`distillkit.data.adapt.as_samples`; docs/bring-your-own.md).
         terms: the distilled student's loss terms (default: ``alpha`` soft targets at ``temperature`` and
             ``1 - alpha`` hard labels).
-        out: a run folder for the weights, ``results.json`` and the run's record (refused if it holds someone
-            else's files; ``overwrite`` replaces an earlier run there).
+        out: a run folder for ``results.json``, the run's record and both students, each saved as what loads
+            without its Python class (``student_alone/`` and ``distilled/``: ONNX, a ``torch.export`` program and
+            the weights, :func:`distillkit.compression.save_portable`; ``distillkit export`` shares the distilled
+            one). Refused if it holds someone else's files; ``overwrite`` replaces an earlier run there.
         **options: any training option, as in a config's ``train`` section (``epochs=10, lr=3e-3``), and
             ``progress=False`` (no progress bar), ``teacher_input`` / ``student_input`` (the batch fields the
             models read, default ``"input"``) and ``target_key`` (the labels' field, default ``"target"``), as
