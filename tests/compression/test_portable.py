@@ -79,7 +79,7 @@ def test_the_torch_export_program_is_loaded_only_when_trusted(tmp_path, monkeypa
 def test_a_model_of_texts_keeps_its_weights_and_says_why_nothing_else(tmp_path):
     described = save_portable(nn.Linear(4, 2), tmp_path / "text", None)
     assert set(described["files"]) == {"model.safetensors"}
-    assert "texts" in described["not_written"]["model.onnx"]
+    assert "texts" in described["not_written"]["model.onnx"]  # and why
     with pytest.raises(DistillkitError, match="load_state_dict"):
         load_portable(tmp_path / "text")
 

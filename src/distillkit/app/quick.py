@@ -174,8 +174,11 @@ def distill(teacher: nn.Module, student: nn.Module, train: Dataset[Any], val: Da
     return result
 
 
-def _example_batch(data: Any, field_name: str) -> Tensor | None:
-    """Two rows of the student's input (what traces it for ``torch.export`` / ONNX), or ``None`` for texts."""
+def _example_batch(data: Any, field_name: Any) -> Tensor | None:
+    """Two rows of the student's input (what traces it for ``torch.export`` / ONNX), or ``None`` for texts and for
+    inputs made of several fields (only the weights are saved then)."""
+    if not isinstance(field_name, str):
+        return None
     rows = [data[i][field_name] for i in range(min(2, len(data)))]
     if not all(isinstance(row, Tensor) for row in rows):
         return None

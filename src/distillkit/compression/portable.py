@@ -122,7 +122,8 @@ def save_portable(model: nn.Module, folder: str | Path, example_inputs: Tensor |
     save_safetensors(model, folder / "model.safetensors")
     files = {"model.safetensors": "the weights by the module's own names (for whoever has its class)"}
     if example_inputs is None:
-        why = "the model reads inputs that are not tensors (texts): only its weights are shareable"
+        why = ("the model reads inputs that are not one tensor (texts, or several fields): only its weights are "
+               "shareable")
         description = {"format": 1, "files": files, "not_written": {"model.pt2": why, "model.onnx": why},
                        "input_shape": None, "outputs": None}
         write_text_atomic(folder / PORTABLE_FILE, json_text(description))
