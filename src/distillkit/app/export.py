@@ -6,8 +6,6 @@ reads."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
@@ -26,7 +24,7 @@ from distillkit.models import load_pretrained, save_pretrained
 from distillkit.models.pretrained import MODEL_MARKER, ModelCardInfo, check_model_folder
 from distillkit.models.sentence_folders import save_sentence_transformer
 from distillkit.registry import DistillkitError
-from distillkit.storage import file_mode, json_text, partial_path, write_text_atomic
+from distillkit.storage import json_text, write_text_atomic
 from distillkit.text.models import SentenceEncoder
 from distillkit.text.sentence_models import SentenceTransformerModule
 
@@ -112,12 +110,8 @@ def _copy_files(source: Path, out: Path, names: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / MODEL_MARKER).touch()
     for name in names:
-        target = out / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = partial_path(target)
-        shutil.copyfile(source / name, partial)
-        os.chmod(partial, file_mode())
-        partial.replace(target)
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / name, (source / name).read_bytes())
 
 
 def _export_portable(run: Path, out: Path, *, onnx: bool, trust_code: bool) -> Path:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import io
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from distillkit.compression.export import OnnxModel, export_onnx, save_safetenso
 from distillkit.models.pretrained import MODEL_MARKER, ModelCardInfo, check_model_folder
 from distillkit.models.trust import UntrustedCodeError
 from distillkit.registry import DistillkitError
-from distillkit.storage import file_mode, json_text, partial_path, write_text_atomic
+from distillkit.storage import json_text, write_text_atomic
 
 __all__ = ["PORTABLE_FILE", "ExportedModule", "is_portable", "load_portable", "save_portable"]
 
@@ -70,28 +70,23 @@ def _first_line(error: BaseException) -> str:
 
 
 def _write_program(model: nn.Module, path: Path, inputs: tuple[Tensor, ...]) -> None:
-    """``torch.export`` the model with a dynamic batch dimension into ``path`` (written under another name first)."""
+    """``torch.export`` the model with a dynamic batch dimension into ``path`` (written whole or not at all)."""
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad():
         program = torch.export.export(model, inputs, dynamic_shapes=tuple({0: batch} for _ in inputs))
-    partial = partial_path(path)
-    try:
-        with open(partial, "wb") as file:
-            torch.export.save(program, file)
-        os.chmod(partial, file_mode())
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def _card(info: ModelCardInfo, shape: list[int] | None) -> str:
     data = ModelCardData(**{"library_name": "distillkit", "tags": ["distillkit", "knowledge-distillation", "onnx"],
                             **info.metadata}, eval_results=list(info.results) or None,
                          model_name=info.title if info.results else None)
-    card = ModelCard.from_template(card_data=data, template_str="---\n{{ card_data }}\n---\n\n# {{ title }}\n\n"
-                                   "{{ body }}\n\n{{ use_it }}", title=info.title or "A model distilled with distillkit",
-                                   body=info.body or "", use_it=USE_IT.replace("{shape}", f"[batch, {', '.join(map(str, shape))}]" if shape else "its inputs"))
-    return str(card)
+    use_it = USE_IT.replace("{shape}", f"[batch, {', '.join(map(str, shape))}]" if shape else "its inputs")
+    template = "---\n{{ card_data }}\n---\n\n# {{ title }}\n\n{{ body }}\n\n{{ use_it }}"
+    return str(ModelCard.from_template(card_data=data, template_str=template, use_it=use_it, body=info.body or "",
+                                       title=info.title or "A model distilled with distillkit"))
 
 
 def save_portable(model: nn.Module, folder: str | Path, example_inputs: Tensor | tuple[Tensor, ...] | None, *,
@@ -121,35 +116,35 @@ def save_portable(model: nn.Module, folder: str | Path, example_inputs: Tensor |
     (folder / MODEL_MARKER).touch()
     save_safetensors(model, folder / "model.safetensors")
     files = {"model.safetensors": "the weights by the module's own names (for whoever has its class)"}
+    missing: dict[str, str] = {}
+    shape, outputs = None, None
     if example_inputs is None:
         why = ("the model reads inputs that are not one tensor (texts, or several fields): only its weights are "
                "shareable")
-        description = {"format": 1, "files": files, "not_written": {"model.pt2": why, "model.onnx": why},
-                       "input_shape": None, "outputs": None}
-        write_text_atomic(folder / PORTABLE_FILE, json_text(description))
-        write_text_atomic(folder / "README.md", _card(card or ModelCardInfo(), None))
-        return description
-    inputs = tuple(x.detach().cpu() for x in (example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)))
-    missing: dict[str, str] = {}
-    try:
-        _write_program(model, folder / "model.pt2", inputs)
-        files["model.pt2"] = "a torch.export program (torch.export.load; only from a source you trust)"
-    except Exception as error:  # torch.export refuses many Python constructs: say which, keep the rest
-        missing["model.pt2"] = f"torch.export could not trace the model ({_first_line(error)})"
-    if importlib.util.find_spec("onnxscript") is None or importlib.util.find_spec("onnxruntime") is None:
-        missing["model.onnx"] = "the compress extra is not installed (pip install 'distillkit[compress]')"
+        missing = {"model.pt2": why, "model.onnx": why}
     else:
+        inputs = tuple(x.detach().cpu() for x in (example_inputs if isinstance(example_inputs, tuple)
+                                                   else (example_inputs,)))
         try:
-            export_onnx(model, folder / "model.onnx", inputs)
-            files["model.onnx"] = "an ONNX graph (ONNX Runtime; loading it runs no code)"
-        except CompressionError as error:
-            missing["model.onnx"] = str(error)
-    with torch.no_grad():
-        outputs = model(*inputs)
-    description = {"format": 1, "files": files, "not_written": missing, "input_shape": list(inputs[0].shape[1:]),
-                   "outputs": int((outputs if isinstance(outputs, Tensor) else outputs[0]).shape[-1])}
+            _write_program(model, folder / "model.pt2", inputs)
+            files["model.pt2"] = "a torch.export program (torch.export.load; only from a source you trust)"
+        except Exception as error:  # torch.export refuses many Python constructs: say which, keep the rest
+            missing["model.pt2"] = f"torch.export could not trace the model ({_first_line(error)})"
+        if importlib.util.find_spec("onnxscript") is None or importlib.util.find_spec("onnxruntime") is None:
+            missing["model.onnx"] = "the compress extra is not installed (pip install 'distillkit[compress]')"
+        else:
+            try:
+                export_onnx(model, folder / "model.onnx", inputs)
+                files["model.onnx"] = "an ONNX graph (ONNX Runtime; loading it runs no code)"
+            except CompressionError as error:
+                missing["model.onnx"] = str(error)
+        with torch.no_grad():
+            output = model(*inputs)
+        shape = list(inputs[0].shape[1:])
+        outputs = int((output if isinstance(output, Tensor) else output[0]).shape[-1])
+    description = {"format": 1, "files": files, "not_written": missing, "input_shape": shape, "outputs": outputs}
     write_text_atomic(folder / PORTABLE_FILE, json_text(description))
-    write_text_atomic(folder / "README.md", _card(card or ModelCardInfo(), description["input_shape"]))
+    write_text_atomic(folder / "README.md", _card(card or ModelCardInfo(), shape))
     return description
 
 
