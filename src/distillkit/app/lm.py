@@ -256,9 +256,10 @@ def _answers(models: dict[str, nn.Module], pairs: list[Pair], tokenizer: Any, co
     answers, and the students' also against the teacher's answers (agreement: what matters where the teacher
     itself scores near zero)."""
     prompts = [prompt_ids(tokenizer, pair.prompt) for pair in pairs]
-    answers = {name: [text.strip() for text in generate_text(model, tokenizer, prompts,
-                                                              new_tokens=config.evaluate.new_tokens)]
-               for name, model in models.items()}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    settings = GenerationSettings(max_new_tokens=config.evaluate.new_tokens, batch_size=config.data.batch_size)
+    answers = {name: [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generate_responses(
+        model, prompts, settings, eos=tokenizer.eos_token_id, pad=pad)] for name, model in models.items()}
     figures = {}
     for name, predicted in answers.items():
         scores = answer_scores(predicted, [pair.answers for pair in pairs])
