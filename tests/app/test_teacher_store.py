@@ -1,6 +1,7 @@
 """The teacher store never reuses a teacher trained on other data, detects a damaged entry, cleans what killed
 writers left, and lives where the config or $DISTILLKIT_CACHE says (issue 30)."""
 
+import gzip
 import json
 import os
 import subprocess
@@ -111,3 +112,52 @@ def test_the_cache_location_is_the_users_choice(where, tmp_path, monkeypatch):
     assert len([p for p in (cache / "teachers").iterdir() if p.name != ".locks"]) == 1
     assert not (tmp_path / "runs" / ".teachers").exists()
     assert load_config(config).cache == (str(cache) if where == "config" else None)
+
+
+def _small_fashion_mnist(tmp_path, monkeypatch):
+    from distillkit.data import builtin
+
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 120), ("t10k", 40)):
+        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        labels = np.arange(count, dtype=np.uint8) % 10
+        (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\0" * 16 + images.tobytes()))
+        (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0" * 8 + labels.tobytes()))
+    monkeypatch.setattr(builtin, "FASHION_MNIST_FOLDERS", (folder,))
+
+
+def _fashion_run(tmp_path, name, seed, teacher_seed=None, **data):
+    teacher = {"model": "mlp", "kwargs": {"hidden": [8]}, "train": {"epochs": 1},
+               "augment": {"shift": 1}, **({"seed": teacher_seed} if teacher_seed is not None else {})}
+    raw = {"name": "f", "seed": seed, "data": {"name": "fashion-mnist", "val_fraction": 0.0, **data},
+           "teacher": teacher, "student": {"model": "mlp", "kwargs": {"hidden": [4]}}, "train": {"epochs": 1}}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["compare", str(path), "--out", str(tmp_path / "runs" / name)]) == 0
+    return teacher_reused(tmp_path / "runs" / name)
+
+
+def test_a_teacher_seed_shares_one_teacher_across_seeds_when_no_seed_draws_the_split(tmp_path, monkeypatch):
+    _small_fashion_mnist(tmp_path, monkeypatch)
+    assert not _fashion_run(tmp_path, "a", seed=0, teacher_seed=0)
+    assert _fashion_run(tmp_path, "b", seed=1, teacher_seed=0)  # the official test set, no validation: shared
+    assert _fashion_run(tmp_path, "c", seed=2, teacher_seed=0, rotate=10.0)  # the students' augmentation only
+    assert not _fashion_run(tmp_path, "d", seed=1)  # negative control: without teacher.seed, the run's seed
+    assert not _fashion_run(tmp_path, "e", seed=1, teacher_seed=0, val_fraction=0.2)  # a drawn split: its own
+
+
+def test_the_store_key_follows_the_teachers_own_seed_and_the_split_seed():
+    config = load_config(raw={"data": {"name": "mnist5k", "val_fraction": 0.0}, "teacher": {"model": "mlp"},
+                              "student": {"model": "mlp"}})
+    assert TeacherStore.key(config, 0) != TeacherStore.key(config, None)
+    seeded = TeacherStore.key(config.model_copy(update={"seed": 3}), 0)
+    fixed = TeacherStore.key(config.model_copy(update={"seed": 3, "teacher": config.teacher.model_copy(
+        update={"seed": 0})}), 0)
+    assert fixed == TeacherStore.key(config, 0) != seeded
+
+
+def test_only_the_teacher_has_a_seed_of_its_own():
+    with pytest.raises(Exception, match="student.seed: both students start from the run's seed"):
+        load_config(raw={"teacher": {"model": "mlp"}, "student": {"model": "mlp", "seed": 1}})

@@ -34,6 +34,9 @@ def test_fashion_mnist_reads_a_folder_of_idx_files(tmp_path, monkeypatch):
     expected = (images[3].astype(np.float32) / 255.0 - 0.2860) / 0.3530
     np.testing.assert_allclose(splits.test.fields["input"][3, 0].numpy(), expected, rtol=1e-6)
     assert splits.test.fields["target"].tolist() == (np.arange(30) % 10).tolist()
+    assert splits.seeded  # the validation part was drawn by the seed
+    whole = load_dataset("fashion-mnist", root=str(tmp_path), val_fraction=0.0)
+    assert not whole.seeded and len(whole.train) == 100  # the data set's own split: the same for every seed
 
 
 def test_without_the_files_the_error_says_how_to_get_them(tmp_path, monkeypatch):

@@ -72,6 +72,17 @@ def test_literature_sizes():
     assert abs(count_parameters(build_model("mlp", num_classes=10, input_shape=(1, 28, 28), hidden=[50])) - 40e3) < 1e3
 
 
+def test_the_cnn_with_batch_norm_normalizes_after_each_convolution():
+    plain = build_model("cnn", num_classes=10, input_shape=(1, 28, 28), channels=[8, 16, 32], hidden=16)
+    normed = build_model("cnn", num_classes=10, input_shape=(1, 28, 28), channels=[8, 16, 32], hidden=16,
+                         batch_norm=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())  # negative control: off by default
+    kinds = [type(m).__name__ for m in normed.features]
+    assert kinds[:4] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] and kinds.count("BatchNorm2d") == 3
+    assert count_parameters(normed) == 10_738  # the Fashion-MNIST benchmark's ~10k student
+    assert normed.eval()(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
 def test_transformer_encoder_with_mask():
     model = build_model("transformer_encoder", num_classes=3, input_shape=None, vocab_size=50, d_model=32)
     assert model(torch.randint(0, 50, (2, 9)), torch.ones(2, 9, dtype=torch.long)).shape == (2, 3)

@@ -109,7 +109,11 @@ def _accuracy_curves(folder: Path) -> Any:
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("validation accuracy during training")
-    ax.legend()
+    if ax.lines:
+        ax.legend()
+    else:  # (data.val_fraction 0: nothing was held out to evaluate on during training)
+        ax.text(0.5, 0.5, "no validation split (data.val_fraction: 0)", ha="center", va="center",
+                transform=ax.transAxes)
     ax.grid(alpha=0.3)
     return fig
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from distillkit.app.build import build_augmentation, build_model_from, make_distiller
 from distillkit.app.train import Attempt, TrainedModel, train_one
-from distillkit.config.schema import Config, TrainConfig, looks_like_a_path
+from distillkit.config.schema import AugmentConfig, Config, TrainConfig, looks_like_a_path
 from distillkit.core.distiller import input_field
 from distillkit.core.multi_teacher import MultiTeacher
 from distillkit.data.builtin import DataSplits
@@ -54,15 +54,19 @@ class TeacherStore:
         self.root = Path(root)
 
     @staticmethod
-    def key(config: Config, split_seed: int) -> str:
+    def key(config: Config, split_seed: int | None) -> str:
         """The teacher's config, the data config and what the data files hold (their content, not only their
-        names: a file regenerated under the same name is new data), its own seed (initial weights and data order)
-        and the seed that drew the train/val/test split it was trained on (an ensemble member's own seed differs
-        from the split's, and a member trained on another split may have seen this split's test data)."""
-        data = config.data.model_dump(mode="json", exclude={"views"})  # the students' views do not touch the teacher
+        names: a file regenerated under the same name is new data), its own seed (initial weights and data order:
+        ``teacher.seed``, else the run's) and the seed that drew the train/val/test split it was trained on
+        (``None`` for a split no seed draws; an ensemble member's own seed differs from the split's, and a member
+        trained on another split may have seen this split's test data). What only the students see is left out:
+        ``data.views``, and the data section's augmentation when the teacher has its own ``augment``."""
+        students_only = {"views"} | (set(AugmentConfig.model_fields) if config.teacher.augment is not None else set())
+        data = config.data.model_dump(mode="json", exclude=students_only)
         source = Path(config.data.name)
         content = source_fingerprint(source) if looks_like_a_path(config.data.name) and source.exists() else None
-        blob = json.dumps([config.teacher.model_dump(mode="json"), data, content, config.seed, split_seed],
+        seed = config.teacher.seed if config.teacher.seed is not None else config.seed
+        blob = json.dumps([config.teacher.model_dump(mode="json", exclude={"seed"}), data, content, seed, split_seed],
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -163,8 +167,11 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
     metrics are those of the mixture plus each member's ``members/<k>/test/accuracy``.
     """
     spec = config.teacher
+    split_seed = config.seed if splits.seeded else None
+    if spec.seed is not None:  # the teacher's own seed: it (and an ensemble's members) start from it
+        config = config.model_copy(update={"seed": spec.seed, "teacher": spec.model_copy(update={"seed": None})})
     if spec.ensemble == 1:
-        return _get_one_teacher(config, splits, folder, "teacher", store=store, split_seed=config.seed,
+        return _get_one_teacher(config, splits, folder, "teacher", store=store, split_seed=split_seed,
                                 attempt=Attempt(callbacks=hooks("teacher") if hooks else None, resume=resume,
                                                 resume_from=resume_from))
     members, metrics, seconds = [], {}, 0.0
@@ -172,7 +179,7 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
         member_config = config.model_copy(update={"seed": config.seed + k,
                                                   "teacher": spec.model_copy(update={"ensemble": 1})})
         name = f"teacher_{k}"
-        member = _get_one_teacher(member_config, splits, folder, name, store=store, split_seed=config.seed,
+        member = _get_one_teacher(member_config, splits, folder, name, store=store, split_seed=split_seed,
                                   attempt=Attempt(callbacks=hooks(name) if hooks else None, resume=resume,
                                                   resume_from=resume_from))
         log.info("%s: test accuracy %.4f", name, member.metrics["test/accuracy"])
@@ -184,7 +191,7 @@ def get_teacher(config: Config, splits: DataSplits, folder: Path | None, *, resu
     return TrainedModel("teacher", ready.model, {**ready.metrics, "train_seconds": seconds}, seconds)
 
 
-def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, name: str, *, split_seed: int,
+def _get_one_teacher(config: Config, splits: DataSplits, folder: Path | None, name: str, *, split_seed: int | None,
                      store: TeacherStore | None, attempt: Attempt) -> TrainedModel:
     """The teacher from its weights, from the store, or trained (``attempt``: its callbacks and resumption; the
     augmentation is the teacher's own)."""

@@ -116,6 +116,9 @@ class ModelConfig(_Strict):
     train: TrainConfig | None = Field(None, description="how to train this model alone (teacher: if no weights)")
     augment: AugmentConfig | None = Field(None, description="teacher only: augment its training with these "
                                           "settings instead of the data section's (which the students keep)")
+    seed: int | None = Field(None, description="teacher only: its own seed (initial weights, data order) instead of "
+                             "the run's; with a split that no seed draws (a fixed test set, data.val_fraction 0) "
+                             "runs of every seed then share one stored teacher")
     ensemble: int = Field(1, ge=1, le=32, description="teacher only: train this many copies (seeds seed, seed+1, "
                           "...) and distil from the mixture of their predictions (MultiTeacher)")
     ensemble_weights: Literal["equal", "confidence"] = Field(
@@ -367,6 +370,9 @@ class Config(_Strict):
         if self.student.ensemble != 1:
             raise ValueError("student.ensemble: only the teacher can be an ensemble; for a cohort of students that "
                              "learn from each other use distill.mutual: {peers: N}")
+        if self.student.seed is not None or any(a.seed is not None for a in self.distill.assistants):
+            raise ValueError("student.seed: both students start from the run's seed, so that they are compared "
+                             "fairly; set the top-level seed (teacher.seed is for the teacher only)")
         if self.student.augment is not None or any(a.augment is not None for a in self.distill.assistants):
             raise ValueError("student.augment: both students get the data section's augmentation, so that they are "
                              "compared fairly; set it in data (teacher.augment is for the teacher only)")

@@ -41,6 +41,9 @@ class DataSplits:
     """The names of a table's encoded feature columns (``age``, ``workclass=Private``), for trees' rules."""
     feature_scales: dict[str, tuple[float, float]] | None = None
     """A table's standardized numeric columns: name -> (mean, deviation), to show rules in the column's units."""
+    seeded: bool = True
+    """Whether the run's seed drew the split (``False``: the data set's own test set, all of its training set and no
+    validation, the same for every seed)."""
     notes: list[str] = field(default_factory=list)
     """What loading did to the data, for the run's record (a table's encoding, missing values, class balance)."""
 
@@ -126,5 +129,5 @@ def tensor_splits(name: str, x: np.ndarray, y: np.ndarray, options: DataOptions,
     return DataSplits(
         name=name, train=make(x[train], y[train]), val=make(x[val], y[val]) if len(val) else None,
         test=make(x_test, y_test), num_classes=len(class_names), input_shape=tuple(x.shape[1:]),
-        class_names=class_names,
+        class_names=class_names, seeded=test is None or bool(val_fraction) or len(y) < total,
     )

@@ -51,15 +51,18 @@ class SimpleCNN(nn.Module):
     """LeNet-style CNN: ``conv3x3 -> ReLU -> maxpool`` per width, then ``fc1 -> ReLU -> dropout -> fc_out``.
 
     With the defaults on 1x28x28 inputs it has ~421k parameters (the MNIST teacher of the benchmarks).
+    ``batch_norm=True`` puts a batch normalization after each convolution (``conv -> BN -> ReLU -> maxpool``),
+    which small CNNs train better with.
     """
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
-                 hidden: int = 128, dropout: float = 0.25) -> None:
+                 hidden: int = 128, dropout: float = 0.25, batch_norm: bool = False) -> None:
         super().__init__()
         c, h, w = _image_shape(input_shape)
         layers: list[nn.Module] = []
         for out in channels:
-            layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            norm = [nn.BatchNorm2d(out)] if batch_norm else []
+            layers += [nn.Conv2d(c, out, 3, padding=1, bias=not batch_norm), *norm, nn.ReLU(), nn.MaxPool2d(2)]
             c, h, w = out, h // 2, w // 2
         self.features = nn.Sequential(*layers)
         self.fc1 = nn.Linear(c * h * w, hidden)
@@ -266,7 +269,8 @@ def mlp(num_classes: int, input_shape: Sequence[int], hidden: Sequence[int] = (2
     return MLP(math.prod(input_shape), num_classes, hidden, dropout)
 
 
-@MODELS.register("cnn", "LeNet-style CNN; channels=[32, 64], hidden=128 (~421k params on 28x28)")
+@MODELS.register("cnn", "LeNet-style CNN; channels=[32, 64], hidden=128 (~421k params on 28x28), dropout=0.25, "
+                 "batch_norm=false")
 def cnn(num_classes: int, input_shape: Sequence[int], **kwargs: Any) -> nn.Module:
     return SimpleCNN(input_shape, num_classes, **kwargs)
 
