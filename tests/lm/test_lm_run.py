@@ -31,7 +31,8 @@ def lm_files(tmp_path_factory, teacher, tokenizer):
         "teacher": {"model": "teacher"},
         "student": {"from_teacher": {"layers": 2, "choose": "importance", "calibration_blocks": 16}},
         "data": {"text": ["text.txt"], "block_size": 32, "batch_size": 8, "val_fraction": 0.1, "test_fraction": 0.15},
-        "distill": {"loss": "forward_kl", "top_k": 16},
+        "distill": {"loss": "forward_kl", "top_k": 16, "attention": [  # MiniLM v2 relations, last layer to last
+            {"student": "model.layers.1.self_attn", "teacher": "model.layers.3.self_attn", "relation_heads": 4}]},
         "train": {"epochs": 2, "lr": 0.005, "checkpoint_every": 4},
         "evaluate": {"prompts": ["the cat", "a dog"], "new_tokens": 4, "speed_batches": [1, 2], "speed_repeats": 1},
     }
@@ -61,6 +62,8 @@ def test_an_lm_run_compares_three_models_and_saves_a_student_transformers_loads(
         assert key in distilled, key
     assert results["generations"]["prompts"] == ["the cat", "a dog"] and len(results["generations"]["distilled"]) == 2
     assert "layers [" in results["student"] and "of 4 (importance)" in results["student"]
+    logged = (out / "distilled" / "metrics.jsonl").read_text()
+    assert "attention/model.layers.1.self_attn->model.layers.3.self_attn" in logged  # the relation term trained
     report = (out / "report.html").read_text()
     assert "Generations" in report and "distilled student" in report
     # the saved student: transformers alone loads it, with its tokenizer, into a text-generation pipeline
@@ -122,6 +125,8 @@ def test_a_stopped_lm_run_resumes_to_the_uninterrupted_results(lm_files, tmp_pat
     ({"student": {}}, "exactly one of from_teacher, config, model"),
     ({"distill": {"loss": "kl"}}, "distill.loss"),
     ({"distill": {"on_policy": {"fraction": 0.5}}}, "needs data.pairs"),
+    ({"distill": {"attention": [{"student": "model.layers.5.self_attn", "teacher": "model.layers.3.self_attn"}]}},
+     "model.layers.5.self_attn.q_proj"),
     ({"data": {"text": ["missing.txt"], "block_size": 32}}, "text not found"),
     ({"data": {"text": ["text.txt"], "block_size": 32}, "teacher": {"model": "nowhere/at-all.gguf"}}, "GGUF file not found"),
 ])

@@ -25,7 +25,9 @@ from distillkit.app.runs import Run, RunFolder
 from distillkit.app.train import resume_point
 from distillkit.config.lm import LMConfig
 from distillkit.config.loading import dump_config
-from distillkit.core.terms import FeatureTerm, LossTerm
+from distillkit.config.schema import ConfigError
+from distillkit.core.taps import resolve_module
+from distillkit.core.terms import AttentionRelationTerm, FeatureTerm, LossTerm
 from distillkit.data.base import TensorDictDataset
 from distillkit.evaluation.cost import model_size_bytes
 from distillkit.lm.answers import answer_scores
@@ -153,7 +155,22 @@ def _alpha(config: LMConfig) -> Any:
 
 
 def _hidden_terms(config: LMConfig) -> list[LossTerm]:
-    return [FeatureTerm(pair.student, pair.teacher, pair.weight, loss=pair.loss) for pair in config.distill.hidden]
+    """The layer-map terms: hidden states (FitNets through an adapter) and self-attention relations (MiniLM v2)."""
+    hidden: list[LossTerm] = [FeatureTerm(p.student, p.teacher, p.weight, loss=p.loss) for p in config.distill.hidden]
+    return hidden + [AttentionRelationTerm(p.student, p.teacher, p.weight, heads=p.relation_heads)
+                     for p in config.distill.attention]
+
+
+def check_layer_map(config: LMConfig, teacher: nn.Module, student: nn.Module) -> None:
+    """Every module the layer-map terms tap exists, checked before the run folder is made."""
+    for term in _hidden_terms(config):
+        for model, names, role in ((student, term.student_layers, "student"), (teacher, term.teacher_layers, "teacher")):
+            for name in names:
+                try:
+                    resolve_module(model, name, role=role)
+                except KeyError as error:
+                    section = "attention" if isinstance(term, AttentionRelationTerm) else "hidden"
+                    raise ConfigError(f"distill.{section}: {error.args[0]}") from None
 
 
 @dataclass
@@ -279,6 +296,7 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
     teacher, tokenizer = load_causal_lm(config.teacher.model, trust_code=trust_code.get())
     data = build_lm_data(config, tokenizer)
     initial, described = build_lm_student(config, teacher, tokenizer, data.train)
+    check_layer_map(config, teacher, initial)
     distill = config.distill
     objective = (f"{distill.loss} (T={distill.temperature:g}"
                  + (f", top-{distill.top_k}" if distill.top_k else "") + (f", top-p {distill.top_p}" if distill.top_p

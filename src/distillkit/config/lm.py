@@ -128,6 +128,16 @@ class HiddenPair(Strict):
     weight: float = Field(1.0, ge=0)
 
 
+class AttentionPair(Strict):
+    """A self-attention relation term (MiniLM v2) between a student and a teacher attention module."""
+
+    student: str = Field(..., description="a student attention module, e.g. model.layers.3.self_attn")
+    teacher: str = Field(..., description="a teacher attention module, e.g. model.layers.29.self_attn")
+    relation_heads: int = Field(4, ge=1, description="relation heads: must divide the widths of both sides' query, "
+                                "key and value projections")
+    weight: float = Field(1.0, ge=0)
+
+
 class LMDistill(Strict):
     loss: Divergence = Field("forward_kl", description="the token-level divergence")
     temperature: float = Field(1.0, gt=0)
@@ -141,13 +151,15 @@ class LMDistill(Strict):
     sequence_level: SequenceLevel | None = Field(None, description="pairs: train on the teacher's responses")
     on_policy: OnPolicy | None = Field(None, description="pairs: mix in the student's own samples (GKD)")
     hidden: list[HiddenPair] = Field(default_factory=list, description="hidden-state terms with a layer map")
+    attention: list[AttentionPair] = Field(default_factory=list, description="self-attention relation terms with a "
+                                           "layer map (MiniLM v2: query, key and value relations)")
 
     @model_validator(mode="after")
     def _compatible(self) -> LMDistill:
         in_range(self.alpha, "distill.alpha", low=0.0, high=1.0)
-        if self.offline is not None and (self.on_policy is not None or self.hidden):
+        if self.offline is not None and (self.on_policy is not None or self.hidden or self.attention):
             raise ValueError("offline reads stored teacher outputs of the data's own tokens; on_policy (new tokens "
-                             "every step) and hidden (the teacher's layers) need the teacher online")
+                             "every step), hidden and attention (the teacher's layers) need the teacher online")
         return self
 
 

@@ -16,8 +16,9 @@ from torch import Tensor, nn
 from distillkit.core.adapters import AdapterKind, build_adapter
 from distillkit.core.schedules import ScheduleLike, TrainingState, as_schedule, schedule_value
 from distillkit.losses import FEATURE_LOSSES, hard_label_loss, kd_loss, kd_loss_topk
+from distillkit.losses.relations import attention_relation_kl
 
-__all__ = ["DistillContext", "FeatureTerm", "HardLabelTerm", "LossTerm", "SoftTargetTerm", "TeacherOutputs"]
+__all__ = ["AttentionRelationTerm", "DistillContext", "FeatureTerm", "HardLabelTerm", "LossTerm", "SoftTargetTerm", "TeacherOutputs"]
 
 
 @dataclass
@@ -297,3 +298,39 @@ class FeatureTerm(LossTerm):
             )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+
+
+class AttentionRelationTerm(LossTerm):
+    """Match a transformer layer's self-attention relations to a teacher layer's (MiniLM v2, Wang et al. 2021):
+    the query-query, key-key and value-value relations of every token to every token it sees, split into
+    ``heads`` relation heads so that layers of other widths and head counts compare without an adapter
+    (:func:`~distillkit.losses.relations.attention_relation_kl`).
+
+    Args:
+        student_attention: the student's attention module, e.g. ``"model.layers.3.self_attn"``.
+        teacher_attention: the teacher's, e.g. ``"model.layers.29.self_attn"``.
+        weight: number or schedule.
+        heads: relation heads; must divide every tapped projection's width on both sides (with grouped-query
+            attention the key and value projections are narrower than the queries').
+        projections: the linear projections under each attention module (Llama, Qwen, Mistral: the default;
+            BERT: ``("query", "key", "value")``).
+        causal: a decoder's tokens relate only to those before them.
+    """
+
+    traceable = False
+
+    def __init__(self, student_attention: str, teacher_attention: str, weight: ScheduleLike = 1.0, *, heads: int = 4,
+                 projections: tuple[str, ...] = ("q_proj", "k_proj", "v_proj"), causal: bool = True,
+                 name: str | None = None) -> None:
+        super().__init__(name or f"attention/{student_attention}->{teacher_attention}", weight)
+        self.heads, self.causal = heads, causal
+        self.student_layers = tuple(f"{student_attention}.{p}" for p in projections)
+        self.teacher_layers = tuple(f"{teacher_attention}.{p}" for p in projections)
+
+    def forward(self, ctx: DistillContext) -> Tensor:
+        if ctx.teacher is None:
+            raise RuntimeError(f"{self.name} needs the teacher's attention projections (run the teacher online)")
+        student = tuple(ctx.student_features[n] for n in self.student_layers)
+        teacher = tuple(ctx.teacher.features[n] for n in self.teacher_layers)
+        return attention_relation_kl(student, teacher, heads=self.heads, causal=self.causal,
+                                     attention_mask=ctx.batch.get("attention_mask"))

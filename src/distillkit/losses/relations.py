@@ -1,4 +1,5 @@
-"""Feature and relation distillation losses: attention transfer, similarity-preserving, PKT, RKD, NST.
+"""Feature and relation distillation losses: attention transfer, similarity-preserving, PKT, RKD, NST, and
+MiniLM v2's self-attention relations for transformers.
 
 Unlike the FitNets hint (:mod:`distillkit.losses.features`), these compare *structure* - attention maps,
 batch similarity matrices, distances and angles between samples, channel distributions - so student and
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "attention_relation_kl",
     "attention_transfer",
     "nst_loss",
     "pkt_loss",
@@ -147,3 +149,46 @@ def nst_loss(student: Tensor, teacher: Tensor) -> Tensor:
         return torch.bmm(a, b.transpose(1, 2)).pow(2).mean((1, 2))
 
     return (kernel_mean(ft, ft) + kernel_mean(fs, fs) - 2 * kernel_mean(fs, ft)).mean()
+
+
+def _relation_logprobs(x: Tensor, heads: int, mask: Tensor) -> Tensor:
+    """``[B, heads, L, L]``: log-softmax over keys of ``x_h x_h^T / sqrt(d_h)`` for each relation head ``h``
+    (``x``: ``[B, L, D]`` split into ``heads`` slices of ``D / heads``); ``mask`` ``[B, L, L]`` says which keys each
+    query may see."""
+    batch, length, width = x.shape
+    if width % heads:
+        raise ValueError(f"attention relations: {heads} relation heads do not divide a projection of width {width}; "
+                         "choose relation_heads dividing every tapped projection's width (teacher's and student's)")
+    parts = x.float().reshape(batch, length, heads, width // heads).transpose(1, 2)  # [B, H, L, d]
+    scores = parts @ parts.transpose(-1, -2) / (width // heads) ** 0.5
+    return scores.masked_fill(~mask[:, None], torch.finfo(scores.dtype).min).log_softmax(dim=-1)
+
+
+def attention_relation_kl(student: tuple[Tensor, ...], teacher: tuple[Tensor, ...], *, heads: int,
+                          attention_mask: Tensor | None = None, causal: bool = True) -> Tensor:
+    """MiniLM v2's self-attention relation distillation (Wang et al. 2021): for each projection pair (queries,
+    keys, values: ``[B, L, D]``, the widths may differ between student and teacher), both are split into ``heads``
+    relation heads, each gives the scaled dot-product relation of every token to every token it may see (a
+    softmax over keys), and the loss is KL(teacher || student) summed over keys, averaged over relation heads,
+    over the query positions that count and over the projections.
+
+    Args:
+        attention_mask: ``[B, L]``, 1 for real tokens (padding is neither a key nor a counted query).
+        causal: a decoder's queries see only the keys up to themselves.
+    """
+    if len(student) != len(teacher):
+        raise ValueError(f"attention relations: {len(student)} student projections against {len(teacher)}")
+    batch, length = student[0].shape[:2]
+    real = (attention_mask.bool() if attention_mask is not None
+            else torch.ones(batch, length, dtype=torch.bool, device=student[0].device))
+    mask = real[:, None, :] & real[:, :, None]
+    if causal:
+        mask = mask & torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+    queries = real.float()
+    total = student[0].new_zeros((), dtype=torch.float32)
+    for s, t in zip(student, teacher):
+        log_s = _relation_logprobs(s, heads, mask)
+        log_t = _relation_logprobs(t.detach(), heads, mask)
+        kl = (log_t.exp() * (log_t - log_s)).masked_fill(~mask[:, None], 0.0).sum(-1)  # [B, H, L]
+        total = total + (kl.mean(1) * queries).sum() / queries.sum().clamp_min(1.0)
+    return total / len(student)
