@@ -52,10 +52,10 @@ from distillkit.lm.models import (
     depth_pruned,
     fresh_student,
     load_causal_lm,
-    mlp_pruned,
 )
 from distillkit.lm.offline import TopKFile
 from distillkit.lm.training import LMTrainer, lm_distiller
+from distillkit.lm.width import embedding_pruned, heads_pruned, mlp_pruned
 from distillkit.losses.tokens import TokenLoss
 from distillkit.models import count_parameters
 from distillkit.storage import json_text, write_text_atomic
@@ -133,9 +133,11 @@ def build_lm_student(config: LMConfig, teacher: nn.Module, tokenizer: Any, calib
         keep = choose_layers(count, cut.layers, how=cut.choose, importance=scores)
         student = depth_pruned(teacher, keep)
         said.append(f"layers {keep} of {count} ({cut.choose})")
-    if cut.mlp is not None:
-        student = mlp_pruned(student, batches, keep=cut.mlp)
-        said.append(f"MLP channels: {cut.mlp} kept")
+    for keep, prune, what in ((cut.heads, heads_pruned, "attention heads"), (cut.mlp, mlp_pruned, "MLP channels"),
+                              (cut.embedding, embedding_pruned, "embedding channels")):
+        if keep is not None:  # (each measured on the model pruned so far, as Minitron prunes axis by axis)
+            student = prune(student, batches, keep=keep)
+            said.append(f"{what}: {keep} kept")
     return student, "the teacher pruned: " + "; ".join(said)
 
 

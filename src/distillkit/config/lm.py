@@ -39,7 +39,9 @@ class LMTeacher(Strict):
 
 
 class FromTeacher(Strict):
-    """A student cut from the teacher (Minitron): fewer layers, narrower MLPs, or both."""
+    """A student cut from the teacher (Minitron): fewer layers, fewer attention heads, narrower MLPs, narrower
+    embeddings, or several of them (depth first, then heads, MLP and embedding, each measured on the model pruned
+    so far)."""
 
     layers: int | None = Field(None, ge=1, description="decoder layers kept")
     choose: Literal["importance", "every", "first"] = Field(
@@ -47,12 +49,16 @@ class FromTeacher(Strict):
                                   "n-th, or the first")
     mlp: int | None = Field(None, ge=1, description="MLP channels kept per layer (the most active on calibration "
                                                     "text)")
+    heads: int | None = Field(None, ge=1, description="attention heads kept per layer, in whole key/value groups "
+                                                      "(the groups whose heads' outputs are largest)")
+    embedding: int | None = Field(None, ge=1, description="embedding channels kept (hidden_size; the most active "
+                                                          "at the RMSNorms)")
     calibration_blocks: int = Field(64, ge=1, description="training blocks the importance is measured on")
 
     @model_validator(mode="after")
     def _something(self) -> FromTeacher:
-        if self.layers is None and self.mlp is None:
-            raise ValueError("say what the student keeps: layers, mlp or both")
+        if all(getattr(self, key) is None for key in ("layers", "mlp", "heads", "embedding")):
+            raise ValueError("say what the student keeps: layers, heads, mlp, embedding, or several of them")
         return self
 
 

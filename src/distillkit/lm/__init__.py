@@ -13,11 +13,11 @@ from distillkit.lm.models import (
     depth_pruned,
     fresh_student,
     load_causal_lm,
-    mlp_pruned,
 )
 from distillkit.lm.offline import TopKFile
 from distillkit.lm.terms import NextTokenTerm, TokenDistillTerm, lm_inputs
 from distillkit.lm.training import LMTrainer, lm_distiller
+from distillkit.lm.width import embedding_pruned, heads_pruned, mlp_pruned
 
 __all__ = [
     "CORPORA",
@@ -34,10 +34,12 @@ __all__ = [
     "compare_lms",
     "decoder_layers",
     "depth_pruned",
+    "embedding_pruned",
     "fresh_student",
     "generate_responses",
     "generate_text",
     "generation_speed",
+    "heads_pruned",
     "lm_distiller",
     "lm_inputs",
     "load_causal_lm",

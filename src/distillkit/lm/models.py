@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from distillkit.errors import DistillkitError, require
 
 __all__ = ["BUILTIN_LMS", "block_importance", "check_same_tokenizer", "choose_layers", "decoder_layers",
-           "depth_pruned", "fresh_student", "load_causal_lm", "mlp_pruned"]
+           "depth_pruned", "fresh_student", "load_causal_lm"]
 
 log = logging.getLogger("distillkit")
 
@@ -237,67 +237,6 @@ def depth_pruned(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     if isinstance(types, list) and len(types) == count:
         config.layer_types = [types[k] for k in sorted(keep)]
     return student
-
-
-def _mlp(layer: nn.Module) -> nn.Module:
-    mlp = getattr(layer, "mlp", None)
-    if mlp is None or not all(hasattr(mlp, name) for name in ("gate_proj", "up_proj", "down_proj")):
-        raise DistillkitError(f"width pruning handles gated MLPs (gate_proj, up_proj, down_proj: Llama, Mistral, "
-                              f"Qwen, SmolLM); {type(layer).__name__} has none")
-    return mlp
-
-
-@torch.no_grad()
-def mlp_pruned(model: nn.Module, batches: Iterable[Mapping[str, Tensor]], *, keep: int) -> nn.Module:
-    """A copy of ``model`` whose MLPs keep the ``keep`` intermediate channels of largest mean activation on the
-    calibration text (Minitron's width pruning of the MLP, Muralidharan et al. 2024): the rows of ``gate_proj``
-    and ``up_proj`` and the columns of ``down_proj`` of the others are removed in every layer.
-
-    Raises:
-        DistillkitError: a model without gated MLPs, or ``keep`` out of range.
-    """
-    student = copy.deepcopy(model)
-    mlps = [_mlp(layer) for layer in decoder_layers(student)]
-    width = mlps[0].down_proj.in_features
-    if not 1 <= keep <= width:
-        raise DistillkitError(f"the MLP keeps 1 to {width} channels, not {keep}")
-    totals = [torch.zeros(width, dtype=torch.float64) for _ in mlps]
-    def measure(k: int) -> Any:
-        def hook(module: nn.Module, args: tuple[Tensor, ...]) -> None:  # (returns None: the input stays as it is)
-            totals[k].add_(args[0].detach().abs().double().reshape(-1, width).sum(0).cpu())
-        return hook
-
-    handles = [mlp.down_proj.register_forward_pre_hook(measure(k)) for k, mlp in enumerate(mlps)]
-    student.eval()
-    try:
-        for batch in batches:
-            student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    finally:
-        for handle in handles:
-            handle.remove()
-    for mlp, total in zip(mlps, totals):
-        channels = total.topk(keep).indices.sort().values.to(mlp.down_proj.weight.device)
-        for name in ("gate_proj", "up_proj"):
-            setattr(mlp, name, _rows(getattr(mlp, name), channels))
-        mlp.down_proj = _columns(mlp.down_proj, channels)
-    student.config.intermediate_size = keep
-    return student
-
-
-def _rows(linear: nn.Linear, rows: Tensor) -> nn.Linear:
-    out = nn.Linear(linear.in_features, len(rows), bias=linear.bias is not None).to(linear.weight)
-    out.weight.copy_(linear.weight[rows])
-    if linear.bias is not None:
-        out.bias.copy_(linear.bias[rows])
-    return out
-
-
-def _columns(linear: nn.Linear, columns: Tensor) -> nn.Linear:
-    out = nn.Linear(len(columns), linear.out_features, bias=linear.bias is not None).to(linear.weight)
-    out.weight.copy_(linear.weight[:, columns])
-    if linear.bias is not None:
-        out.bias.copy_(linear.bias)
-    return out
 
 
 def fresh_student(teacher: nn.Module, sizes: Mapping[str, Any], *, seed: int = 0) -> nn.Module:
