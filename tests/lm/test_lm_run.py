@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from distillkit.cli.main import main
@@ -167,3 +168,29 @@ def test_an_lm_run_on_pairs_scores_the_answers_against_the_references_and_the_te
         assert 0.0 <= models[name]["answers/f1"] <= 1.0 and 0.0 <= models[name]["answers/exact_match"] <= 1.0
     assert "answers/teacher_f1" in models["distilled"] and "answers/teacher_f1" not in models["teacher"]
     assert "answer F1" in (out / "report.md").read_text()
+
+
+def test_lora_students_train_only_their_adapters_and_are_saved_merged(lm_files, tmp_path):
+    from safetensors.torch import load_file
+
+    folder, config = lm_files
+    lora = {**config, "student": {**config["student"], "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]}},
+            "distill": {"loss": "forward_kl"}, "train": {"epochs": 1, "lr": 0.01}}
+    out = tmp_path / "lora"
+    assert main(["lm", str(_write(folder, lora, "lora.yaml")), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert "trained through LoRA adapters (r 4, alpha 16) on q_proj, v_proj" in results["student"]
+    trainable = int(results["student"].split(": ")[-1].split(" trainable")[0].replace(",", ""))
+    assert trainable == 2 * ((4 * 48 + 48 * 4) + (4 * 48 + 24 * 4))  # 2 layers: A and B of q (48 -> 48), v (48 -> 24)
+    weights = {}
+    for model in ("student_alone", "distilled"):
+        saved = load_file(out / model / "model" / "model.safetensors")
+        assert not any("lora" in key for key in saved)  # merged: a plain model
+        weights[model] = saved
+    teacher = load_file(folder / "teacher" / "model.safetensors")
+    mlp = "model.layers.0.mlp.up_proj.weight"  # not adapted: as pruned from the teacher, in both students
+    assert any(torch.equal(weights["distilled"][mlp], teacher[f"model.layers.{k}.mlp.up_proj.weight"]) for k in range(4))
+    assert torch.equal(weights["distilled"][mlp], weights["student_alone"][mlp])
+    query = "model.layers.0.self_attn.q_proj.weight"  # adapted and merged: changed by training
+    assert not any(torch.equal(weights["distilled"][query], teacher[f"model.layers.{k}.self_attn.q_proj.weight"])
+                   for k in range(4))

@@ -44,6 +44,7 @@ from distillkit.lm.data import (
 from distillkit.lm.evaluate import compare_lms, generate_text, generation_speed
 from distillkit.lm.export import save_lm
 from distillkit.lm.generation import GenerationSettings, OnPolicyMix, generate_responses
+from distillkit.lm.lora import add_lora, merge_lora, trainable_parameters
 from distillkit.lm.models import (
     block_importance,
     check_same_tokenizer,
@@ -202,8 +203,9 @@ def train_model(name: str, distiller: Any, data: tuple[Any, Any], settings: tupl
         import transformers
 
         log.info("%s: already trained in %s, reusing it", name, folder)
-        distiller.student.load_state_dict(getattr(transformers, how.auto_class).from_pretrained(saved).state_dict())
-        return distiller.student, float(json.loads((folder / TRAINING_RECORD).read_text())["train_seconds"])
+        student = merge_lora(distiller.student)  # (saved merged: the plain model's weights)
+        student.load_state_dict(getattr(transformers, how.auto_class).from_pretrained(saved).state_dict())
+        return student, float(json.loads((folder / TRAINING_RECORD).read_text())["train_seconds"])
     trainer = how.trainer(distiller, data[0], data[1], options, batch_size=batch_size, seed=seed,
                           checkpoint_dir=folder / "checkpoints", batch_transform=how.batch_transform,
                           callbacks=[*how.run.callbacks(name), MetricsFile(folder / "metrics.jsonl")],
@@ -211,8 +213,7 @@ def train_model(name: str, distiller: Any, data: tuple[Any, Any], settings: tupl
     trainer.label = name
     log.info("%s: training", name)
     trainer.fit(resume=resume_point(folder, how.resume, how.resume_from))
-    student = trainer.unsharded_student()
-    return student, trainer.train_seconds
+    return merge_lora(trainer.unsharded_student()), trainer.train_seconds
 
 
 def save_trained(student: nn.Module, tokenizer: Any, folder: Path, seconds: float,
@@ -299,6 +300,15 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
     data = build_lm_data(config, tokenizer)
     initial, described = build_lm_student(config, teacher, tokenizer, data.train)
     check_layer_map(config, teacher, initial)
+    lora = config.student.lora
+    if lora is not None:  # (checked on a copy before anything is written: the layers it names exist)
+        described += (f"; trained through LoRA adapters (r {lora.r}, alpha {lora.alpha:g}) on "
+                      f"{', '.join(lora.target_modules)}: {trainable_parameters(add_lora(copy_model(initial), lora)):,} "
+                      f"trainable weights of {count_parameters(initial):,}, merged when saved")
+
+    def new_student() -> nn.Module:
+        return add_lora(copy_model(initial), lora) if lora is not None else copy_model(initial)
+
     distill = config.distill
     objective = (f"{distill.loss} (T={distill.temperature:g}"
                  + (f", top-{distill.top_k}" if distill.top_k else "") + (f", top-p {distill.top_p}" if distill.top_p
@@ -310,7 +320,7 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
         card = ("A language model trained alone", f"The student of `{config.name}` trained on the language-model "
                 "loss alone (distillkit's baseline).", {"base_model": config.teacher.model})
         settings = (config.train, config.data.batch_size, config.seed)
-        alone_model, alone_seconds = train_model("student_alone", lm_distiller(None, copy_model(initial)),
+        alone_model, alone_seconds = train_model("student_alone", lm_distiller(None, new_student()),
                                                  (data.train, data.val), settings, how)
         save_trained(alone_model, tokenizer, run.path / "student_alone", alone_seconds, card)
         train, teacher_for_terms, offline = data.train, teacher, distill.offline is not None
@@ -322,7 +332,7 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
                                  batch_size=config.data.batch_size)  # type: ignore[union-attr]
             train, teacher_for_terms = top.attach(train), None
             results["offline"] = {"k": top.manifest.k, "bytes_per_token": top.bytes_per_token, "folder": str(top.folder)}
-        student = copy_model(initial)
+        student = new_student()
         distiller = lm_distiller(teacher_for_terms, student, loss=_loss(config), alpha=_alpha(config),
                                  offline=offline, extra=_hidden_terms(config))
         if distill.on_policy is not None:

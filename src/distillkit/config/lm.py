@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from distillkit.config.base import Strict
 from distillkit.config.schedules import Scalar, in_range
 from distillkit.config.schema import TrackingConfig
+from distillkit.lm.lora import LoraOptions
 from distillkit.losses.tokens import DIVERGENCES
 from distillkit.training.options import TrainOptions
 
@@ -70,6 +71,8 @@ class LMStudent(Strict):
     config: dict[str, Any] | None = Field(None, description="config values of a fresh student (num_hidden_layers, "
                                                             "hidden_size, intermediate_size, ...)")
     model: str | None = Field(None, description="a causal LM with the teacher's tokenizer (folder, .gguf, hub id)")
+    lora: LoraOptions | None = Field(None, description="train both students through LoRA adapters (peft) merged "
+                                                       "into their weights when saved, instead of every weight")
 
     @model_validator(mode="after")
     def _one_source(self) -> LMStudent:
