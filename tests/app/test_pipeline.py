@@ -12,9 +12,9 @@ from distillkit.config import load_config
 
 STEPS = [
     {"kind": "prune", "method": "channel", "amount": 0.5},
-    {"kind": "recover", "epochs": 1},
+    {"kind": "recover", "epochs": 1, "labels": 0.5},
     {"kind": "factorize", "ratio": 2.0, "layers": ["fc1"]},
-    {"kind": "recover", "epochs": 1, "teacher": False},
+    {"kind": "recover", "epochs": 1, "teacher": False, "labels": 0.5},
     {"kind": "quantize", "mode": "dynamic"},
     {"kind": "export", "formats": ["safetensors", "onnx", "onnx-int8"]},
 ]
@@ -38,8 +38,11 @@ def test_every_step_is_a_measured_variant(pipeline_run):
     folder, results = pipeline_run
     variants = results["compression"]["variants"]
     names = [v["name"] for v in variants]
-    assert names == ["distilled", "1. prune channel 50%", "2. recover with teacher", "3. factorize 2.0x",
-                     "4. recover alone", "5. quantize int8 dynamic", "ONNX Runtime fp32", "ONNX Runtime int8"]
+    assert names == ["distilled", "1. prune channel 50%", "2. recover with teacher, 50% of the labels",
+                     "3. factorize 2.0x", "4. recover alone, 50% of the labels", "5. quantize int8 dynamic",
+                     "ONNX Runtime fp32", "ONNX Runtime int8"]
+    taught, alone = variants[2]["detail"], variants[4]["detail"]  # the teacher sees every input, alone half
+    assert taught["labels"] == alone["labels"] == 0.5 and abs(taught["train_samples"] - 2 * alone["train_samples"]) <= 1
     assert all(v["latency_ms"] > 0 and v["throughput"] > 0 and 0 <= v["accuracy"] <= 1 for v in variants)
     assert variants[1]["params"] < variants[0]["params"] and variants[3]["params"] < variants[2]["params"]
     assert variants[5]["size_mb"] < 0.5 * variants[4]["size_mb"]  # int8 weights

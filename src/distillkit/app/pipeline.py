@@ -20,6 +20,7 @@ on the CPU, in the same process, so the ratios between rows are meaningful; abso
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import logging
 import time
@@ -62,6 +63,7 @@ from distillkit.config.compress import (
 )
 from distillkit.config.schema import Config
 from distillkit.data.builtin import DataSplits
+from distillkit.data.splits import with_fewer_labels
 from distillkit.evaluation import accuracy_and_loss, count_weights, model_size_bytes, time_models
 from distillkit.models import count_parameters
 from distillkit.storage import json_text, write_text_atomic
@@ -137,6 +139,10 @@ def _recover(model: nn.Module, teacher: nn.Module | None, config: Config, splits
     overrides = {k: getattr(step, k) for k in ("alpha", "temperature") if getattr(step, k, None) is not None}
     if overrides:  # recovery may use its own KD settings (a lower temperature often recovers better)
         config = config.model_copy(update={"distill": config.distill.model_copy(update=overrides)})
+    labels = getattr(step, "labels", 1.0)
+    if labels < 1.0:  # (fewer labels: the teacher labels the rest; alone, the rest is left out)
+        splits = dataclasses.replace(splits, train=with_fewer_labels(splits.train, labels, seed=config.seed,
+                                                                      keep_unlabelled=teacher is not None))
     distiller = (make_distiller(teacher, model, splits, terms=build_terms(config, len(splits.train)))  # type: ignore[arg-type]
                  if teacher is not None else make_distiller(None, model, splits))
     callbacks = []
@@ -152,6 +158,7 @@ def _recover(model: nn.Module, teacher: nn.Module | None, config: Config, splits
     if teacher is not None:
         teacher.cpu()
     return {"epochs": step.epochs, "lr": train.lr, "teacher": teacher is not None, **overrides,
+            **({"labels": labels, "train_samples": len(splits.train)} if labels < 1.0 else {}),
             "train_seconds": round(trained.seconds, 2)}
 
 
@@ -255,7 +262,8 @@ def _recover_step(step: RecoverStep, index: int, state: PipelineState) -> StepRe
     make_pruning_permanent(state.float_model)
     if step.gradual_sparsity:
         detail["sparsity"] = sparsity_report(state.float_model)["total"]
-    return (" with teacher" if teacher is not None else " alone"), detail
+    labels = f", {step.labels:.0%} of the labels" if step.labels < 1.0 else ""
+    return (" with teacher" if teacher is not None else " alone") + labels, detail
 
 
 def _check_factorize(step: FactorizeStep, model: nn.Module, example: Tensor) -> None:

@@ -35,6 +35,10 @@ class RecoverStep(_Strict):
                                            "during the recovery (Zhu & Gupta cubic schedule)")
     alpha: float | None = Field(None, ge=0, le=1, description="soft-label weight while recovering (default: distill's)")
     temperature: float | None = Field(None, gt=0, description="KD temperature while recovering (default: distill's)")
+    labels: float = Field(1.0, gt=0, le=1, description="the share of the training labels recovery may use (a "
+                          "stratified sample, drawn by the seed): with the teacher it still sees every training "
+                          "input, the teacher's outputs standing in for the missing labels; alone, only the "
+                          "labelled ones")
 
 
 class FactorizeStep(_StepBase):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from distillkit.data.base import TensorDictDataset
+from distillkit.data.base import UNLABELLED, TensorDictDataset
 from distillkit.data.options import DataOptions
 from distillkit.errors import require
 from distillkit.registry import DistillkitError
@@ -131,3 +131,29 @@ def tensor_splits(name: str, x: np.ndarray, y: np.ndarray, options: DataOptions,
         test=make(x_test, y_test), num_classes=len(class_names), input_shape=tuple(x.shape[1:]),
         class_names=class_names, seeded=test is None or bool(val_fraction) or len(y) < total,
     )
+
+
+def with_fewer_labels(dataset: Dataset[dict[str, Any]], fraction: float, *, seed: int,
+                      keep_unlabelled: bool) -> TensorDictDataset:
+    """``dataset`` with a stratified ``fraction`` of its labels kept: the others are :data:`UNLABELLED` (with
+    ``keep_unlabelled``: for a teacher to label) or the samples are left out (labels alone).
+
+    Raises:
+        DistillkitError: a data set that is not held in memory (a ``TensorDictDataset``), or too few labels.
+    """
+    if not isinstance(dataset, TensorDictDataset) or "target" not in dataset.fields:
+        raise DistillkitError("recover.labels needs a training set held in memory with a target field (not a lazy "
+                              "or streamed one)")
+    targets = dataset.fields["target"]
+    kept = round(fraction * len(targets))
+    classes = int(targets.unique().numel())
+    if kept < classes:
+        raise DistillkitError(f"recover.labels: {fraction:g} of {len(targets)} samples keeps {kept} labels, fewer than "
+                              f"the {classes} classes; raise it")
+    keep = np.sort(stratified_splits(targets.numpy(), test_size=kept, val_fraction=0, seed=seed)[2]) \
+        if kept < len(targets) else np.arange(len(targets))
+    if not keep_unlabelled:
+        return TensorDictDataset(**{name: value[torch.as_tensor(keep)] for name, value in dataset.fields.items()})
+    unlabelled = torch.full_like(targets, UNLABELLED)
+    unlabelled[torch.as_tensor(keep)] = targets[torch.as_tensor(keep)]
+    return TensorDictDataset(**{**dataset.fields, "target": unlabelled})
