@@ -14,7 +14,11 @@ ratios printed compare models measured together. Targets (issue 6): int8 >= 2x s
 pruning >= 1.5x speed-up, <= 1 point loss, recovery with the teacher better than without; low-rank >= 2x fewer
 parameters in the factorized layers with <= 1 point loss.
 
-Run: ``python benchmarks/compression.py [--seeds 0 1 2] [--recover-epochs 10] [--out runs/bench-compression]``
+``--labels 0.1`` recovers from the pruning with a tenth of the training labels (``recover.labels``: the teacher
+still sees every training input; alone, only the labelled ones); ``--parts`` runs some of the three parts.
+
+Run: ``python benchmarks/compression.py [--seeds 0 1 2] [--recover-epochs 10] [--labels 1.0]
+[--parts int8 pruning lowrank] [--out runs/bench-compression]``
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="recovery seeds (pruning)")
     parser.add_argument("--recover-epochs", type=int, default=10)
+    parser.add_argument("--labels", type=float, default=1.0, help="the share of the labels recovery uses (pruning)")
+    parser.add_argument("--parts", nargs="+", choices=["int8", "pruning", "lowrank"], default=["int8", "pruning",
+                                                                                            "lowrank"])
     parser.add_argument("--out", type=Path, default=Path("runs/bench-compression"))
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -75,8 +82,21 @@ def main() -> None:
     report: dict[str, Any] = {"teacher_accuracy": teacher.metrics["test/accuracy"],
                               "student_accuracy": distilled.metrics["test/accuracy"]}
 
-    # ---- int8
-    rows = pipeline(distilled.model, teacher.model, config, splits, args.out / "int8",
+    if "int8" in args.parts:
+        report["int8"] = int8_part(distilled.model, teacher.model, config, splits, args.out)
+    if "pruning" in args.parts:
+        report["pruning"] = pruning_part(distilled.model, teacher.model, config, splits, args)
+    if "lowrank" in args.parts:
+        report["lowrank"] = lowrank_part(distilled.model, teacher.model, config, splits, args.out,
+                                         args.recover_epochs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compression.json").write_text(json.dumps(report, indent=1))
+    print(f"\n{time.perf_counter() - started:.0f} s; figures in {args.out / 'compression.json'}")
+
+
+def int8_part(student: Any, teacher: Any, config: Any, splits: Any, out: Path) -> list[dict[str, Any]]:
+    """Dynamic int8 in PyTorch, and the ONNX export in ONNX Runtime, float32 and int8."""
+    rows = pipeline(student, teacher, config, splits, out / "int8",
                     [{"kind": "quantize", "mode": "dynamic"}, {"kind": "export", "formats": ["onnx", "onnx-int8"]}])
     torch_fp32, torch_int8, ort_fp32, ort_int8 = rows
     print("\nint8 (dynamic)                      latency b1   throughput b256   accuracy   size")
@@ -92,18 +112,21 @@ def main() -> None:
     print(f"  deployed (ONNX Runtime int8) / PyTorch fp32: latency "
           f"{ratio(torch_fp32['latency_ms'], ort_int8['latency_ms'])}, throughput "
           f"{ratio(ort_int8['throughput'], torch_fp32['throughput'])}")
-    report["int8"] = rows
+    return rows
 
-    # ---- 50% channel pruning, recovery with and without the teacher
+
+def pruning_part(student: Any, teacher: Any, config: Any, splits: Any, args: Any) -> dict[str, Any]:
+    """50% channel pruning, recovered with and without the teacher (with ``args.labels`` of the labels)."""
     with_teacher, with_teacher_t1, without = [], [], []
     speedups, throughput_gains = [], []
     recoveries = (("kd", {"teacher": True}, with_teacher), ("kd-t1", {"teacher": True, "temperature": 1.0}, with_teacher_t1),
                   ("alone", {"teacher": False}, without))
     for seed in args.seeds:
         for label, settings, bucket in recoveries:
-            rows = pipeline(distilled.model, teacher.model, config, splits, args.out / f"prune-{label}-{seed}",
+            rows = pipeline(student, teacher, config, splits, args.out / f"prune-{label}-{seed}",
                             [{"kind": "prune", "method": "channel", "amount": 0.5},
-                             {"kind": "recover", "epochs": args.recover_epochs, **settings}], seed=seed)
+                             {"kind": "recover", "epochs": args.recover_epochs, "labels": args.labels, **settings}],
+                            seed=seed)
             bucket.append(rows)
             speedups.append(rows[0]["latency_ms"] / rows[2]["latency_ms"])
             throughput_gains.append(rows[2]["throughput"] / rows[0]["throughput"])
@@ -112,7 +135,7 @@ def main() -> None:
     kd = [r[2]["accuracy"] for r in with_teacher]
     alone = [r[2]["accuracy"] for r in without]
     print(f"\n50% channel pruning ({start['params']:,} -> {pruned['params']:,} parameters), "
-          f"{args.recover_epochs} recovery epochs, seeds {args.seeds}")
+          f"{args.recover_epochs} recovery epochs, {args.labels:.0%} of the labels, seeds {args.seeds}")
     print(f"  before pruning {100 * start['accuracy']:.2f}%, right after pruning {100 * pruned['accuracy']:.2f}%")
     kd_t1 = [r[2]["accuracy"] for r in with_teacher_t1]
     temperature = config.distill.temperature
@@ -124,13 +147,15 @@ def main() -> None:
           f"{100 * statistics.pstdev(alone):.2f}%  ({' '.join(f'{100 * a:.2f}' for a in alone)})")
     print(f"  latency speed-up {statistics.mean(speedups):.2f}x (runs: {' '.join(f'{s:.2f}' for s in speedups)}), "
           f"throughput {statistics.mean(throughput_gains):.2f}x")
-    report["pruning"] = {"with_teacher": with_teacher, "with_teacher_t1": with_teacher_t1, "without_teacher": without, "latency_speedups": speedups,
-                         "throughput_gains": throughput_gains}
+    return {"labels": args.labels, "with_teacher": with_teacher, "with_teacher_t1": with_teacher_t1,
+            "without_teacher": without, "latency_speedups": speedups, "throughput_gains": throughput_gains}
 
-    # ---- low-rank factorization of the hidden layers, then KD recovery
-    rows = pipeline(distilled.model, teacher.model, config, splits, args.out / "lowrank",
+
+def lowrank_part(student: Any, teacher: Any, config: Any, splits: Any, out: Path, epochs: int) -> list[dict[str, Any]]:
+    """Both hidden layers factorized to half their weights (SVD), then KD recovery."""
+    rows = pipeline(student, teacher, config, splits, out / "lowrank",
                     [{"kind": "factorize", "ratio": 2.0, "layers": ["fc1", "fc2"]},
-                     {"kind": "recover", "epochs": args.recover_epochs}])
+                     {"kind": "recover", "epochs": epochs}])
     layers = rows[1]["detail"]["layers"]
     before = sum(r["params_before"] for r in layers)
     after = sum(r["params_after"] for r in layers)
@@ -140,10 +165,7 @@ def main() -> None:
     print(f"  accuracy {100 * rows[0]['accuracy']:.2f}% -> {100 * rows[1]['accuracy']:.2f}% after SVD -> "
           f"{100 * rows[2]['accuracy']:.2f}% after KD recovery; latency {ratio(rows[0]['latency_ms'], rows[2]['latency_ms'])}, "
           f"throughput {ratio(rows[2]['throughput'], rows[0]['throughput'])}")
-    report["lowrank"] = rows
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compression.json").write_text(json.dumps(report, indent=1))
-    print(f"\n{time.perf_counter() - started:.0f} s; figures in {args.out / 'compression.json'}")
+    return rows
 
 
 if __name__ == "__main__":
