@@ -161,3 +161,16 @@ def test_the_store_key_follows_the_teachers_own_seed_and_the_split_seed():
 def test_only_the_teacher_has_a_seed_of_its_own():
     with pytest.raises(Exception, match="student.seed: both students start from the run's seed"):
         load_config(raw={"teacher": {"model": "mlp"}, "student": {"model": "mlp", "seed": 1}})
+
+
+def test_the_fashion_mnist_recipes_share_one_teacher_across_students_and_seeds():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[2] / "configs" / "fashion").glob("*.yaml"))
+    assert len(files) >= 3
+    keys = set()
+    for path in files:
+        config = load_config(path)
+        assert config.name == f"fashion-{path.stem}" and config.data.val_fraction == 0  # no seed draws the split
+        keys |= {TeacherStore.key(config.model_copy(update={"seed": seed}), None) for seed in (0, 1, 2)}
+    assert len(keys) == 1
