@@ -56,3 +56,19 @@ def teacher(tokenizer):
     blocks = text_blocks(documents(300, seed=5), tokenizer, block_size=32)
     LMTrainer(lm_distiller(None, model), blocks, epochs=5, batch_size=16, lr=1e-2, progress=False, seed=0).fit()
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def other_tokenizer():
+    """A second tokenizer with another vocabulary (fewer merges, other special tokens, other training text): a
+    student with it cannot share the teacher's token-level distributions."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE(unk_token="[unk]"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=290, special_tokens=["[end]", "[pad]", "[unk]"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    core.train_from_iterator(documents(100, seed=7), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="[end]", pad_token="[pad]", unk_token="[unk]")

@@ -126,6 +126,8 @@ def test_a_stopped_lm_run_resumes_to_the_uninterrupted_results(lm_files, tmp_pat
     ({"student": {}}, "exactly one of from_teacher, config, model"),
     ({"distill": {"loss": "kl"}}, "distill.loss"),
     ({"distill": {"on_policy": {"fraction": 0.5}}}, "needs data.pairs"),
+    ({"distill": {"loss": "uld"}}, "uld aligns the teacher's and the student's tokens"),
+    ({"distill": {"loss": "uld", "top_k": 16, "offline": {"k": 8}}}, "does not combine with offline, top_k"),
     ({"distill": {"attention": [{"student": "model.layers.5.self_attn", "teacher": "model.layers.3.self_attn"}]}},
      "model.layers.5.self_attn.q_proj"),
     ({"data": {"text": ["missing.txt"], "block_size": 32}}, "text not found"),

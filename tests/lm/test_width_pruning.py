@@ -80,7 +80,7 @@ def test_a_student_from_teacher_prunes_every_axis_the_config_names(tokenizer):
         "teacher": {"model": "unused"}, "data": {"text": ["unused.txt"]},
         "student": {"from_teacher": {"layers": 2, "heads": 2, "mlp": 40, "embedding": 32, "calibration_blocks": 8}}})
     blocks = text_blocks(documents(16, seed=4), tokenizer, block_size=16)
-    student, said = build_lm_student(config, model, tokenizer, blocks)
+    student, said, _ = build_lm_student(config, model, tokenizer, blocks)
     sizes = student.config
     assert (sizes.num_hidden_layers, sizes.num_attention_heads, sizes.intermediate_size, sizes.hidden_size) == (2, 2, 40, 32)
     assert "attention heads: 2 kept" in said and "embedding channels: 32 kept" in said

@@ -71,9 +71,9 @@ def test_a_table_distils_from_a_sklearn_teacher_into_a_soft_tree_with_rules(tmp_
 
 def test_a_table_of_predictions_teaches_and_a_stopped_run_resumes(tmp_path, sklearn_teacher_file):
     big = tmp_path / "big.csv"
-    make_table(rows=2000, seed=1).to_csv(big, index=False)
+    make_table(rows=1000, seed=1).to_csv(big, index=False)
     predictions = _predictions(tmp_path, big, sklearn_teacher_file)
-    config = _config(tmp_path, big, f"predictions:{predictions}", epochs=12, checkpoint_every=30)
+    config = _config(tmp_path, big, f"predictions:{predictions}", epochs=5, checkpoint_every=10)
     out = tmp_path / "stopped"
     status, err = stop_when_ready([EXECUTABLE, "compare", str(config), "--out", str(out)],
                                   lambda: bool(list((out / "distilled" / "checkpoints").glob("step-*"))))

@@ -33,6 +33,7 @@ from distillkit.evaluation.cost import model_size_bytes
 from distillkit.lm.answers import answer_scores
 from distillkit.lm.data import (
     Pair,
+    cross_pair_blocks,
     first_blocks,
     pair_blocks,
     prompt_ids,
@@ -55,7 +56,7 @@ from distillkit.lm.models import (
     load_causal_lm,
 )
 from distillkit.lm.offline import TopKFile
-from distillkit.lm.training import LMTrainer, lm_distiller
+from distillkit.lm.training import LMTrainer, cross_tokenizer_distiller, lm_distiller
 from distillkit.lm.width import embedding_pruned, heads_pruned, mlp_pruned
 from distillkit.losses.tokens import TokenLoss
 from distillkit.models import count_parameters
@@ -109,19 +110,26 @@ def build_lm_data(config: LMConfig, tokenizer: Any) -> LMData:
 
 
 def build_lm_student(config: LMConfig, teacher: nn.Module, tokenizer: Any, calibration: TensorDictDataset
-                     ) -> tuple[nn.Module, str]:
-    """The student the config asks for, and a line saying what it is.
+                     ) -> tuple[nn.Module, str, Any]:
+    """The student the config asks for, a line saying what it is, and its tokenizer (``tokenizer``, the
+    teacher's, unless ``student.model`` brings another, which only the cross-tokenizer loss accepts).
 
     Raises:
-        DistillkitError: a student with another tokenizer, or pruning the model's architecture does not allow.
+        DistillkitError: a student with another tokenizer under a token-level loss, or pruning the model's
+            architecture does not allow.
     """
     section = config.student
     if section.model is not None:
         student, student_tokenizer = load_causal_lm(section.model, trust_code=trust_code.get())
-        check_same_tokenizer(tokenizer, student_tokenizer)
-        return student, section.model
+        if config.distill.loss != "uld":
+            check_same_tokenizer(tokenizer, student_tokenizer)
+            student_tokenizer = tokenizer
+        elif student_tokenizer.get_vocab() == tokenizer.get_vocab():
+            student_tokenizer = tokenizer
+        return student, section.model, student_tokenizer
     if section.config is not None:
-        return fresh_student(teacher, section.config, seed=config.seed), f"a fresh model with {section.config}"
+        return (fresh_student(teacher, section.config, seed=config.seed), f"a fresh model with {section.config}",
+                tokenizer)
     cut = section.from_teacher
     assert cut is not None
     device = next(teacher.parameters()).device
@@ -139,7 +147,7 @@ def build_lm_student(config: LMConfig, teacher: nn.Module, tokenizer: Any, calib
         if keep is not None:  # (each measured on the model pruned so far, as Minitron prunes axis by axis)
             student = prune(student, batches, keep=keep)
             said.append(f"{what}: {keep} kept")
-    return student, "the teacher pruned: " + "; ".join(said)
+    return student, "the teacher pruned: " + "; ".join(said), tokenizer
 
 
 def _cache_root(config: LMConfig) -> Path:
@@ -224,8 +232,9 @@ def save_trained(student: nn.Module, tokenizer: Any, folder: Path, seconds: floa
     write_text_atomic(folder / TRAINING_RECORD, json.dumps({"train_seconds": seconds}))
 
 
-def _sequence_level(config: LMConfig, teacher: nn.Module, tokenizer: Any, data: LMData, run: Run) -> TensorDictDataset:
-    """The teacher's responses to the training prompts (made once per run, kept in ``teacher-responses.jsonl``)."""
+def _sequence_level(config: LMConfig, teacher: nn.Module, tokenizer: Any, data: LMData, run: Run) -> list[Pair]:
+    """The teacher's responses to the training prompts, as text (made once per run, kept in
+    ``teacher-responses.jsonl``): each student tokenizes them with its own tokenizer."""
     section = config.distill.sequence_level
     assert section is not None and data.train_pairs is not None
     file = run.path / "teacher-responses.jsonl"
@@ -240,22 +249,38 @@ def _sequence_level(config: LMConfig, teacher: nn.Module, tokenizer: Any, data: 
         write_text_atomic(run.path / "teacher-responses.json", json_text({"generation": settings.to_dict(),
                                                                           "count": len(lines)}))
         write_text_atomic(file, "\n".join(lines) + "\n")
-    generated = read_pairs(str(file))
-    return pair_blocks(generated, tokenizer, block_size=config.data.block_size)
+    return read_pairs(str(file))
 
 
-def _measure(models: dict[str, nn.Module], data: LMData, config: LMConfig, tokenizer: Any) -> dict[str, Any]:
-    """The comparison table's figures and the side-by-side generations."""
+@dataclass
+class Side:
+    """How a model reads text: its tokenizer and the run's data in its tokens."""
+
+    tokenizer: Any
+    data: LMData
+
+
+def _measure(models: dict[str, nn.Module], sides: dict[str, Side], config: LMConfig) -> dict[str, Any]:
+    """The comparison table's figures and the side-by-side generations; each model reads the data in its own
+    tokens (``sides``, by model name). Models that share a tokenizer with the teacher are also scored against it
+    (agreement, KL); across tokenizers those figures do not exist."""
     rows: dict[str, dict[str, float]] = {name: {} for name in models}
-    for split, blocks in (("val", data.val), ("test", data.test)):
-        if blocks is None:
-            continue
-        for name, figures in compare_lms(models, blocks, batch_size=config.data.batch_size).items():
-            rows[name].update({f"{split}/{key}": value for key, value in figures.items() if key != "tokens"})
-    prompts = [prompt_ids(tokenizer, p) if config.data.pairs else tokenizer(p, add_special_tokens=False)["input_ids"]
-               for p in config.evaluate.prompts]
+    groups: dict[int, list[str]] = {}
+    for name in models:
+        groups.setdefault(id(sides[name].data), []).append(name)
+    for names in groups.values():
+        data = sides[names[0]].data
+        for split, blocks in (("val", data.val), ("test", data.test)):
+            if blocks is None:
+                continue
+            for name, figures in compare_lms({n: models[n] for n in names}, blocks,
+                                             batch_size=config.data.batch_size).items():
+                rows[name].update({f"{split}/{key}": value for key, value in figures.items() if key != "tokens"})
     generations = {}
     for name, model in models.items():
+        tokenizer = sides[name].tokenizer
+        prompts = [prompt_ids(tokenizer, p) if config.data.pairs else tokenizer(p, add_special_tokens=False)["input_ids"]
+                   for p in config.evaluate.prompts]
         rows[name]["params"] = float(count_parameters(model))
         rows[name]["size_mb"] = model_size_bytes(model) / 1e6
         for batch in config.evaluate.speed_batches:
@@ -264,22 +289,26 @@ def _measure(models: dict[str, nn.Module], data: LMData, config: LMConfig, token
             rows[name][f"tokens_per_s@{batch}"] = speed.tokens_per_second
         generations[name] = generate_text(model, tokenizer, prompts, new_tokens=config.evaluate.new_tokens,
                                           seed=config.seed)
-    if config.evaluate.answers and data.test_pairs:
-        for name, figures in _answers(models, data.test_pairs[:config.evaluate.answers], tokenizer, config).items():
+    pairs = sides["teacher"].data.test_pairs if "teacher" in sides else None
+    if config.evaluate.answers and pairs:
+        for name, figures in _answers(models, pairs[:config.evaluate.answers], sides, config).items():
             rows[name].update(figures)
     return {"models": rows, "generations": {"prompts": list(config.evaluate.prompts), **generations}}
 
 
-def _answers(models: dict[str, nn.Module], pairs: list[Pair], tokenizer: Any, config: LMConfig
+def _answers(models: dict[str, nn.Module], pairs: list[Pair], sides: dict[str, Side], config: LMConfig
              ) -> dict[str, dict[str, float]]:
     """Each model's greedy answers to the test prompts scored by exact match and token F1 against the accepted
     answers, and the students' also against the teacher's answers (agreement: what matters where the teacher
-    itself scores near zero)."""
-    prompts = [prompt_ids(tokenizer, pair.prompt) for pair in pairs]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    itself scores near zero). Answers are compared as text, so tokenizers may differ."""
     settings = GenerationSettings(max_new_tokens=config.evaluate.new_tokens, batch_size=config.data.batch_size)
-    answers = {name: [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generate_responses(
-        model, prompts, settings, eos=tokenizer.eos_token_id, pad=pad)] for name, model in models.items()}
+    answers = {}
+    for name, model in models.items():
+        tokenizer = sides[name].tokenizer
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        prompts = [prompt_ids(tokenizer, pair.prompt) for pair in pairs]
+        answers[name] = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generate_responses(
+            model, prompts, settings, eos=tokenizer.eos_token_id, pad=pad)]
     figures = {}
     for name, predicted in answers.items():
         scores = answer_scores(predicted, [pair.answers for pair in pairs])
@@ -298,7 +327,9 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     teacher, tokenizer = load_causal_lm(config.teacher.model, trust_code=trust_code.get())
     data = build_lm_data(config, tokenizer)
-    initial, described = build_lm_student(config, teacher, tokenizer, data.train)
+    initial, described, student_tokenizer = build_lm_student(config, teacher, tokenizer, data.train)
+    # (a student with its own tokenizer, under the cross-tokenizer loss, reads the same split in its own tokens)
+    student_data = data if student_tokenizer is tokenizer else build_lm_data(config, student_tokenizer)
     check_layer_map(config, teacher, initial)
     lora = config.student.lora
     if lora is not None:  # (checked on a copy before anything is written: the layers it names exist)
@@ -314,40 +345,55 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
                  + (f", top-{distill.top_k}" if distill.top_k else "") + (f", top-p {distill.top_p}" if distill.top_p
                                                                          else "") + ")")
     results: dict[str, Any] = {"kind": "lm", "name": config.name, "teacher": config.teacher.model,
-                               "student": described, "data": data.description, "objective": objective}
+                               "student": described, "data": data.description, "objective": objective,
+                               "cross_tokenizer": student_tokenizer is not tokenizer}
     with folder.start(config, kind="lm") as run:
         how = Training(run, folder.resume, folder.resume_from)
         card = ("A language model trained alone", f"The student of `{config.name}` trained on the language-model "
                 "loss alone (distillkit's baseline).", {"base_model": config.teacher.model})
         settings = (config.train, config.data.batch_size, config.seed)
         alone_model, alone_seconds = train_model("student_alone", lm_distiller(None, new_student()),
-                                                 (data.train, data.val), settings, how)
-        save_trained(alone_model, tokenizer, run.path / "student_alone", alone_seconds, card)
-        train, teacher_for_terms, offline = data.train, teacher, distill.offline is not None
+                                                 (student_data.train, student_data.val), settings, how)
+        save_trained(alone_model, student_tokenizer, run.path / "student_alone", alone_seconds, card)
+        train, teacher_for_terms, offline = student_data.train, teacher, distill.offline is not None
+        pairs = student_data.train_pairs
         if distill.sequence_level is not None:
-            train = _sequence_level(config, teacher, tokenizer, data, run)
+            pairs = _sequence_level(config, teacher, tokenizer, data, run)
+            train = pair_blocks(pairs, student_tokenizer, block_size=config.data.block_size)
             results["objective"] += "; sequence-level: the teacher's responses"
+        if distill.loss == "uld":  # the same samples in both models' tokens
+            assert pairs is not None
+            train = cross_pair_blocks(pairs, student_tokenizer, tokenizer, block_size=config.data.block_size)
+            if distill.sequence_level is None:
+                train = first_blocks(train, config.data.max_train_blocks)
         if offline:
             top = TopKFile.build(teacher, tokenizer, train, _cache_root(config) / "lm-topk", k=distill.offline.k,
                                  batch_size=config.data.batch_size)  # type: ignore[union-attr]
             train, teacher_for_terms = top.attach(train), None
             results["offline"] = {"k": top.manifest.k, "bytes_per_token": top.bytes_per_token, "folder": str(top.folder)}
         student = new_student()
-        distiller = lm_distiller(teacher_for_terms, student, loss=_loss(config), alpha=_alpha(config),
-                                 offline=offline, extra=_hidden_terms(config))
+        if distill.loss == "uld":
+            distiller = cross_tokenizer_distiller(teacher, student, alpha=_alpha(config),
+                                                  temperature=distill.temperature, chunk_size=distill.chunk_size)
+        else:
+            distiller = lm_distiller(teacher_for_terms, student, loss=_loss(config), alpha=_alpha(config),
+                                     offline=offline, extra=_hidden_terms(config))
         if distill.on_policy is not None:
             pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
             how.batch_transform = OnPolicyMix(student, distill.on_policy.fraction, GenerationSettings(
                 max_new_tokens=distill.on_policy.max_new_tokens, sample=True,
                 temperature=distill.on_policy.temperature), eos=tokenizer.eos_token_id, pad=pad, seed=config.seed)
             results["objective"] += f"; on-policy share {distill.on_policy.fraction:g}"
-        distilled, seconds = train_model("distilled", distiller, (train, data.val), settings, how)
+        distilled, seconds = train_model("distilled", distiller, (train, student_data.val), settings, how)
         run.stop_if_signalled("measuring the models")
-        results.update(measure_three(lambda models: _measure(models, data, config, tokenizer),
+        students = Side(student_tokenizer, student_data)
+        sides = {"teacher": Side(tokenizer, data), "student_alone": students, "distilled": students,
+                 "distilled_int8": students}
+        results.update(measure_three(lambda models: _measure(models, sides, config),
                                      {"teacher": teacher, "student_alone": alone_model, "distilled": distilled},
                                      int8=config.evaluate.int8, seconds=(alone_seconds, seconds)))
         results["notes"] = notes(results)
-        save_trained(distilled, tokenizer, run.path / "distilled", seconds, (
+        save_trained(distilled, student_tokenizer, run.path / "distilled", seconds, (
             f"{config.name}: a language model distilled from {config.teacher.model}",
             f"Distilled with distillkit: {objective}. Student: {described}. Data: {data.description}.",
             {"base_model": config.teacher.model}))

@@ -48,7 +48,11 @@ def notes(results: dict[str, Any]) -> list[str]:
              "token against the text and against the teacher (%); KL: mean KL(teacher || model) per token"]
     rows = results["models"]
     teacher, alone, distilled = rows.get("teacher", {}), rows.get("student_alone", {}), rows.get("distilled", {})
-    if all("test/perplexity" in r for r in (teacher, alone, distilled)):
+    if results.get("cross_tokenizer"):
+        found.append("the students read text in their own tokenizer's tokens and the teacher in its own: their "
+                     "perplexities are per token of different vocabularies, so compare the students with each other, "
+                     "and with the teacher by their answers; agreement and KL need one vocabulary")
+    elif all("test/perplexity" in r for r in (teacher, alone, distilled)):
         gap = alone["test/perplexity"] - teacher["test/perplexity"]
         closed = (alone["test/perplexity"] - distilled["test/perplexity"]) / gap if gap > 0 else None
         found.append(f"test perplexity: teacher {teacher['test/perplexity']:.2f}, student alone "

@@ -126,7 +126,7 @@ def _student(config: TranslationConfig, teacher: nn.Module, tokenizer: Any) -> t
     section = config.student
     if section.model is not None:
         student, student_tokenizer = load_seq2seq(section.model, trust_code=trust_code.get())
-        check_same_tokenizer(tokenizer, student_tokenizer)
+        check_same_tokenizer(tokenizer, student_tokenizer, otherwise=None)  # (no cross-tokenizer loss for translation)
         return student, f"{section.model}: {describe_layers(student)}"
     assert section.from_teacher is not None
     student = smaller_seq2seq(teacher, section.from_teacher.changes, copy_weights=section.from_teacher.copy_weights,

@@ -148,7 +148,9 @@ class AttentionPair(Strict):
 
 
 class LMDistill(Strict):
-    loss: Divergence = Field("forward_kl", description="the token-level divergence")
+    loss: Divergence | Literal["uld"] = Field(
+        "forward_kl", description="the token-level divergence, or uld: Universal Logit Distillation (sorted "
+                                  "probabilities), for a student whose tokenizer is not the teacher's (data.pairs)")
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.5, gt=0, lt=1, description="jsd: the mixing weight")
     skew: float = Field(0.1, gt=0, lt=1, description="skew_kl / skew_reverse_kl: the skew")
@@ -169,6 +171,14 @@ class LMDistill(Strict):
         if self.offline is not None and (self.on_policy is not None or self.hidden or self.attention):
             raise ValueError("offline reads stored teacher outputs of the data's own tokens; on_policy (new tokens "
                              "every step), hidden and attention (the teacher's layers) need the teacher online")
+        if self.loss == "uld":
+            clashes = [key for key, on in (("offline", self.offline is not None), ("on_policy", self.on_policy is not
+                       None), ("hidden", bool(self.hidden)), ("attention", bool(self.attention)),
+                       ("top_k", self.top_k is not None), ("top_p", self.top_p is not None)) if on]
+            if clashes:
+                raise ValueError(f"loss uld compares the two models' sorted distributions position by position of "
+                                 f"their own tokens; it does not combine with {', '.join(clashes)}, which read the "
+                                 "teacher in the student's tokens")
         return self
 
 
@@ -207,6 +217,9 @@ class LMConfig(Strict):
         for key in ("sequence_level", "on_policy"):
             if getattr(self.distill, key) is not None and self.data.pairs is None:
                 raise ValueError(f"distill.{key} generates responses to prompts: it needs data.pairs")
+        if self.distill.loss == "uld" and self.data.pairs is None:
+            raise ValueError("distill.loss uld aligns the teacher's and the student's tokens of the same response: it "
+                             "needs data.pairs (prompt / response)")
         if self.train.sharding != "none" and self.distill.on_policy is not None:
             raise ValueError("train.sharding: fsdp with distill.on_policy (the student generates) is not supported")
         return self

@@ -35,7 +35,7 @@ from distillkit.errors import DistillkitError
 from distillkit.losses.tokens import IGNORE
 from distillkit.registry import Registry
 
-__all__ = ["CORPORA", "Pair", "TextSplits", "first_blocks", "pair_blocks", "prompt_ids", "read_documents", "read_pairs", "split_documents",
+__all__ = ["CORPORA", "Pair", "TextSplits", "cross_pair_blocks", "first_blocks", "pair_blocks", "prompt_ids", "read_documents", "read_pairs", "split_documents",
            "text_blocks"]
 
 log = logging.getLogger("distillkit")
@@ -303,21 +303,43 @@ def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     return tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"]
 
 
+def _pair_row(pair: Pair, tokenizer: Any, block_size: int) -> tuple[list[int], list[int], int] | None:
+    """One pair's tokens, labels (the response's only) and prompt length; ``None`` when its prompt alone fills the
+    block."""
+    prompt = prompt_ids(tokenizer, pair.prompt)
+    eos = tokenizer.eos_token_id
+    response = tokenizer(pair.response, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
+    if len(prompt) >= block_size - 1:
+        return None
+    row = (prompt + response)[:block_size]
+    return row, [IGNORE] * len(prompt) + row[len(prompt):], len(prompt)
+
+
+def _pairs_dataset(made: list[tuple[list[int], list[int], int]], tokenizer: Any, block_size: int
+                   ) -> TensorDictDataset:
+    if not made:
+        raise DistillkitError(f"every prompt is longer than block_size={block_size}; raise it")
+    rows, labels, lengths = zip(*made)
+    return _dataset(list(rows), list(labels), block_size, _pad_id(tokenizer), prompt_length=torch.as_tensor(lengths))
+
+
 def pair_blocks(pairs: Sequence[Pair], tokenizer: Any, *, block_size: int) -> TensorDictDataset:
     """Prompt / response pairs as training samples whose labels score the response only (see the module
     docstring); a pair longer than ``block_size`` is cut (its response's end is lost), one whose prompt alone
     fills the block is dropped. Each sample also carries ``prompt_length``."""
-    eos = tokenizer.eos_token_id
-    rows, labels, lengths = [], [], []
-    for pair in pairs:
-        prompt = prompt_ids(tokenizer, pair.prompt)
-        response = tokenizer(pair.response, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
-        if len(prompt) >= block_size - 1:
-            continue
-        row = (prompt + response)[:block_size]
-        rows.append(row)
-        labels.append([IGNORE] * len(prompt) + row[len(prompt):])
-        lengths.append(len(prompt))
-    if not rows:
-        raise DistillkitError(f"every prompt is longer than block_size={block_size}; raise it")
-    return _dataset(rows, labels, block_size, _pad_id(tokenizer), prompt_length=torch.as_tensor(lengths))
+    return _pairs_dataset([m for m in (_pair_row(p, tokenizer, block_size) for p in pairs) if m is not None],
+                          tokenizer, block_size)
+
+
+def cross_pair_blocks(pairs: Sequence[Pair], tokenizer: Any, teacher_tokenizer: Any, *, block_size: int
+                      ) -> TensorDictDataset:
+    """Pairs for a student whose tokenizer is not the teacher's: :func:`pair_blocks` in the student's tokens, and
+    the same samples in the teacher's tokens under the ``teacher_`` fields (``teacher_input_ids``,
+    ``teacher_attention_mask``, ``teacher_labels``, :data:`~distillkit.lm.terms.TEACHER_PREFIX`), for the
+    cross-tokenizer loss. A pair is kept only where both prompts fit in ``block_size``."""
+    both = [(s, t) for s, t in ((_pair_row(p, tokenizer, block_size), _pair_row(p, teacher_tokenizer, block_size))
+                                for p in pairs) if s is not None and t is not None]
+    student = _pairs_dataset([s for s, _ in both], tokenizer, block_size)
+    teacher = _pairs_dataset([t for _, t in both], teacher_tokenizer, block_size)
+    return TensorDictDataset(**student.fields, **{f"teacher_{key}": teacher.fields[key]
+                                                  for key in ("input_ids", "attention_mask", "labels")})

@@ -103,9 +103,12 @@ def _special_tokens_from_config(tokenizer: Any, config: Any) -> None:
         tokenizer.add_bos_token = False
 
 
-def check_same_tokenizer(teacher_tokenizer: Any, student_tokenizer: Any) -> None:
+def check_same_tokenizer(teacher_tokenizer: Any, student_tokenizer: Any, *,
+                         otherwise: str | None = "choose the cross-tokenizer loss (distill.loss: uld, with data.pairs)"
+                         ) -> None:
     """Refuse a student whose tokenizer is not the teacher's: token-level losses compare the two distributions
-    token by token, which means nothing across vocabularies.
+    token by token, which means nothing across vocabularies. ``otherwise`` ends the message: another way out
+    (``None``: there is none, a cross-tokenizer loss is not built for that kind of run).
 
     Raises:
         DistillkitError: the vocabularies differ (with how many tokens and what to do).
@@ -117,7 +120,8 @@ def check_same_tokenizer(teacher_tokenizer: Any, student_tokenizer: Any) -> None
         raise DistillkitError(
             f"the student's tokenizer ({len(b)} tokens) is not the teacher's ({len(a)} tokens; {len(set(a) ^ set(b))} "
             "differ): token-level distillation needs one vocabulary. Build the student from the teacher "
-            "(student.from_teacher) or use a model with the teacher's tokenizer (a cross-tokenizer loss is not built)")
+            "(student.from_teacher)" + (f", use a model with the teacher's tokenizer, or {otherwise}" if otherwise else
+            " or use a model with the teacher's tokenizer (a cross-tokenizer loss is not built for this kind of run)"))
 
 
 LAYER_PATHS = ("model.layers", "transformer.h", "model.decoder.layers", "gpt_neox.layers")

@@ -18,9 +18,16 @@ from torch import Tensor
 
 from distillkit.core.schedules import ScheduleLike
 from distillkit.core.terms import DistillContext, LossTerm
+from distillkit.losses.cross_tokenizer import uld_loss
 from distillkit.losses.tokens import IGNORE, SparseTeacher, TokenLoss, next_labels, next_token_loss, token_divergence
 
-__all__ = ["OFFLINE_FIELDS", "NextTokenTerm", "TokenDistillTerm", "lm_inputs", "scored_positions"]
+__all__ = ["OFFLINE_FIELDS", "TEACHER_PREFIX", "CrossTokenizerTerm", "NextTokenTerm", "TokenDistillTerm", "lm_inputs",
+           "scored_positions", "teacher_lm_inputs"]
+
+TEACHER_PREFIX = "teacher_"
+"""A batch of a student whose tokenizer is not the teacher's also carries the same samples in the teacher's tokens:
+``teacher_input_ids``, ``teacher_attention_mask`` and ``teacher_labels``
+(:func:`distillkit.lm.data.cross_pair_blocks`)."""
 
 OFFLINE_FIELDS = ("teacher_ids", "teacher_logprobs")
 """The batch fields that carry the teacher's stored top-k tokens and log-probabilities (``[B, L, k]``)."""
@@ -29,6 +36,12 @@ OFFLINE_FIELDS = ("teacher_ids", "teacher_logprobs")
 def lm_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
     """What a causal LM reads of a batch (its :data:`~distillkit.core.distiller.InputSpec`)."""
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+def teacher_lm_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """What the teacher reads of a batch whose samples it tokenized itself (:data:`TEACHER_PREFIX`)."""
+    return {"input_ids": batch[TEACHER_PREFIX + "input_ids"],
+            "attention_mask": batch[TEACHER_PREFIX + "attention_mask"]}
 
 
 def scored_positions(batch: Mapping[str, Any], *, shift: bool = True) -> Tensor:
@@ -88,3 +101,26 @@ class NextTokenTerm(LossTerm):
 
     def forward(self, ctx: DistillContext) -> Tensor:
         return next_token_loss(ctx.student_logits, ctx.batch["labels"], chunk_size=self.chunk_size, shift=self.shift)
+
+
+class CrossTokenizerTerm(LossTerm):
+    """The Universal Logit Distillation term (:mod:`distillkit.losses.cross_tokenizer`) between a teacher and a
+    student with different tokenizers: the teacher reads the batch's :data:`TEACHER_PREFIX` fields (its own tokens
+    of the same samples), and the i-th response position of each side is compared, sorted probabilities against
+    sorted probabilities."""
+
+    traceable = False
+
+    def __init__(self, weight: ScheduleLike = 1.0, *, temperature: float = 1.0, chunk_size: int = 512,
+                 name: str = "uld") -> None:
+        super().__init__(name, weight)
+        self.temperature, self.chunk_size = temperature, chunk_size
+
+    def hyperparameters(self, state: Any) -> dict[str, float]:
+        return {"temperature": self.temperature}
+
+    def forward(self, ctx: DistillContext) -> Tensor:
+        assert ctx.teacher is not None and ctx.teacher.logits is not None
+        teacher_mask = next_labels(ctx.batch[TEACHER_PREFIX + "labels"]) != IGNORE
+        return uld_loss(ctx.student_logits, ctx.teacher.logits, scored_positions(ctx.batch), teacher_mask,
+                        temperature=self.temperature, chunk_size=self.chunk_size)

@@ -19,11 +19,18 @@ from distillkit.core.distiller import Distiller, InputSpec
 from distillkit.core.measures import evaluating
 from distillkit.core.schedules import Complement, ScheduleLike
 from distillkit.core.terms import LossTerm
-from distillkit.lm.terms import NextTokenTerm, TokenDistillTerm, lm_inputs, scored_positions
+from distillkit.lm.terms import (
+    CrossTokenizerTerm,
+    NextTokenTerm,
+    TokenDistillTerm,
+    lm_inputs,
+    scored_positions,
+    teacher_lm_inputs,
+)
 from distillkit.losses.tokens import TokenLoss, next_labels
 from distillkit.training.trainer import Trainer
 
-__all__ = ["LMTrainer", "lm_distiller"]
+__all__ = ["LMTrainer", "cross_tokenizer_distiller", "lm_distiller"]
 
 
 def lm_distiller(teacher: nn.Module | None, student: nn.Module, *, loss: TokenLoss | None = None,
@@ -54,6 +61,23 @@ def lm_distiller(teacher: nn.Module | None, student: nn.Module, *, loss: TokenLo
     terms += extra or []
     return Distiller(None if offline else teacher, student, terms=terms, teacher_input=inputs,
                      student_input=inputs, target_key="labels")
+
+
+def cross_tokenizer_distiller(teacher: nn.Module, student: nn.Module, *, alpha: ScheduleLike = 0.5,
+                              temperature: float = 1.0, chunk_size: int = 512) -> Distiller:
+    """A :class:`~distillkit.Distiller` for a student whose tokenizer is not the teacher's: ``alpha`` times the
+    Universal Logit Distillation term (:class:`~distillkit.lm.terms.CrossTokenizerTerm`) plus ``1 - alpha`` times
+    the language-model loss on the student's own tokens. The batches carry both tokenizations
+    (:func:`distillkit.lm.data.cross_pair_blocks`); the teacher reads its own.
+
+    ULD compares only the shapes of the two distributions, not which token is which, so the paper keeps the
+    language-model loss beside it (its runs weigh the two equally): ``alpha=1`` would leave the student nothing
+    that names the right token."""
+    terms: list[LossTerm] = [CrossTokenizerTerm(alpha, temperature=temperature, chunk_size=chunk_size)]
+    if not (isinstance(alpha, (int, float)) and alpha == 1.0):
+        terms.append(NextTokenTerm(Complement(alpha) if callable(alpha) else 1.0 - float(alpha)))
+    return Distiller(teacher, student, terms=terms, teacher_input=teacher_lm_inputs, student_input=lm_inputs,
+                     target_key="labels")
 
 
 class LMTrainer(Trainer):
