@@ -203,7 +203,7 @@ def slow_run(tmp_path_factory):
     """A config that trains long enough to be interrupted, and its uninterrupted results."""
     folder = tmp_path_factory.mktemp("slow")
     config = folder / "slow.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "train": {"epochs": 10, "lr": 0.005, "checkpoint_every": 5}}))
+    config.write_text(yaml.safe_dump({**TINY, "train": {"epochs": 5, "lr": 0.005, "checkpoint_every": 10}}))
     env = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1"}
     straight = folder / "runs" / "straight"
     assert subprocess.run([EXECUTABLE, "compare", str(config), "--out", str(straight)], env=env,

@@ -97,7 +97,8 @@ def test_an_offline_run_reuses_the_teachers_file(lm_files, tmp_path):
 
 def test_a_stopped_lm_run_resumes_to_the_uninterrupted_results(lm_files, tmp_path):
     folder, config = lm_files
-    slow = {**config, "train": {"epochs": 3, "lr": 0.005, "checkpoint_every": 2}}
+    slow = {**config, "train": {"epochs": 2, "lr": 0.005, "checkpoint_every": 2},
+            "evaluate": {**config["evaluate"], "speed_batches": [1], "int8": False}}
     path = _write(folder, slow, "slow.yaml")
     env = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1"}
     straight = tmp_path / "straight"

@@ -81,7 +81,8 @@ def test_a_translate_run_trains_its_teacher_and_compares_three_models(translate_
 
 def test_a_stopped_translate_run_resumes_to_the_uninterrupted_results(translate_files, tmp_path):
     folder, config = translate_files
-    slow = {**config, "train": {"epochs": 3, "lr": 0.002, "checkpoint_every": 3}}
+    slow = {**config, "train": {"epochs": 2, "lr": 0.002, "checkpoint_every": 2},
+            "evaluate": {**config["evaluate"], "speed_batches": [1]}}
     path = _write(folder, slow, "slow.yaml")
     straight = tmp_path / "straight"
     assert main(["translate", str(path), "--out", str(straight)]) == 0
