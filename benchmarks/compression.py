@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from distillkit.app.build import build_augmentation, build_model_from, build_splits, build_terms  # noqa: E402
 from distillkit.app.pipeline import run_pipeline  # noqa: E402
 from distillkit.app.teachers import TeacherStore, get_teacher  # noqa: E402
-from distillkit.app.train import train_one  # noqa: E402
+from distillkit.app.train import Attempt, train_one  # noqa: E402
 from distillkit.config import load_config  # noqa: E402
 from distillkit.config.schema import CompressConfig  # noqa: E402
 from distillkit.core.distiller import Distiller  # noqa: E402
@@ -76,7 +76,8 @@ def main() -> None:
     teacher = get_teacher(config, splits, None, store=TeacherStore(args.out.parent / ".teachers"))
     student = build_model_from(config.student, splits, role="student", seed=config.seed)
     distilled = train_one("distilled", Distiller(teacher.model, student, terms=build_terms(config, len(splits.train))),
-                          splits, config.train, config, None, batch_transform=build_augmentation(config, splits))
+                          splits, config.train, config, None,
+                          Attempt(batch_transform=build_augmentation(config, splits)))
     print(f"teacher {100 * teacher.metrics['test/accuracy']:.2f}%, distilled student "
           f"{100 * distilled.metrics['test/accuracy']:.2f}% ({int(distilled.metrics['params']):,} parameters), "
           f"{torch.get_num_threads()} CPU threads")

@@ -27,7 +27,7 @@ os.environ.setdefault("DISTILLKIT_NO_PROGRESS", "1")
 
 from distillkit.app.build import build_model_from, build_splits  # noqa: E402
 from distillkit.app.teachers import TeacherStore, get_teacher  # noqa: E402
-from distillkit.app.train import train_one  # noqa: E402
+from distillkit.app.train import Attempt, train_one  # noqa: E402
 from distillkit.config import load_config  # noqa: E402
 from distillkit.core.distiller import Distiller  # noqa: E402
 from distillkit.core.mutual import MutualLearning  # noqa: E402
@@ -141,7 +141,7 @@ def main() -> None:
                         distiller = Distiller(teacher.model, student, terms=terms_for(
                             "kd" if method == TRANSFER else method, setting, len(train_data or splits.train)))
                     accuracy = train_one(method, distiller, splits, config.train, config, None,
-                                         train_data=train_data).metrics["test/accuracy"]
+                                         Attempt(train_data=train_data)).metrics["test/accuracy"]
                 except (ValueError, KeyError) as error:  # e.g. a layer pair a method cannot compare
                     print(f"  {data} {method}: not applicable ({error})", flush=True)
                     continue
