@@ -359,13 +359,14 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
         pairs = student_data.train_pairs
         if distill.sequence_level is not None:
             pairs = _sequence_level(config, teacher, tokenizer, data, run)
-            train = pair_blocks(pairs, student_tokenizer, block_size=config.data.block_size)
             results["objective"] += "; sequence-level: the teacher's responses"
         if distill.loss == "uld":  # the same samples in both models' tokens
             assert pairs is not None
             train = cross_pair_blocks(pairs, student_tokenizer, tokenizer, block_size=config.data.block_size)
-            if distill.sequence_level is None:
+            if distill.sequence_level is None:  # (as many as the student alone's blocks)
                 train = first_blocks(train, config.data.max_train_blocks)
+        elif distill.sequence_level is not None:
+            train = pair_blocks(pairs, student_tokenizer, block_size=config.data.block_size)  # type: ignore[arg-type]
         if offline:
             top = TopKFile.build(teacher, tokenizer, train, _cache_root(config) / "lm-topk", k=distill.offline.k,
                                  batch_size=config.data.batch_size)  # type: ignore[union-attr]

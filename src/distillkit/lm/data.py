@@ -307,10 +307,10 @@ def _pair_row(pair: Pair, tokenizer: Any, block_size: int) -> tuple[list[int], l
     """One pair's tokens, labels (the response's only) and prompt length; ``None`` when its prompt alone fills the
     block."""
     prompt = prompt_ids(tokenizer, pair.prompt)
-    eos = tokenizer.eos_token_id
-    response = tokenizer(pair.response, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
     if len(prompt) >= block_size - 1:
         return None
+    eos = tokenizer.eos_token_id
+    response = tokenizer(pair.response, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
     row = (prompt + response)[:block_size]
     return row, [IGNORE] * len(prompt) + row[len(prompt):], len(prompt)
 
