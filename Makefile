@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/distillkit demo --out runs/demo --overwrite
 
-# Two workers (pytest-xdist), one PyTorch thread each (tests/conftest.py): on two idle cores the suite took 9:50 on
+# Two workers (pytest-xdist), one PyTorch thread each (tests/conftest.py): on two idle cores the suite took 9:50 and 10:38 on
 # 2026-12-06 (fresh clone), where most of a test's time is Python and process start-up, not arithmetic.
 TEST_WORKERS ?= 2
 
