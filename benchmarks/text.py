@@ -45,6 +45,7 @@ from distillkit.compression import DynamicInt8Config, quantize_  # noqa: E402
 from distillkit.core.distiller import Distiller  # noqa: E402
 from distillkit.core.schedules import Complement, Linear  # noqa: E402
 from distillkit.core.terms import FeatureTerm, HardLabelTerm, SoftTargetTerm  # noqa: E402
+from distillkit.data import ConcatDictDataset, unlabelled  # noqa: E402
 from distillkit.data.builtin import TextDataset, load_dataset  # noqa: E402
 from distillkit.evaluation import (
     count_weights,  # noqa: E402
@@ -75,14 +76,17 @@ def fit(distiller: Distiller, train: Any, val: Any, *, epochs: int, lr: float, b
 
 @torch.inference_mode()
 def speed(model: nn.Module, texts: list[str]) -> tuple[float, float]:
-    """(sentences/s at batch 32, median latency in ms at batch 1)."""
+    """(sentences/s at batch 32, the best of three passes over 256 tweets; median latency in ms at batch 1)."""
     model.eval()
     batches = [texts[i:i + 32] for i in range(0, 256, 32)]
     model(batches[0])
-    start = time.perf_counter()
-    for batch in batches:
-        model(batch)
-    throughput = 32 * len(batches) / (time.perf_counter() - start)
+    passes = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for batch in batches:
+            model(batch)
+        passes.append(time.perf_counter() - start)
+    throughput = 32 * len(batches) / min(passes)
     times = []
     for text in texts[:60]:
         start = time.perf_counter()
@@ -118,12 +122,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=8000, help="tweets used (stratified), split 72/8/20")
     parser.add_argument("--teacher-epochs", type=int, default=1)
     parser.add_argument("--student-epochs", type=int, default=3)
+    parser.add_argument("--transfer", type=int, default=0,
+                        help="also distil the BiLSTM on this many unlabelled tweets from outside --limit")
     parser.add_argument("--downstream-labels", type=int, default=50, help="labels per class in the second task")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-text"))
     args = parser.parse_args()
     torch.manual_seed(0)
     started = time.perf_counter()
-    splits = load_dataset("tweets-sentiment", limit=args.limit)
+    splits = load_dataset("tweets-sentiment", limit=args.limit, transfer_size=args.transfer)
     train, val, test = splits.train, splits.val, splits.test
     texts = [test[i % len(test)]["text"] for i in range(256)]  # type: ignore[arg-type]
     steps = args.student_epochs * -(-len(train) // 32)  # type: ignore[arg-type]
@@ -141,10 +147,10 @@ def main() -> None:
     print(f"teacher fine-tuned in {seconds:.0f} s", flush=True)
     assess("teacher (MiniLM-L6)", teacher, test, texts, results, train_seconds=seconds)
 
-    def run(name: str, student: nn.Module, terms: list[Any] | None, lr: float) -> nn.Module:
+    def run(name: str, student: nn.Module, terms: list[Any] | None, lr: float, data: Any = train) -> nn.Module:
         distiller = (Distiller(teacher, student, terms=terms, teacher_input="text", student_input="text")
                      if terms is not None else Distiller(None, student, teacher_input="text", student_input="text"))
-        seconds = fit(distiller, train, val, epochs=args.student_epochs, lr=lr)
+        seconds = fit(distiller, data, val, epochs=args.student_epochs, lr=lr)
         assess(name, student, test, texts, results, train_seconds=seconds)
         return student
 
@@ -163,6 +169,10 @@ def main() -> None:
 
     run("bilstm alone", bilstm(), None, 2e-3)
     distilled_bilstm = run("bilstm distilled", bilstm(), kd_terms(steps, embeddings=False), 2e-3)
+    if splits.transfer is not None:  # Tang et al. 2019: the teacher labels unlabelled tweets for the student
+        extended = ConcatDictDataset([train, unlabelled(splits.transfer)])
+        longer = args.student_epochs * -(-len(extended) // 32)
+        run("bilstm distilled+transfer", bilstm(), kd_terms(longer, embeddings=False), 2e-3, data=extended)
 
     # ---- (c) static token vectors distilled with Model2Vec, then a light head
     tokenizer, vectors = distill_static_embeddings(minilm_path(), dims=256)
@@ -223,13 +233,13 @@ def main() -> None:
 
     # ---- summary against the target
     base = results["teacher (MiniLM-L6)"]
-    print("\nagainst the teacher (target: >= 95% of its accuracy at >= 5x its throughput)")
+    print("\nagainst the teacher (targets: >= 95% of its accuracy at >= 5x its throughput; raised: 97% at 10x)")
     for name, row in results.items():
         if name in ("downstream", "embeddings") or name.startswith("teacher"):
             continue
         kept = row["accuracy"] / base["accuracy"]
         faster = row["throughput_b32"] / base["throughput_b32"]
-        flag = "MEETS" if kept >= 0.95 and faster >= 5 else ""
+        flag = "MEETS RAISED" if kept >= 0.97 and faster >= 10 else "MEETS" if kept >= 0.95 and faster >= 5 else ""
         print(f"  {name:<22} {100 * kept:6.1f}% of the accuracy at {faster:6.1f}x the throughput {flag}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "text.json").write_text(json.dumps(results, indent=1))

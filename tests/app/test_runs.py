@@ -198,12 +198,18 @@ def test_resume_from_a_step_on_the_command_line(config_file, tmp_path, capsys):
     assert (out / "results.json").is_file()
 
 
-@pytest.fixture(scope="module")
-def slow_run(tmp_path_factory):
-    """A config that trains long enough to be interrupted, and its uninterrupted results."""
-    folder = tmp_path_factory.mktemp("slow")
+def _slow_config(folder: Path) -> Path:
+    """A config that trains long enough to be interrupted."""
     config = folder / "slow.yaml"
     config.write_text(yaml.safe_dump({**TINY, "train": {"epochs": 5, "lr": 0.005, "checkpoint_every": 10}}))
+    return config
+
+
+@pytest.fixture(scope="module")
+def slow_run(tmp_path_factory):
+    """The slow config and its uninterrupted results."""
+    folder = tmp_path_factory.mktemp("slow")
+    config = _slow_config(folder)
     env = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1"}
     straight = folder / "runs" / "straight"
     assert subprocess.run([EXECUTABLE, "compare", str(config), "--out", str(straight)], env=env,
@@ -211,34 +217,46 @@ def slow_run(tmp_path_factory):
     return config, json.loads((straight / "results.json").read_text())["models"]
 
 
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_stops_after_a_checkpoint_and_resume_matches_an_uninterrupted_run(signum, code, slow_run, tmp_path):
-    config, straight = slow_run
+def _stop(config, out, signum, model: str) -> tuple[str, dict]:
+    """Start ``compare``, send ``signum`` once ``model`` has written a checkpoint, check that it stopped there
+    with the signal's exit code, a one-line message naming --resume, nothing final written and its record
+    "interrupted"; return the record."""
     env = {**os.environ, "DISTILLKIT_NO_PROGRESS": "1"}
-    out = tmp_path / "runs" / "stopped"
     victim = subprocess.Popen([EXECUTABLE, "compare", str(config), "--out", str(out)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_in_a_terminal)
     deadline = time.time() + 300
-    while time.time() < deadline and not list((out / "distilled" / "checkpoints").glob("step-*")):
+    while time.time() < deadline and not list((out / model / "checkpoints").glob("step-*")):
         time.sleep(0.05)
     victim.send_signal(signum)
     _, err = victim.communicate(timeout=300)
-    assert victim.returncode == code, err
+    assert victim.returncode == 128 + signum, err
     last = [line for line in err.splitlines() if line.strip()][-1]
     assert f"interrupted by {signal.Signals(signum).name}" in last and "--resume" in last
     assert not (out / "results.json").exists() and not (out / "distilled" / "model.safetensors").exists()
-    records = RunRecords(out.parent / "runs.db")
-    (stopped,) = records.list()
+    (stopped,) = RunRecords(out.parent / "runs.db").list()
     assert stopped["status"] == "interrupted"
-    resumed = subprocess.run([EXECUTABLE, "compare", str(config), "--out", str(out), "--resume"], env=env,
-                             capture_output=True, text=True, timeout=600)
+    return stopped
+
+
+def test_sigterm_stops_after_a_checkpoint_and_resume_matches_an_uninterrupted_run(slow_run, tmp_path):
+    config, straight = slow_run
+    out = tmp_path / "runs" / "stopped"
+    stopped = _stop(config, out, signal.SIGTERM, "distilled")
+    resumed = subprocess.run([EXECUTABLE, "compare", str(config), "--out", str(out), "--resume"],
+                             env={**os.environ, "DISTILLKIT_NO_PROGRESS": "1"}, capture_output=True, text=True,
+                             timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     again = json.loads((out / "results.json").read_text())["models"]
     for model in ("teacher", "student_alone", "distilled"):
         assert again[model]["test/accuracy"] == straight[model]["test/accuracy"], model
         assert again[model]["test/loss"] == pytest.approx(straight[model]["test/loss"], abs=1e-6), model
-    (finished,) = records.list()
+    (finished,) = RunRecords(out.parent / "runs.db").list()
     assert finished["id"] == stopped["id"] and finished["status"] == "finished"
+
+
+def test_sigint_stops_as_sigterm_does_with_its_own_exit_code(tmp_path):
+    """Ctrl-C stops the same way (its resume is the path SIGTERM's test checks), here as early as the teacher."""
+    _stop(_slow_config(tmp_path), tmp_path / "runs" / "stopped", signal.SIGINT, "teacher")
 
 
 def test_a_killed_runs_record_is_shown_stale(tmp_path, capsys):

@@ -117,6 +117,23 @@ def test_tweets_sentiment_text_splits():
     assert again.test.texts == splits.test.texts  # deterministic
 
 
+
+def test_a_tweets_transfer_set_is_unlabelled_tweets_outside_the_selected_ones():
+    splits = load_dataset("tweets-sentiment", limit=900, seed=1, transfer_size=2000)
+    selected = set(splits.train.texts) | set(splits.val.texts) | set(splits.test.texts)
+    extra = splits.transfer.texts
+    assert len(extra) == len(set(extra)) == 2000 and not set(extra) & selected  # no test text is seen
+    assert torch.all(splits.transfer.targets == -100)
+    assert load_dataset("tweets-sentiment", limit=900, seed=1, transfer_size=2000).transfer.texts == extra
+    with pytest.raises(DistillkitError, match="data.transfer_size=2000: tweets-sentiment has .* set data.limit"):
+        load_dataset("tweets-sentiment", transfer_size=2000)  # no limit: no tweet is left over
+
+
+def test_a_transfer_size_for_a_data_set_without_a_transfer_set_is_refused_by_name():
+    with pytest.raises(DistillkitError, match="data.transfer_size=10: digits has no transfer set.*mnist1d"):
+        load_dataset("digits", transfer_size=10)
+    assert load_dataset("digits").transfer is None  # the control: without it, the same set loads
+
 @pytest.mark.parametrize("name,test_size", [("mnist5k", 40), ("digits", 40), ("mnist1d", 1000)])
 def test_limit_keeps_a_stratified_subset_of_every_built_in_set(name, test_size):
     splits = load_dataset(name, limit=200, seed=0)

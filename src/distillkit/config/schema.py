@@ -63,7 +63,8 @@ class DataConfig(AugmentConfig):
     batch_size: int = Field(128, ge=1)
     limit: int | None = Field(None, ge=10, description="use a stratified subset of this many samples of a built-in "
                               "set or local file (before splitting; for quick trials and tests)")
-    transfer_size: int = Field(0, ge=0, description="extra unlabelled samples labelled by the teacher (mnist1d)")
+    transfer_size: int = Field(0, ge=0, description="extra unlabelled samples labelled by the teacher "
+                               "(mnist1d: generated; tweets-sentiment: tweets outside data.limit)")
     target: str = "label"
     features: list[str] | None = None
     categorical: list[str] | Literal["auto"] | None = Field(

@@ -95,13 +95,32 @@ def load_tweets(options: DataOptions) -> DataSplits:
     rows = [r for r in rows if r.get("sentiment") in classes and r.get("text")]
     texts = [r["text"] for r in rows]
     y = np.array([classes.index(r["sentiment"]) for r in rows], dtype=np.int64)
+    rest: list[str] = []
     if limit is not None and limit < len(texts):
         keep = stratified_splits(y, test_size=limit, val_fraction=0, seed=seed)[2]
+        kept = set(keep.tolist())
+        rest = [texts[i] for i in range(len(texts)) if i not in kept]
         texts, y = [texts[i] for i in keep], y[keep]
     train, val, test = stratified_splits(y, test_size=0.2, val_fraction=val_fraction, seed=seed)
     make = lambda idx: TextDataset([texts[i] for i in idx], torch.as_tensor(y[idx]))  # noqa: E731
-    return DataSplits(name="tweets-sentiment", train=make(train), val=make(val) if len(val) else None,
-                      test=make(test), num_classes=3, input_shape=None, class_names=classes, input_key="text")
+    splits = DataSplits(name="tweets-sentiment", train=make(train), val=make(val) if len(val) else None,
+                        test=make(test), num_classes=3, input_shape=None, class_names=classes, input_key="text")
+    if options.transfer_size:
+        splits.transfer = _tweets_transfer_set(rest, set(texts), options)
+    return splits
+
+
+def _tweets_transfer_set(rest: list[str], selected: set[str], options: DataOptions) -> TextDataset:
+    """``transfer_size`` tweets from outside the ``limit`` selected ones, labels hidden: drawn with the seed, and
+    never a text that is also among the selected tweets (the test split's included), so no test text is seen."""
+    pool = sorted({text for text in rest if text not in selected})
+    if options.limit is None or options.transfer_size > len(pool):
+        raise DistillkitError(
+            f"data.transfer_size={options.transfer_size}: tweets-sentiment has {len(pool)} tweets outside the "
+            f"data.limit={options.limit} selected ones (and not equal to one of them); set data.limit lower or "
+            "data.transfer_size at most that")
+    order = np.random.default_rng(options.seed + 1000).permutation(len(pool))[:options.transfer_size]
+    return TextDataset([pool[i] for i in order], torch.full((len(order),), UNLABELLED, dtype=torch.long))
 
 
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
@@ -170,7 +189,18 @@ def load_dataset(name: str, options: DataOptions | None = None, **values: Any) -
     """
     options = data_options(options, **values)
     if name in DATASETS:
-        return DATASETS.get(name)(options)
-    if any(sep in name for sep in ("/", "\\", ".")) or Path(name).exists() or ":" in name:
-        return load_user_data(name, options)
-    return DATASETS.get(name)(options)  # raises "unknown dataset ... did you mean"
+        splits = DATASETS.get(name)(options)
+    elif any(sep in name for sep in ("/", "\\", ".")) or Path(name).exists() or ":" in name:
+        splits = load_user_data(name, options)
+    else:
+        splits = DATASETS.get(name)(options)  # raises "unknown dataset ... did you mean"
+    if options.transfer_size and splits.transfer is None:
+        raise DistillkitError(
+            f"data.transfer_size={options.transfer_size}: {name} has no transfer set; the data sets with one are "
+            f"{', '.join(TRANSFER_SETS)} (remove data.transfer_size, or add your unlabelled inputs to the "
+            "training data)")
+    return splits
+
+
+TRANSFER_SETS = ("mnist1d", "tweets-sentiment")
+"""The built-in data sets that can add ``transfer_size`` unlabelled inputs for the teacher to label."""

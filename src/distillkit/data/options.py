@@ -40,7 +40,8 @@ class DataOptions:
         root: where downloads go.
         lazy: read an image folder's images or a table's rows per batch instead of all at load.
         table_cache: where a lazy table's memory-mapped Arrow copy is made.
-        transfer_size: extra unlabelled samples for the teacher to label (``mnist1d``).
+        transfer_size: extra unlabelled samples for the teacher to label (``mnist1d``: generated;
+            ``tweets-sentiment``: tweets outside the ``limit`` selected ones).
         categorical: a table's categorical columns, one-hot encoded (``"auto"``: every column that is not
             numeric); with it, numeric columns are standardized and missing values filled in
             (:mod:`distillkit.data.tabular`).
