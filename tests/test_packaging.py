@@ -95,9 +95,9 @@ def test_the_hugging_face_bridge_without_transformers_names_the_extra():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     assert "pip install 'distillkit[nlp]'" in done.stderr.strip().splitlines()[-1], done.stderr[-2000:]
-    control = subprocess.run([sys.executable, "-c", "from distillkit.training import DistillationTrainer"],
-                             capture_output=True, text=True, timeout=300)  # negative control: with transformers
-    assert control.returncode == 0, control.stderr[-2000:]
+    from distillkit.training import DistillationTrainer  # negative control: with transformers it imports
+
+    assert DistillationTrainer.__name__ == "DistillationTrainer"
 
 
 def test_shell_completion_is_offered(capsys):
