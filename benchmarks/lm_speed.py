@@ -40,16 +40,14 @@ CUTS = ("15", "10", "10:384", "10:288", "6", "6:288")
 
 
 def cut(teacher, calibration, importance, spec: str):
-    """``layers[:embedding[:heads[:mlp]]]``: a depth cut, then the width cuts named (0 or absent: kept)."""
+    """``layers[:embedding[:heads[:mlp]]]``: a depth cut, then the width cuts named (0 or absent: kept), applied
+    in the order ``distillkit lm``'s ``student.from_teacher`` applies them (heads, MLP, embedding)."""
     layers, embedding, heads, mlp = ([int(v) for v in spec.split(":")] + [0, 0, 0])[:4]
     student = depth_pruned(teacher, choose_layers(len(decoder_layers(teacher)), layers, how="importance",
                                                   importance=importance))
-    if embedding:
-        student = embedding_pruned(student, calibration, keep=embedding)
-    if heads:
-        student = heads_pruned(student, calibration, keep=heads)
-    if mlp:
-        student = mlp_pruned(student, calibration, keep=mlp)
+    for keep, prune in ((heads, heads_pruned), (mlp, mlp_pruned), (embedding, embedding_pruned)):
+        if keep:
+            student = prune(student, calibration, keep=keep)
     return student
 
 
