@@ -217,7 +217,7 @@ def slow_run(tmp_path_factory):
     return config, json.loads((straight / "results.json").read_text())["models"]
 
 
-def _stop(config, out, signum, model: str) -> tuple[str, dict]:
+def _stop(config, out, signum, model: str) -> dict:
     """Start ``compare``, send ``signum`` once ``model`` has written a checkpoint, check that it stopped there
     with the signal's exit code, a one-line message naming --resume, nothing final written and its record
     "interrupted"; return the record."""
@@ -256,7 +256,9 @@ def test_sigterm_stops_after_a_checkpoint_and_resume_matches_an_uninterrupted_ru
 
 def test_sigint_stops_as_sigterm_does_with_its_own_exit_code(tmp_path):
     """Ctrl-C stops the same way (its resume is the path SIGTERM's test checks), here as early as the teacher."""
-    _stop(_slow_config(tmp_path), tmp_path / "runs" / "stopped", signal.SIGINT, "teacher")
+    out = tmp_path / "runs" / "stopped"
+    stopped = _stop(_slow_config(tmp_path), out, signal.SIGINT, "teacher")  # exit code 130, message, nothing final
+    assert stopped["status"] == "interrupted" and not (out / "results.json").exists()
 
 
 def test_a_killed_runs_record_is_shown_stale(tmp_path, capsys):
