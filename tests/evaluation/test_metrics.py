@@ -78,3 +78,27 @@ def test_cost_of_a_linear_model_by_hand():
     assert 0 < cost.latency_ms_p50 <= cost.latency_ms_p95 and cost.throughput > 0
     assert cost.peak_memory_mb == pytest.approx((32 * 20 + 32 * 10) * 4 / 1e6)
     assert model.training  # the mode is restored
+
+
+def test_tied_scores_and_a_class_nobody_labels_match_scikit_learn():
+    # logits drawn from {0, 1, 2}: rows repeat, so many scores tie, which ROC-AUC and average precision must take
+    # as one threshold; class 3 (logit -5) is never a label and never predicted, so macro averages run over 0-2
+    g = torch.Generator().manual_seed(1)
+    targets = torch.arange(120) % 3
+    logits = torch.randint(0, 2, (120, 4), generator=g).float() + torch.nn.functional.one_hot(targets, 4)
+    logits[:, 3] = -5.0
+    report = classification_metrics(logits, targets)
+    p = report.scalars
+    rounded = logits.softmax(-1).numpy()
+    assert len(np.unique(rounded[:, 0])) < 20  # the ties are there
+    y, pred = targets.numpy(), rounded.argmax(1)
+    assert p["f1_macro"] == pytest.approx(skm.f1_score(y, pred, average="macro"), abs=1e-6)
+    assert p["precision_macro"] == pytest.approx(skm.precision_score(y, pred, average="macro", zero_division=0),
+                                                 abs=1e-6)
+    aurocs = [skm.roc_auc_score(y == c, rounded[:, c]) for c in range(3)]
+    assert p["auroc_macro"] == pytest.approx(np.mean(aurocs), abs=1e-6)
+    assert report.per_class["auroc"][:3] == pytest.approx(aurocs, abs=1e-6) and report.per_class["auroc"][3] == 0.0
+    precisions = [skm.average_precision_score(y == c, rounded[:, c]) for c in range(3)]
+    assert p["pr_auc_macro"] == pytest.approx(np.mean(precisions), abs=1e-6)
+    fpr, tpr, _ = skm.roc_curve(y == 0, rounded[:, 0], drop_intermediate=False)
+    assert np.allclose(report.roc[0][0], fpr) and np.allclose(report.roc[0][1], tpr)

@@ -1,4 +1,5 @@
-"""Evaluation: quality metrics (torchmetrics) and cost metrics (size, FLOPs, latency, throughput, memory).
+"""Evaluation: quality metrics (accuracy, F1, ROC-AUC, calibration, ...) and cost metrics (size, FLOPs, latency,
+throughput, memory).
 
 One implementation of each measurement: :func:`accuracy`, :func:`batched_outputs` / :func:`evaluating` (from
 :mod:`distillkit.core.measures`, so the Trainer below shares them) and the latency timer :func:`time_calls`."""

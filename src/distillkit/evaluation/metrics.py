@@ -1,8 +1,10 @@
-"""Quality metrics of a classifier, computed with torchmetrics from gathered logits.
+"""Quality metrics of a classifier, computed from gathered logits.
 
 :func:`classification_metrics` takes the logits and labels of a whole evaluation set (the
 :class:`~distillkit.Trainer` gathers them across processes without counting a sample twice) and returns
-scalars, per-class values and the curves a report plots.
+scalars, per-class values and the curves a report plots. The metrics are scikit-learn's definitions written in
+PyTorch (``tests/evaluation/test_metrics.py`` checks each against scikit-learn): a few lines each, where importing a
+metrics library (torchmetrics imports transformers) cost every command several seconds of start-up.
 """
 
 from __future__ import annotations
@@ -71,6 +73,42 @@ def reliability_bins(probs: Tensor, targets: Tensor, *, num_bins: int = 15) -> d
     return bins
 
 
+def _binary_curve(scores: Tensor, positive: Tensor) -> tuple[Tensor, Tensor]:
+    """Cumulative true and false positives at each distinct score, from the highest down (tied scores are one
+    threshold, as scikit-learn's ``roc_curve`` and ``average_precision_score`` take them)."""
+    order = scores.argsort(descending=True, stable=True)
+    scores, positive = scores[order], positive[order].double()
+    last = torch.ones_like(scores, dtype=torch.bool)
+    last[:-1] = scores[1:] != scores[:-1]  # the last sample of each run of equal scores
+    true_positives = positive.cumsum(0)[last]
+    false_positives = (1 - positive).cumsum(0)[last]
+    return true_positives, false_positives
+
+
+def _roc(scores: Tensor, positive: Tensor) -> tuple[Tensor, Tensor, float]:
+    """``(fpr, tpr, area)`` of one-vs-rest scores; the area is 0 when one of the two classes is absent."""
+    tp, fp = _binary_curve(scores, positive)
+    tp, fp = torch.cat([tp.new_zeros(1), tp]), torch.cat([fp.new_zeros(1), fp])
+    if tp[-1] == 0 or fp[-1] == 0:
+        return fp, tp, 0.0
+    fpr, tpr = fp / fp[-1], tp / tp[-1]
+    return fpr, tpr, float(torch.trapezoid(tpr, fpr))
+
+
+def _average_precision(scores: Tensor, positive: Tensor) -> float:
+    """``sum_n (R_n - R_{n-1}) P_n`` over the distinct thresholds (scikit-learn's, no interpolation)."""
+    tp, fp = _binary_curve(scores, positive)
+    if tp[-1] == 0:
+        return 0.0
+    recall = torch.diff(tp / tp[-1], prepend=tp.new_zeros(1))
+    return float((recall * tp / (tp + fp)).sum())
+
+
+def _divide(numerator: Tensor, denominator: Tensor) -> Tensor:
+    """``numerator / denominator`` with 0 where the denominator is 0 (scikit-learn's ``zero_division=0``)."""
+    return torch.where(denominator > 0, numerator / denominator.clamp_min(1e-12), torch.zeros_like(numerator))
+
+
 def classification_metrics(
     logits: Tensor,
     targets: Tensor,
@@ -80,6 +118,10 @@ def classification_metrics(
     top_k: int = 5,
 ) -> QualityReport:
     """Accuracy, top-k, precision / recall / F1, ROC-AUC, PR-AUC, confusion matrix, calibration, agreement.
+
+    Macro averages run over the classes that occur in the labels or the predictions (scikit-learn's rule),
+    weighted ones weigh each class by its number of labels; ROC-AUC and PR-AUC are one-vs-rest, averaged over
+    the classes that have both positive and negative samples (a class without one scores 0 in ``per_class``).
 
     Args:
         logits: ``[N, C]`` model logits.
@@ -96,39 +138,40 @@ def classification_metrics(
         >>> report.scalars["accuracy"]
         1.0
     """
-    from torchmetrics.functional import classification as tmf
-
     if logits.dim() != 2 or targets.dim() != 1 or len(logits) != len(targets):
         raise ValueError(f"expected logits [N, C] and targets [N], got {tuple(logits.shape)} and {tuple(targets.shape)}")
     logits, targets = logits.detach().float().cpu(), targets.detach().long().cpu()
     classes = logits.shape[1]
     probs = logits.softmax(-1)
+    predicted = probs.argmax(-1)
     report = QualityReport()
     s = report.scalars
-    s["accuracy"] = float(tmf.multiclass_accuracy(probs, targets, classes, average="micro"))
+    s["accuracy"] = float((predicted == targets).double().mean())
     if classes > top_k:
-        s[f"top{top_k}_accuracy"] = float(tmf.multiclass_accuracy(probs, targets, classes, average="micro", top_k=top_k))
-    for name, fn in (("precision", tmf.multiclass_precision), ("recall", tmf.multiclass_recall),
-                     ("f1", tmf.multiclass_f1_score)):
-        s[f"{name}_macro"] = float(fn(probs, targets, classes, average="macro"))
-        s[f"{name}_weighted"] = float(fn(probs, targets, classes, average="weighted"))
-        report.per_class[name] = fn(probs, targets, classes, average="none").tolist()
-    if classes == 2:
-        s["auroc_macro"] = float(tmf.binary_auroc(probs[:, 1], targets))
-        s["pr_auc_macro"] = float(tmf.binary_average_precision(probs[:, 1], targets))
-        fpr, tpr, _ = tmf.binary_roc(probs[:, 1], targets)
-        report.roc = [_thin(fpr, tpr)]
-        report.per_class["auroc"] = [s["auroc_macro"]]
-    else:
-        s["auroc_macro"] = float(tmf.multiclass_auroc(probs, targets, classes, average="macro"))
-        s["pr_auc_macro"] = float(tmf.multiclass_average_precision(probs, targets, classes, average="macro"))
-        fpr, tpr, _ = tmf.multiclass_roc(probs, targets, classes)
-        report.roc = [_thin(f, t) for f, t in zip(fpr, tpr, strict=True)]
-        report.per_class["auroc"] = tmf.multiclass_auroc(probs, targets, classes, average="none").tolist()
-    report.confusion = tmf.multiclass_confusion_matrix(probs, targets, classes).tolist()
-    s["ece"] = float(tmf.multiclass_calibration_error(probs, targets, classes, n_bins=num_bins, norm="l1"))
-    s["nll"] = float(F.cross_entropy(logits, targets))
+        s[f"top{top_k}_accuracy"] = float((probs.topk(top_k, -1).indices == targets[:, None]).any(-1).double().mean())
+    confusion = torch.bincount(targets * classes + predicted, minlength=classes * classes).view(classes, classes)
+    report.confusion = confusion.tolist()
+    hits, labelled, chosen = confusion.diagonal().double(), confusion.sum(1).double(), confusion.sum(0).double()
+    per_class = {"precision": _divide(hits, chosen), "recall": _divide(hits, labelled)}
+    per_class["f1"] = _divide(2 * hits, labelled + chosen)
+    present = (labelled + chosen) > 0
+    for name, values in per_class.items():
+        s[f"{name}_macro"] = float(values[present].mean())
+        s[f"{name}_weighted"] = float((values * labelled).sum() / labelled.sum())
+        report.per_class[name] = values.tolist()
+    columns = [(probs[:, 1], targets == 1)] if classes == 2 else [(probs[:, c], targets == c) for c in range(classes)]
+    rocs = [_roc(scores, positive) for scores, positive in columns]
+    both = [bool(positive.any() and not positive.all()) for _, positive in columns]
+    report.roc = [_thin(fpr, tpr) for fpr, tpr, _ in rocs]
+    report.per_class["auroc"] = [area for _, _, area in rocs]
+    s["auroc_macro"] = _mean([area for (_, _, area), ok in zip(rocs, both, strict=True) if ok])
+    s["pr_auc_macro"] = _mean([_average_precision(scores, positive)
+                               for (scores, positive), ok in zip(columns, both, strict=True) if ok])
     report.reliability = reliability_bins(probs, targets, num_bins=num_bins)
+    bins = report.reliability
+    s["ece"] = sum(count / len(targets) * abs(accuracy - confidence) for count, accuracy, confidence
+                   in zip(bins["count"], bins["accuracy"], bins["confidence"], strict=True))
+    s["nll"] = float(F.cross_entropy(logits, targets))
     if teacher_logits is not None:
         teacher_logits = teacher_logits.detach().float().cpu()
         if teacher_logits.shape != logits.shape:
@@ -137,3 +180,7 @@ def classification_metrics(
         s["teacher_kl"] = float(F.kl_div(logits.log_softmax(-1), teacher_logits.log_softmax(-1),
                                          reduction="batchmean", log_target=True))
     return report
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
