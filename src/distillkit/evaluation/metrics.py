@@ -146,9 +146,9 @@ def classification_metrics(
     predicted = probs.argmax(-1)
     report = QualityReport()
     s = report.scalars
-    s["accuracy"] = float((predicted == targets).double().mean())
+    s["accuracy"] = float((predicted == targets).float().mean())  # in float32, as the Trainer computes it
     if classes > top_k:
-        s[f"top{top_k}_accuracy"] = float((probs.topk(top_k, -1).indices == targets[:, None]).any(-1).double().mean())
+        s[f"top{top_k}_accuracy"] = float((probs.topk(top_k, -1).indices == targets[:, None]).any(-1).float().mean())
     confusion = torch.bincount(targets * classes + predicted, minlength=classes * classes).view(classes, classes)
     report.confusion = confusion.tolist()
     hits, labelled, chosen = confusion.diagonal().double(), confusion.sum(1).double(), confusion.sum(0).double()
