@@ -55,6 +55,7 @@ def blobs():
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, not two fighting over each core
     torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # and one for each process a test starts (CLI runs, a notebook kernel)
 
 
 @pytest.fixture(autouse=True)
