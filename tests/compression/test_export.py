@@ -7,6 +7,7 @@ from torch import nn
 
 from distillkit.compression import (
     CompressionError,
+    OnnxDynamicInt8Config,
     OnnxModel,
     StaticInt8Config,
     export_onnx,
@@ -65,6 +66,29 @@ def test_dynamic_int8_onnx_and_the_onnx_model_in_evaluation(tmp_path):
     logits, targets = predict(OnnxModel(tmp_path / "mlp.int8.onnx"), data)
     reference, _ = predict(model, data)
     assert logits.shape == (64, 3) and (logits.argmax(-1) == reference.argmax(-1)).float().mean() >= 0.95
+
+
+def test_dynamic_int8_weight_scales_per_channel_or_per_tensor(tmp_path):
+    import onnx
+
+    torch.manual_seed(0)
+    model = make_mlp(hidden=64).eval()
+    data = make_blobs(64)
+    export_onnx(model, tmp_path / "mlp.onnx", data.fields["input"][:4])
+
+    def weight_scales(mode):
+        path = quantize_onnx(tmp_path / "mlp.onnx", tmp_path / "mlp.int8.onnx", mode)
+        graph = onnx.load(str(path)).graph
+        sizes = sorted(int(torch.tensor(list(t.dims)).prod()) if t.dims else 1 for t in graph.initializer
+                       if "weight" in t.name and t.name.endswith("_scale"))
+        logits, _ = predict(OnnxModel(path), data)
+        return sizes, logits
+
+    reference, _ = predict(model, data)
+    per_tensor, logits = weight_scales(OnnxDynamicInt8Config(per_channel=False))
+    assert per_tensor == [1, 1] and (logits.argmax(-1) == reference.argmax(-1)).float().mean() >= 0.95
+    per_channel, _ = weight_scales("dynamic")  # the default: one scale per output channel (64 and 3 of them)
+    assert per_channel == [3, 64]
 
 
 def test_a_failed_export_keeps_the_earlier_file(tmp_path):

@@ -17,6 +17,7 @@ training guided by the teacher, and measures every variant; ``docs/compression.m
 from distillkit.compression.common import CompressionError
 from distillkit.compression.export import (
     OnnxCheck,
+    OnnxDynamicInt8Config,
     OnnxModel,
     StaticInt8Config,
     export_onnx,
@@ -48,6 +49,7 @@ __all__ = [
     "LowRankLinear",
     "MagnitudePruningConfig",
     "OnnxCheck",
+    "OnnxDynamicInt8Config",
     "OnnxModel",
     "StaticInt8Config",
     "cubic_sparsity",

@@ -32,7 +32,8 @@ from distillkit.compression.common import CompressionError
 from distillkit.models import model_device
 from distillkit.storage import save_tensors
 
-__all__ = ["OnnxCheck", "OnnxModel", "StaticInt8Config", "export_onnx", "quantize_onnx", "save_safetensors"]
+__all__ = ["OnnxCheck", "OnnxDynamicInt8Config", "OnnxModel", "StaticInt8Config", "export_onnx", "quantize_onnx",
+           "save_safetensors"]
 
 log = logging.getLogger("distillkit")
 
@@ -173,6 +174,19 @@ def _resize_batch(x: Tensor, size: int) -> Tensor:
 
 
 @dataclass(frozen=True)
+class OnnxDynamicInt8Config:
+    """Dynamic int8 in ONNX Runtime: int8 weights, activations quantized at run time (``mode="dynamic"`` is this
+    with its defaults).
+
+    Args:
+        per_channel: one weight scale per output channel (the default: the more accurate), or one per tensor,
+            which runs faster at batch 1 (fewer scales to apply; ``benchmarks/compression.py`` measures both).
+    """
+
+    per_channel: bool = True
+
+
+@dataclass(frozen=True)
 class StaticInt8Config:
     """Static int8 in ONNX Runtime: weights and activations int8, activation ranges set from calibration data.
 
@@ -194,11 +208,12 @@ class StaticInt8Config:
 
 
 def quantize_onnx(source: str | os.PathLike[str], target: str | os.PathLike[str],
-                  mode: Literal["dynamic"] | StaticInt8Config = "dynamic") -> Path:
+                  mode: Literal["dynamic"] | OnnxDynamicInt8Config | StaticInt8Config = "dynamic") -> Path:
     """Write an int8 copy of the ONNX model ``source`` to ``target`` with ONNX Runtime's quantizer.
 
-    ``"dynamic"``: int8 weights, activations quantized at run time (linear / recurrent / attention models).
-    :class:`StaticInt8Config`: activations calibrated ahead of time on the config's batches (conv nets).
+    ``"dynamic"`` (or :class:`OnnxDynamicInt8Config` to choose the weight scales): int8 weights, activations
+    quantized at run time (linear / recurrent / attention models). :class:`StaticInt8Config`: activations
+    calibrated ahead of time on the config's batches (conv nets).
 
     Raises:
         CompressionError: calibration batches whose shape does not fit the model; ``target`` is not written.
@@ -220,8 +235,9 @@ def quantize_onnx(source: str | os.PathLike[str], target: str | os.PathLike[str]
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # ORT's quantizer warns through the root logger on every call
         try:
-            if mode == "dynamic":
-                quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+            if mode == "dynamic" or isinstance(mode, OnnxDynamicInt8Config):
+                per_channel = mode.per_channel if isinstance(mode, OnnxDynamicInt8Config) else True
+                quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel)
             elif isinstance(mode, StaticInt8Config):
                 reader = _CalibrationReader(prepared, mode.calibration)
                 methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -230,7 +246,8 @@ def quantize_onnx(source: str | os.PathLike[str], target: str | os.PathLike[str]
                                 per_channel=mode.per_channel, activation_type=QuantType.QUInt8,
                                 weight_type=QuantType.QInt8, calibrate_method=methods[mode.method])
             else:
-                raise CompressionError(f"quantize_onnx: mode must be 'dynamic' or a StaticInt8Config, got {mode!r}")
+                raise CompressionError(f"quantize_onnx: mode must be 'dynamic', an OnnxDynamicInt8Config or a "
+                                       f"StaticInt8Config, got {mode!r}")
         finally:
             quiet.setLevel(level)
         _move(tmp, target)  # across file systems, then an atomic rename next to the target

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from distillkit.core.measures import accuracy
+
 __all__ = ["QualityReport", "classification_metrics", "reliability_bins"]
 
 
@@ -143,10 +145,10 @@ def classification_metrics(
     logits, targets = logits.detach().float().cpu(), targets.detach().long().cpu()
     classes = logits.shape[1]
     probs = logits.softmax(-1)
-    predicted = probs.argmax(-1)
+    predicted = logits.argmax(-1)
     report = QualityReport()
     s = report.scalars
-    s["accuracy"] = float((predicted == targets).float().mean())  # in float32, as the Trainer computes it
+    s["accuracy"] = accuracy(logits, targets)  # the Trainer's own measure, so a run's figures agree
     if classes > top_k:
         s[f"top{top_k}_accuracy"] = float((probs.topk(top_k, -1).indices == targets[:, None]).any(-1).float().mean())
     confusion = torch.bincount(targets * classes + predicted, minlength=classes * classes).view(classes, classes)
