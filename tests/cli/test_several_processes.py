@@ -122,16 +122,13 @@ def _rank_process(launcher: subprocess.Popen, rank: str):
     return None
 
 
-def test_a_run_killed_on_one_process_resumes_on_two_to_the_uninterrupted_weights(tmp_path):
+def test_a_run_killed_on_one_process_resumes_on_two_to_the_uninterrupted_weights(tmp_path, one_process):
+    # the uninterrupted run is the 1-process one: the test above shows 2 processes reach its weights on the same
+    # global batches; checkpoints every 5 steps (they change no arithmetic) let the kill land mid-run
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    longer = ["--set", "train.epochs=4", "--set", "train.checkpoint_every=20"]  # 36 steps a student
-    whole = compare(tmp_path, 2, 29604, *longer)
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    (tmp_path / "runs" / "p2").rename(tmp_path / "runs" / "whole")
-
     out = tmp_path / "runs" / "p2"
     command = launch(2, 29605, "compare", str(tmp_path / "tiny.yaml"), "--out", str(out), *SETTINGS,
-                     "--set", "data.batch_size=32", *longer)
+                     "--set", "data.batch_size=32", "--set", "train.checkpoint_every=5")
     launcher = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 cwd=tmp_path)
     deadline = time.monotonic() + 300
@@ -144,13 +141,14 @@ def test_a_run_killed_on_one_process_resumes_on_two_to_the_uninterrupted_weights
     assert launcher.returncode != 0, "the run finished before rank 1 was killed"
     assert not (out / "distilled" / "model.safetensors").exists()
     records = RunRecords(tmp_path / "runs" / "runs.db").list()
-    assert sorted(r["status"] for r in records) == ["failed", "finished"], records  # the crash is on record
+    assert [r["status"] for r in records] == ["failed"], records  # the crash is on record
 
     resumed = subprocess.run(command + ["--resume"], env=ENV, capture_output=True, text=True, timeout=600,
                              cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in (out / "log.txt").read_text()  # it continued from the checkpoint, not from scratch
     for model in ("student_alone", "distilled"):
-        a, b = weights(tmp_path / "runs" / "whole", model), weights(out, model)
+        a, b = weights(one_process, model), weights(out, model)
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), model
     records = RunRecords(tmp_path / "runs" / "runs.db").list()
-    assert [r["status"] for r in records] == ["finished", "finished"]  # the resumed run continued its record
+    assert [r["status"] for r in records] == ["finished"]  # the resumed run continued its record
