@@ -19,50 +19,27 @@ import json
 import time
 from pathlib import Path
 
-from distillkit.lm import (
-    LMTrainer,
-    TopKFile,
-    block_importance,
-    choose_layers,
-    compare_lms,
-    decoder_layers,
-    depth_pruned,
-    lm_distiller,
-    load_causal_lm,
-    read_documents,
-    split_documents,
-    text_blocks,
-)
-from distillkit.lm.data import first_blocks
+from lm_prose import fit, importance_cut, prose, prose_arguments
+
+from distillkit.lm import TopKFile, compare_lms, lm_distiller
 from distillkit.losses.tokens import TokenLoss
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--block", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    prose_arguments(parser, steps=100)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 8, 32, 128])
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-lm-topk"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    teacher, tokenizer = load_causal_lm("smollm2-135m")
-    documents = [d for name in ("python-docs", "bbc-news") for d in read_documents(name)]
-    parts = split_documents(documents, val_fraction=0.02, test_fraction=0.05, seed=args.seed)
-    count = args.steps * args.batch
-    train = first_blocks(text_blocks(parts.train, tokenizer, block_size=args.block, max_blocks=count), count)
-    test = first_blocks(text_blocks(parts.test, tokenizer, block_size=args.block), 64)
+    setup = prose(args.steps, args.batch, args.block, args.seed)
+    teacher, train, test = setup.teacher, setup.train, setup.test
     t = time.perf_counter()
-    top = TopKFile.build(teacher, tokenizer, train, args.out / "topk", k=max(args.ks), batch_size=8)
+    top = TopKFile.build(teacher, setup.tokenizer, train, args.out / "topk", k=max(args.ks), batch_size=8)
     teacher_pass = time.perf_counter() - t
     vocab = top.manifest.vocab_size
-    calibration = [{k: v[s:s + 8] for k, v in train.fields.items()} for s in range(0, 32, 8)]
-    layers = choose_layers(len(decoder_layers(teacher)), 15, how="importance",
-                           importance=block_importance(teacher, calibration))
-    initial = depth_pruned(teacher, layers)
+    layers, initial = importance_cut(setup, 15)
 
     runs = {"LM loss alone": (None, train, None)}
     runs["online KD, full distribution"] = (teacher, train, TokenLoss("forward_kl", chunk_size=256))
@@ -75,13 +52,8 @@ def main() -> None:
         student = copy.deepcopy(initial).train()
         distiller = (lm_distiller(None, student) if loss is None else
                      lm_distiller(source, student, loss=loss, offline=source is None))
-        trainer = LMTrainer(distiller, data, max_steps=args.steps, batch_size=args.batch, lr=args.lr,
-                            warmup_steps=10, progress=False, seed=args.seed)
-        t = time.perf_counter()
-        trainer.fit()
-        rows[name] = {"train_seconds": time.perf_counter() - t}
+        rows[name] = {"train_seconds": fit(name, distiller, data, args)}
         models[name] = student
-        print(f"{name}: {rows[name]['train_seconds']:.0f}s", flush=True)
     for name, figures in compare_lms(models, test, batch_size=8).items():
         rows.setdefault(name, {}).update(figures)
     full_bytes = 2 * vocab  # fp16 logits per token
