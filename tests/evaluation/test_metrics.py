@@ -66,6 +66,8 @@ def test_teacher_agreement_and_kl():
 def test_bad_shapes_fail_clearly():
     with pytest.raises(ValueError, match="expected logits"):
         classification_metrics(torch.randn(3), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="no samples"):
+        classification_metrics(torch.randn(0, 3), torch.zeros(0, dtype=torch.long))
 
 
 def test_cost_of_a_linear_model_by_hand():

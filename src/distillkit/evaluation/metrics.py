@@ -142,6 +142,8 @@ def classification_metrics(
     """
     if logits.dim() != 2 or targets.dim() != 1 or len(logits) != len(targets):
         raise ValueError(f"expected logits [N, C] and targets [N], got {tuple(logits.shape)} and {tuple(targets.shape)}")
+    if len(targets) == 0:
+        raise ValueError("classification_metrics: no samples to score (the evaluation set is empty)")
     logits, targets = logits.detach().float().cpu(), targets.detach().long().cpu()
     classes = logits.shape[1]
     probs = logits.softmax(-1)
@@ -171,7 +173,7 @@ def classification_metrics(
                                for (scores, positive), ok in zip(columns, both, strict=True) if ok])
     report.reliability = reliability_bins(probs, targets, num_bins=num_bins)
     bins = report.reliability
-    s["ece"] = sum(count / len(targets) * abs(accuracy - confidence) for count, accuracy, confidence
+    s["ece"] = sum(count / len(targets) * abs(hit_rate - confidence) for count, hit_rate, confidence
                    in zip(bins["count"], bins["accuracy"], bins["confidence"], strict=True))
     s["nll"] = float(F.cross_entropy(logits, targets))
     if teacher_logits is not None:
