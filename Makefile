@@ -17,9 +17,9 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/distillkit demo --out runs/demo --overwrite
 
-# Two workers (pytest-xdist), one PyTorch thread each (tests/conftest.py): on two idle cores the suite took 9:50 and 10:38 on
-# 2026-12-06 and 13:27 on 2026-12-07 (fresh clones; on the 7th the text benchmark's fine-tuning also ran 1.4x slower than
-# its documented time), where most of a test's time is Python and process start-up, not arithmetic.
+# Two workers (pytest-xdist), one PyTorch thread each and for every process a test starts (tests/conftest.py): on two
+# idle cores a fresh clone's suite took 9:56 on 2026-12-07 (after torchmetrics, whose import pulled in transformers,
+# was dropped; 13:27 the day before), where most of a test's time is Python and process start-up, not arithmetic.
 TEST_WORKERS ?= 2
 
 test: $(VENV)/.installed
