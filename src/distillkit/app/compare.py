@@ -195,13 +195,13 @@ def _compare(config: Config, splits: DataSplits, student_data: Any, train_size: 
 
 
 def compare_part(config: Config, part: RunPart, splits: DataSplits, *, resume: bool,
-                 store: TeacherStore | None = None) -> dict[str, Any]:
+                 store: TeacherStore | None = None, models: dict[str, nn.Module] | None = None) -> dict[str, Any]:
     """The comparison of ``config`` on ``splits`` as one part of a larger run (a fold, a sweep size): trained under
     ``part.path`` with the run's signal stop, continued from its checkpoints with ``resume``; writes no results
-    (the larger run does)."""
+    (the larger run does). ``models`` is filled with the trained models, as :func:`run_comparison`'s."""
     student_data, train_size = _student_data(config, splits)
     check_comparison(config, splits, train_size)
-    return _compare(config, splits, student_data, train_size, part, resume=resume, store=store)
+    return _compare(config, splits, student_data, train_size, part, resume=resume, store=store, models=models)
 
 
 def run_comparison(config: Config, folder: RunFolder | None, *, store: TeacherStore | None = None,

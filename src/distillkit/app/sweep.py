@@ -4,7 +4,10 @@ latency and size, alone and distilled: "how small can the student get before it 
 Each width multiplies the student's width options (``hidden``, ``channels``, ``width``, ``d_model``, ``dims``:
 those its config sets, else the model's defaults); each size is a whole comparison (the student alone and the
 distilled student, the same initial weights and budget) against one teacher, trained once and reused from the
-teacher store. Layout of the run folder::
+teacher store. Each size's comparison times its own models, at its own moment of the run; the frontier's latencies
+are measured again at the end, every size's distilled student and the teacher together, round-robin on the CPU
+(:func:`~distillkit.evaluation.cost.time_models`), so that a slower stretch of the machine during one size does not
+bend the frontier. Layout of the run folder::
 
     config.yaml, log.txt, sweep.json, results.md, report.html, report.md, figures/frontier.png
     sweep/<width>.json      one size's comparison, written when it is done (a resumed sweep skips it)
@@ -12,6 +15,7 @@ teacher store. Layout of the run folder::
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import logging
@@ -20,7 +24,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from distillkit.app.build import build_splits
+from torch import Tensor, nn
+
+from distillkit.app.build import build_model_from, build_splits
 from distillkit.app.compare import check_comparison, compare_part, run_comparison
 from distillkit.app.report import html_page, save_figures
 from distillkit.app.runs import Run, RunFolder, RunPart
@@ -28,6 +34,7 @@ from distillkit.app.tables import html_table, markdown_table
 from distillkit.app.teachers import TeacherStore
 from distillkit.config.loading import dump_config
 from distillkit.config.schema import Config, ConfigError
+from distillkit.evaluation.cost import time_models
 from distillkit.models import MODELS, build_model
 from distillkit.storage import json_text, write_text_atomic
 
@@ -100,6 +107,29 @@ def _point(results: dict[str, Any], factor: float, kwargs: dict[str, Any]) -> di
                         "accuracy": models["teacher"]["test/accuracy"]}}
 
 
+def _saved_model(config: Config, role: str, folder: Path, splits: Any) -> nn.Module:
+    """The model of ``role`` that a sweep size saved in ``folder`` (a size finished by an earlier process)."""
+    section = config.teacher if role == "teacher" else config.student
+    return build_model_from(section.model_copy(update={"weights": str(folder)}), splits, role=role)  # type: ignore[union-attr]
+
+
+def _retime(result: dict[str, Any], students: list[nn.Module], teacher: nn.Module | None, example: Tensor) -> None:
+    """Every size's latency (and the teacher's) measured again, all together and round-robin on the CPU, into
+    ``result``'s points; ``result["latency"]`` says how. Without this each size's figure comes from its own
+    comparison, timed at its own moment, and a busier minute of the machine would bend the frontier."""
+    models = [*students, *([teacher] if teacher is not None else [])]
+    on_cpu = [m if next(m.parameters()).device.type == "cpu" else copy.deepcopy(m).cpu() for m in models]
+    timed = time_models(on_cpu, example.cpu())
+    for point, (latency, _) in zip(result["points"], timed):
+        point["latency_ms"] = latency
+    if teacher is not None:
+        for point in result["points"]:
+            point["teacher"] = {**point["teacher"], "latency_ms": timed[-1][0]}
+    result["latency"] = ("p50 at batch 1 on the CPU, every size's distilled student"
+                         f"{' and the teacher' if teacher is not None else ''} timed together, round-robin, "
+                         "after training")
+
+
 def sweep_rows(result: dict[str, Any]) -> list[list[str]]:
     """One row per student size and one for the teacher, in :data:`COLUMNS` order."""
     def ms(value: float | None) -> str:
@@ -152,6 +182,8 @@ def write_sweep_report(folder: Path, result: dict[str, Any], config_text: str) -
     images = save_figures(folder, {"frontier": ("accuracy against size and latency",
                                                 partial(_frontier_figure, result))})
     title = f"{result['name']}: student-size sweep ({result['data']})"
+    if result.get("latency"):
+        table += f"\nLatency: {result['latency']}.\n"
     write_text_atomic(folder / "results.md", f"# {title}\n\n{table}\n")
     figures = "".join(f"\n![{name}](figures/{name}.png)\n" for name in images)
     write_text_atomic(folder / "report.md", f"# {title}\n\n{table}\n{figures}")
@@ -183,31 +215,52 @@ def run_sweep(config: Config, widths: list[float], folder: RunFolder | None, *,
         check_comparison(scaled, splits, len(splits.train))  # every size is built and checked before training
     result: dict[str, Any] = {"kind": "sweep", "name": config.name, "data": splits.name, "points": []}
 
+    students: dict[float, nn.Module] = {}  # each size's distilled student, for the frontier's timing
+    teachers: list[nn.Module] = []
+
     def measure(w: float, run: Run | None) -> dict[str, Any]:
         done = run.path / "sweep" / f"{_label(w)}.json" if run is not None else None
         if done is not None and done.is_file():
             log.info("sweep %s: done earlier, reusing %s", _label(w), done)
             return json.loads(done.read_text())  # type: ignore[no-any-return]
         log.info("sweep %s: student %s %s", _label(w), config.student.model, configs[w].student.kwargs)  # type: ignore[union-attr]
+        trained: dict[str, nn.Module] = {}
         if run is None:
-            compared = run_comparison(configs[w], None, store=store, splits=splits)
+            compared = run_comparison(configs[w], None, store=store, splits=splits, models=trained)
         else:  # trained in sweep/<size>/ with the run's signal stop; --resume continues it from its checkpoints
             compared = compare_part(configs[w], RunPart(run, f"sweep/{_label(w)}"), splits, resume=folder.resume,
-                                    store=store)
+                                    store=store, models=trained)
             run.stop_if_signalled(f"measuring size {_label(w)}")
+        students[w] = trained["distilled"]
+        teachers[:] = [trained["teacher"]]
         point = _point(compared, w, configs[w].student.kwargs)  # type: ignore[union-attr]
         if done is not None:
             write_text_atomic(done, json_text(point))
         return point
 
+    def frontier_latency(run: Run | None) -> None:
+        if run is not None:  # the sizes finished by an earlier process: their saved students (and teacher)
+            for w in widths:
+                if w not in students:
+                    students[w] = _saved_model(configs[w], "student", run.path / "sweep" / _label(w) / "distilled",
+                                               splits)
+            if not teachers and config.teacher is not None and config.teacher.ensemble == 1:
+                teachers.append(_saved_model(config, "teacher", run.path / "sweep" / _label(widths[0]) / "teacher",
+                                             splits))
+        example = splits.test[0].get(splits.input_key) if len(splits.test) else None
+        if isinstance(example, Tensor):
+            _retime(result, [students[w] for w in widths], teachers[0] if teachers else None, example.unsqueeze(0))
+
     if folder is None:
         with tempfile.TemporaryDirectory() as scratch:  # the teacher is trained once and reused at every size
             store = store or TeacherStore(Path(scratch))
             result["points"] = [measure(w, None) for w in widths]
+            frontier_latency(None)
         return result
     with folder.start(config, kind="sweep") as run:
         (run.path / "sweep").mkdir(exist_ok=True)
         result["points"] = [measure(w, run) for w in widths]
+        frontier_latency(run)
         write_text_atomic(run.path / "sweep.json", json_text(result))
         html_path, _ = write_sweep_report(run.path, result, dump_config(config))
         log.info("report: %s", html_path)
