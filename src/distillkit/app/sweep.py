@@ -149,6 +149,7 @@ def sweep_rows(result: dict[str, Any]) -> list[list[str]]:
 
 def _frontier_figure(result: dict[str, Any]) -> Any:
     from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures are left alone
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     points = result["points"]
     teacher = points[0]["teacher"]
@@ -166,7 +167,10 @@ def _frontier_figure(result: dict[str, Any]) -> Any:
                         textcoords="offset points")
         if teacher[key] is not None:
             ax.axhline(100 * teacher["accuracy"], color="grey", linestyle=":", label="teacher")
-        ax.set_xscale("log")
+        if max(xs) >= 10 * min(xs):  # a log axis labelled at its decades only (labelled minor ticks overlap)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy (%)")
         ax.legend(fontsize=8)
