@@ -19,7 +19,8 @@ demo: $(VENV)/.installed
 
 # Two workers (pytest-xdist), one PyTorch thread each and for every process a test starts (tests/conftest.py): on two
 # idle cores a fresh clone's suite took 9:56 on 2026-12-07 (after torchmetrics, whose import pulled in transformers,
-# was dropped; 13:27 the day before), where most of a test's time is Python and process start-up, not arithmetic.
+# was dropped; 13:27 the day before; 6:55 on the faster machine of 2026-12-07's later session), where most of a test's
+# time is Python and process start-up, not arithmetic.
 TEST_WORKERS ?= 2
 
 test: $(VENV)/.installed
