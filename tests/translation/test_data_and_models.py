@@ -96,6 +96,8 @@ def test_samples_are_teacher_forced_with_the_end_token_kept_when_cut(toy_tokeniz
     assert (decoder[:, 0] == 0).all() and torch.equal(decoder[:, 1:][labels[:, :-1] != IGNORE],
                                                       labels[:, :-1][labels[:, :-1] != IGNORE])
     assert ((decoder[:, 1:] == toy_tokenizer.pad_token_id) == (labels[:, :-1] == IGNORE)).all()
+    real = samples.fields["attention_mask"].sum(1) + (labels != IGNORE).sum(1)  # for batches of similar lengths
+    assert torch.equal(samples.lengths, real) and len(set(real.tolist())) > 1
 
 
 def test_the_tokenizer_trained_here_cuts_chinese_into_pieces_and_ends_every_sentence(tmp_path):

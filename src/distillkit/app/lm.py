@@ -192,6 +192,7 @@ class Training:
     resume: bool
     resume_from: str | int | None
     batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    group_by_length: bool = False  # batches of samples of similar lengths (the data sets must have lengths)
     trainer: type[LMTrainer] = LMTrainer
     auto_class: str = "AutoModelForCausalLM"  # the transformers class that loads a model this run saved
 
@@ -216,6 +217,7 @@ def train_model(name: str, distiller: Any, data: tuple[Any, Any], settings: tupl
         return student, float(json.loads((folder / TRAINING_RECORD).read_text())["train_seconds"])
     trainer = how.trainer(distiller, data[0], data[1], options, batch_size=batch_size, seed=seed,
                           checkpoint_dir=folder / "checkpoints", batch_transform=how.batch_transform,
+                          group_by_length=how.group_by_length,
                           callbacks=[*how.run.callbacks(name), MetricsFile(folder / "metrics.jsonl")],
                           progress=bool(os.environ.get("DISTILLKIT_PROGRESS")))
     trainer.label = name

@@ -190,7 +190,8 @@ def run_translation(config: TranslationConfig, folder: RunFolder) -> dict[str, A
     distill = config.distill
     with folder.start(config, kind="translate") as run:
         how = Training(run, folder.resume, folder.resume_from, batch_transform=trim_padding,
-                       trainer=TranslationTrainer, auto_class="AutoModelForSeq2SeqLM")
+                       group_by_length=config.data.group_by_length, trainer=TranslationTrainer,
+                       auto_class="AutoModelForSeq2SeqLM")
         teacher, tokenizer, teacher_said = _teacher(config, splits, how)
         prepared = _Prepared(splits, tokenizer, special_tokens(teacher).start, config.data.max_tokens)
         references, val = prepared.samples(splits.train), prepared.samples(splits.val)

@@ -103,6 +103,8 @@ class TranslationData(Strict):
     max_train_pairs: int | None = Field(None, ge=1, description="use at most this many training pairs")
     max_tokens: int = Field(64, ge=4, le=1024, description="tokens kept per side of a pair")
     batch_size: int = Field(64, ge=1)
+    group_by_length: bool = Field(True, description="batches of pairs of similar lengths (fairseq's length "
+                                                    "buckets): less padding, the same pairs every epoch")
 
 
 class WordLevel(Strict):

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 __all__ = ["BatchedView", "EpochSampler", "InMemoryBatches", "IndexedSubset", "TensorDictDataset", "UNLABELLED", "already_collated",
-           "batched_view", "dataset_fingerprint", "fingerprint_tensors"]
+           "batched_view", "dataset_fingerprint", "fingerprint_tensors", "length_grouped", "sample_lengths"]
 
 UNLABELLED = -100
 """Target value of a sample without a label (``ignore_index`` of the hard-label loss)."""
@@ -82,6 +82,9 @@ class TensorDictDataset(Dataset[dict[str, Any]]):
         self.transform = transform
         self.deterministic = transform is None if deterministic is None else deterministic
         self._fingerprint: str | None = None
+        self.lengths: Tensor | None = None
+        """Each sample's length in tokens (``[N]``), set by the data sets of variable-length text, for batches of
+        similar lengths (``group_by_length``); ``None`` where samples have no length."""
 
     def __len__(self) -> int:
         return len(next(iter(self.fields.values())))
@@ -114,16 +117,64 @@ class TensorDictDataset(Dataset[dict[str, Any]]):
         return self._fingerprint
 
 
+def sample_lengths(dataset: Any) -> Tensor:
+    """The length of each sample of ``dataset`` (its ``lengths``: tokens per sample), for batches of similar lengths.
+
+    Raises:
+        ValueError: the data set does not say its samples' lengths.
+    """
+    lengths = getattr(dataset, "lengths", None)
+    if lengths is None:
+        raise ValueError(f"group_by_length needs each sample's length, and this {type(dataset).__name__} has no "
+                         "`lengths` (one number per sample: set it, e.g. the tokens of each sentence pair, or turn "
+                         "group_by_length off)")
+    lengths = torch.as_tensor(lengths)
+    if lengths.shape != (len(dataset),):
+        raise ValueError(f"the data set's lengths have shape {tuple(lengths.shape)}, expected ({len(dataset)},): one "
+                         "per sample")
+    return lengths
+
+
+GROUP_WINDOW = 50
+"""Batches per window of :func:`length_grouped` (Hugging Face's ``LengthGroupedSampler`` uses 50)."""
+
+
+def length_grouped(order: Tensor, lengths: Tensor, batch_size: int, generator: torch.Generator) -> Tensor:
+    """``order`` (a shuffled order of the samples) rearranged so that each batch holds samples of similar lengths,
+    as fairseq's length buckets and Hugging Face's ``group_by_length`` do: the order is cut into windows of
+    :data:`GROUP_WINDOW` batches, each window sorted by length (longest first) and cut into batches, and the full
+    batches of the whole epoch shuffled (so long and short batches alternate; a last, smaller batch stays last,
+    where ``drop_last`` finds it). Every index appears once, and the order depends only on ``order`` and
+    ``generator``.
+
+    Example:
+        >>> order = torch.arange(8)
+        >>> lengths = torch.tensor([1, 9, 2, 8, 3, 7, 4, 6])
+        >>> batches = length_grouped(order, lengths, 2, torch.Generator().manual_seed(0)).view(-1, 2)
+        >>> sorted(sorted(lengths[b].tolist()) for b in batches)
+        [[1, 2], [3, 4], [6, 7], [8, 9]]
+    """
+    window = batch_size * GROUP_WINDOW
+    parts = [chunk[torch.argsort(lengths[chunk], descending=True, stable=True)] for chunk in order.split(window)]
+    batches = list(torch.cat(parts).split(batch_size))
+    last = [batches.pop()] if len(batches[-1]) < batch_size else []
+    shuffled = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return torch.cat(shuffled + last) if shuffled or last else order
+
+
 class EpochSampler(Sampler[int]):
     """Indices in an order that depends only on ``(seed, epoch)``.
 
     A resumed run asks for the same epoch and gets the same order, whatever happened to the global RNG.
     Distributed sharding is left to the engine (Accelerate splits the batches of this order across
-    processes), so every process holds the same order.
+    processes), so every process holds the same order. With ``lengths`` (and ``batch_size``) the shuffled order is
+    grouped so that batches of ``batch_size`` hold samples of similar lengths (:func:`length_grouped`).
     """
 
-    def __init__(self, size: int, *, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(self, size: int, *, shuffle: bool = True, seed: int = 0, lengths: Tensor | None = None,
+                 batch_size: int = 1) -> None:
         self.size, self.shuffle, self.seed, self.epoch = size, shuffle, seed, 0
+        self.lengths, self.batch_size = lengths, batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -133,7 +184,10 @@ class EpochSampler(Sampler[int]):
         if not self.shuffle:
             return torch.arange(self.size)
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(self.size, generator=generator)
+        order = torch.randperm(self.size, generator=generator)
+        if self.lengths is not None:
+            order = length_grouped(order, self.lengths, self.batch_size, generator)
+        return order
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.order().tolist())

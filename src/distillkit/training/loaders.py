@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from distillkit.data.base import EpochSampler, InMemoryBatches, already_collated, batched_view
+from distillkit.data.base import EpochSampler, InMemoryBatches, already_collated, batched_view, sample_lengths
 from distillkit.training.options import LoaderOptions
 
 __all__ = ["LoaderChoice"]
@@ -46,11 +46,16 @@ class LoaderChoice:
     def _train_loader(self) -> DataLoader[Any] | InMemoryBatches:
         opts = self.loader_options
         if self.streaming:  # the stream orders itself; Accelerate passes set_epoch on to it
+            if opts.group_by_length:
+                raise ValueError("group_by_length needs a data set whose samples can be reordered; a stream orders "
+                                 "itself (turn group_by_length off)")
             self.sampler = None
             return DataLoader(self.train_data, batch_size=opts.batch_size, collate_fn=opts.collate_fn,
                               num_workers=opts.num_workers, drop_last=opts.drop_last,
                               pin_memory=self.device.type == "cuda")
-        self.sampler = EpochSampler(len(self.train_data), shuffle=True, seed=self.seed)
+        lengths = sample_lengths(self.train_data) if opts.group_by_length else None
+        self.sampler = EpochSampler(len(self.train_data), shuffle=True, seed=self.seed, lengths=lengths,
+                                    batch_size=opts.batch_size)
         data, collate_fn = batched_view(self.train_data, opts.collate_fn)
         if (collate_fn is already_collated and opts.num_workers == 0 and self.options.grad_accum_steps == 1
                 and self.device.type == "cpu" and self.accelerator.num_processes == 1):

@@ -107,6 +107,9 @@ class LoaderOptions:
         drop_last: drop the last, smaller training batch of each epoch.
         batch_transform: ``batch -> batch`` applied to each training batch on the device (e.g. mixup); teacher and
             student both see its output.
+        group_by_length: training batches of samples of similar lengths (fairseq's length buckets, Hugging Face's
+            ``group_by_length``): less padding for variable-length text. Needs the data set's ``lengths``
+            (distillkit's sentence-pair data sets have them); the order still depends only on seed and epoch.
     """
 
     batch_size: int = 64
@@ -115,6 +118,7 @@ class LoaderOptions:
     num_workers: int = 0
     drop_last: bool = False
     batch_transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

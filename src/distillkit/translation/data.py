@@ -245,7 +245,8 @@ def translation_samples(pairs: Sequence[SentencePair], tokenizer: Any, *, max_to
     its target side for the labels), cut at ``max_tokens`` on each side (the end-of-sentence token kept) and
     padded: ``input_ids`` / ``attention_mask`` ``[N, S]``, ``labels`` ``[N, T]`` (padding labelled
     :data:`~distillkit.losses.tokens.IGNORE`), ``decoder_input_ids`` ``[N, T]`` (``decoder_start`` then the labels
-    shifted right: teacher forcing) and ``index``.
+    shifted right: teacher forcing) and ``index``; its ``lengths`` are each pair's source plus target tokens
+    (for batches of similar lengths, ``group_by_length``).
     """
     if not pairs:
         raise DistillkitError("no sentence pairs to tokenize")
@@ -269,5 +270,7 @@ def translation_samples(pairs: Sequence[SentencePair], tokenizer: Any, *, max_to
         labels[row, :len(target)] = torch.tensor(target)
     decoder_input_ids = torch.cat([torch.full((len(pairs), 1), decoder_start), labels[:, :-1]], dim=1)
     decoder_input_ids[decoder_input_ids == IGNORE] = pad
-    return TensorDictDataset(input_ids=input_ids, attention_mask=attention, labels=labels,
-                             decoder_input_ids=decoder_input_ids)
+    samples = TensorDictDataset(input_ids=input_ids, attention_mask=attention, labels=labels,
+                                decoder_input_ids=decoder_input_ids)
+    samples.lengths = torch.tensor([len(s) + len(t) for s, t in zip(sources, targets)])  # for group_by_length
+    return samples
