@@ -154,6 +154,25 @@ def test_the_language_model_loss_is_the_shifted_cross_entropy_over_scored_tokens
         assert float(next_token_loss(logits, labels, chunk_size=chunk)) == pytest.approx(float(expected), rel=1e-6)
 
 
+def test_label_smoothing_mixes_the_label_with_the_mean_over_the_vocabulary():
+    torch.manual_seed(7)
+    logits = torch.randn(2, 5, 9, requires_grad=True)
+    labels = torch.randint(0, 9, (2, 5))
+    labels[1, 3:] = IGNORE  # padding: not scored
+    logp = torch.log_softmax(logits.detach()[:, :-1], dim=-1)
+    targets, scored = labels[:, 1:], labels[:, 1:] != IGNORE
+    nll = -logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)[scored]
+    uniform = -logp.mean(-1)[scored]  # the cross-entropy against the uniform distribution
+    for eps in (0.0, 0.1, 0.3):
+        expected = float(((1 - eps) * nll + eps * uniform).mean())
+        for chunk in (0, 2):
+            got = next_token_loss(logits, labels, chunk_size=chunk, label_smoothing=eps)
+            assert float(got) == pytest.approx(expected, rel=1e-6)
+    assert float(next_token_loss(logits, labels, label_smoothing=0.1)) != pytest.approx(float(nll.mean()))  # control
+    with pytest.raises(ValueError, match="label_smoothing"):
+        next_token_loss(logits, labels, label_smoothing=1.0)
+
+
 def test_bad_options_are_refused_by_name():
     for kwargs, match in [({"divergence": "kl"}, "unknown divergence"), ({"beta": 1.0}, "beta"),
                           ({"temperature": 0}, "temperature"), ({"top_p": 1.5}, "top_p")]:

@@ -91,3 +91,24 @@ def test_word_level_distillation_moves_the_student_towards_the_teacher(toy_teach
     figures = trainer.evaluate()
     assert figures["val/perplexity"] == pytest.approx(2.718281828 ** figures["val/loss"], rel=1e-6)
     assert 0 < figures["val/accuracy"] <= 1
+
+
+def test_label_smoothing_reaches_the_targets_cross_entropy_and_only_it(toy_teacher, toy_tokenizer):
+    from distillkit.losses.tokens import next_token_loss
+    from distillkit.translation import translation_distiller, translation_samples, trim_padding
+    from distillkit.translation.training import seq2seq_inputs
+
+    pairs = [SentencePair(*p) for p in toy_pairs(40, seed=6)]
+    batch = trim_padding(translation_samples(pairs, toy_tokenizer, max_tokens=16, decoder_start=0).get_batch(
+        list(range(16))))
+    student = tiny_marian(toy_tokenizer, layers=(2, 1), seed=3)
+    with torch.no_grad():
+        logits = student(**seq2seq_inputs(batch)).logits
+    for eps in (0.0, 0.1):
+        alone = translation_distiller(None, student, label_smoothing=eps)
+        with torch.no_grad():
+            total = float(alone(batch).loss)
+        expected = next_token_loss(logits, batch["labels"], shift=False, label_smoothing=eps)
+        assert total == pytest.approx(float(expected), rel=1e-5)
+    mixed = translation_distiller(toy_teacher, student, alpha=0.5, label_smoothing=0.1)
+    assert [(t.name, getattr(t, "label_smoothing", None)) for t in mixed.terms] == [("kd", None), ("lm", 0.1)]

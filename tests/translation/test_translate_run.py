@@ -54,7 +54,7 @@ def test_a_translate_run_trains_its_teacher_and_compares_three_models(translate_
                                              "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
                                              "max_position_embeddings": 64},
                                   "vocab_size": 200, "train": {"epochs": 2, "lr": 0.002}}},
-            "distill": {"word_level": {"loss": "forward_kl"}, "alpha": 0.5,
+            "distill": {"word_level": {"loss": "forward_kl"}, "alpha": 0.5, "label_smoothing": 0.1,
                         "sequence_level": {"targets": "interpolated", "beam": 2, "nbest": 2}}}
     out = tmp_path / "runs" / "mt"
     assert main(["translate", str(_write(folder, here)), "--out", str(out)]) == 0
@@ -70,6 +70,7 @@ def test_a_translate_run_trains_its_teacher_and_compares_three_models(translate_
     assert distilled["params"] < results["models"]["teacher"]["params"]
     assert results["models"]["distilled_int8"]["size_mb"] < distilled["size_mb"]
     assert "interpolated" in results["objective"] and results["sequence_level"]["nbest"] == 2
+    assert "label smoothing 0.1" in results["objective"]
     assert "version:" in results["signatures"]["bleu"] and len(results["samples"]["distilled"]) == 3
     assert any("against the teacher's beam2" in note for note in results["notes"])
     assert (out / "teacher" / "model" / "tokenizer.json").is_file()  # the teacher trained here, saved
@@ -114,6 +115,7 @@ def test_a_stopped_translate_run_resumes_to_the_uninterrupted_results(translate_
     ({"distill": {"sequence_level": {"beam": 2, "nbest": 3}}}, "cannot exceed beam"),
     ({"distill": {"word_level": {"loss": "kl"}}}, "distill.word_level.loss"),
     ({"distill": {"word_level": None}}, "word_level, sequence_level or both"),
+    ({"distill": {"label_smoothing": 1.0}}, "distill.label_smoothing"),
     ({"student": {"from_teacher": {"changes": {"layers": 1}}}}, "no key 'layers'"),
 ])
 def test_bad_translate_configs_fail_in_one_line_with_nothing_written(translate_files, tmp_path, capsys, change,

@@ -200,8 +200,9 @@ def run_translation(config: TranslationConfig, folder: RunFolder) -> dict[str, A
                                    "student": student_said, "data": described, "counts": splits.counts}
         settings = (config.train, config.data.batch_size, config.seed)
         card = {"base_model": config.teacher.model} if config.teacher.model else {}
-        alone, alone_seconds = train_model("student_alone", translation_distiller(None, copy_model(initial)),
-                                           (references, val), settings, how)
+        smoothing = distill.label_smoothing
+        alone, alone_seconds = train_model("student_alone", translation_distiller(
+            None, copy_model(initial), label_smoothing=smoothing), (references, val), settings, how)
         save_trained(alone, tokenizer, run.path / "student_alone", alone_seconds, (
             "A translation model trained alone", f"The student of `{config.name}` trained on the references alone "
             "(distillkit's baseline).", card), pipeline_tag="translation")
@@ -209,9 +210,11 @@ def run_translation(config: TranslationConfig, folder: RunFolder) -> dict[str, A
         word = distill.word_level
         loss = TokenLoss(word.loss, temperature=word.temperature, top_k=word.top_k) if word else None
         alpha = build_schedule(distill.alpha, where="distill.alpha") if word else 0.0
-        distiller = translation_distiller(teacher if word else None, copy_model(initial), loss=loss, alpha=alpha)
+        distiller = translation_distiller(teacher if word else None, copy_model(initial), loss=loss, alpha=alpha,
+                                          label_smoothing=smoothing)
         results["objective"] = ((f"word-level {word.loss} (T={word.temperature:g}) with weight {distill.alpha}, "
-                                 if word else "") + f"cross-entropy on {targets_said}")
+                                 if word else "") + f"cross-entropy on {targets_said}"
+                                + (f" (label smoothing {smoothing:g})" if smoothing else ""))
         if sequence:
             results["sequence_level"] = sequence
         distilled, seconds = train_model("distilled", distiller, (train, val), settings, how)

@@ -138,6 +138,8 @@ class TranslationDistill(Strict):
     word_level: WordLevel | None = Field(default_factory=WordLevel, description="null: no word-level term")
     alpha: Scalar = Field(0.5, description="the word-level term's weight; the targets' cross-entropy gets 1 - alpha")
     sequence_level: SequenceLevel | None = Field(None, description="train on the teacher's translations")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="smoothing of the targets' cross-entropy, for "
+                                   "the student alone and the distilled student alike (fairseq / Marian: 0.1)")
 
     @model_validator(mode="after")
     def _something(self) -> TranslationDistill:

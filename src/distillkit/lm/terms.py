@@ -88,19 +88,21 @@ class TokenDistillTerm(LossTerm):
 
 
 class NextTokenTerm(LossTerm):
-    """The language-model loss on the data's own tokens (the shifted cross-entropy over scored positions):
-    what a student trained alone minimises, and the ``1 - alpha`` part of a distilled one's objective."""
+    """The language-model loss on the data's own tokens (the shifted cross-entropy over scored positions, with
+    ``label_smoothing`` if given): what a student trained alone minimises, and the ``1 - alpha`` part of a distilled
+    one's objective."""
 
     needs_teacher = False
     traceable = False
 
-    def __init__(self, weight: ScheduleLike = 1.0, *, chunk_size: int = 512, shift: bool = True, name: str = "lm"
-                 ) -> None:
+    def __init__(self, weight: ScheduleLike = 1.0, *, chunk_size: int = 512, shift: bool = True,
+                 label_smoothing: float = 0.0, name: str = "lm") -> None:
         super().__init__(name, weight)
-        self.chunk_size, self.shift = chunk_size, shift
+        self.chunk_size, self.shift, self.label_smoothing = chunk_size, shift, label_smoothing
 
     def forward(self, ctx: DistillContext) -> Tensor:
-        return next_token_loss(ctx.student_logits, ctx.batch["labels"], chunk_size=self.chunk_size, shift=self.shift)
+        return next_token_loss(ctx.student_logits, ctx.batch["labels"], chunk_size=self.chunk_size, shift=self.shift,
+                               label_smoothing=self.label_smoothing)
 
 
 class CrossTokenizerTerm(LossTerm):

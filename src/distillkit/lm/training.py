@@ -35,7 +35,7 @@ __all__ = ["LMTrainer", "cross_tokenizer_distiller", "lm_distiller"]
 
 def lm_distiller(teacher: nn.Module | None, student: nn.Module, *, loss: TokenLoss | None = None,
                  alpha: ScheduleLike = 1.0, offline: bool = False, extra: list[LossTerm] | None = None,
-                 inputs: InputSpec = lm_inputs, shift: bool = True) -> Distiller:
+                 inputs: InputSpec = lm_inputs, shift: bool = True, label_smoothing: float = 0.0) -> Distiller:
     """A :class:`~distillkit.Distiller` of causal LMs: ``alpha`` times the token-level divergence ``loss`` plus
     ``1 - alpha`` times the language-model loss; with ``teacher=None`` and ``offline=False``, the
     language-model loss alone (the student trained alone).
@@ -50,14 +50,16 @@ def lm_distiller(teacher: nn.Module | None, student: nn.Module, *, loss: TokenLo
         inputs / shift: what the models read of a batch, and whether the labels are shifted to the logits (the
             defaults suit causal LMs; an encoder-decoder's are :func:`distillkit.translation.seq2seq_inputs` and
             ``shift=False``).
+        label_smoothing: smoothing of the language-model loss (0: none; translation recipes use 0.1).
     """
     terms: list[LossTerm] = []
     if teacher is not None or offline:
         terms.append(TokenDistillTerm(loss or TokenLoss(), alpha, offline=offline, shift=shift))
         if not (isinstance(alpha, (int, float)) and alpha == 1.0):
-            terms.append(NextTokenTerm(Complement(alpha) if callable(alpha) else 1.0 - float(alpha), shift=shift))
+            terms.append(NextTokenTerm(Complement(alpha) if callable(alpha) else 1.0 - float(alpha), shift=shift,
+                                       label_smoothing=label_smoothing))
     else:
-        terms.append(NextTokenTerm(1.0, shift=shift))
+        terms.append(NextTokenTerm(1.0, shift=shift, label_smoothing=label_smoothing))
     terms += extra or []
     return Distiller(None if offline else teacher, student, terms=terms, teacher_input=inputs,
                      student_input=inputs, target_key="labels")

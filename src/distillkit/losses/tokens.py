@@ -288,11 +288,13 @@ def token_divergence(student_logits: Tensor, teacher: Tensor | SparseTeacher, ma
     return total * loss.temperature**2 / len(rows)
 
 
-def _chunk_nll(student: Tensor, labels: Tensor, rows: Tensor) -> Tensor:
-    return F.cross_entropy(student.index_select(0, rows).float(), labels.index_select(0, rows), reduction="sum")
+def _chunk_nll(student: Tensor, labels: Tensor, rows: Tensor, smoothing: float = 0.0) -> Tensor:
+    return F.cross_entropy(student.index_select(0, rows).float(), labels.index_select(0, rows), reduction="sum",
+                           label_smoothing=smoothing)
 
 
-def next_token_loss(logits: Tensor, labels: Tensor, *, chunk_size: int = 512, shift: bool = True) -> Tensor:
+def next_token_loss(logits: Tensor, labels: Tensor, *, chunk_size: int = 512, shift: bool = True,
+                    label_smoothing: float = 0.0) -> Tensor:
     """The language-model loss: mean cross-entropy of each position's logits against the next token, over the
     positions whose next label is not :data:`IGNORE` (the causal shift is done here, as Hugging Face does).
 
@@ -302,7 +304,12 @@ def next_token_loss(logits: Tensor, labels: Tensor, *, chunk_size: int = 512, sh
         chunk_size: positions per chunk, computed under checkpointing (0: all at once).
         shift: ``False`` where ``labels[t]`` is already what the logits at ``t`` predict (an encoder-decoder's
             labels, whose decoder inputs are the labels shifted right).
+        label_smoothing: ``eps`` in ``[0, 1)``: the target is ``1 - eps`` on the label plus ``eps`` spread evenly
+            over the vocabulary (Szegedy et al. 2016; fairseq's ``label_smoothed_cross_entropy``, Marian's
+            ``--label-smoothing``: 0.1 in their translation recipes).
     """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     targets = (next_labels(labels) if shift else labels).reshape(-1)
     rows = (targets != IGNORE).nonzero().squeeze(1)
     if len(rows) == 0:
@@ -311,9 +318,9 @@ def next_token_loss(logits: Tensor, labels: Tensor, *, chunk_size: int = 512, sh
     total = logits.new_zeros((), dtype=torch.float32)
     for chunk in rows.split(chunk_size or len(rows)):
         if chunk_size and student.requires_grad:
-            total = total + checkpoint(_chunk_nll, student, targets, chunk, use_reentrant=False)
+            total = total + checkpoint(_chunk_nll, student, targets, chunk, label_smoothing, use_reentrant=False)
         else:
-            total = total + _chunk_nll(student, targets, chunk)
+            total = total + _chunk_nll(student, targets, chunk, label_smoothing)
     return total / len(rows)
 
 

@@ -43,11 +43,14 @@ def trim_padding(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def translation_distiller(teacher: nn.Module | None, student: nn.Module, *, loss: TokenLoss | None = None,
-                          alpha: ScheduleLike = 1.0, extra: list[LossTerm] | None = None) -> Distiller:
+                          alpha: ScheduleLike = 1.0, extra: list[LossTerm] | None = None,
+                          label_smoothing: float = 0.0) -> Distiller:
     """``alpha`` times the word-level divergence to the teacher plus ``1 - alpha`` times the cross-entropy on the
-    batch's targets (the references, or the teacher's translations in sequence-level distillation); with
-    ``teacher=None`` the cross-entropy alone (the student alone, or pure sequence-level distillation)."""
-    return lm_distiller(teacher, student, loss=loss, alpha=alpha, extra=extra, inputs=seq2seq_inputs, shift=False)
+    batch's targets (the references, or the teacher's translations in sequence-level distillation), that
+    cross-entropy with ``label_smoothing`` (fairseq's and Marian's recipes use 0.1); with ``teacher=None`` the
+    cross-entropy alone (the student alone, or pure sequence-level distillation)."""
+    return lm_distiller(teacher, student, loss=loss, alpha=alpha, extra=extra, inputs=seq2seq_inputs, shift=False,
+                        label_smoothing=label_smoothing)
 
 
 class TranslationTrainer(LMTrainer):
