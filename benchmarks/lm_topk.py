@@ -9,6 +9,7 @@ file of its own cut from it, since its first k tokens are the top-k). Targets (i
 student's epoch on the language-model loss alone.
 
     python benchmarks/lm_topk.py --steps 100        # about 35 minutes on 2 CPU cores
+    python benchmarks/lm_topk.py --steps 40 --alpha 0.5   # KD beside the language-model loss, half and half
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     prose_arguments(parser, steps=100)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--alpha", type=float, default=1.0,
+                        help="the divergence's weight in every KD row; the language-model loss gets 1 - alpha")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-lm-topk"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -51,7 +54,7 @@ def main() -> None:
     for name, (source, data, loss) in runs.items():
         student = copy.deepcopy(initial).train()
         distiller = (lm_distiller(None, student) if loss is None else
-                     lm_distiller(source, student, loss=loss, offline=source is None))
+                     lm_distiller(source, student, loss=loss, alpha=args.alpha, offline=source is None))
         rows[name] = {"train_seconds": fit(name, distiller, data, args)}
         models[name] = student
     for name, figures in compare_lms(models, test, batch_size=8).items():
