@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=3)
     parser.add_argument("--decoder-layers", type=int, default=1, help="the students' decoder layers")
     parser.add_argument("--alpha", type=float, default=0.5, help="the word-level term's weight")
+    parser.add_argument("--label-smoothing", type=float, default=0.0,
+                        help="smoothing of the students' cross-entropy on their targets (fairseq / Marian: 0.1)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True,
                         help="batches of pairs of similar lengths (the figures of 2026-12-05/06 were made without)")
@@ -154,7 +156,8 @@ def main() -> None:
             student = smaller_seq2seq(teacher, {"decoder_layers": args.decoder_layers}, copy_weights=True, seed=seed)
             student.load_state_dict(initial.state_dict())
             distiller = translation_distiller(teacher if with_teacher else None, student, loss=kd,
-                                              alpha=args.alpha if with_teacher else 1.0)
+                                              alpha=args.alpha if with_teacher else 1.0,
+                                              label_smoothing=args.label_smoothing)
             seconds[name] = _train(distiller, data, val, args, epochs=args.student_epochs, lr=5e-4, seed=seed)
             students[name] = student.eval()
             print(f"seed {seed}: {name} trained in {seconds[name]:.0f} s", flush=True)
