@@ -76,6 +76,19 @@ def test_an_lm_run_compares_three_models_and_saves_a_student_transformers_loads(
     generator = pipeline("text-generation", model=str(model_folder))
     assert isinstance(generator("the cat", max_new_tokens=3, do_sample=False)[0]["generated_text"], str)
     assert "base_model:" in (model_folder / "README.md").read_text()
+    # and the same student with int8 weights, which transformers alone loads too (torchao installed)
+    int8_folder = out / "distilled_int8" / "model"
+    quantized = AutoModelForCausalLM.from_pretrained(int8_folder)
+    weight = quantized.model.layers[0].mlp.up_proj.weight
+    assert "Int8" in type(weight).__name__ and "Int8" not in type(model.model.layers[0].mlp.up_proj.weight).__name__
+    saved = results["int8_saved"]
+    assert saved["size_mb"] < saved["float_size_mb"]
+    assert saved["test/perplexity"] == pytest.approx(distilled["test/perplexity"], rel=0.05)
+    prompt = torch.tensor([[5, 6, 7]])
+    assert torch.allclose(quantized(prompt).logits, model(prompt).logits, atol=0.1)
+    assert isinstance(pipeline("text-generation", model=str(int8_folder))("the cat", max_new_tokens=2,
+                                                                           do_sample=False)[0]["generated_text"], str)
+    assert any("distilled_int8/model" in note for note in results["notes"])
     assert main(["report", str(out)]) == 0  # the report is written again from the folder
 
 

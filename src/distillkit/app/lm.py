@@ -43,7 +43,7 @@ from distillkit.lm.data import (
     text_blocks,
 )
 from distillkit.lm.evaluate import compare_lms, generate_text, generation_speed
-from distillkit.lm.export import save_lm
+from distillkit.lm.export import save_int8, save_lm
 from distillkit.lm.generation import GenerationSettings, OnPolicyMix, generate_responses
 from distillkit.lm.lora import add_lora, merge_lora, trainable_parameters
 from distillkit.lm.models import (
@@ -396,10 +396,17 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
                                      {"teacher": teacher, "student_alone": alone_model, "distilled": distilled},
                                      int8=config.evaluate.int8, seconds=(alone_seconds, seconds)))
         results["notes"] = notes(results)
-        save_trained(distilled, student_tokenizer, run.path / "distilled", seconds, (
-            f"{config.name}: a language model distilled from {config.teacher.model}",
-            f"Distilled with distillkit: {objective}. Student: {described}. Data: {data.description}.",
-            {"base_model": config.teacher.model}))
+        card = (f"{config.name}: a language model distilled from {config.teacher.model}",
+                f"Distilled with distillkit: {objective}. Student: {described}. Data: {data.description}.",
+                {"base_model": config.teacher.model})
+        save_trained(distilled, student_tokenizer, run.path / "distilled", seconds, card)
+        if config.evaluate.int8:
+            run.stop_if_signalled("saving the int8 student")
+            saved = results["int8_saved"] = _saved_int8(run.path, student_data.test, config.data.batch_size, card)
+            results["notes"].append(
+                f"saved with int8 weights in distilled_int8/model: {saved['size_mb']:.1f} MB on disk against "
+                f"{saved['float_size_mb']:.1f}" + (f", test perplexity {saved['test/perplexity']:.2f} (loaded back "
+                                                     "from the folder)" if "test/perplexity" in saved else ""))
         write_text_atomic(run.path / "results.json", json_text(results))
         html_path = write_lm_report(run.path, results, dump_config(config))
         flat = {f"{name}/{key}": value for name, row in results["models"].items() for key, value in row.items()}
@@ -420,6 +427,32 @@ def measure_three(measure: Callable[[dict[str, nn.Module]], dict[str, Any]], mod
         rows["distilled_int8"]["params"] = rows["distilled"]["params"]
     rows["student_alone"]["train_seconds"], rows["distilled"]["train_seconds"] = seconds
     return found
+
+
+def _saved_int8(run_path: Path, test: TensorDictDataset | None, batch_size: int,
+                card: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    """Save the distilled student again with int8 weights (:func:`~distillkit.lm.export.save_int8`) in
+    ``distilled_int8/model``, load it back as a user would and measure it: test perplexity, bytes on disk."""
+    import transformers
+
+    title, body, metadata = card
+    folder = save_int8(run_path / "distilled" / "model", run_path / "distilled_int8" / "model",
+                       auto_class="AutoModelForCausalLM", title=f"{title} (int8 weights)",
+                       body=f"{body} Linear weights stored as int8 (torchao's Int8WeightOnlyConfig).",
+                       metadata=metadata)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    found: dict[str, Any] = {"model": "distilled_int8/model", "scheme": "int8 weights, one scale per output channel "
+                             "(torchao Int8WeightOnlyConfig); activations in floating point",
+                             "size_mb": _weights_bytes(folder) / 1e6,
+                             "float_size_mb": _weights_bytes(run_path / "distilled" / "model") / 1e6}
+    if test is not None:
+        figures = compare_lms({"int8": loaded}, test, teacher=None, batch_size=batch_size)["int8"]
+        found["test/perplexity"] = figures["perplexity"]
+    return found
+
+
+def _weights_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.suffix in (".safetensors", ".bin"))
 
 
 def int8_copy(model: nn.Module) -> nn.Module:

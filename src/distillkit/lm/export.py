@@ -14,7 +14,7 @@ from torch import nn
 from distillkit.models.pretrained import MODEL_MARKER, check_model_folder
 from distillkit.storage import write_text_atomic
 
-__all__ = ["save_lm"]
+__all__ = ["save_int8", "save_lm"]
 
 
 def save_lm(model: nn.Module, tokenizer: Any, folder: str | Path, *, title: str, body: str,
@@ -36,7 +36,8 @@ def save_lm(model: nn.Module, tokenizer: Any, folder: str | Path, *, title: str,
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MODEL_MARKER).touch()  # first: whatever follows, the folder is known to be distillkit's
     config = getattr(model, "config", None)
-    if config is not None and getattr(config, "quantization_config", None) is not None:
+    quantization = getattr(config, "quantization_config", None) if config is not None else None
+    if quantization is not None and not _torchao(quantization):
         del config.quantization_config  # a GGUF teacher's layers, dequantized: an ordinary model now
     from transformers.utils import logging as transformers_logging
 
@@ -48,3 +49,34 @@ def save_lm(model: nn.Module, tokenizer: Any, folder: str | Path, *, title: str,
     card = f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n# {title}\n\n{body}\n"
     write_text_atomic(folder / "README.md", card)
     return folder
+
+
+def _torchao(quantization: Any) -> bool:
+    method = quantization.get("quant_method") if isinstance(quantization, Mapping) else getattr(
+        quantization, "quant_method", None)
+    return str(getattr(method, "value", method)) == "torchao"
+
+
+def save_int8(source: str | Path, folder: str | Path, *, auto_class: str, title: str, body: str,
+              metadata: Mapping[str, Any] | None = None, pipeline_tag: str = "text-generation") -> Path:
+    """Save the model in ``source`` (a folder :func:`save_lm` wrote) again with int8 weights into ``folder``: every
+    linear layer's weights stored as int8 with one scale per output channel, activations left in floating point
+    (torchao's ``Int8WeightOnlyConfig`` through ``transformers``' ``TorchAoConfig``), about a quarter of the
+    linear weights' bytes. ``getattr(transformers, auto_class).from_pretrained(folder)`` loads it as it is (with
+    ``torchao`` installed), and so does ``pipeline``.
+
+    Args:
+        auto_class: the ``transformers`` class that loads ``source`` (``AutoModelForCausalLM``,
+            ``AutoModelForSeq2SeqLM``).
+        title / body / metadata / pipeline_tag: the card, as for :func:`save_lm`.
+    """
+    import transformers
+    from torchao.quantization import Int8WeightOnlyConfig
+
+    quantization = transformers.TorchAoConfig(Int8WeightOnlyConfig())
+    model = getattr(transformers, auto_class).from_pretrained(source, quantization_config=quantization)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+    return save_lm(model, tokenizer, folder, title=title, body=body,
+                   metadata={**dict(metadata or {}), "tags": ["distillkit", "knowledge-distillation", "int8",
+                                                              "torchao"]},
+                   pipeline_tag=pipeline_tag)
