@@ -21,8 +21,10 @@ Training batches hold pairs of similar lengths (``--group-by-length``, the defau
 padded to their longest pair kept about 30% real tokens on Tatoeba, grouped ones about 75%);
 ``--no-group-by-length`` gives the batches of the earlier figures.
 
-The teacher and the teacher's translations are kept in ``<out>`` and reused by later seeds and reruns. It prints
-the table and writes ``<out>/translation_kd.json``.
+The teacher and the teacher's translations are kept in ``<out>`` and reused by later seeds and reruns; each seed's
+students are saved in ``<out>/seed<N>/<name>``. It prints the table and writes ``<out>/translation_kd.json``.
+``--speed-only ROUNDS`` then times the saved students' greedy decoding against the teacher's beam 5 at batch 1,
+round-robin (``<out>/speed_only.json``): the speed target's measure, on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ def main() -> None:
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS),
                         help="which distilled students to train beside the student alone")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-translation"))
+    parser.add_argument("--speed-only", type=int, default=0, metavar="ROUNDS",
+                        help="only time the saved students' greedy decoding against the teacher's beam 5 at batch 1, "
+                             "round-robin, ROUNDS rounds (after a run that saved them)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -124,6 +129,9 @@ def main() -> None:
     teacher.eval()
     print(f"teacher: {describe_layers(teacher)}, trained in {teacher_seconds:.0f} s", flush=True)
 
+    if args.speed_only:
+        _speed_only(args, teacher, tokenizer, references_by_source(splits.test)[0][:args.speed_sources])
+        return
     start = teacher.config.decoder_start_token_id
     if args.student_pairs:
         train_pairs = train_pairs[:args.student_pairs]
@@ -160,6 +168,7 @@ def main() -> None:
                                               label_smoothing=args.label_smoothing)
             seconds[name] = _train(distiller, data, val, args, epochs=args.student_epochs, lr=5e-4, seed=seed)
             students[name] = student.eval()
+            student.save_pretrained(args.out / f"seed{seed}" / name)  # (for --speed-only)
             print(f"seed {seed}: {name} trained in {seconds[name]:.0f} s", flush=True)
         models = {"teacher": teacher, **students} if seed == args.seeds[0] else students
         rows, samples, signatures = compare_translators(models, tokenizer, comparison)
@@ -172,6 +181,37 @@ def main() -> None:
         _print(results, seed)
         (args.out / "translation_kd.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     print(f"total {time.perf_counter() - started:.0f} s; {args.out / 'translation_kd.json'}")
+
+
+def _speed_only(args: argparse.Namespace, teacher: Any, tokenizer: Any, sources: list[str]) -> None:
+    """Sentences/s at batch 1: the teacher's beam 5 and each saved student's greedy decoding, timed one after the
+    other in every round (so a busy minute slows all of them), and each student's ratio to the teacher per round."""
+    import statistics
+
+    from transformers import AutoModelForSeq2SeqLM
+
+    from distillkit.translation import decoding_speed
+
+    students = {f"{folder.parent.name}/{folder.name}": AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
+                for folder in sorted(args.out.glob("seed*/*")) if (folder / "config.json").is_file()}
+    if not students:
+        raise SystemExit(f"no saved students under {args.out}/seed*/: run the benchmark first")
+    ratios: dict[str, list[float]] = {name: [] for name in students}
+    speeds: dict[str, list[float]] = {name: [] for name in ["teacher beam5", *students]}
+    for round_ in range(args.speed_only):
+        teacher_speed = decoding_speed(teacher, tokenizer, sources, Decoding(beam=5), batch_size=1).sentences_per_second
+        speeds["teacher beam5"].append(teacher_speed)
+        for name, student in students.items():
+            speed = decoding_speed(student, tokenizer, sources, Decoding(beam=1), batch_size=1).sentences_per_second
+            speeds[name].append(speed)
+            ratios[name].append(speed / teacher_speed)
+        print(f"round {round_}: teacher beam5 {teacher_speed:.1f} sent/s; "
+              + ", ".join(f"{n} greedy {r[-1]:.2f}x" for n, r in ratios.items()), flush=True)
+    print(f"\nmedians over {args.speed_only} rounds, {len(sources)} test sources at batch 1:")
+    for name, values in speeds.items():
+        ratio = f"  {statistics.median(ratios[name]):.2f}x the teacher's beam 5" if name in ratios else ""
+        print(f"{name:28s} {statistics.median(values):7.1f} sent/s{ratio}")
+    (args.out / "speed_only.json").write_text(json.dumps({"speeds": speeds, "ratios": ratios}, indent=1))
 
 
 def _print(results: dict[str, Any], seed: int) -> None:
