@@ -43,7 +43,7 @@ from distillkit.lm.data import (
     text_blocks,
 )
 from distillkit.lm.evaluate import compare_lms, generate_text, generation_speed
-from distillkit.lm.export import save_int8, save_lm
+from distillkit.lm.export import save_int8, save_lm, weights_bytes
 from distillkit.lm.generation import GenerationSettings, OnPolicyMix, generate_responses
 from distillkit.lm.lora import add_lora, merge_lora, trainable_parameters
 from distillkit.lm.models import (
@@ -443,16 +443,12 @@ def _saved_int8(run_path: Path, test: TensorDictDataset | None, batch_size: int,
     loaded = transformers.AutoModelForCausalLM.from_pretrained(folder)
     found: dict[str, Any] = {"model": "distilled_int8/model", "scheme": "int8 weights, one scale per output channel "
                              "(torchao Int8WeightOnlyConfig); activations in floating point",
-                             "size_mb": _weights_bytes(folder) / 1e6,
-                             "float_size_mb": _weights_bytes(run_path / "distilled" / "model") / 1e6}
+                             "size_mb": weights_bytes(folder) / 1e6,
+                             "float_size_mb": weights_bytes(run_path / "distilled" / "model") / 1e6}
     if test is not None:
         figures = compare_lms({"int8": loaded}, test, teacher=None, batch_size=batch_size)["int8"]
         found["test/perplexity"] = figures["perplexity"]
     return found
-
-
-def _weights_bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.iterdir() if f.suffix in (".safetensors", ".bin"))
 
 
 def int8_copy(model: nn.Module) -> nn.Module:

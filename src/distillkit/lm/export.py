@@ -14,7 +14,7 @@ from torch import nn
 from distillkit.models.pretrained import MODEL_MARKER, check_model_folder
 from distillkit.storage import write_text_atomic
 
-__all__ = ["save_int8", "save_lm"]
+__all__ = ["save_int8", "save_lm", "weights_bytes"]
 
 
 def save_lm(model: nn.Module, tokenizer: Any, folder: str | Path, *, title: str, body: str,
@@ -80,3 +80,8 @@ def save_int8(source: str | Path, folder: str | Path, *, auto_class: str, title:
                    metadata={**dict(metadata or {}), "tags": ["distillkit", "knowledge-distillation", "int8",
                                                               "torchao"]},
                    pipeline_tag=pipeline_tag)
+
+
+def weights_bytes(folder: str | Path) -> int:
+    """The bytes of a saved model's weight files (``*.safetensors``, ``*.bin``) in ``folder``."""
+    return sum(f.stat().st_size for f in Path(folder).iterdir() if f.suffix in (".safetensors", ".bin"))
