@@ -154,12 +154,14 @@ def length_grouped(order: Tensor, lengths: Tensor, batch_size: int, generator: t
         >>> sorted(sorted(lengths[b].tolist()) for b in batches)
         [[1, 2], [3, 4], [6, 7], [8, 9]]
     """
+    if len(order) == 0:
+        return order
     window = batch_size * GROUP_WINDOW
     parts = [chunk[torch.argsort(lengths[chunk], descending=True, stable=True)] for chunk in order.split(window)]
     batches = list(torch.cat(parts).split(batch_size))
     last = [batches.pop()] if len(batches[-1]) < batch_size else []
     shuffled = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-    return torch.cat(shuffled + last) if shuffled or last else order
+    return torch.cat(shuffled + last)
 
 
 class EpochSampler(Sampler[int]):
