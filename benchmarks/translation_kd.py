@@ -137,6 +137,9 @@ def main() -> None:
         train_pairs = train_pairs[:args.student_pairs]
     references = translation_samples(train_pairs, tokenizer, max_tokens=64, decoder_start=start)
     val = translation_samples(splits.val, tokenizer, max_tokens=64, decoder_start=start)
+    print("real tokens per padded batch position: " + ", ".join(
+        f"{label} {_real_share(references, args.batch, grouped):.0%}" for label, grouped in
+        (("random batches", False), ("grouped by length", True))), flush=True)
     beam = Decoding(beam=5, nbest=5)
     began = time.perf_counter()
     targets = SequenceTargets.build(teacher, tokenizer, [p.source for p in train_pairs], beam, args.out / "seqkd")
@@ -181,6 +184,18 @@ def main() -> None:
         _print(results, seed)
         (args.out / "translation_kd.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     print(f"total {time.perf_counter() - started:.0f} s; {args.out / 'translation_kd.json'}")
+
+
+def _real_share(samples: Any, batch_size: int, grouped: bool) -> float:
+    """The share of an epoch's padded batch positions (each side padded to the batch's longest) that are tokens."""
+    from distillkit.data.base import EpochSampler
+
+    fields = samples.fields
+    source, target = fields["attention_mask"].sum(1), (fields["labels"] != -100).sum(1)
+    sampler = EpochSampler(len(samples), seed=0, lengths=samples.lengths if grouped else None, batch_size=batch_size)
+    batches = sampler.order().split(batch_size)
+    padded = sum(len(b) * int(source[b].max() + target[b].max()) for b in batches)
+    return float((source + target).sum()) / padded
 
 
 def _speed_only(args: argparse.Namespace, teacher: Any, tokenizer: Any, sources: list[str]) -> None:
