@@ -10,6 +10,11 @@ student's epoch on the language-model loss alone.
 
     python benchmarks/lm_topk.py --steps 100        # about 35 minutes on 2 CPU cores
     python benchmarks/lm_topk.py --steps 40 --alpha 0.5   # KD beside the language-model loss, half and half
+    python benchmarks/lm_topk.py --steps 40 --alpha 0.5 --ks 32 --sampled 32:32 32:16   # sampled slots
+
+``--sampled K:S`` adds a row from a file of ``K`` slots per token whose last ``S`` are draws from the teacher's
+distribution beyond its top ``K - S`` (``32:32``: Random Sampling KD, Anshumann et al. 2025; each its own teacher
+pass, seeded by ``--seed``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     prose_arguments(parser, steps=100)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--sampled", nargs="*", default=[], metavar="K:S",
+                        help="rows from files of K slots whose last S are draws from the teacher (see above)")
     parser.add_argument("--alpha", type=float, default=1.0,
                         help="the divergence's weight in every KD row; the language-model loss gets 1 - alpha")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-lm-topk"))
@@ -44,11 +51,19 @@ def main() -> None:
     vocab = top.manifest.vocab_size
     layers, initial = importance_cut(setup, 15)
 
+    kd = TokenLoss("forward_kl", chunk_size=256)
     runs = {"LM loss alone": (None, train, None)}
-    runs["online KD, full distribution"] = (teacher, train, TokenLoss("forward_kl", chunk_size=256))
+    runs["online KD, full distribution"] = (teacher, train, kd)
+    slots: dict[str, int] = {}  # stored tokens per position of each offline row
     for k in args.ks:  # each k its own file, cut from the widest one (the teacher ran once)
-        runs[f"offline KD, top-{k}"] = (None, top.narrowed(k, args.out / "topk").attach(train),
-                                        TokenLoss("forward_kl", chunk_size=256))
+        runs[f"offline KD, top-{k}"] = (None, top.narrowed(k, args.out / "topk").attach(train), kd)
+        slots[f"offline KD, top-{k}"] = k
+    for pair in args.sampled:
+        k, sampled = (int(part) for part in pair.split(":"))
+        file = TopKFile.build(teacher, setup.tokenizer, train, args.out / "topk", k=k, sampled=sampled, seed=args.seed,
+                              batch_size=8)
+        name = f"offline KD, {sampled} sampled" if k == sampled else f"offline KD, top-{k - sampled} + {sampled} sampled"
+        runs[name], slots[name] = (None, file.attach(train), kd), k
     rows: dict[str, dict] = {}
     models = {"teacher": teacher}
     for name, (source, data, loss) in runs.items():
@@ -62,15 +77,15 @@ def main() -> None:
     full_bytes = 2 * vocab  # fp16 logits per token
     base = rows["LM loss alone"]["train_seconds"]
     online = rows["online KD, full distribution"]
-    print(f"\n{'run':32s} {'test ppl':>9s} {'vs online':>10s} {'agree %':>8s} {'bytes/token':>12s} {'time x LM':>10s}")
+    print(f"\n{'run':40s} {'test ppl':>9s} {'vs online':>10s} {'agree %':>8s} {'KL':>7s} {'bytes/token':>12s} {'time x LM':>10s}")
     for name, row in rows.items():
         if name == "teacher":
-            print(f"{name:32s} {row['perplexity']:9.2f}")
+            print(f"{name:40s} {row['perplexity']:9.2f}")
             continue
-        k = int(name.split("top-")[1]) if "top-" in name else None
+        k = slots.get(name)
         size = f"{k * 4}" if k else (f"{full_bytes} (fp16)" if "online" in name else "")
-        print(f"{name:32s} {row['perplexity']:9.2f} {row['perplexity'] / online['perplexity'] - 1:+10.1%} "
-              f"{100 * row['teacher_agreement']:8.1f} {size:>12s} {row['train_seconds'] / base:10.2f}")
+        print(f"{name:40s} {row['perplexity']:9.2f} {row['perplexity'] / online['perplexity'] - 1:+10.1%} "
+              f"{100 * row['teacher_agreement']:8.1f} {row['kl_to_teacher']:7.3f} {size:>12s} {row['train_seconds'] / base:10.2f}")
     at32 = rows.get("offline KD, top-32")
     verdict = {}
     if at32 is not None:

@@ -1,5 +1,5 @@
 """Run by tests/lm/test_lm_processes.py, alone or under torchrun: the teacher's offline top-k file of a tiny
-random Llama, then (with --train) a student trained on it for a few steps, sharded with FSDP when asked."""
+random Llama and one with sampled slots, then (with --train) a student trained on it for a few steps, sharded with FSDP when asked."""
 
 import argparse
 import json
@@ -24,8 +24,10 @@ tokenizer = fixtures.tokenizer.__wrapped__()
 teacher = tiny_llama(tokenizer, layers=2, seed=7).eval()
 blocks = text_blocks(documents(40, seed=2), tokenizer, block_size=16)
 top = TopKFile.build(teacher, tokenizer, blocks, args.out / "topk", k=8, batch_size=4)
+sampled = TopKFile.build(teacher, tokenizer, blocks, args.out / "topk", k=8, sampled=5, seed=1, batch_size=4)
 (args.out / f"seen-{processes.rank()}.json").write_text(json.dumps({"world": processes.world(),
-                                                                    "folder": str(top.folder)}))
+                                                                    "folder": str(top.folder),
+                                                                    "sampled": str(sampled.folder)}))
 if args.train:
     student = tiny_llama(tokenizer, layers=1, seed=3)
     trainer = LMTrainer(lm_distiller(None, student, loss=TokenLoss("jsd"), offline=True), top.attach(blocks),

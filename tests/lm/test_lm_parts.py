@@ -25,7 +25,7 @@ from distillkit.lm import (
     text_blocks,
 )
 from distillkit.lm.generation import GenerationSettings, OnPolicyMix
-from distillkit.losses.tokens import IGNORE, TokenLoss
+from distillkit.losses.tokens import IGNORE, SparseTeacher, TokenLoss, token_divergence
 from tests.lm.conftest import documents, tiny_llama
 
 
@@ -120,6 +120,50 @@ def test_the_offline_file_round_trips_is_reused_and_refuses_other_data(teacher, 
     with pytest.raises(DistillkitError, match="k 8, not 16"):
         TopKFile.open(top.folder, expect={"k": 16})
     assert not list(tmp_path.glob("*.partial-*"))  # written whole
+
+
+def _stored(logprobs, k, sampled, seed=0):
+    """The slots a file would store for the rows ``logprobs`` (``[n, V]``), as ``[n, V]`` weights."""
+    from distillkit.lm.offline import TopKManifest, _slots
+
+    manifest = TopKManifest("t", "t", "d", k=k, samples=1, block_size=1, vocab_size=logprobs.shape[-1],
+                            ids_dtype="uint16", sampled=sampled, seed=seed)
+    ids, weights = _slots(logprobs, manifest, start=0)
+    return ids, weights, torch.zeros_like(logprobs).scatter_add(-1, ids, weights.exp())
+
+
+def test_sampled_slots_keep_the_top_tokens_and_estimate_the_rest_without_bias():
+    teacher = torch.log_softmax(torch.randn(50, generator=torch.Generator().manual_seed(0)) * 2, -1)
+    rows = teacher.expand(4000, 50)
+    ids, weights, stored = _stored(rows, k=8, sampled=6)
+    assert torch.equal(ids[:, :2], teacher.topk(2).indices.expand(4000, 2))  # the head: the top tokens, exactly
+    assert torch.allclose(weights[:, :2].exp(), teacher.topk(2).values.exp().expand(4000, 2))
+    assert torch.allclose(stored.sum(-1), torch.ones(4000), atol=1e-5)  # each row a distribution
+    kept = weights > -1e3
+    for row_ids, row_kept in zip(ids[:50], kept[:50]):  # a duplicate draw is stored once
+        assert len(set(row_ids[row_kept].tolist())) == int(row_kept.sum())
+    assert (stored.mean(0) - teacher.exp()).abs().sum() < 0.01  # unbiased: the mean over rows is the teacher
+    _, _, top8 = _stored(rows, k=8, sampled=0)  # the control: top-k drops the tail, biased by its mass
+    assert (top8.mean(0) - teacher.exp()).abs().sum() > 0.04
+    assert torch.equal(_stored(rows[:9], 8, 6)[0], _stored(rows[:9], 8, 6)[0])  # the same seed, the same draws
+    assert not torch.equal(_stored(rows[:9], 8, 6)[0], _stored(rows[:9], 8, 6, seed=1)[0])
+
+
+def test_forward_kl_from_sampled_slots_has_the_full_distributions_gradient_on_average():
+    generator = torch.Generator().manual_seed(1)
+    teacher = torch.log_softmax(torch.randn(40, generator=generator) * 2, -1).expand(3000, 40)
+    student = (torch.randn(40, generator=generator)).expand(3000, 40).clone().requires_grad_()
+    mask = torch.ones(3000, dtype=torch.bool)
+    token_divergence(student, teacher.clone(), mask, TokenLoss("forward_kl")).backward()
+    full = student.grad.sum(0)  # (the loss is the mean over rows: the sum of its rows is their mean gradient)
+    grads = {}
+    for name, sampled in (("sampled", 8), ("top", 0)):
+        ids, weights, _ = _stored(teacher, k=8, sampled=sampled)
+        student.grad = None
+        token_divergence(student, SparseTeacher(ids, weights), mask, TokenLoss("forward_kl")).backward()
+        grads[name] = student.grad.sum(0)
+    assert (grads["sampled"] - full).abs().sum() < 0.03  # (L1 over the vocabulary; the draws' noise is ~0.02)
+    assert (grads["top"] - full).abs().sum() > 0.08  # the control: top-8's gradient misses the tail's (0.11)
 
 
 def test_distillation_from_the_offline_file_equals_online_top_k(teacher, tokenizer, tmp_path):

@@ -24,11 +24,12 @@ def test_two_processes_write_the_offline_file_one_process_writes(tmp_path):
     run(tmp_path / "two", 2, 29592)
     seen = [json.loads((tmp_path / "two" / f"seen-{rank}.json").read_text()) for rank in (0, 1)]
     assert [s["world"] for s in seen] == [2, 2] and seen[0]["folder"] == seen[1]["folder"]
-    one = Path(json.loads((tmp_path / "one" / "seen-0.json").read_text())["folder"])
-    two = Path(seen[0]["folder"])
-    assert one.name == two.name  # the same fingerprint
-    for name in ("ids.npy", "logprobs.npy", "manifest.json"):
-        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    for key in ("folder", "sampled"):  # the top-k file and one with sampled slots (drawn alike by any processes)
+        one = Path(json.loads((tmp_path / "one" / "seen-0.json").read_text())[key])
+        two = Path(seen[0][key])
+        assert one.name == two.name  # the same fingerprint
+        for name in ("ids.npy", "logprobs.npy", "manifest.json"):
+            assert (one / name).read_bytes() == (two / name).read_bytes(), (key, name)
     assert not [p for p in two.parent.iterdir() if ".partial-" in p.name]
 
 

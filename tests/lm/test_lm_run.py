@@ -106,6 +106,11 @@ def test_an_offline_run_reuses_the_teachers_file(lm_files, tmp_path):
     assert list((tmp_path / "cache" / "lm-topk").iterdir()) == files  # one file, made once
     assert (files[0] / "ids.npy").stat().st_mtime_ns == stamp
     assert "reusing" in (tmp_path / "b" / "log.txt").read_text()
+    sampled = {**offline, "distill": {"offline": {"k": 8, "sampled": 6}}}
+    assert main(["lm", str(_write(folder, sampled, "sampled.yaml")), "--out", str(tmp_path / "c")]) == 0
+    results = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert results["offline"]["sampled"] == 6 and len(list((tmp_path / "cache" / "lm-topk").iterdir())) == 2
+    assert any("2 top and 6 sampled tokens" in note for note in results["notes"])
 
 
 def test_a_stopped_lm_run_resumes_to_the_uninterrupted_results(lm_files, tmp_path):
@@ -142,6 +147,8 @@ def test_a_stopped_lm_run_resumes_to_the_uninterrupted_results(lm_files, tmp_pat
     ({"distill": {"on_policy": {"fraction": 0.5}}}, "needs data.pairs"),
     ({"distill": {"loss": "uld"}}, "uld aligns the teacher's and the student's tokens"),
     ({"distill": {"loss": "uld", "top_k": 16, "offline": {"k": 8}}}, "does not combine with offline, top_k"),
+    ({"distill": {"loss": "jsd", "offline": {"k": 8, "sampled": 8}}}, "only forward KL at temperature 1"),
+    ({"distill": {"offline": {"k": 8, "sampled": 9}}}, "distill.offline.sampled (9) cannot exceed"),
     ({"distill": {"attention": [{"student": "model.layers.5.self_attn", "teacher": "model.layers.3.self_attn"}]}},
      "model.layers.5.self_attn.q_proj"),
     ({"data": {"text": ["missing.txt"], "block_size": 32}}, "text not found"),

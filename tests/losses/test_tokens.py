@@ -7,6 +7,7 @@ import torch
 
 from distillkit.losses.tokens import (
     IGNORE,
+    NEVER,
     SparseTeacher,
     TokenLoss,
     next_token_loss,
@@ -209,3 +210,18 @@ def test_the_bucketed_student_gradient_equals_autograd_of_the_plain_formula(temp
     assert torch.allclose(_StudentBuckets.apply(logits, ids, kept, temperature), reference(logits), atol=1e-9)
     assert torch.allclose(ours.grad, plain.grad, atol=1e-9)
     assert not torch.allclose(ours.grad, torch.zeros_like(ours.grad))  # negative control: a gradient at all
+
+
+def test_a_token_in_a_kept_and_a_slot_not_kept_counts_once_where_the_kept_tokens_hold_nearly_all_the_mass():
+    # (a sampled offline file stores a duplicate draw as a slot of no mass; a student this sure of its tokens has its
+    # rest summed directly, where the duplicate must stay hidden)
+    student = torch.zeros(1, 1, 30)
+    student[..., 3], student[..., 7] = 12.0, 11.0
+    student.requires_grad_()
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    once = SparseTeacher(torch.tensor([[[3, 7]]]), torch.tensor([[[-0.5, -1.0]]]))
+    twice = SparseTeacher(torch.tensor([[[3, 7, 3]]]), torch.tensor([[[-0.5, -1.0, NEVER]]]))
+    values = [token_divergence(student, sparse, mask, TokenLoss("forward_kl", chunk_size=0)) for sparse in (once, twice)]
+    assert float(values[1]) == pytest.approx(float(values[0]), rel=1e-6)
+    grads = [torch.autograd.grad(value, student)[0] for value in values]
+    assert torch.allclose(grads[1], grads[0], atol=1e-7)

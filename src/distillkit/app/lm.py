@@ -370,10 +370,12 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
         elif distill.sequence_level is not None:
             train = pair_blocks(pairs, student_tokenizer, block_size=config.data.block_size)  # type: ignore[arg-type]
         if offline:
+            assert distill.offline is not None
             top = TopKFile.build(teacher, tokenizer, train, _cache_root(config) / "lm-topk", k=distill.offline.k,
-                                 batch_size=config.data.batch_size)  # type: ignore[union-attr]
+                                 sampled=distill.offline.sampled, seed=config.seed, batch_size=config.data.batch_size)
             train, teacher_for_terms = top.attach(train), None
-            results["offline"] = {"k": top.manifest.k, "bytes_per_token": top.bytes_per_token, "folder": str(top.folder)}
+            results["offline"] = {"k": top.manifest.k, "sampled": top.manifest.sampled,
+                                  "bytes_per_token": top.bytes_per_token, "folder": str(top.folder)}
         student = new_student()
         if distill.loss == "uld":
             distiller = cross_tokenizer_distiller(teacher, student, alpha=_alpha(config),

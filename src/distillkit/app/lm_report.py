@@ -62,8 +62,11 @@ def notes(results: dict[str, Any]) -> list[str]:
         found.append(f"generation at batch 1: the distilled student makes {distilled['tokens_per_s@1']:.0f} tokens/s, "
                      f"{distilled['tokens_per_s@1'] / teacher['tokens_per_s@1']:.2f}x the teacher's")
     if "offline" in results:
-        found.append(f"the teacher's top-{results['offline']['k']} offline file: "
-                     f"{results['offline']['bytes_per_token']:.0f} bytes per token")
+        offline = results["offline"]
+        sampled = offline.get("sampled", 0)
+        kind = (f"top-{offline['k']}" if not sampled else
+                f"{offline['k'] - sampled} top and {sampled} sampled tokens per position")
+        found.append(f"the teacher's offline file ({kind}): {offline['bytes_per_token']:.0f} bytes per token")
     return found
 
 

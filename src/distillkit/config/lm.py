@@ -111,6 +111,15 @@ class LMData(Strict):
 
 class Offline(Strict):
     k: int = Field(32, ge=1, le=1024, description="teacher tokens kept per position")
+    sampled: int = Field(0, ge=0, le=1024, description="of the k, how many are draws from the teacher's distribution "
+                         "beyond its top k - sampled tokens (k: Random Sampling KD, unbiased where top-k drops the "
+                         "tail; forward_kl at temperature 1 only)")
+
+    @model_validator(mode="after")
+    def _within_k(self) -> Offline:
+        if self.sampled > self.k:
+            raise ValueError(f"distill.offline.sampled ({self.sampled}) cannot exceed distill.offline.k ({self.k})")
+        return self
 
 
 class SequenceLevel(Strict):
@@ -171,6 +180,11 @@ class LMDistill(Strict):
         if self.offline is not None and (self.on_policy is not None or self.hidden or self.attention):
             raise ValueError("offline reads stored teacher outputs of the data's own tokens; on_policy (new tokens "
                              "every step), hidden and attention (the teacher's layers) need the teacher online")
+        if self.offline is not None and self.offline.sampled and (
+                self.loss != "forward_kl" or self.temperature != 1.0 or self.top_k or self.top_p):
+            raise ValueError("distill.offline.sampled stores an estimate of the teacher's distribution that only forward "
+                             "KL at temperature 1 reads without bias: set distill.loss forward_kl, temperature 1 and "
+                             "no top_k / top_p, or sampled 0")
         if self.loss == "uld":
             clashes = [key for key, on in (("offline", self.offline is not None), ("on_policy", self.on_policy is not
                        None), ("hidden", bool(self.hidden)), ("attention", bool(self.attention)),

@@ -10,6 +10,15 @@ A file holds, for every sample of a token data set (``[N, L]`` blocks):
 - ``manifest.json``: what it was made from (the teacher's, the tokenizer's and the data's fingerprints, ``k``, the
   shapes and types), so a later run reuses it only for the same teacher, tokenizer, data and ``k``.
 
+**Sampled slots** (``sampled > 0``): the first ``k - sampled`` slots hold the teacher's most likely tokens exactly
+and the last ``sampled`` hold tokens drawn from the rest of its distribution (with replacement, a generator seeded
+by ``seed`` and the batch, so any number of processes draws alike), each distinct token stored once with the
+log of its share of the draws times the rest's mass. ``sampled = k`` is Random Sampling KD (Anshumann et al. 2025,
+*Sparse Logit Sampling*): the stored weights are an unbiased estimate of the teacher's distribution, so the
+cross-entropy to them, and forward KL's gradient, equal the full distribution's in expectation, where top-k's
+drops the tail's information. Only forward KL at temperature 1 may read such a file (the configuration refuses
+other losses); duplicate draws leave slots of no mass (:data:`~distillkit.losses.tokens.NEVER`).
+
 At ``k = 32`` a token takes 128 bytes against 98,304 for full fp16 logits of a 49,152-token vocabulary (768x
 smaller). The arrays are memory-mapped (``.npy`` files, opened copy-on-write): training reads the rows of each
 batch, in any order, without loading the file.
@@ -35,11 +44,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from distillkit.data.base import TensorDictDataset, dataset_fingerprint
 from distillkit.errors import DistillkitError
 from distillkit.lm.terms import OFFLINE_FIELDS, lm_inputs
+from distillkit.losses.tokens import NEVER
 from distillkit.storage import process_alive, write_text_atomic
 from distillkit.training import processes
 from distillkit.training.teacher_cache import model_fingerprint
@@ -69,10 +79,14 @@ class TopKManifest:
     ids_dtype: str
     logprobs_dtype: str = "float16"
     format: int = 1
+    sampled: int = 0
+    seed: int = 0
 
     @property
     def fingerprint(self) -> str:
-        key = [self.teacher, self.tokenizer, self.data, self.k, self.samples, self.block_size, self.format]
+        key: list[Any] = [self.teacher, self.tokenizer, self.data, self.k, self.samples, self.block_size, self.format]
+        if self.sampled:  # (files of top tokens only keep the fingerprints they had before sampled slots existed)
+            key += [self.sampled, self.seed]
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
@@ -117,8 +131,12 @@ class TopKFile:
         (the stored tokens are in descending order, so the first ``k`` are the top-k); reused when it exists.
 
         Raises:
-            DistillkitError: ``k`` larger than this file's.
+            DistillkitError: ``k`` larger than this file's, or a file with sampled slots (cutting them off would
+                drop part of an estimate, not the least likely tokens).
         """
+        if self.manifest.sampled:
+            raise DistillkitError(f"{self.folder}: a file with sampled slots cannot be cut to fewer tokens; build "
+                                  "one with the k and sampled wanted")
         if not 1 <= k <= self.manifest.k:
             raise DistillkitError(f"a file of k={self.manifest.k} can be cut to 1..{self.manifest.k} tokens, not {k}")
         manifest = TopKManifest(**{**asdict(self.manifest), "k": k})
@@ -153,7 +171,7 @@ class TopKFile:
     @classmethod
     @torch.no_grad()
     def build(cls, teacher: nn.Module, tokenizer: Any, blocks: TensorDictDataset, directory: str | os.PathLike[str],
-              *, k: int = 32, batch_size: int = 8) -> TopKFile:
+              *, k: int = 32, sampled: int = 0, seed: int = 0, batch_size: int = 8) -> TopKFile:
         """Run the teacher over ``blocks`` once (or reuse the file a run before made) and return the file.
 
         Args:
@@ -162,24 +180,29 @@ class TopKFile:
             blocks: token blocks (:mod:`distillkit.lm.data`).
             directory: where files live, one folder per fingerprint.
             k: tokens kept per position.
+            sampled: of the ``k`` slots, how many hold draws from the distribution beyond the most likely
+                ``k - sampled`` tokens (0: the top-k alone; ``k``: Random Sampling KD). See the module docstring.
+            seed: the draws' seed (part of the file's fingerprint when ``sampled``).
             batch_size: blocks per teacher pass.
 
         Raises:
-            DistillkitError: ``k`` larger than the vocabulary, or no space left.
+            DistillkitError: ``k`` larger than the vocabulary, ``sampled`` not in ``0..k``, or no space left.
         """
         logits_width = int(teacher.get_output_embeddings().weight.shape[0])  # type: ignore[operator, union-attr]
         if not 1 <= k <= logits_width:
             raise DistillkitError(f"k must be in 1..{logits_width} (the vocabulary), got {k}")
+        if not 0 <= sampled <= k:
+            raise DistillkitError(f"sampled must be in 0..k ({k}), got {sampled}")
         manifest = TopKManifest(
             teacher=model_fingerprint(teacher), tokenizer=tokenizer_fingerprint(tokenizer),
             data=dataset_fingerprint(blocks), k=k, samples=len(blocks), block_size=int(blocks.fields["input_ids"].shape[1]),
-            vocab_size=logits_width, ids_dtype=_ids_dtype(logits_width))
+            vocab_size=logits_width, ids_dtype=_ids_dtype(logits_width), sampled=sampled, seed=seed if sampled else 0)
         final = Path(directory) / manifest.fingerprint
         found = (final / "manifest.json").is_file()
         if processes.world() > 1:  # every process decides alike
             found = all(processes.gather(found))
         if found:
-            log.info("teacher's offline top-%d file: reusing %s", k, final)
+            log.info("teacher's offline file (k %d, sampled %d): reusing %s", k, sampled, final)
             return cls.open(final)
         partial = cls._prepare(final, manifest)
         cls._fill(teacher, blocks, partial, manifest, batch_size)
@@ -191,7 +214,7 @@ class TopKFile:
             else:
                 os.replace(partial, final)
         processes.barrier()
-        log.info("teacher's offline top-%d file written: %s", k, final)
+        log.info("teacher's offline file (k %d, sampled %d) written: %s", k, sampled, final)
         return cls.open(final)
 
     @staticmethod
@@ -233,10 +256,38 @@ class TopKFile:
                 rows = slice(start, min(start + batch_size, manifest.samples))
                 batch = {key: value[rows].to(device) for key, value in blocks.fields.items()}
                 logits = teacher(**lm_inputs(batch)).logits.float()
-                top = torch.log_softmax(logits, dim=-1).topk(manifest.k, dim=-1)
-                ids[rows] = top.indices.cpu().numpy().astype(manifest.ids_dtype)
-                logprobs[rows] = top.values.clamp(min=-1e4).cpu().numpy().astype(np.float16)
+                top_ids, top_logprobs = _slots(torch.log_softmax(logits, dim=-1), manifest, start)
+                ids[rows] = top_ids.cpu().numpy().astype(manifest.ids_dtype)
+                logprobs[rows] = top_logprobs.clamp(min=NEVER).cpu().numpy().astype(np.float16)
         finally:
             teacher.train(was_training)
         ids.flush()
         logprobs.flush()
+
+
+def _slots(logprobs: Tensor, manifest: TopKManifest, start: int) -> tuple[Tensor, Tensor]:
+    """One batch's ``[..., k]`` stored ids and log-weights from the teacher's log-probabilities ``[..., V]``: the
+    ``k - sampled`` most likely tokens, then ``sampled`` draws from the rest (see the module docstring)."""
+    head = manifest.k - manifest.sampled
+    top = logprobs.topk(head, dim=-1) if head else None
+    if not manifest.sampled:
+        assert top is not None
+        return top.indices, top.values
+    shape, vocab = logprobs.shape[:-1], logprobs.shape[-1]
+    probs = logprobs.exp().reshape(-1, vocab)
+    if top is not None:
+        probs = probs.scatter(-1, top.indices.reshape(-1, head), 0.0)
+    rest = probs.sum(-1, keepdim=True)
+    empty = rest <= 0  # (a teacher certain of its top tokens: nothing to draw; a uniform draw of no weight instead)
+    generator = torch.Generator(device=probs.device).manual_seed(manifest.seed * 1_000_003 + start)
+    draws = torch.multinomial(torch.where(empty, 1.0, probs), manifest.sampled, replacement=True,
+                              generator=generator).sort(-1).values
+    counts = (draws.unsqueeze(-1) == draws.unsqueeze(-2)).sum(-1)  # [n, s]: how often each draw's token came up
+    first = torch.ones_like(draws, dtype=torch.bool)
+    first[:, 1:] = draws[:, 1:] != draws[:, :-1]
+    weights = torch.log(counts / manifest.sampled * rest).masked_fill(~first | empty, NEVER)
+    ids_out, logprobs_out = draws.reshape(*shape, -1), weights.reshape(*shape, -1)
+    if top is not None:
+        ids_out = torch.cat([top.indices, ids_out], dim=-1)
+        logprobs_out = torch.cat([top.values, logprobs_out], dim=-1)
+    return ids_out, logprobs_out

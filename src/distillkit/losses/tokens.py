@@ -194,7 +194,8 @@ def _wide(tensor: Tensor) -> Tensor:
 
 
 def _rest_by_sum(z: Tensor, ids: Tensor, kept: Tensor, total: Tensor) -> Tensor:
-    hidden = z.scatter(-1, ids, torch.where(kept, NEVER, z.gather(-1, ids)))
+    # (amin: a token in two slots, one kept and one not, as duplicate draws of a sampled file leave it, is hidden)
+    hidden = z.scatter_reduce(-1, ids, torch.where(kept, NEVER, z.gather(-1, ids)), reduce="amin")
     return torch.logsumexp(hidden, dim=-1, keepdim=True) - total
 
 
