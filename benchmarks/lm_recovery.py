@@ -10,6 +10,7 @@ student and the teacher, and beats LM-loss recovery at every budget measured.
     python benchmarks/lm_recovery.py --steps 150 --eval-every 50      # about 40 minutes on 2 CPU cores
     python benchmarks/lm_recovery.py --steps 150 --eval-every 50 --lr 2e-4 --alpha 0.5 --objectives kd
         # the KD recoveries with the language-model loss beside the KL, half and half (about 25 minutes)
+    python benchmarks/lm_recovery.py ... --sampled 32   # the file's 32 slots drawn from the teacher (RS-KD)
 
 It prints the table and writes ``<out>/lm_recovery.json`` and ``<out>/lm_recovery.png``.
 """
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--k", type=int, default=32, help="teacher tokens kept per position in the offline file")
+    parser.add_argument("--sampled", type=int, default=0, help="of the k slots, how many are draws from the teacher's "
+                        "distribution beyond its top k - sampled (k: Random Sampling KD)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--alpha", type=float, default=1.0,
                         help="the KD recoveries' divergence weight; the language-model loss gets 1 - alpha")
@@ -72,10 +75,13 @@ def main() -> None:
           f"{len(train)} / {len(val)} / {len(test)}", flush=True)
 
     t = time.perf_counter()
-    top = TopKFile.build(teacher, tokenizer, train, args.out / "topk", k=args.k, batch_size=8)
+    top = TopKFile.build(teacher, tokenizer, train, args.out / "topk", k=args.k, sampled=args.sampled, seed=args.seed,
+                         batch_size=8)
     offline_train = top.attach(train)
     teacher_pass = time.perf_counter() - t
-    print(f"offline top-{args.k} file: {top.bytes_per_token:.0f} bytes/token, {teacher_pass:.0f}s", flush=True)
+    source = (f"top-{args.k}" if not args.sampled else f"{args.sampled} sampled" if args.sampled == args.k else
+              f"top-{args.k - args.sampled} + {args.sampled} sampled")
+    print(f"offline file ({source}): {top.bytes_per_token:.0f} bytes/token, {teacher_pass:.0f}s", flush=True)
 
     calibration = [{k: v[s:s + 8] for k, v in train.fields.items()} for s in range(0, min(32, len(train)), 8)]
     scores = block_importance(teacher, calibration)
@@ -99,7 +105,7 @@ def main() -> None:
             t = time.perf_counter()
             history = trainer.fit()
             seconds = time.perf_counter() - t
-            name = f"{label}, {'LM loss' if objective == 'lm' else 'KD from top-' + str(args.k)}"
+            name = f"{label}, {'LM loss' if objective == 'lm' else 'KD from ' + source}"
             curves[name] = [(int(r["step"]) * args.batch * args.block, r["val/perplexity"]) for r in history
                             if r["kind"] == "eval"]
             results[name] = {"params": count_parameters(student), "train_seconds": seconds,
@@ -120,7 +126,7 @@ def main() -> None:
     teacher_ppl = results["teacher"]["test_perplexity"]
     verdicts = {}
     for label in pruned if len(args.objectives) == 2 else []:
-        lm, kd = (results[f"{label}, LM loss"], results[f"{label}, KD from top-{args.k}"])
+        lm, kd = (results[f"{label}, LM loss"], results[f"{label}, KD from {source}"])
         gap = lm["test_perplexity"] - teacher_ppl
         closed = (lm["test_perplexity"] - kd["test_perplexity"]) / gap if gap > 0 else float("nan")
         every = all(k < m for (_, k), (_, m) in zip(kd["val_curve"], lm["val_curve"]))
