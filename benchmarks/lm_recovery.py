@@ -79,8 +79,7 @@ def main() -> None:
                          batch_size=8)
     offline_train = top.attach(train)
     teacher_pass = time.perf_counter() - t
-    source = (f"top-{args.k}" if not args.sampled else f"{args.sampled} sampled" if args.sampled == args.k else
-              f"top-{args.k - args.sampled} + {args.sampled} sampled")
+    source = top.manifest.kind
     print(f"offline file ({source}): {top.bytes_per_token:.0f} bytes/token, {teacher_pass:.0f}s", flush=True)
 
     calibration = [{k: v[s:s + 8] for k, v in train.fields.items()} for s in range(0, min(32, len(train)), 8)]

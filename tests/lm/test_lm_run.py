@@ -110,7 +110,8 @@ def test_an_offline_run_reuses_the_teachers_file(lm_files, tmp_path):
     assert main(["lm", str(_write(folder, sampled, "sampled.yaml")), "--out", str(tmp_path / "c")]) == 0
     results = json.loads((tmp_path / "c" / "results.json").read_text())
     assert results["offline"]["sampled"] == 6 and len(list((tmp_path / "cache" / "lm-topk").iterdir())) == 2
-    assert any("2 top and 6 sampled tokens" in note for note in results["notes"])
+    assert results["offline"]["kind"] == "top-2 + 6 sampled"
+    assert any("offline file (top-2 + 6 sampled)" in note for note in results["notes"])
 
 
 def test_a_stopped_lm_run_resumes_to_the_uninterrupted_results(lm_files, tmp_path):

@@ -374,7 +374,7 @@ def run_lm(config: LMConfig, folder: RunFolder) -> dict[str, Any]:
             top = TopKFile.build(teacher, tokenizer, train, _cache_root(config) / "lm-topk", k=distill.offline.k,
                                  sampled=distill.offline.sampled, seed=config.seed, batch_size=config.data.batch_size)
             train, teacher_for_terms = top.attach(train), None
-            results["offline"] = {"k": top.manifest.k, "sampled": top.manifest.sampled,
+            results["offline"] = {"k": top.manifest.k, "sampled": top.manifest.sampled, "kind": top.manifest.kind,
                                   "bytes_per_token": top.bytes_per_token, "folder": str(top.folder)}
         student = new_student()
         if distill.loss == "uld":

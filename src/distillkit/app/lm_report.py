@@ -63,9 +63,7 @@ def notes(results: dict[str, Any]) -> list[str]:
                      f"{distilled['tokens_per_s@1'] / teacher['tokens_per_s@1']:.2f}x the teacher's")
     if "offline" in results:
         offline = results["offline"]
-        sampled = offline.get("sampled", 0)
-        kind = (f"top-{offline['k']}" if not sampled else
-                f"{offline['k'] - sampled} top and {sampled} sampled tokens per position")
+        kind = offline.get("kind", f"top-{offline['k']}")  # (runs before sampled slots recorded no kind)
         found.append(f"the teacher's offline file ({kind}): {offline['bytes_per_token']:.0f} bytes per token")
     return found
 

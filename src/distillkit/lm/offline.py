@@ -83,6 +83,13 @@ class TopKManifest:
     seed: int = 0
 
     @property
+    def kind(self) -> str:
+        """What the slots hold, for tables and notes: ``top-32``, ``32 sampled`` or ``top-16 + 16 sampled``."""
+        if not self.sampled:
+            return f"top-{self.k}"
+        return f"{self.sampled} sampled" if self.sampled == self.k else f"top-{self.k - self.sampled} + {self.sampled} sampled"
+
+    @property
     def fingerprint(self) -> str:
         key: list[Any] = [self.teacher, self.tokenizer, self.data, self.k, self.samples, self.block_size, self.format]
         if self.sampled:  # (files of top tokens only keep the fingerprints they had before sampled slots existed)
