@@ -25,6 +25,8 @@ The teacher and the teacher's translations are kept in ``<out>`` and reused by l
 students are saved in ``<out>/seed<N>/<name>``. It prints the table and writes ``<out>/translation_kd.json``.
 ``--speed-only ROUNDS`` then times the saved students' greedy decoding against the teacher's beam 5 at batch 1,
 round-robin (``<out>/speed_only.json``): the speed target's measure, on an otherwise idle machine.
+``--shortlist 100:100`` adds each distilled student decoding with a lexical shortlist (Marian's: the target
+tokens IBM Model 1 finds most likely for each source token, plus the most frequent ones), its BLEU and speed.
 """
 
 from __future__ import annotations
@@ -99,6 +101,10 @@ def main() -> None:
                         help="the students (and the teacher's translations) use the first N training pairs only")
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS),
                         help="which distilled students to train beside the student alone")
+    parser.add_argument("--shortlist", metavar="FREQUENT:PER_SOURCE", default=None,
+                        help="also decode each distilled student with a lexical shortlist (Marian's; e.g. 100:100) "
+                             "built by IBM Model 1 on the training pairs: its BLEU and speed (and the teacher's "
+                             "speed with it in --speed-only)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-translation"))
     parser.add_argument("--speed-only", type=int, default=0, metavar="ROUNDS",
                         help="only time the saved students' greedy decoding against the teacher's beam 5 at batch 1, "
@@ -129,8 +135,9 @@ def main() -> None:
     teacher.eval()
     print(f"teacher: {describe_layers(teacher)}, trained in {teacher_seconds:.0f} s", flush=True)
 
+    shortlist = _shortlist(args, tokenizer, train_pairs) if args.shortlist else None
     if args.speed_only:
-        _speed_only(args, teacher, tokenizer, references_by_source(splits.test)[0][:args.speed_sources])
+        _speed_only(args, teacher, tokenizer, references_by_source(splits.test)[0][:args.speed_sources], shortlist)
         return
     start = teacher.config.decoder_start_token_id
     if args.student_pairs:
@@ -149,8 +156,9 @@ def main() -> None:
     interpolated = translation_samples(targets.pairs(train_pairs, "interpolated", target_language="en"), tokenizer,
                                        max_tokens=64, decoder_start=start)
     sources, test_references = references_by_source(splits.test)
+    listed = {f"{name}+shortlist": shortlist for name in args.students} if shortlist is not None else {}
     comparison = Comparison(sources, test_references, {"greedy": Decoding(beam=1), "beam5": Decoding(beam=5)},
-                            target_language="en", speed_sources=args.speed_sources, samples=5)
+                            target_language="en", speed_sources=args.speed_sources, samples=5, shortlists=listed)
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
                                "data": splits.counts, "cleaning": cleaned, "teacher": describe_layers(teacher),
                                "teacher_train_seconds": teacher_seconds, "seqkd_seconds": seqkd_seconds, "seeds": {}}
@@ -173,10 +181,11 @@ def main() -> None:
             students[name] = student.eval()
             student.save_pretrained(args.out / f"seed{seed}" / name)  # (for --speed-only)
             print(f"seed {seed}: {name} trained in {seconds[name]:.0f} s", flush=True)
-        models = {"teacher": teacher, **students} if seed == args.seeds[0] else students
+        models = {"teacher": teacher, **students} if seed == args.seeds[0] else dict(students)
+        models |= {name: students[name.removesuffix("+shortlist")] for name in listed}
         rows, samples, signatures = compare_translators(models, tokenizer, comparison)
-        for name in students:
-            rows[name]["train_seconds"] = seconds[name]
+        for name in [*students, *listed]:
+            rows[name]["train_seconds"] = seconds[name.removesuffix("+shortlist")]
         results["seeds"][str(seed)] = {"models": rows, "samples": samples}
         results["signatures"] = signatures
         if "teacher" in rows:
@@ -198,9 +207,25 @@ def _real_share(samples: Any, batch_size: int, grouped: bool) -> float:
     return float((source + target).sum()) / padded
 
 
-def _speed_only(args: argparse.Namespace, teacher: Any, tokenizer: Any, sources: list[str]) -> None:
+def _shortlist(args: argparse.Namespace, tokenizer: Any, pairs: list[Any]) -> Any:
+    """The lexical shortlist of ``--shortlist FREQUENT:PER_SOURCE``, fitted on the training pairs."""
+    from distillkit.translation import Shortlist, ShortlistSettings
+
+    frequent, per_source = (int(part) for part in args.shortlist.split(":"))
+    began = time.perf_counter()
+    encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+    shortlist = Shortlist.build(encode([p.source for p in pairs]), encode([p.target for p in pairs]),
+                                settings=ShortlistSettings(frequent=frequent, per_source=per_source),
+                                ignore=tokenizer.all_special_ids)
+    print(f"shortlist {frequent}:{per_source} fitted on {len(pairs)} pairs in {time.perf_counter() - began:.0f} s",
+          flush=True)
+    return shortlist
+
+
+def _speed_only(args: argparse.Namespace, teacher: Any, tokenizer: Any, sources: list[str], shortlist: Any) -> None:
     """Sentences/s at batch 1: the teacher's beam 5 and each saved student's greedy decoding, timed one after the
-    other in every round (so a busy minute slows all of them), and each student's ratio to the teacher per round."""
+    other in every round (so a busy minute slows all of them), and each student's ratio to the teacher per round.
+    With a ``shortlist``, also each distilled student decoding with it, and the teacher's beam 5 with it."""
     import statistics
 
     from transformers import AutoModelForSeq2SeqLM
@@ -211,13 +236,20 @@ def _speed_only(args: argparse.Namespace, teacher: Any, tokenizer: Any, sources:
                 for folder in sorted(args.out.glob("seed*/*")) if (folder / "config.json").is_file()}
     if not students:
         raise SystemExit(f"no saved students under {args.out}/seed*/: run the benchmark first")
-    ratios: dict[str, list[float]] = {name: [] for name in students}
-    speeds: dict[str, list[float]] = {name: [] for name in ["teacher beam5", *students]}
+    listed = {f"{name}+shortlist": name for name in students if shortlist is not None and "alone" not in name}
+    ratios: dict[str, list[float]] = {name: [] for name in [*students, *listed]}
+    teachers = ["teacher beam5", *(["teacher beam5+shortlist"] if shortlist is not None else [])]
+    speeds: dict[str, list[float]] = {name: [] for name in [*teachers, *ratios]}
     for round_ in range(args.speed_only):
         teacher_speed = decoding_speed(teacher, tokenizer, sources, Decoding(beam=5), batch_size=1).sentences_per_second
         speeds["teacher beam5"].append(teacher_speed)
-        for name, student in students.items():
-            speed = decoding_speed(student, tokenizer, sources, Decoding(beam=1), batch_size=1).sentences_per_second
+        if shortlist is not None:
+            speeds["teacher beam5+shortlist"].append(decoding_speed(
+                teacher, tokenizer, sources, Decoding(beam=5), batch_size=1, shortlist=shortlist).sentences_per_second)
+        for name in ratios:
+            student, listing = students[listed.get(name, name)], shortlist if name in listed else None
+            speed = decoding_speed(student, tokenizer, sources, Decoding(beam=1), batch_size=1,
+                                   shortlist=listing).sentences_per_second
             speeds[name].append(speed)
             ratios[name].append(speed / teacher_speed)
         print(f"round {round_}: teacher beam5 {teacher_speed:.1f} sent/s; "

@@ -29,6 +29,7 @@ from distillkit.translation.models import (
     train_tokenizer,
 )
 from distillkit.translation.sequence_level import SequenceManifest, SequenceTargets
+from distillkit.translation.shortlist import Shortlist, ShortlistSettings, restricted_output
 from distillkit.translation.training import TranslationTrainer, seq2seq_inputs, translation_distiller, trim_padding
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "SentencePair",
     "SequenceManifest",
     "SequenceTargets",
+    "Shortlist",
+    "ShortlistSettings",
     "SpecialTokens",
     "TranslationScores",
     "TranslationTrainer",
@@ -57,6 +60,7 @@ __all__ = [
     "load_seq2seq",
     "read_parallel",
     "references_by_source",
+    "restricted_output",
     "score_translations",
     "seq2seq_inputs",
     "smaller_seq2seq",

@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from distillkit.translation.shortlist import Shortlist, restricted_output
+
 __all__ = ["Decoding", "Hypothesis", "SpecialTokens", "decode", "special_tokens"]
 
 
@@ -77,11 +79,15 @@ class Hypothesis(NamedTuple):
 
 @dataclass(frozen=True)
 class SpecialTokens:
-    """The ids decoding needs: the decoder's start token, the end token, the padding token (never generated)."""
+    """The ids decoding needs: the decoder's start token, the end token, the padding token (never generated).
+    While a shortlist is in use (:func:`decode`), also the ids the narrowed output layer scores, in its order,
+    and the full vocabulary's size."""
 
     start: int
     eos: int
     pad: int
+    allowed: Tensor | None = None
+    vocab_size: int = 0
 
 
 def special_tokens(model: nn.Module) -> SpecialTokens:
@@ -113,9 +119,10 @@ def _reorder(cache: Any, index: Tensor) -> Any:
 
 @torch.no_grad()
 def decode(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, decoding: Decoding,
-           tokens: SpecialTokens | None = None) -> list[list[Hypothesis]]:
+           tokens: SpecialTokens | None = None, shortlist: Shortlist | None = None) -> list[list[Hypothesis]]:
     """Translate a padded batch of sources: for each sentence, its ``decoding.nbest`` best hypotheses, best
-    first. The model is put in eval mode; the batch is decoded in chunks of ``decoding.batch_size``."""
+    first. The model is put in eval mode; the batch is decoded in chunks of ``decoding.batch_size``. With a
+    ``shortlist``, each chunk scores only the target tokens its sources' shortlist allows (and the end token)."""
     model.eval()
     tokens = tokens or special_tokens(model)
     positions = getattr(model.config, "max_position_embeddings", None)  # type: ignore[union-attr]
@@ -128,7 +135,14 @@ def decode(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, decoding
         mask = attention_mask[start:start + decoding.batch_size].to(device)
         width = int(mask.sum(1).max())  # drop the batch's padding columns
         search = _greedy if decoding.beam == 1 else _beam_search
-        results += search(model, ids[:, :width], mask[:, :width], decoding, tokens)
+        if shortlist is None:
+            results += search(model, ids[:, :width], mask[:, :width], decoding, tokens)
+            continue
+        allowed = shortlist.tokens(ids, mask, always=[tokens.eos]).to(device)
+        narrowed = dataclasses.replace(tokens, allowed=allowed,
+                                       vocab_size=model.get_output_embeddings().weight.size(0))  # type: ignore[operator]
+        with restricted_output(model, allowed):
+            results += search(model, ids[:, :width], mask[:, :width], decoding, narrowed)
     return results
 
 
@@ -144,6 +158,8 @@ def _next_logprobs(model: nn.Module, state: "_Beams", step: int, decoding: Decod
                 decoder_input_ids=decoder_ids, past_key_values=state.cache if use_cache else None, use_cache=use_cache)
     state.cache = out.past_key_values if use_cache else None
     logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+    if tokens.allowed is not None:  # a shortlist's logits: put them at their ids, every other token impossible
+        logp = logp.new_full((logp.size(0), tokens.vocab_size), -math.inf).index_copy_(1, tokens.allowed, logp)
     for never in {tokens.pad, tokens.start} - {tokens.eos}:
         logp[:, never] = -math.inf
     last = (step + 1 >= state.limit).repeat_interleave(state.prefix.size(0) // state.limit.numel())
