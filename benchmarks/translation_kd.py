@@ -135,7 +135,7 @@ def main() -> None:
     teacher.eval()
     print(f"teacher: {describe_layers(teacher)}, trained in {teacher_seconds:.0f} s", flush=True)
 
-    shortlist = _shortlist(args, tokenizer, train_pairs) if args.shortlist else None
+    shortlist = _shortlist(args, tokenizer, train_pairs, splits.test) if args.shortlist else None
     if args.speed_only:
         _speed_only(args, teacher, tokenizer, references_by_source(splits.test)[0][:args.speed_sources], shortlist)
         return
@@ -207,8 +207,9 @@ def _real_share(samples: Any, batch_size: int, grouped: bool) -> float:
     return float((source + target).sum()) / padded
 
 
-def _shortlist(args: argparse.Namespace, tokenizer: Any, pairs: list[Any]) -> Any:
-    """The lexical shortlist of ``--shortlist FREQUENT:PER_SOURCE``, fitted on the training pairs."""
+def _shortlist(args: argparse.Namespace, tokenizer: Any, pairs: list[Any], test: list[Any]) -> Any:
+    """The lexical shortlist of ``--shortlist FREQUENT:PER_SOURCE``, fitted on the training pairs; prints how many
+    tokens it leaves a test source (decoded alone) and the share of its reference's tokens among them."""
     from distillkit.translation import Shortlist, ShortlistSettings
 
     frequent, per_source = (int(part) for part in args.shortlist.split(":"))
@@ -217,8 +218,18 @@ def _shortlist(args: argparse.Namespace, tokenizer: Any, pairs: list[Any]) -> An
     shortlist = Shortlist.build(encode([p.source for p in pairs]), encode([p.target for p in pairs]),
                                 settings=ShortlistSettings(frequent=frequent, per_source=per_source),
                                 ignore=tokenizer.all_special_ids)
-    print(f"shortlist {frequent}:{per_source} fitted on {len(pairs)} pairs in {time.perf_counter() - began:.0f} s",
-          flush=True)
+    seconds = time.perf_counter() - began
+    sizes, covered, total = [], 0, 0
+    for pair in test:
+        source = tokenizer([pair.source], return_tensors="pt")
+        allowed = set(shortlist.tokens(source["input_ids"], source["attention_mask"],
+                                       always=[tokenizer.eos_token_id]).tolist())
+        reference = encode([pair.target])[0]
+        sizes.append(len(allowed))
+        covered, total = covered + sum(token in allowed for token in reference), total + len(reference)
+    print(f"shortlist {frequent}:{per_source} fitted on {len(pairs)} pairs in {seconds:.0f} s; a test source alone "
+          f"allows {sum(sizes) / len(sizes):.0f} of {len(tokenizer)} tokens on average, holding {covered / total:.1%} "
+          f"of its references' tokens ({len(test)} test pairs)", flush=True)
     return shortlist
 
 

@@ -90,7 +90,7 @@ def test_the_output_layer_is_put_back_even_when_decoding_fails():
 
 def test_a_shortlist_survives_its_file(tmp_path, toy_tokenizer):
     shortlist = _toy_shortlist(toy_tokenizer, settings=ShortlistSettings(frequent=3, per_source=2, iterations=2))
-    shortlist.save(tmp_path / "shortlist.pt")
-    loaded = Shortlist.load(tmp_path / "shortlist.pt")
+    shortlist.save(tmp_path / "shortlist.safetensors")
+    loaded = Shortlist.load(tmp_path / "shortlist.safetensors")
     assert torch.equal(loaded.candidates, shortlist.candidates) and torch.equal(loaded.frequent, shortlist.frequent)
     assert loaded.settings == shortlist.settings

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from distillkit.cli.main import main
+from distillkit.translation import Shortlist
 from tests.translation.conftest import toy_pairs
 
 EXECUTABLE = shutil.which("distillkit") or str(Path(sys.executable).parent / "distillkit")
@@ -55,13 +56,15 @@ def test_a_translate_run_trains_its_teacher_and_compares_three_models(translate_
                                              "max_position_embeddings": 64},
                                   "vocab_size": 200, "train": {"epochs": 2, "lr": 0.002}}},
             "distill": {"word_level": {"loss": "forward_kl"}, "alpha": 0.5, "label_smoothing": 0.1,
-                        "sequence_level": {"targets": "interpolated", "beam": 2, "nbest": 2}}}
+                        "sequence_level": {"targets": "interpolated", "beam": 2, "nbest": 2}},
+            "evaluate": {**config["evaluate"], "shortlist": {"frequent": 4, "per_source": 3}}}
     out = tmp_path / "runs" / "mt"
     assert main(["translate", str(_write(folder, here)), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "distilled" in printed and "BLEU" in printed
     results = json.loads((out / "results.json").read_text())
-    assert set(results["models"]) == {"teacher", "student_alone", "distilled", "distilled_int8"}
+    assert set(results["models"]) == {"teacher", "student_alone", "distilled", "distilled_int8",
+                                      "distilled_shortlist"}
     assert results["teacher"].startswith("trained here: 2+2 layers")
     distilled = results["models"]["distilled"]
     for key in ("greedy/bleu", "greedy/chrf", "greedy/exact_match", "beam2/bleu", "greedy/sentences_per_s@1",
@@ -73,6 +76,9 @@ def test_a_translate_run_trains_its_teacher_and_compares_three_models(translate_
     assert "label smoothing 0.1" in results["objective"]
     assert "version:" in results["signatures"]["bleu"] and len(results["samples"]["distilled"]) == 3
     assert any("against the teacher's beam2" in note for note in results["notes"])
+    assert any("with the lexical shortlist" in note for note in results["notes"])
+    shortlist = Shortlist.load(out / "distilled" / "model" / "shortlist.safetensors")  # saved beside the student
+    assert shortlist.settings.per_source == 3 and shortlist.frequent.numel() == 4
     assert (out / "teacher" / "model" / "tokenizer.json").is_file()  # the teacher trained here, saved
     assert json.loads((out / "distilled" / "model" / "config.json").read_text())["decoder_layers"] == 1
     assert "Sample translations" in (out / "report.html").read_text()

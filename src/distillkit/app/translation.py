@@ -50,6 +50,7 @@ from distillkit.translation.models import (
     train_tokenizer,
 )
 from distillkit.translation.sequence_level import SequenceTargets
+from distillkit.translation.shortlist import Shortlist, ShortlistSettings
 from distillkit.translation.training import TranslationTrainer, translation_distiller, trim_padding
 
 __all__ = ["build_parallel_data", "run_translation"]
@@ -160,8 +161,24 @@ def _distilled_training(config: TranslationConfig, teacher: nn.Module, prepared:
     return prepared.samples(pairs), said, {"folder": str(targets.folder), **decoding.to_dict()}
 
 
-def _measure(models: dict[str, nn.Module], prepared: _Prepared, config: TranslationConfig) -> dict[str, Any]:
+def _shortlist(config: TranslationConfig, prepared: _Prepared) -> Shortlist | None:
+    """The config's lexical shortlist, fitted on the training pairs (None without ``evaluate.shortlist``)."""
+    options = config.evaluate.shortlist
+    if options is None:
+        return None
+    tokenizer = prepared.tokenizer
+    encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+    pairs = prepared.splits.train
+    return Shortlist.build(encode([p.source for p in pairs]), encode([p.target for p in pairs]),
+                           settings=ShortlistSettings(**options.model_dump()), ignore=tokenizer.all_special_ids)
+
+
+def _measure(models: dict[str, nn.Module], prepared: _Prepared, config: TranslationConfig,
+             shortlist: Shortlist | None) -> dict[str, Any]:
     sources, references = references_by_source(prepared.splits.test)
+    shortlists = {"distilled_shortlist": shortlist} if shortlist is not None else {}
+    if shortlist is not None:
+        models = {**models, "distilled_shortlist": models["distilled"]}
     evaluation = config.evaluate
     base = Decoding(beam=1, length_penalty=evaluation.length_penalty, max_len_a=evaluation.max_len_a,
                     max_len_b=evaluation.max_len_b)
@@ -170,7 +187,7 @@ def _measure(models: dict[str, nn.Module], prepared: _Prepared, config: Translat
         decodings[f"beam{evaluation.beam}"] = Decoding(**{**base.to_dict(), "beam": evaluation.beam, "nbest": 1})
     comparison = Comparison(sources, references, decodings, target_language=target_language(config),
                             speed_sources=evaluation.speed_sources, speed_batches=tuple(evaluation.speed_batches),
-                            samples=evaluation.samples)
+                            samples=evaluation.samples, shortlists=shortlists)
     rows, samples, signatures = compare_translators(models, prepared.tokenizer, comparison)
     for name, model in models.items():
         rows[name]["params"] = float(count_parameters(model))
@@ -219,7 +236,8 @@ def run_translation(config: TranslationConfig, folder: RunFolder) -> dict[str, A
             results["sequence_level"] = sequence
         distilled, seconds = train_model("distilled", distiller, (train, val), settings, how)
         run.stop_if_signalled("measuring the models")
-        results.update(measure_three(lambda models: _measure(models, prepared, config),
+        shortlist = _shortlist(config, prepared)
+        results.update(measure_three(lambda models: _measure(models, prepared, config, shortlist),
                                      {"teacher": teacher, "student_alone": alone, "distilled": distilled},
                                      int8=config.evaluate.int8, seconds=(alone_seconds, seconds)))
         results["notes"] = notes(results)
@@ -227,6 +245,8 @@ def run_translation(config: TranslationConfig, folder: RunFolder) -> dict[str, A
             f"{config.name}: a translation model distilled by distillkit",
             f"Objective: {results['objective']}. Student: {student_said}. Teacher: {teacher_said}. Data: {described}.",
             card), pipeline_tag="translation")
+        if shortlist is not None:
+            shortlist.save(run.path / "distilled" / "model" / "shortlist.safetensors")
         write_text_atomic(run.path / "results.json", json_text(results))
         html_path = write_translation_report(run.path, results, dump_config(config))
         flat = {f"{name}/{key}": value for name, row in results["models"].items() for key, value in row.items()}

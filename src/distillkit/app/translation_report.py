@@ -13,7 +13,7 @@ from distillkit.storage import write_text_atomic
 __all__ = ["notes", "translation_table", "write_translation_report"]
 
 LABELS = {"teacher": "teacher", "student_alone": "student alone", "distilled": "distilled student",
-          "distilled_int8": "distilled, int8"}
+          "distilled_int8": "distilled, int8", "distilled_shortlist": "distilled, shortlist"}
 
 
 def _beam_label(results: dict[str, Any]) -> str | None:
@@ -65,6 +65,13 @@ def notes(results: dict[str, Any]) -> list[str]:
                      f"teacher's {beam} {teacher[f'{beam}/bleu']:.2f} "
                      f"({distilled['greedy/bleu'] - teacher[f'{beam}/bleu']:+.2f}), at {ratio:.1f}x its sentences/s "
                      "at batch 1")
+    listed = rows.get("distilled_shortlist", {})
+    if "greedy/bleu" in listed and "greedy/bleu" in distilled:
+        speed = "greedy/sentences_per_s@1"
+        ratio = listed[speed] / distilled[speed] if distilled.get(speed) else float("nan")
+        found.append(f"with the lexical shortlist the distilled student's greedy decoding scores "
+                     f"{listed['greedy/bleu']:.2f} BLEU ({listed['greedy/bleu'] - distilled['greedy/bleu']:+.2f}) at "
+                     f"{ratio:.2f}x its sentences/s at batch 1 without it")
     return found
 
 

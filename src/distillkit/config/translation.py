@@ -149,6 +149,15 @@ class TranslationDistill(Strict):
         return self
 
 
+class ShortlistOptions(Strict):
+    """A lexical shortlist for decoding (Marian's ``--shortlist``): see ``distillkit.translation.shortlist``."""
+
+    frequent: int = Field(100, ge=0, description="the target vocabulary's most frequent tokens, always scored")
+    per_source: int = Field(100, ge=1, description="the most likely translations kept for each source token "
+                            "(IBM Model 1 on the training pairs)")
+    iterations: int = Field(5, ge=1, le=50, description="EM iterations of IBM Model 1")
+
+
 class TranslationEvaluate(Strict):
     beam: int = Field(5, ge=1, le=64, description="the beam of the beam-search columns (greedy is always measured)")
     length_penalty: float = 1.0
@@ -158,6 +167,8 @@ class TranslationEvaluate(Strict):
     speed_batches: list[int] = Field(default_factory=lambda: [1, 32])
     samples: int = Field(8, ge=0, description="sample translations shown side by side in the report")
     int8: bool = Field(True, description="also score the distilled student with dynamic int8 weights")
+    shortlist: ShortlistOptions | None = Field(None, description="also score the distilled student decoding with "
+                                               "a lexical shortlist (saved beside it as shortlist.safetensors)")
 
 
 class TranslationConfig(Strict):

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from distillkit.storage import save_tensors
 
 __all__ = ["Shortlist", "ShortlistSettings", "restricted_output"]
 
@@ -105,15 +106,21 @@ class Shortlist:
         extra = torch.as_tensor(list(always), dtype=torch.long)
         return torch.cat([found[found >= 0], self.frequent, extra]).unique()
 
-    def save(self, path: str | Path) -> None:
-        """One ``.pt`` file (tensors and the settings)."""
-        torch.save({"candidates": self.candidates, "frequent": self.frequent, "settings": asdict(self.settings)},
-                   path)
+    def save(self, path: str | Path) -> Path:
+        """One safetensors file (tensors only, so loading it runs no code), written whole or not at all."""
+        settings = torch.tensor([getattr(self.settings, name) for name in _SETTINGS])
+        return save_tensors({"candidates": self.candidates, "frequent": self.frequent, "settings": settings}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Shortlist:
-        saved: dict[str, Any] = torch.load(path, weights_only=True)
-        return cls(saved["candidates"], saved["frequent"], ShortlistSettings(**saved["settings"]))
+        from safetensors.torch import load_file
+
+        saved = load_file(str(path))
+        settings = ShortlistSettings(**dict(zip(_SETTINGS, (int(v) for v in saved["settings"].tolist()))))
+        return cls(saved["candidates"], saved["frequent"], settings)
+
+
+_SETTINGS = tuple(field.name for field in fields(ShortlistSettings))
 
 
 @dataclass(frozen=True)
