@@ -101,6 +101,9 @@ def main() -> None:
                         help="the students (and the teacher's translations) use the first N training pairs only")
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS),
                         help="which distilled students to train beside the student alone")
+    parser.add_argument("--speed-students", nargs="+", default=None, metavar="NAME",
+                        help="--speed-only times only the saved students with these names (e.g. interp_word_kd): "
+                             "shorter rounds, so the machine's drift within a round matters less")
     parser.add_argument("--shortlist", metavar="FREQUENT:PER_SOURCE", default=None,
                         help="also decode each distilled student with a lexical shortlist (Marian's; e.g. 100:100) "
                              "built by IBM Model 1 on the training pairs: its BLEU and speed (and the teacher's "
@@ -244,7 +247,8 @@ def _speed_only(args: argparse.Namespace, teacher: Any, tokenizer: Any, sources:
     from distillkit.translation import decoding_speed
 
     students = {f"{folder.parent.name}/{folder.name}": AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
-                for folder in sorted(args.out.glob("seed*/*")) if (folder / "config.json").is_file()}
+                for folder in sorted(args.out.glob("seed*/*")) if (folder / "config.json").is_file()
+                and (args.speed_students is None or folder.name in args.speed_students)}
     if not students:
         raise SystemExit(f"no saved students under {args.out}/seed*/: run the benchmark first")
     listed = {f"{name}+shortlist": name for name in students if shortlist is not None and "alone" not in name}
