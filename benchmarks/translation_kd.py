@@ -217,17 +217,14 @@ def _shortlist(args: argparse.Namespace, tokenizer: Any, pairs: list[Any], test:
 
     frequent, per_source = (int(part) for part in args.shortlist.split(":"))
     began = time.perf_counter()
-    encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
-    shortlist = Shortlist.build(encode([p.source for p in pairs]), encode([p.target for p in pairs]),
-                                settings=ShortlistSettings(frequent=frequent, per_source=per_source),
-                                ignore=tokenizer.all_special_ids)
+    shortlist = Shortlist.fit(pairs, tokenizer, ShortlistSettings(frequent=frequent, per_source=per_source))
     seconds = time.perf_counter() - began
     sizes, covered, total = [], 0, 0
     for pair in test:
         source = tokenizer([pair.source], return_tensors="pt")
         allowed = set(shortlist.tokens(source["input_ids"], source["attention_mask"],
                                        always=[tokenizer.eos_token_id]).tolist())
-        reference = encode([pair.target])[0]
+        reference = tokenizer(text_target=pair.target, add_special_tokens=False)["input_ids"]
         sizes.append(len(allowed))
         covered, total = covered + sum(token in allowed for token in reference), total + len(reference)
     print(f"shortlist {frequent}:{per_source} fitted on {len(pairs)} pairs in {seconds:.0f} s; a test source alone "

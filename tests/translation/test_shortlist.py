@@ -5,15 +5,13 @@ put back, errors included."""
 import pytest
 import torch
 
-from distillkit.translation import Decoding, Shortlist, ShortlistSettings, decode, restricted_output
+from distillkit.translation import Decoding, SentencePair, Shortlist, ShortlistSettings, decode, restricted_output
 from tests.translation.conftest import ENGLISH, WORDS, encode, random_model, toy_pairs
 
 
 def _toy_shortlist(tokenizer, *, settings):
-    pairs = toy_pairs(400, seed=5)
-    sources = [tokenizer(english, add_special_tokens=False)["input_ids"] for english, _ in pairs]
-    targets = [tokenizer(toy, add_special_tokens=False)["input_ids"] for _, toy in pairs]
-    return Shortlist.build(sources, targets, settings=settings, ignore=[0, 1])
+    pairs = [SentencePair(english, toy) for english, toy in toy_pairs(400, seed=5)]
+    return Shortlist.fit(pairs, tokenizer, settings)
 
 
 def test_ibm_model_1_ranks_each_words_translation_first(toy_tokenizer):

@@ -166,11 +166,7 @@ def _shortlist(config: TranslationConfig, prepared: _Prepared) -> Shortlist | No
     options = config.evaluate.shortlist
     if options is None:
         return None
-    tokenizer = prepared.tokenizer
-    encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
-    pairs = prepared.splits.train
-    return Shortlist.build(encode([p.source for p in pairs]), encode([p.target for p in pairs]),
-                           settings=ShortlistSettings(**options.model_dump()), ignore=tokenizer.all_special_ids)
+    return Shortlist.fit(prepared.splits.train, prepared.tokenizer, ShortlistSettings(**options.model_dump()))
 
 
 def _measure(models: dict[str, nn.Module], prepared: _Prepared, config: TranslationConfig,

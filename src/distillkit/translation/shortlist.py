@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,6 +97,16 @@ class Shortlist:
             np.zeros(target_vocab)
         frequent = torch.from_numpy(np.argsort(-frequency, kind="stable")[:settings.frequent].copy())
         return cls(candidates, frequent, settings)
+
+    @classmethod
+    def fit(cls, pairs: Sequence[Any], tokenizer: Any, settings: ShortlistSettings = ShortlistSettings()
+            ) -> Shortlist:
+        """:meth:`build` on sentence pairs (``.source`` / ``.target`` text) tokenized as the models read them: the
+        sources by ``tokenizer(...)``, the targets by ``tokenizer(text_target=...)`` (a tokenizer with separate
+        source and target vocabularies, as opus-mt's, gives each side its own ids); special tokens left out."""
+        sources = tokenizer([p.source for p in pairs], add_special_tokens=False)["input_ids"]
+        targets = tokenizer(text_target=[p.target for p in pairs], add_special_tokens=False)["input_ids"]
+        return cls.build(sources, targets, settings=settings, ignore=tokenizer.all_special_ids)
 
     def tokens(self, input_ids: Tensor, attention_mask: Tensor, always: Sequence[int]) -> Tensor:
         """The sorted target ids a batch of sources may produce: the frequent tokens, the candidates of every
