@@ -25,7 +25,7 @@ The teacher and the teacher's translations are kept in ``<out>`` and reused by l
 students are saved in ``<out>/seed<N>/<name>``. It prints the table and writes ``<out>/translation_kd.json``.
 ``--speed-only ROUNDS`` then times the saved students' greedy decoding against the teacher's beam 5 at batch 1,
 round-robin (``<out>/speed_only.json``): the speed target's measure, on an otherwise idle machine.
-``--shortlist 100:100`` adds each distilled student decoding with a lexical shortlist (Marian's: the target
+``--paired`` times the teacher again before each student. ``--shortlist 100:100`` adds each distilled student decoding with a lexical shortlist (Marian's: the target
 tokens IBM Model 1 finds most likely for each source token, plus the most frequent ones), its BLEU and speed.
 """
 
@@ -104,6 +104,9 @@ def main() -> None:
     parser.add_argument("--speed-students", nargs="+", default=None, metavar="NAME",
                         help="--speed-only times only the saved students with these names (e.g. interp_word_kd): "
                              "shorter rounds, so the machine's drift within a round matters less")
+    parser.add_argument("--paired", action="store_true",
+                        help="--speed-only times the teacher's beam 5 right before each student, and takes each "
+                             "student's ratio to that measure (sturdier on a machine whose speed drifts)")
     parser.add_argument("--shortlist", metavar="FREQUENT:PER_SOURCE", default=None,
                         help="also decode each distilled student with a lexical shortlist (Marian's; e.g. 100:100) "
                              "built by IBM Model 1 on the training pairs: its BLEU and speed (and the teacher's "
@@ -235,8 +238,9 @@ def _shortlist(args: argparse.Namespace, tokenizer: Any, pairs: list[Any], test:
 
 def _speed_only(args: argparse.Namespace, teacher: Any, tokenizer: Any, sources: list[str], shortlist: Any) -> None:
     """Sentences/s at batch 1: the teacher's beam 5 and each saved student's greedy decoding, timed one after the
-    other in every round (so a busy minute slows all of them), and each student's ratio to the teacher per round.
-    With a ``shortlist``, also each distilled student decoding with it, and the teacher's beam 5 with it."""
+    other in every round (so a busy minute slows all of them), and each student's ratio to the teacher per round
+    (with ``--paired``, to the teacher timed right before it). With a ``shortlist``, also each distilled student
+    decoding with it, and the teacher's beam 5 with it."""
     import statistics
 
     from transformers import AutoModelForSeq2SeqLM
@@ -259,6 +263,10 @@ def _speed_only(args: argparse.Namespace, teacher: Any, tokenizer: Any, sources:
             speeds["teacher beam5+shortlist"].append(decoding_speed(
                 teacher, tokenizer, sources, Decoding(beam=5), batch_size=1, shortlist=shortlist).sentences_per_second)
         for name in ratios:
+            if args.paired and name != next(iter(ratios)):
+                teacher_speed = decoding_speed(teacher, tokenizer, sources, Decoding(beam=5),
+                                               batch_size=1).sentences_per_second
+                speeds["teacher beam5"].append(teacher_speed)
             student, listing = students[listed.get(name, name)], shortlist if name in listed else None
             speed = decoding_speed(student, tokenizer, sources, Decoding(beam=1), batch_size=1,
                                    shortlist=listing).sentences_per_second
