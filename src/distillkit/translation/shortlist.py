@@ -71,8 +71,7 @@ class Shortlist:
             raise ValueError("a shortlist needs as many source as target sentences, and at least one")
         skip = np.asarray(sorted(set(ignore)), dtype=np.int64)
         src = [np.setdiff1d(np.asarray(s, dtype=np.int64), skip) for s in sources]  # (each distinct token once)
-        tgt = [np.asarray(t, dtype=np.int64) for t in targets]
-        tgt = [t[~np.isin(t, skip)] for t in tgt]
+        tgt = [t[~np.isin(t, skip)] for t in (np.asarray(t, dtype=np.int64) for t in targets)]
         source_vocab = 1 + max((int(s.max()) for s in src if s.size), default=0)
         target_vocab = 1 + max((int(t.max()) for t in tgt if t.size), default=0)
         null = source_vocab
@@ -93,8 +92,7 @@ class Shortlist:
         for token in range(source_vocab):
             best = ranked_target[first[token]:first[token + 1]][:settings.per_source]
             candidates[token, :best.size] = torch.from_numpy(best)
-        frequency = np.bincount(np.concatenate(tgt), minlength=target_vocab) if any(t.size for t in tgt) else \
-            np.zeros(target_vocab)
+        frequency = np.bincount(np.concatenate(tgt), minlength=target_vocab)  # (some target is non-empty: above)
         frequent = torch.from_numpy(np.argsort(-frequency, kind="stable")[:settings.frequent].copy())
         return cls(candidates, frequent, settings)
 
