@@ -25,8 +25,10 @@ The teacher and the teacher's translations are kept in ``<out>`` and reused by l
 students are saved in ``<out>/seed<N>/<name>``. It prints the table and writes ``<out>/translation_kd.json``.
 ``--speed-only ROUNDS`` then times the saved students' greedy decoding against the teacher's beam 5 at batch 1,
 round-robin (``<out>/speed_only.json``): the speed target's measure, on an otherwise idle machine.
-``--paired`` times the teacher again before each student. ``--shortlist 100:100`` adds each distilled student decoding with a lexical shortlist (Marian's: the target
-tokens IBM Model 1 finds most likely for each source token, plus the most frequent ones), its BLEU and speed.
+``--paired`` times the teacher again before each student. ``--fresh-students`` starts every student (alone and
+distilled alike) from fresh weights instead of the teacher's layers. ``--shortlist 100:100`` adds each distilled
+student decoding with a lexical shortlist (Marian's: the target tokens IBM Model 1 finds most likely for each source
+token, plus the most frequent ones), its BLEU and speed.
 """
 
 from __future__ import annotations
@@ -88,6 +90,11 @@ def main() -> None:
     parser.add_argument("--teacher-epochs", type=int, default=6)
     parser.add_argument("--student-epochs", type=int, default=3)
     parser.add_argument("--decoder-layers", type=int, default=1, help="the students' decoder layers")
+    parser.add_argument("--encoder-layers", type=int, default=None,
+                        help="the students' encoder layers (default: the teacher's)")
+    parser.add_argument("--fresh-students", action="store_true",
+                        help="students start from fresh weights (the same for every row of a seed) instead of the "
+                             "teacher's layers")
     parser.add_argument("--alpha", type=float, default=0.5, help="the word-level term's weight")
     parser.add_argument("--label-smoothing", type=float, default=0.0,
                         help="smoothing of the students' cross-entropy on their targets (fairseq / Marian: 0.1)")
@@ -169,7 +176,9 @@ def main() -> None:
                                "data": splits.counts, "cleaning": cleaned, "teacher": describe_layers(teacher),
                                "teacher_train_seconds": teacher_seconds, "seqkd_seconds": seqkd_seconds, "seeds": {}}
     for seed in args.seeds:
-        initial = smaller_seq2seq(teacher, {"decoder_layers": args.decoder_layers}, copy_weights=True, seed=seed)
+        shape = {"decoder_layers": args.decoder_layers,
+                 **({"encoder_layers": args.encoder_layers} if args.encoder_layers else {})}
+        initial = smaller_seq2seq(teacher, shape, copy_weights=not args.fresh_students, seed=seed)
         results["student"] = describe_layers(initial)
         students: dict[str, Any] = {}
         seconds: dict[str, float] = {}
@@ -178,7 +187,7 @@ def main() -> None:
                    "interp_word_kd": (True, interpolated)}
         for name in ["student_alone", *args.students]:
             with_teacher, data = recipes[name]
-            student = smaller_seq2seq(teacher, {"decoder_layers": args.decoder_layers}, copy_weights=True, seed=seed)
+            student = smaller_seq2seq(teacher, shape, copy_weights=not args.fresh_students, seed=seed)
             student.load_state_dict(initial.state_dict())
             distiller = translation_distiller(teacher if with_teacher else None, student, loss=kd,
                                               alpha=args.alpha if with_teacher else 1.0,
