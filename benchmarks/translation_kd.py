@@ -175,9 +175,10 @@ def main() -> None:
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
                                "data": splits.counts, "cleaning": cleaned, "teacher": describe_layers(teacher),
                                "teacher_train_seconds": teacher_seconds, "seqkd_seconds": seqkd_seconds, "seeds": {}}
+    shape = {"decoder_layers": args.decoder_layers}  # the students' layers; widths are the teacher's
+    if args.encoder_layers:
+        shape["encoder_layers"] = args.encoder_layers
     for seed in args.seeds:
-        shape = {"decoder_layers": args.decoder_layers,
-                 **({"encoder_layers": args.encoder_layers} if args.encoder_layers else {})}
         initial = smaller_seq2seq(teacher, shape, copy_weights=not args.fresh_students, seed=seed)
         results["student"] = describe_layers(initial)
         students: dict[str, Any] = {}
